@@ -1,0 +1,57 @@
+# kube-llm: every target does its own set-up (virtual environments, installs, builds).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# checkov gets a virtual environment of its own: its pins drag openai and others back years
+# and make pip backtrack for over ten minutes when it shares the project's environment.
+CHECKOV_VENV := .checkov-venv
+CHECKOV := $(CHECKOV_VENV)/bin/checkov
+CHECKOV_VERSION := 3.3.30
+export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: demo test lint typecheck imports pytest venv checkov bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "==> installing kube-llm with the dev and llm extras into $(VENV)"
+	@echo "    (the first run builds llama-cpp-python from source: about 7 minutes on 2 cores; pip caches it)"
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --progress-bar off -e '.[dev,llm]'
+	@touch $@
+
+checkov: $(CHECKOV)
+
+$(CHECKOV):
+	@echo "==> installing checkov $(CHECKOV_VERSION) into its own environment $(CHECKOV_VENV)"
+	@test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --progress-bar off checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+imports: $(STAMP)
+	$(VENV)/bin/lint-imports
+
+pytest: $(STAMP) $(CHECKOV)
+	KUBE_LLM_CHECKOV=$(abspath $(CHECKOV)) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+test: lint typecheck imports pytest
+
+demo: $(STAMP)
+	$(VENV)/bin/kube-llm demo
+
+bench: $(STAMP)
+	$(PY) bench/proxy_overhead.py
+
+clean:
+	rm -rf $(VENV) $(CHECKOV_VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache
