@@ -48,7 +48,7 @@ pytest: $(STAMP) $(CHECKOV)
 test: lint typecheck imports pytest
 
 demo: $(STAMP)
-	$(VENV)/bin/kube-llm demo
+	$(VENV)/bin/kube-llm sandbox
 
 bench: $(STAMP)
 	$(PY) bench/proxy_overhead.py

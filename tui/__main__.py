@@ -1,0 +1,7 @@
+"""`python -m tui` runs the `kube-llm` command line."""
+
+import sys
+
+from tui.cli import main
+
+sys.exit(main())
