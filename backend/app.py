@@ -1,0 +1,73 @@
+"""The Starlette app: routes, middleware, and the lifespan that owns the engine client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx2
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Route
+
+from backend.admission import Gate
+from backend.chat import chat_completions, models_endpoint
+from backend.engine import open_engine_client
+from backend.errors import exception_handlers
+from backend.health import Readiness, healthz, readyz
+from backend.metrics import Metrics, metrics_endpoint
+from backend.middleware import ServedByMiddleware
+from backend.openapi import openapi_endpoint
+from backend.settings import Settings
+from backend.state import BackendState
+
+__all__ = ["create_app"]
+
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/models", models_endpoint, methods=["GET"]),
+    Route("/healthz", healthz, methods=["GET"]),
+    Route("/readyz", readyz, methods=["GET"]),
+    Route("/metrics", metrics_endpoint, methods=["GET"]),
+    Route("/openapi.json", openapi_endpoint, methods=["GET"], include_in_schema=False),
+]
+
+middleware = [Middleware(ServedByMiddleware)]
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[dict[str, BackendState]]:
+    """Open the one engine client for the app's lifetime and yield the shared state."""
+    settings: Settings = app.state.settings
+    async with open_engine_client(settings, app.state.engine_transport) as client:
+        yield {
+            "backend": BackendState(
+                settings=settings,
+                client=client,
+                gate=app.state.gate,
+                metrics=app.state.metrics,
+                readiness=Readiness(settings, client),
+            )
+        }
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine_transport: httpx2.AsyncBaseTransport | None = None,
+) -> Starlette:
+    """Build the backend app; ``engine_transport`` replaces the network (tests only)."""
+    settings = Settings.from_env() if settings is None else settings
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers=exception_handlers,
+        lifespan=lifespan,
+    )
+    metrics = Metrics()
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.gate = Gate(settings.max_inflight, metrics)
+    app.state.engine_transport = engine_transport
+    app.state.served_by = settings.pod_name.encode("ascii")
+    return app

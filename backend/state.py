@@ -1,0 +1,34 @@
+"""The typed state the lifespan hands to every request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
+
+import httpx2
+from starlette.requests import Request
+
+from backend.admission import Gate
+from backend.metrics import Metrics
+from backend.settings import Settings
+
+if TYPE_CHECKING:
+    from backend.health import Readiness
+
+__all__ = ["BackendState", "backend_state"]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendState:
+    """What endpoints share: settings, the engine client, the gate, metrics and readiness."""
+
+    settings: Settings
+    client: httpx2.AsyncClient
+    gate: Gate
+    metrics: Metrics
+    readiness: Readiness
+
+
+def backend_state(request: Request) -> BackendState:
+    """Return the state the lifespan yielded, for ``request``."""
+    return cast(BackendState, request.state.backend)

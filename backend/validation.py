@@ -1,0 +1,189 @@
+"""Validation of chat completion requests: limits, roles, ranges and the field allowlist."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from backend.errors import ApiError
+from backend.settings import Settings
+
+__all__ = ["ChatRequest", "validate_chat"]
+
+# Roles a client may send, and the role the engine gets for each.
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_MAX_STOP_SEQUENCES = 4
+_MAX_STOP_CHARS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A validated chat: what the engine is sent, and how the client wants the reply."""
+
+    model: str
+    stream: bool
+    engine_payload: dict[str, Any]
+    prompt_chars: int
+
+
+def _invalid(message: str, param: str | None, code: str = "invalid_value") -> ApiError:
+    return ApiError(400, message, code=code, param=param)
+
+
+def _number(
+    body: dict[str, Any], name: str, low: float, high: float, *, integer: bool = False
+) -> float | int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    # bool is an int in Python, but not a number in JSON.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = "an integer" if integer else "a number"
+        raise _invalid(f"'{name}' must be {kind}.", name, "invalid_type")
+    if integer and not isinstance(value, int):
+        raise _invalid(f"'{name}' must be an integer.", name, "invalid_type")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise _invalid(f"'{name}' must be between {low:g} and {high:g}.", name)
+    return value
+
+
+def _content_text(content: Any, param: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for index, part in enumerate(content):
+            if (
+                not isinstance(part, dict)
+                or part.get("type") != "text"
+                or not isinstance(part.get("text"), str)
+            ):
+                raise _invalid(
+                    "Only text content parts are supported.", f"{param}[{index}]", "invalid_type"
+                )
+            parts.append(part["text"])
+        return "".join(parts)
+    raise _invalid("Message content must be a string or a list of text parts.", param)
+
+
+def _messages(body: dict[str, Any], settings: Settings) -> tuple[list[dict[str, str]], int]:
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _invalid("'messages' must be a non-empty array.", "messages", "invalid_type")
+    if len(messages) > settings.max_messages:
+        raise _invalid(
+            f"Too many messages: at most {settings.max_messages} are allowed.",
+            "messages",
+            "too_many_messages",
+        )
+    cleaned: list[dict[str, str]] = []
+    total = 0
+    for index, message in enumerate(messages):
+        param = f"messages[{index}]"
+        if not isinstance(message, dict):
+            raise _invalid("Each message must be an object.", param, "invalid_type")
+        role = message.get("role")
+        if not isinstance(role, str) or role not in _ROLES:
+            raise _invalid(
+                "Message role must be one of system, developer, user, assistant.",
+                f"{param}.role",
+                "invalid_role",
+            )
+        text = _content_text(message.get("content"), f"{param}.content")
+        if len(text) > settings.max_message_chars:
+            raise _invalid(
+                f"Message too long: at most {settings.max_message_chars} characters.",
+                f"{param}.content",
+                "message_too_long",
+            )
+        total += len(text)
+        if total > settings.max_total_chars:
+            raise _invalid(
+                f"Conversation too long: at most {settings.max_total_chars} characters in all.",
+                "messages",
+                "context_too_long",
+            )
+        cleaned.append({"role": _ROLES[role], "content": text})
+    return cleaned, total
+
+
+def _stop(body: dict[str, Any]) -> list[str] | None:
+    stop = body.get("stop")
+    if stop is None:
+        return None
+    items = [stop] if isinstance(stop, str) else stop
+    if (
+        not isinstance(items, list)
+        or len(items) > _MAX_STOP_SEQUENCES
+        or not all(isinstance(item, str) and 0 < len(item) <= _MAX_STOP_CHARS for item in items)
+    ):
+        raise _invalid(
+            f"'stop' must be a string or up to {_MAX_STOP_SEQUENCES} non-empty strings.", "stop"
+        )
+    return list(items)
+
+
+def validate_chat(body: Any, settings: Settings) -> ChatRequest:
+    """Check a parsed request body and build the allowlisted engine payload.
+
+    Raises ``ApiError`` (a 4xx) for anything the backend will not send to the engine.
+    """
+    if not isinstance(body, dict):
+        raise _invalid("The request body must be a JSON object.", None, "invalid_type")
+    model = body.get("model", settings.model)
+    if not isinstance(model, str):
+        raise _invalid("'model' must be a string.", "model", "invalid_type")
+    if model not in settings.models:
+        raise ApiError(
+            404,
+            f"The model '{model[:100]}' does not exist or is not served here.",
+            code="model_not_found",
+            param="model",
+        )
+    stream = body.get("stream", False)
+    if stream is None:
+        stream = False
+    if not isinstance(stream, bool):
+        raise _invalid("'stream' must be a boolean.", "stream", "invalid_type")
+    n = _number(body, "n", 1, 1, integer=True)
+    del n  # only one choice is ever produced; accepted for compatibility.
+    messages, prompt_chars = _messages(body, settings)
+
+    requested = _number(body, "max_completion_tokens", 1, 2**31, integer=True)
+    if requested is None:
+        requested = _number(body, "max_tokens", 1, 2**31, integer=True)
+    max_tokens = settings.max_tokens_cap if requested is None else int(requested)
+
+    payload: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "stream": True,
+        "max_tokens": min(max_tokens, settings.max_tokens_cap),
+    }
+    for name, low, high in (
+        ("temperature", 0.0, 2.0),
+        ("top_p", 0.0, 1.0),
+        ("presence_penalty", -2.0, 2.0),
+        ("frequency_penalty", -2.0, 2.0),
+    ):
+        value = _number(body, name, low, high)
+        if value is not None:
+            payload[name] = value
+    seed = _number(body, "seed", -(2**63), 2**63 - 1, integer=True)
+    if seed is not None:
+        payload["seed"] = seed
+    stop = _stop(body)
+    if stop is not None:
+        payload["stop"] = stop
+    options = body.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict) or not isinstance(
+            options.get("include_usage", False), bool
+        ):
+            raise _invalid("'stream_options' must be an object.", "stream_options")
+        if stream and options.get("include_usage"):
+            payload["stream_options"] = {"include_usage": True}
+    return ChatRequest(
+        model=model, stream=stream, engine_payload=payload, prompt_chars=prompt_chars
+    )
