@@ -173,3 +173,11 @@ def test_sandbox_demo_timings_are_short() -> None:
     backend = container(pod_spec(deployment(objs)), "backend")
     assert backend["startupProbe"]["periodSeconds"] <= 2
     assert backend["readinessProbe"]["periodSeconds"] <= 2
+
+
+def test_overlays_pin_the_same_engine_release() -> None:
+    """One Ollama release for every overlay, so the sandbox and Minikube behave alike."""
+    tags = {
+        container(pod_spec(deployment(rendered(target))), "engine")["image"] for target in OVERLAYS
+    }
+    assert len(tags) == 1, tags
