@@ -663,7 +663,8 @@ def decide(
 
     ``hpa`` is the HPA object (or just its ``spec``); ``current_replicas`` the target's
     ``spec.replicas``; ``pods`` the pods its selector matches; ``usage`` the latest sample of
-    each pod that has one (pods without one count as missing). ``history`` is updated.
+    each pod that has one (pods without one count as missing; samples of pods not in ``pods``
+    are not read). ``history`` is updated.
     """
     spec: Mapping[str, Any] = hpa.get("spec", hpa)
     config = config or HPAConfig()
@@ -724,6 +725,9 @@ def decide(
             else up_rules.tolerance,
         )
         metrics = list(spec.get("metrics") or [])
+        # The metrics API is asked with the target's selector: only these pods' samples count.
+        known = {pod.name for pod in pods}
+        usage = {name: sample for name, sample in usage.items() if name in known}
         best = 0
         best_name = ""
         invalid = 0

@@ -474,6 +474,16 @@ def test_a_container_absent_from_the_metrics_fails_the_metric() -> None:
     )
 
 
+def test_samples_of_pods_outside_the_selector_are_not_read() -> None:
+    pods = make_pods(2)
+    usage = usage_at(pods, 140)
+    usage["other-app"] = PodSample("other-app", 1.0, 15.0, {"web": ContainerSample(9**9, 1)})
+    decision = decide(
+        make_hpa(), current_replicas=2, pods=pods, usage=usage, now=1.0, history=HPAHistory()
+    )
+    assert decision.desired_replicas == 4
+
+
 def test_a_missing_request_fails_the_metric() -> None:
     pods = [PodState("p", {"engine": {"memory": 1}})]
     decision = decide(
