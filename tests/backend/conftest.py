@@ -67,10 +67,12 @@ def content_of(events: list[str]) -> str:
 
 def assert_openai_error(body: Any) -> dict[str, Any]:
     """Check ``body`` is in the OpenAI error shape and return its error object."""
-    assert isinstance(body, dict) and set(body) == {"error"}, body
+    assert isinstance(body, dict), body
+    assert set(body) == {"error"}, body
     error = body["error"]
     assert set(error) == {"message", "type", "param", "code"}, error
-    assert isinstance(error["message"], str) and error["message"]
+    assert isinstance(error["message"], str)
+    assert error["message"]
     assert isinstance(error["type"], str)
     return error
 

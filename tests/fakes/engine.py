@@ -49,6 +49,7 @@ class EngineConfig:
     busy_ms_per_token: float = 0.0
     reply: str | None = None
     drip_interval: float = 0.5
+    drip_from_event: int = 0
     midstream_style: Literal["event", "abort"] = "event"
     listed_models: list[str] | None = None
 
@@ -179,7 +180,11 @@ class _Stream(Response):
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         events = self._events()
         if config.fail == "drip":
-            for byte in b"".join(events):
+            # The first ``drip_from_event`` events arrive whole, the rest one byte at a time.
+            whole = b"".join(events[: config.drip_from_event])
+            if whole:
+                await send({"type": "http.response.body", "body": whole, "more_body": True})
+            for byte in b"".join(events[config.drip_from_event :]):
                 await send({"type": "http.response.body", "body": bytes([byte]), "more_body": True})
                 await anyio.sleep(config.drip_interval)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
