@@ -16,7 +16,9 @@ recommendation over the 300 s downscale window, scale-up capped at ``max(2 * cur
 per sync, no rate history); an HPA with a ``behavior`` (even ``{}``) gets the API defaults for
 what it leaves out (scale-up: window 0, ``Max`` of 4 pods and 100 % per 15 s; scale-down:
 window 300 s, ``Max`` of 100 % per 15 s). ``behavior.scale{Up,Down}.tolerance`` (1.33+) is
-honoured when set.
+honoured when set. Metrics of type ``Resource`` and ``ContainerResource`` with
+``target.type: Utilization`` are supported; any other metric fails (``ScalingActive`` False)
+with a message saying so.
 
 API summary, for the sandbox core's HPA controller (every ``--hpa-sync-seconds``)::
 
