@@ -205,6 +205,14 @@ class ChatRelay(Response):
             return
         outcome = Outcome()
         client_gone = False
+        replied = False
+
+        async def send_and_track(message: Message) -> None:
+            nonlocal replied
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                replied = True  # uvicorn reports a disconnect once the reply is complete
+            await send(message)
+
         try:
             async with anyio.create_task_group() as group:
 
@@ -212,11 +220,12 @@ class ChatRelay(Response):
                     nonlocal client_gone
                     while (await receive())["type"] != "http.disconnect":
                         pass
-                    client_gone = True
-                    group.cancel_scope.cancel()
+                    if not replied:
+                        client_gone = True
+                        group.cancel_scope.cancel()
 
                 group.start_soon(watch_disconnect)
-                await self._relay(send, active, outcome)
+                await self._relay(send_and_track, active, outcome)
                 group.cancel_scope.cancel()
         finally:
             state.gate.release(active)

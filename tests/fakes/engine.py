@@ -28,7 +28,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 __all__ = ["FAILURES", "EngineConfig", "EngineStats", "create_engine_app", "main"]
 
@@ -131,6 +131,14 @@ class _Stream(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.stats.open_streams += 1
         disconnected = False
+        replied = False
+
+        async def send_and_track(message: Message) -> None:
+            nonlocal replied
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                replied = True  # uvicorn reports a disconnect once the reply is complete
+            await send(message)
+
         try:
             async with anyio.create_task_group() as group:
 
@@ -138,11 +146,12 @@ class _Stream(Response):
                     nonlocal disconnected
                     while (await receive())["type"] != "http.disconnect":
                         pass
-                    disconnected = True
-                    group.cancel_scope.cancel()
+                    if not replied:
+                        disconnected = True
+                        group.cancel_scope.cancel()
 
                 group.start_soon(watch)
-                await self._produce(send)
+                await self._produce(send_and_track)
                 group.cancel_scope.cancel()
         finally:
             self.stats.open_streams -= 1
