@@ -1,0 +1,149 @@
+"""`python -m sandbox`: a local stand-in for a Kubernetes cluster running the sandbox overlay.
+
+A test bench and a way to try the cockpit without a cluster, not a production orchestrator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from sandbox.cluster import NAMESPACE, RenderError, Sandbox, SandboxOptions, render_overlay
+
+DESCRIPTION = """\
+Run kube-llm's sandbox overlay on this machine, with no cluster: an API server on 127.0.0.1
+that speaks the part of the Kubernetes API that kubectl and the kube-llm cockpit use (pods,
+deployments, HPAs, events, evictions, metrics.k8s.io, service and pod proxies), a kubelet that
+runs each pod's containers as local processes (the engine sidecar is llama-cpp-python's server
+on the embedded SmolLM2-135M model, the backend is `python -m backend`), and the Deployment,
+PodDisruptionBudget and HorizontalPodAutoscaler controllers.
+
+This is a test bench and a way to try the cockpit without a cluster, not a production
+orchestrator: no isolation, no scheduling, no persistence. Ctrl+C (or SIGTERM) stops it and
+every process it started.
+"""
+
+
+def parse_args(argv: list[str] | None = None) -> SandboxOptions:
+    """Command-line options."""
+    parser = argparse.ArgumentParser(
+        prog="kube-llm sandbox",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--overlay",
+        type=Path,
+        default=Path("kustomize/overlays/sandbox"),
+        help="kustomization to render and run (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="API server port on 127.0.0.1 (default: a free one)"
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        type=Path,
+        default=Path(".sandbox/kubeconfig"),
+        help="where to write the kubeconfig with the sandbox's bearer token (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--hpa-sync-seconds",
+        type=float,
+        default=15.0,
+        help="HPA controller sync period (Kubernetes: 15; shorter for demos)",
+    )
+    parser.add_argument(
+        "--engine-cmd",
+        default=None,
+        help="command for each pod's engine sidecar instead of llama-cpp-python's server; "
+        "{port} and {model} are replaced by the engine's loopback port and the model name",
+    )
+    parser.add_argument(
+        "--watch-history",
+        type=int,
+        default=1000,
+        help="watch events kept per resource; older resourceVersions get 410 Gone (tests)",
+    )
+    parser.add_argument(
+        "--bookmark-seconds",
+        type=float,
+        default=10.0,
+        help="interval of watch bookmarks for clients that allow them (default: %(default)s)",
+    )
+    args = parser.parse_args(argv)
+    if args.hpa_sync_seconds <= 0:
+        parser.error("--hpa-sync-seconds must be positive")
+    return SandboxOptions(
+        overlay=args.overlay,
+        port=args.port,
+        kubeconfig=args.kubeconfig,
+        hpa_sync_seconds=args.hpa_sync_seconds,
+        engine_cmd=args.engine_cmd,
+        watch_history=args.watch_history,
+        bookmark_seconds=args.bookmark_seconds,
+        workdir=Path.cwd(),
+    )
+
+
+def banner(sandbox: Sandbox) -> str:
+    """How to use the running sandbox."""
+    kubeconfig = sandbox.options.kubeconfig
+    engine = sandbox.options.engine_cmd or "llama-cpp-python server, SmolLM2-135M (embedded)"
+    skipped = (
+        f"\n  not run here:  {', '.join(sandbox.skipped)} (no such API in the sandbox)"
+        if sandbox.skipped
+        else ""
+    )
+    return f"""\
+kube-llm sandbox: a local test bench that speaks the Kubernetes API (not a production cluster)
+  API server:    {sandbox.server_url}
+  kubeconfig:    {kubeconfig}
+  overlay:       {sandbox.options.overlay}
+  engine:        {engine}
+  HPA sync:      every {sandbox.options.hpa_sync_seconds:g} s{skipped}
+
+Watch it:
+  kubectl --kubeconfig {kubeconfig} get pods,hpa -n {NAMESPACE}
+  kubectl --kubeconfig {kubeconfig} get events -n {NAMESPACE} -w
+Chat through the Service (the API server's service proxy), e.g.:
+  kubectl --kubeconfig {kubeconfig} get --raw \\
+    /api/v1/namespaces/{NAMESPACE}/services/llm-backend:http/proxy/v1/models
+Open the cockpit on it:
+  kube-llm tui --kubeconfig {kubeconfig} -n {NAMESPACE}
+
+Ctrl+C stops the sandbox and every process it started."""
+
+
+async def serve(options: SandboxOptions) -> int:
+    """Run the sandbox until SIGINT or SIGTERM."""
+    try:
+        objects = await asyncio.to_thread(render_overlay, options.overlay)
+    except RenderError as error:
+        print(f"kube-llm sandbox: {error}", file=sys.stderr)
+        return 2
+    sandbox = Sandbox(options, objects)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, sandbox.stop)
+    ready = asyncio.Event()
+    runner = asyncio.create_task(sandbox.run(ready))
+    await ready.wait()
+    print(banner(sandbox), flush=True)
+    await runner
+    print("kube-llm sandbox: stopped; no process left behind.", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m sandbox` and `kube-llm sandbox`."""
+    options = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(serve(options))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

