@@ -7,9 +7,18 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-__all__ = ["OPENAPI", "openapi_endpoint"]
+from backend.settings import Settings
+from backend.state import backend_state
+
+__all__ = ["build_openapi", "openapi_endpoint"]
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
+# One server-sent event: data is a JSON chunk, a JSON error (the last event), or [DONE].
+_SSE_EVENT = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {"data": {"type": "string"}},
+}
 
 
 def _error_responses(*codes: int) -> dict[str, Any]:
@@ -31,154 +40,161 @@ def _error_responses(*codes: int) -> dict[str, Any]:
     }
 
 
-_MESSAGE = {
-    "type": "object",
-    "required": ["role", "content"],
-    "properties": {
-        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
-        "content": {
-            "oneOf": [
-                {"type": "string"},
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    # The backend treats an explicit null like an absent field, as the OpenAI API does.
+    return {**schema, "nullable": True}
+
+
+def _chat_request(settings: Settings) -> dict[str, Any]:
+    text = {"type": "string", "maxLength": settings.max_message_chars}
+    message = {
+        "type": "object",
+        "required": ["role", "content"],
+        "properties": {
+            "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
+            "content": {
+                "oneOf": [
+                    text,
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["type", "text"],
+                            "properties": {
+                                "type": {"type": "string", "enum": ["text"]},
+                                "text": text,
+                            },
+                        },
+                    },
+                ]
+            },
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["messages"],
+        "description": (
+            f"At most {settings.max_total_chars} characters over all messages and "
+            f"{settings.max_body_bytes} bytes in all. Unknown fields are dropped; "
+            f"max_tokens is capped at {settings.max_tokens_cap}."
+        ),
+        "properties": {
+            "model": {"type": "string", "enum": list(settings.models)},
+            "messages": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": settings.max_messages,
+                "items": message,
+            },
+            "stream": _nullable({"type": "boolean"}),
+            "max_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": 2**31}),
+            "max_completion_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": 2**31}),
+            "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
+            "top_p": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
+            "presence_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
+            "frequency_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
+            "seed": _nullable({"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}),
+            "n": _nullable({"type": "integer", "minimum": 1, "maximum": 1}),
+            "stop": _nullable(
                 {
-                    "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["type", "text"],
-                        "properties": {
-                            "type": {"type": "string", "enum": ["text"]},
-                            "text": {"type": "string"},
+                    "oneOf": [
+                        {"type": "string", "minLength": 1, "maxLength": 256},
+                        {
+                            "type": "array",
+                            "maxItems": 4,
+                            "items": {"type": "string", "minLength": 1, "maxLength": 256},
                         },
-                    },
-                },
-            ]
+                    ]
+                }
+            ),
+            "stream_options": _nullable(
+                {"type": "object", "properties": {"include_usage": {"type": "boolean"}}}
+            ),
         },
-    },
-}
+    }
 
-_CHAT_REQUEST = {
+
+def build_openapi(settings: Settings) -> dict[str, Any]:
+    """Return the OpenAPI description for a backend with ``settings`` (its limits included)."""
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "kube-llm backend",
+            "version": "0.1.0",
+            "description": "OpenAI-compatible chat gateway in front of an LLM engine sidecar.",
+        },
+        "paths": {
+            "/v1/chat/completions": {
+                "post": {
+                    "summary": "Create a chat completion (server-sent events when streamed)",
+                    "operationId": "createChatCompletion",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _chat_request(settings)}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The completion, or its stream of chunks",
+                            "content": {
+                                "application/json": {"schema": {"type": "object"}},
+                                "text/event-stream": {"schema": _SSE_EVENT},
+                            },
+                        },
+                        **_error_responses(400, 404, 413, 429, 502, 503, 504),
+                    },
+                }
+            },
+            "/v1/models": _get("listModels", "List the models this backend serves"),
+            "/healthz": _get("healthz", "Liveness: the process answers"),
+            "/readyz": _get(
+                "readyz", "Readiness: engine reachable, model listed, not draining", 503
+            ),
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "operationId": "metrics",
+                    "responses": {
+                        "200": {
+                            "description": "Text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {"schemas": {"Error": _ERROR_SCHEMA}},
+    }
+
+
+def _get(operation: str, summary: str, *errors: int) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": operation,
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **_error_responses(*errors),
+            },
+        }
+    }
+
+
+_ERROR_SCHEMA = {
     "type": "object",
-    "required": ["messages"],
+    "required": ["error"],
     "properties": {
-        "model": {"type": "string"},
-        "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
-        "stream": {"type": "boolean"},
-        "max_tokens": {"type": "integer", "minimum": 1},
-        "max_completion_tokens": {"type": "integer", "minimum": 1},
-        "temperature": {"type": "number", "minimum": 0, "maximum": 2},
-        "top_p": {"type": "number", "minimum": 0, "maximum": 1},
-        "presence_penalty": {"type": "number", "minimum": -2, "maximum": 2},
-        "frequency_penalty": {"type": "number", "minimum": -2, "maximum": 2},
-        "seed": {"type": "integer"},
-        "n": {"type": "integer", "minimum": 1, "maximum": 1},
-        "stop": {
-            "oneOf": [
-                {"type": "string"},
-                {"type": "array", "maxItems": 4, "items": {"type": "string"}},
-            ]
-        },
-        "stream_options": {
+        "error": {
             "type": "object",
-            "properties": {"include_usage": {"type": "boolean"}},
-        },
-    },
-}
-
-OPENAPI: dict[str, Any] = {
-    "openapi": "3.0.3",
-    "info": {
-        "title": "kube-llm backend",
-        "version": "0.1.0",
-        "description": "OpenAI-compatible chat gateway in front of an LLM engine sidecar.",
-    },
-    "paths": {
-        "/v1/chat/completions": {
-            "post": {
-                "summary": "Create a chat completion (streamed as server-sent events when asked)",
-                "operationId": "createChatCompletion",
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": _CHAT_REQUEST}},
-                },
-                "responses": {
-                    "200": {
-                        "description": "The completion, or its stream of chunks",
-                        "content": {
-                            "application/json": {"schema": {"type": "object"}},
-                            "text/event-stream": {"schema": {"type": "string"}},
-                        },
-                    },
-                    **_error_responses(400, 404, 413, 429, 502, 503, 504),
-                },
-            }
-        },
-        "/v1/models": {
-            "get": {
-                "summary": "List the models this backend serves",
-                "operationId": "listModels",
-                "responses": {
-                    "200": {
-                        "description": "The model list",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    }
-                },
-            }
-        },
-        "/healthz": {
-            "get": {
-                "summary": "Liveness",
-                "operationId": "healthz",
-                "responses": {
-                    "200": {
-                        "description": "The process answers",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    }
-                },
-            }
-        },
-        "/readyz": {
-            "get": {
-                "summary": "Readiness: engine reachable, model listed, not draining",
-                "operationId": "readyz",
-                "responses": {
-                    "200": {
-                        "description": "Ready",
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
-                    **_error_responses(503),
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "operationId": "metrics",
-                "responses": {
-                    "200": {
-                        "description": "Text exposition format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-    },
-    "components": {
-        "schemas": {
-            "Error": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {
-                    "error": {
-                        "type": "object",
-                        "required": ["message", "type", "param", "code"],
-                        "properties": {
-                            "message": {"type": "string"},
-                            "type": {"type": "string"},
-                            "param": {"type": "string", "nullable": True},
-                            "code": {"type": "string", "nullable": True},
-                        },
-                    }
-                },
-            }
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": "string", "nullable": True},
+                "code": {"type": "string", "nullable": True},
+            },
         }
     },
 }
@@ -186,4 +202,4 @@ OPENAPI: dict[str, Any] = {
 
 async def openapi_endpoint(request: Request) -> Response:
     """Serve ``GET /openapi.json``."""
-    return JSONResponse(OPENAPI)
+    return JSONResponse(build_openapi(backend_state(request).settings))

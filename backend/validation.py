@@ -150,9 +150,11 @@ def validate_chat(body: Any, settings: Settings) -> ChatRequest:
     del n  # only one choice is ever produced; accepted for compatibility.
     messages, prompt_chars = _messages(body, settings)
 
+    # max_completion_tokens is OpenAI's newer name for max_tokens; it wins when both are set.
     requested = _number(body, "max_completion_tokens", 1, 2**31, integer=True)
+    legacy = _number(body, "max_tokens", 1, 2**31, integer=True)
     if requested is None:
-        requested = _number(body, "max_tokens", 1, 2**31, integer=True)
+        requested = legacy
     max_tokens = settings.max_tokens_cap if requested is None else int(requested)
 
     payload: dict[str, Any] = {
