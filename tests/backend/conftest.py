@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from starlette.applications import Starlette
 
 from backend.app import create_app
 from backend.settings import Settings
 from tests.fakes.engine import EngineConfig, EngineStats, create_engine_app
-from tests.fakes.serve import serve_in_thread
+from tests.fakes.serve import free_port, serve_in_thread
 
 CHAT = "/v1/chat/completions"
 
@@ -111,3 +117,56 @@ def backend(engine: FakeEngine) -> Iterator[Backend]:
 
 
 BackendFactory = Callable[..., AbstractContextManager[Backend]]
+
+
+@dataclass
+class BackendProcess:
+    """``python -m backend`` running as a real process, its log going to a file."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        """Everything the process wrote to stdout and stderr so far."""
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def backend_process(engine_url: str, tmp_path: Path, **env: str) -> Iterator[BackendProcess]:
+    """Start ``python -m backend`` against ``engine_url``; kill it on exit if still running."""
+    port = free_port()
+    environ = {
+        **os.environ,
+        "ENGINE_URL": engine_url,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "POD_NAME": "proc-pod",
+        **env,
+    }
+    log_path = tmp_path / f"backend-{port}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "backend"],
+            env=environ,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            assert process.poll() is None, log_path.read_text()
+            try:
+                if httpx2.get(url + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            assert time.monotonic() < deadline, "backend process did not start"
+            time.sleep(0.05)
+        yield BackendProcess(url, process, log_path)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
