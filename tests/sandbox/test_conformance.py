@@ -1,0 +1,469 @@
+"""The sandbox's API against the official clients: `kubernetes` (sync), `kubernetes.aio`, kubectl.
+
+One sandbox (fake engine) serves the whole module; each test leaves two Ready pods behind.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from tests.sandbox.harness import (
+    NAMESPACE,
+    SELECTOR,
+    RunningSandbox,
+    fake_engine_cmd,
+    start_sandbox,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+WATCH_HISTORY = 40
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    running = start_sandbox(
+        tmp_path_factory.mktemp("conformance"),
+        "--hpa-sync-seconds",
+        "2",
+        "--watch-history",
+        str(WATCH_HISTORY),
+        "--bookmark-seconds",
+        "1",
+        engine_cmd=fake_engine_cmd(busy_ms_per_token=0, token_delay=0.05, tokens=20),
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def api(sandbox: RunningSandbox) -> Iterator[client.ApiClient]:
+    api_client = config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+    yield api_client
+    api_client.close()
+
+
+def two_ready(sandbox: RunningSandbox) -> list[str]:
+    """Wait until the Deployment is back at two Ready pods and nothing terminates."""
+
+    def settled() -> list[str] | None:
+        pods = sandbox.pods()
+        ready = sandbox.ready_pods()
+        return ready if len(ready) == 2 and len(pods) == 2 else None
+
+    return wait_for(settled, 60, "two Ready pods and no terminating one")
+
+
+def test_list_with_label_selectors(sandbox: RunningSandbox, api: client.ApiClient) -> None:
+    two_ready(sandbox)
+    core = client.CoreV1Api(api)
+    assert len(core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR).items) == 2
+    assert (
+        len(
+            core.list_namespaced_pod(
+                NAMESPACE, label_selector="app.kubernetes.io/name in (llm-backend,x)"
+            ).items
+        )
+        == 2
+    )
+    assert (
+        core.list_namespaced_pod(
+            NAMESPACE, label_selector="app.kubernetes.io/name!=llm-backend"
+        ).items
+        == []
+    )
+    assert (
+        core.list_namespaced_pod(
+            NAMESPACE, label_selector="app.kubernetes.io/name notin (llm-backend)"
+        ).items
+        == []
+    )
+    assert len(core.list_namespaced_pod(NAMESPACE, label_selector="pod-template-hash").items) == 2
+    assert core.list_namespaced_pod(NAMESPACE, label_selector="!pod-template-hash").items == []
+    assert (
+        core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/name=other").items
+        == []
+    )
+    name = core.list_namespaced_pod(NAMESPACE).items[0].metadata.name
+    by_name = core.list_namespaced_pod(NAMESPACE, field_selector=f"metadata.name={name}").items
+    assert [p.metadata.name for p in by_name] == [name]
+
+
+def test_get_pod_has_real_shapes(sandbox: RunningSandbox, api: client.ApiClient) -> None:
+    two_ready(sandbox)
+    core = client.CoreV1Api(api)
+    name = core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR).items[0].metadata.name
+    pod = core.read_namespaced_pod(name, NAMESPACE)
+    assert pod.metadata.uid
+    assert int(pod.metadata.resource_version) > 0
+    assert pod.metadata.creation_timestamp is not None
+    owner = pod.metadata.owner_references[0]
+    assert (owner.kind, owner.name, owner.controller) == ("Deployment", "llm-backend", True)
+    assert pod.status.phase == "Running"
+    conditions = {c.type: c.status for c in pod.status.conditions}
+    assert (
+        conditions["Ready"] == conditions["ContainersReady"] == conditions["Initialized"] == "True"
+    )
+    assert conditions["PodScheduled"] == "True"
+    (backend,) = pod.status.container_statuses
+    assert backend.name == "backend"
+    assert backend.ready
+    assert backend.started
+    assert backend.state.running.started_at is not None
+    assert backend.restart_count == 0
+    init = {s.name: s for s in pod.status.init_container_statuses}
+    assert init["engine"].state.running is not None
+    assert init["engine"].started
+    assert init["model-pull"].state.terminated.reason == "Completed"
+    with pytest.raises(ApiException) as missing:
+        core.read_namespaced_pod("no-such-pod", NAMESPACE)
+    assert missing.value.status == 404
+    status = json.loads(missing.value.body)
+    assert status["kind"] == "Status"
+    assert status["reason"] == "NotFound"
+    assert status["message"] == 'pods "no-such-pod" not found'
+
+
+def test_requests_without_the_token_get_401(sandbox: RunningSandbox) -> None:
+    for token in ("", "wrong"):
+        with sandbox.http(token=token) as http:
+            response = http.get(f"/api/v1/namespaces/{NAMESPACE}/pods")
+        assert response.status_code == 401
+        assert response.json()["kind"] == "Status"
+
+
+def test_watch_resumes_from_a_resource_version(
+    sandbox: RunningSandbox, api: client.ApiClient
+) -> None:
+    two_ready(sandbox)
+    core = client.CoreV1Api(api)
+    listing = core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR)
+    name = listing.items[0].metadata.name
+    core.patch_namespaced_pod(name, NAMESPACE, {"metadata": {"annotations": {"test/mark": "1"}}})
+    seen = []
+    stream = watch.Watch().stream(
+        core.list_namespaced_pod,
+        NAMESPACE,
+        label_selector=SELECTOR,
+        resource_version=listing.metadata.resource_version,
+        timeout_seconds=2,
+    )
+    for event in stream:
+        seen.append(
+            (event["type"], event["object"].metadata.name, event["object"].metadata.annotations)
+        )
+    assert ("MODIFIED", name, {"test/mark": "1"}) in seen
+
+
+def test_watch_from_a_compacted_version_gets_410(
+    sandbox: RunningSandbox, api: client.ApiClient
+) -> None:
+    two_ready(sandbox)
+    core = client.CoreV1Api(api)
+    listing = core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR)
+    name = listing.items[0].metadata.name
+    for index in range(WATCH_HISTORY + 5):
+        core.patch_namespaced_pod(
+            name, NAMESPACE, {"metadata": {"annotations": {"test/n": str(index)}}}
+        )
+    with pytest.raises(ApiException) as gone:
+        for _ in watch.Watch().stream(
+            core.list_namespaced_pod,
+            NAMESPACE,
+            resource_version=listing.metadata.resource_version,
+            timeout_seconds=2,
+        ):
+            pass
+    assert gone.value.status == 410
+    # A fresh list gives a version that can be watched again.
+    fresh = core.list_namespaced_pod(NAMESPACE).metadata.resource_version
+    list(
+        watch.Watch().stream(
+            core.list_namespaced_pod, NAMESPACE, resource_version=fresh, timeout_seconds=1
+        )
+    )
+
+
+def test_watch_sends_bookmarks(sandbox: RunningSandbox) -> None:
+    with sandbox.http() as http:
+        rv = http.get(f"/api/v1/namespaces/{NAMESPACE}/pods").json()["metadata"]["resourceVersion"]
+        params = {
+            "watch": "true",
+            "resourceVersion": rv,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": "3",
+        }
+        with http.stream("GET", f"/api/v1/namespaces/{NAMESPACE}/pods", params=params) as response:
+            events = [json.loads(line) for line in response.iter_lines() if line.strip()]
+    bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
+    assert bookmarks, events
+    assert int(bookmarks[-1]["object"]["metadata"]["resourceVersion"]) >= int(rv)
+
+
+def test_eviction_is_refused_when_it_would_break_the_budget(
+    sandbox: RunningSandbox, api: client.ApiClient
+) -> None:
+    first, second = two_ready(sandbox)
+    core = client.CoreV1Api(api)
+
+    def evict(name: str) -> None:
+        body = client.V1Eviction(metadata=client.V1ObjectMeta(name=name, namespace=NAMESPACE))
+        core.create_namespaced_pod_eviction(name, NAMESPACE, body)
+
+    evict(first)
+    assert core.read_namespaced_pod(first, NAMESPACE).metadata.deletion_timestamp is not None
+    with pytest.raises(ApiException) as refused:
+        evict(second)
+    assert refused.value.status == 429
+    status = json.loads(refused.value.body)
+    assert status["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
+    assert status["details"]["causes"][0]["reason"] == "DisruptionBudget"
+    assert "needs 1 healthy pods and has 1 currently" in status["details"]["causes"][0]["message"]
+    assert core.read_namespaced_pod(second, NAMESPACE).metadata.deletion_timestamp is None
+    two_ready(sandbox)
+
+
+def test_delete_is_graceful_and_the_pod_is_replaced(
+    sandbox: RunningSandbox, api: client.ApiClient
+) -> None:
+    victim, survivor = two_ready(sandbox)
+    core = client.CoreV1Api(api)
+    core.delete_namespaced_pod(victim, NAMESPACE)
+    terminating = core.read_namespaced_pod(victim, NAMESPACE)
+    assert terminating.metadata.deletion_timestamp is not None
+    assert terminating.metadata.deletion_grace_period_seconds == 35
+    # The replacement exists at once; the terminating pod takes no new traffic.
+    names = {
+        p.metadata.name for p in core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR).items
+    }
+    assert len(names - {victim, survivor}) == 1
+    with sandbox.http() as http:
+        served = {
+            http.get(
+                f"/api/v1/namespaces/{NAMESPACE}/services/llm-backend:http/proxy/healthz"
+            ).headers.get("x-served-by")
+            for _ in range(6)
+        }
+    assert victim not in served
+    ready = two_ready(sandbox)
+    assert victim not in ready
+    assert survivor in ready
+    reasons = {
+        e.reason
+        for e in core.list_namespaced_event(
+            NAMESPACE, field_selector=f"involvedObject.name={victim}"
+        ).items
+    }
+    assert {"Scheduled", "Pulled", "Created", "Started", "Killing"} <= reasons
+
+
+def test_scale_subresource(sandbox: RunningSandbox, api: client.ApiClient) -> None:
+    two_ready(sandbox)
+    apps = client.AppsV1Api(api)
+    autoscaling = client.AutoscalingV2Api(api)
+    # The HPA owns the replica count (it would undo a manual scale at its next sync, as on a
+    # cluster): take it away for this test, then put it back.
+    hpa = api.sanitize_for_serialization(
+        autoscaling.read_namespaced_horizontal_pod_autoscaler("llm-backend", NAMESPACE)
+    )
+    autoscaling.delete_namespaced_horizontal_pod_autoscaler("llm-backend", NAMESPACE)
+    scale = apps.read_namespaced_deployment_scale("llm-backend", NAMESPACE)
+    assert scale.spec.replicas == 2
+    assert scale.status.selector == SELECTOR
+    apps.patch_namespaced_deployment_scale("llm-backend", NAMESPACE, {"spec": {"replicas": 3}})
+    wait_for(lambda: len(sandbox.ready_pods()) == 3, 60, "a third Ready pod")
+    assert apps.read_namespaced_deployment("llm-backend", NAMESPACE).status.ready_replicas == 3
+    apps.replace_namespaced_deployment_scale(
+        "llm-backend",
+        NAMESPACE,
+        {"metadata": {"name": "llm-backend", "namespace": NAMESPACE}, "spec": {"replicas": 2}},
+    )
+    two_ready(sandbox)
+    hpa["metadata"] = {"name": "llm-backend", "labels": hpa["metadata"].get("labels", {})}
+    hpa.pop("status", None)
+    autoscaling.create_namespaced_horizontal_pod_autoscaler(NAMESPACE, hpa)
+
+
+def test_service_proxy_spreads_and_streams(sandbox: RunningSandbox) -> None:
+    ready = set(two_ready(sandbox))
+    path = f"/api/v1/namespaces/{NAMESPACE}/services/llm-backend:http/proxy"
+    with sandbox.http() as http:
+        served = {http.get(f"{path}/readyz").headers["x-served-by"] for _ in range(4)}
+        assert served == ready
+        body = {
+            "model": "smollm2:135m",
+            "stream": True,
+            "messages": [{"role": "user", "content": "hi"}],
+        }
+        start = time.monotonic()
+        arrivals = []
+        with http.stream("POST", f"{path}/v1/chat/completions", json=body) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            for line in response.iter_lines():
+                if line.startswith("data:"):
+                    arrivals.append(time.monotonic() - start)
+    # 20 tokens 50 ms apart: the first arrives long before the last (no buffering).
+    assert len(arrivals) >= 10
+    assert arrivals[-1] - arrivals[0] > 0.5
+    pod = sorted(ready)[0]
+    with sandbox.http() as http:
+        metrics = http.get(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}:8000/proxy/metrics")
+    assert metrics.status_code == 200
+    assert "kube_llm_inflight" in metrics.text
+    assert metrics.headers["x-served-by"] == pod
+
+
+def test_hpa_and_metrics_api(sandbox: RunningSandbox, api: client.ApiClient) -> None:
+    two_ready(sandbox)
+    hpa = wait_for(
+        lambda: (
+            (
+                h := client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler(
+                    "llm-backend", NAMESPACE
+                )
+            ).status.current_metrics
+            and h
+        ),
+        30,
+        "HPA current metrics",
+    )
+    assert hpa.status.current_replicas == 2
+    assert hpa.status.desired_replicas == 2
+    kinds = {(m.type, m.container_resource.name) for m in hpa.status.current_metrics}
+    assert kinds == {("ContainerResource", "cpu"), ("ContainerResource", "memory")}
+    assert {c.type for c in hpa.status.conditions} >= {"AbleToScale", "ScalingActive"}
+    metrics = client.CustomObjectsApi(api).list_namespaced_custom_object(
+        "metrics.k8s.io", "v1beta1", NAMESPACE, "pods"
+    )
+    assert metrics["kind"] == "PodMetricsList"
+    assert metrics["items"]
+    containers = {c["name"] for c in metrics["items"][0]["containers"]}
+    assert containers == {"engine", "backend"}
+
+
+def test_kubectl_get_and_delete(sandbox: RunningSandbox) -> None:
+    victim, _ = two_ready(sandbox)
+    result = sandbox.kubectl("get", "pods,deploy,hpa,events", "-n", NAMESPACE)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "pod/" + victim in out
+    assert "2/2" in out
+    assert "Running" in out
+    assert "deployment.apps/llm-backend" in out
+    assert "horizontalpodautoscaler.autoscaling/llm-backend" in out
+    assert "cpu: " in out
+    assert "Scheduled" in out
+    assert "SuccessfulCreate" in out
+    result = sandbox.kubectl("get", "pdb,svc,cm", "-n", NAMESPACE)
+    assert result.returncode == 0, result.stderr
+    result = sandbox.kubectl("delete", "pod", victim, "-n", NAMESPACE)
+    assert result.returncode == 0, result.stderr
+    assert f'pod "{victim}" deleted' in result.stdout
+    # kubectl waited for the pod to be gone.
+    missing = sandbox.kubectl("get", "pod", victim, "-n", NAMESPACE)
+    assert missing.returncode != 0
+    assert "NotFound" in missing.stderr
+    two_ready(sandbox)
+
+
+async def test_aio_client(sandbox: RunningSandbox) -> None:
+    from kubernetes.aio import client as aio_client
+    from kubernetes.aio import config as aio_config
+    from kubernetes.aio import watch as aio_watch
+
+    await _settle(sandbox)
+    api_client = await aio_config.new_client_from_config(config_file=str(sandbox.kubeconfig))
+    async with api_client:
+        core = aio_client.CoreV1Api(api_client)
+        apps = aio_client.AppsV1Api(api_client)
+        listing = await core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR)
+        assert len(listing.items) == 2
+        first, second = (p.metadata.name for p in listing.items)
+        pod = await core.read_namespaced_pod(first, NAMESPACE)
+        assert pod.metadata.uid == listing.items[0].metadata.uid
+        scale = await apps.read_namespaced_deployment_scale("llm-backend", NAMESPACE)
+        assert scale.spec.replicas == 2
+        await core.create_namespaced_pod_eviction(
+            first, NAMESPACE, aio_client.V1Eviction(metadata=aio_client.V1ObjectMeta(name=first))
+        )
+        with pytest.raises(aio_client.ApiException) as refused:
+            await core.create_namespaced_pod_eviction(
+                second,
+                NAMESPACE,
+                aio_client.V1Eviction(metadata=aio_client.V1ObjectMeta(name=second)),
+            )
+        assert refused.value.status == 429
+        seen: list[tuple[str, str]] = []
+        stream = aio_watch.Watch().stream(
+            core.list_namespaced_pod,
+            NAMESPACE,
+            label_selector=SELECTOR,
+            resource_version=listing.metadata.resource_version,
+            timeout_seconds=3,
+        )
+        async for event in stream:
+            seen.append((event["type"], event["object"].metadata.name))
+        assert ("MODIFIED", first) in seen
+        assert any(kind == "ADDED" and name not in (first, second) for kind, name in seen)
+        await _settle(sandbox)
+        listing = await core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR)
+        victim = listing.items[0].metadata.name
+        await core.delete_namespaced_pod(victim, NAMESPACE, grace_period_seconds=0)
+        with pytest.raises(aio_client.ApiException) as gone:
+            await core.read_namespaced_pod(victim, NAMESPACE)
+        assert gone.value.status == 404
+        with pytest.raises(aio_client.ApiException) as expired:
+            async for _ in aio_watch.Watch().stream(
+                core.list_namespaced_pod, NAMESPACE, resource_version="1", timeout_seconds=2
+            ):
+                pass
+        assert expired.value.status == 410
+    await _settle(sandbox)
+
+
+async def _settle(sandbox: RunningSandbox) -> None:
+    import asyncio
+
+    await asyncio.to_thread(two_ready, sandbox)
+
+
+def test_fault_injection_for_client_resilience(sandbox: RunningSandbox) -> None:
+    two_ready(sandbox)
+    with sandbox.http() as http:
+        assert (
+            http.post("/sandbox/faults", json={"fail_next": 1, "fail_code": 503}).status_code == 200
+        )
+        failed = http.get(f"/api/v1/namespaces/{NAMESPACE}/pods")
+        assert failed.status_code == 503
+        assert failed.json()["kind"] == "Status"
+        listing = http.get(f"/api/v1/namespaces/{NAMESPACE}/pods")
+        assert listing.status_code == 200
+        rv = listing.json()["metadata"]["resourceVersion"]
+        name = listing.json()["items"][0]["metadata"]["name"]
+        http.patch(
+            f"/api/v1/namespaces/{NAMESPACE}/pods/{name}",
+            json={"metadata": {"annotations": {"test/fault": "1"}}},
+            headers={"Content-Type": "application/merge-patch+json"},
+        ).raise_for_status()
+        http.post("/sandbox/faults", json={"compact": True})
+        params = {"watch": "true", "resourceVersion": rv, "timeoutSeconds": "1"}
+        with http.stream("GET", f"/api/v1/namespaces/{NAMESPACE}/pods", params=params) as response:
+            events = [json.loads(line) for line in response.iter_lines() if line.strip()]
+    assert [e["type"] for e in events] == ["ERROR"]
+    assert events[0]["object"]["code"] == 410
+    assert events[0]["object"]["reason"] == "Expired"
+
+
+def test_unknown_path_is_a_status_404(sandbox: RunningSandbox) -> None:
+    with sandbox.http() as http:
+        response = http.get("/apis/nope.example.com/v1/things")
+    assert response.status_code == 404
+    assert response.json()["kind"] == "Status"
