@@ -479,6 +479,43 @@ def m15_dockerfile_user(dockerfile: str) -> list[str]:
     return []
 
 
+def dockerfile_base_images(dockerfile: str) -> list[str]:
+    """The images the FROM lines name, with ARG defaults substituted; earlier stages skipped."""
+    args: dict[str, str] = {}
+    stages: set[str] = set()
+    bases: list[str] = []
+    for raw in _dockerfile_instructions(dockerfile):
+        keyword, _, rest = raw.partition(" ")
+        if keyword.upper() == "ARG" and "=" in rest:
+            name, _, default = rest.strip().partition("=")
+            args.setdefault(name.strip(), default.strip().strip("\"'"))
+        elif keyword.upper() == "FROM":
+            words = [w for w in rest.split() if not w.startswith("--")]
+            if not words:
+                bases.append("")
+                continue
+            image = re.sub(r"\$\{?(\w+)\}?", lambda m: args.get(m[1], m[0]), words[0])
+            if image.lower() not in stages:
+                bases.append(image)
+            if len(words) >= 3 and words[1].upper() == "AS":
+                stages.add(words[2].lower())
+    return bases
+
+
+def m14_dockerfile_pinned_bases(dockerfile: str) -> list[str]:
+    """M14 for the image: every base image (ARG defaults resolved) has a tag that is not latest."""
+    problems = []
+    bases = dockerfile_base_images(dockerfile)
+    if not bases:
+        problems.append("no FROM instruction")
+    for image in bases:
+        if not image or "$" in image:
+            problems.append(f"FROM {image!r}: not resolvable (an ARG without a default?)")
+        elif "@" not in image and image_tag(image) in (None, "latest"):
+            problems.append(f"FROM {image}: not pinned to a tag")
+    return problems
+
+
 def _dockerfile_instructions(dockerfile: str) -> list[str]:
     """Instructions with comments dropped and backslash continuations joined."""
     instructions: list[str] = []
