@@ -17,10 +17,12 @@ import datetime as dt
 import hmac
 import json
 import math
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import unquote
 
 import httpx2
 from starlette.applications import Starlette
@@ -36,6 +38,9 @@ from sandbox.store import (
     PDBS,
     PODS,
     RESOURCE_TYPES,
+    ROLEBINDINGS,
+    ROLES,
+    SERVICEACCOUNTS,
     ApiError,
     ResourceType,
     Store,
@@ -106,12 +111,46 @@ def success_status(code: int = 200, details: JSON | None = None) -> JSON:
     return body
 
 
+@dataclass(frozen=True)
+class User:
+    """Who a bearer token belongs to: the sandbox's admin, or a ServiceAccount."""
+
+    name: str
+    admin: bool = False
+    service_account: tuple[str, str] | None = None  # (namespace, name)
+
+
+class Authenticator:
+    """Bearer tokens: the admin token of the kubeconfig plus tokens issued to ServiceAccounts."""
+
+    def __init__(self, admin_token: str) -> None:
+        self._users: dict[str, User] = {admin_token: User("kube-llm-sandbox-admin", admin=True)}
+
+    def issue(self, namespace: str, service_account: str) -> str:
+        """A new token for a ServiceAccount (what TokenRequest returns)."""
+        token = secrets.token_urlsafe(32)
+        name = f"system:serviceaccount:{namespace}:{service_account}"
+        self._users[token] = User(name, service_account=(namespace, service_account))
+        return token
+
+    def user(self, supplied: bytes) -> User | None:
+        """The user of a token, compared in constant time."""
+        found = None
+        for token, user in self._users.items():
+            if hmac.compare_digest(supplied, token.encode()):
+                found = user
+        return found
+
+
+USER_SCOPE_KEY = "kube_llm_user"
+
+
 class BearerAuth:
     """Pure ASGI middleware: every HTTP request needs `Authorization: Bearer <token>`."""
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
         self._app = app
-        self._token = token.encode()
+        self._authenticator = authenticator
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -121,11 +160,73 @@ class BearerAuth:
         for name, value in scope.get("headers", []):
             if name == b"authorization" and value.startswith(b"Bearer "):
                 supplied = value[len(b"Bearer ") :].strip()
-        if not hmac.compare_digest(supplied, self._token):
+        user = self._authenticator.user(supplied) if supplied else None
+        if user is None:
             error = ApiError(401, "Unauthorized", "Unauthorized")
             await status_response(error)(scope, receive, send)
             return
+        scope[USER_SCOPE_KEY] = user
         await self._app(scope, receive, send)
+
+
+def _rule_allows(rule: JSON, verb: str, group: str, resource: str, name: str | None) -> bool:
+    def has(values: list[str] | None, wanted: str) -> bool:
+        return values is not None and ("*" in values or wanted in values)
+
+    if not (
+        has(rule.get("verbs"), verb)
+        and has(rule.get("apiGroups"), group)
+        and has(rule.get("resources"), resource)
+    ):
+        return False
+    names = rule.get("resourceNames")
+    return not names or (name is not None and name in names)
+
+
+def authorize(
+    store: Store,
+    user: User,
+    verb: str,
+    group: str,
+    resource: str,
+    namespace: str | None,
+    name: str | None,
+) -> None:
+    """RBAC for ServiceAccounts through namespaced Roles and RoleBindings (403 when denied)."""
+    if user.admin:
+        return
+    allowed = False
+    if namespace and user.service_account is not None:
+        sa_namespace, sa_name = user.service_account
+        for binding in store.list(ROLEBINDINGS, namespace):
+            subjects = binding.get("subjects") or []
+            if not any(
+                s.get("kind") == "ServiceAccount"
+                and s.get("name") == sa_name
+                and (s.get("namespace") or namespace) == sa_namespace
+                for s in subjects
+            ):
+                continue
+            ref = binding.get("roleRef") or {}
+            if ref.get("kind") != "Role":
+                continue
+            role = store.find(ROLES, namespace, ref.get("name", ""))
+            if role and any(
+                _rule_allows(rule, verb, group, resource, name) for rule in role.get("rules") or []
+            ):
+                allowed = True
+                break
+    if allowed:
+        return
+    subject = f'{resource} "{name}"' if name else resource
+    where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+    raise ApiError(
+        403,
+        "Forbidden",
+        f'{subject} is forbidden: User "{user.name}" cannot {verb} resource "{resource}" '
+        f'in API group "{group}"{where}',
+        {"name": name or "", "group": group, "kind": resource.split("/")[0]},
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -420,6 +521,13 @@ def _api_resources(group: str, version: str) -> list[JSON]:
                 )
             elif sub == "log":
                 sub_entry.update(kind="Pod", verbs=["get"])
+            elif sub == "token":
+                sub_entry.update(
+                    group="authentication.k8s.io",
+                    version="v1",
+                    kind="TokenRequest",
+                    verbs=["create"],
+                )
             resources.append(sub_entry)
     return resources
 
@@ -455,6 +563,7 @@ class ApiServer:
         self,
         store: Store,
         runtime: Runtime,
+        authenticator: Authenticator,
         *,
         bookmark_seconds: float = 10.0,
         faults: Faults | None = None,
@@ -462,6 +571,7 @@ class ApiServer:
     ) -> None:
         self.store = store
         self.runtime = runtime
+        self.authenticator = authenticator
         self.bookmark_seconds = bookmark_seconds
         self.faults = faults or Faults()
         self.http: httpx2.AsyncClient | None = None
@@ -506,6 +616,9 @@ class ApiServer:
         return JSONResponse({"kind": "APIGroupList", "apiVersion": "v1", "groups": _groups()})
 
     async def _faults(self, request: Request) -> Response:
+        user: User = request.scope[USER_SCOPE_KEY]
+        if not user.admin:
+            return status_response(ApiError(403, "Forbidden", "fault injection is for the admin"))
         spec = await request.json()
         if spec.get("compact"):
             self.store.compact()
@@ -582,6 +695,15 @@ class ApiServer:
                     }
                 )
             target = self._target(group, version, parts)
+            authorize(
+                self.store,
+                request.scope[USER_SCOPE_KEY],
+                _verb(request, target),
+                target.rt.group,
+                target.rt.plural + (f"/{target.subresource}" if target.subresource else ""),
+                target.namespace,
+                target.name,
+            )
             if target.subresource in ("proxy",):
                 return await self._proxy(request, target)
             return await self._handle(request, target)
@@ -635,6 +757,8 @@ class ApiServer:
                 self.store, namespace, target.name, options.get("gracePeriodSeconds")
             )
             return JSONResponse(result, status_code=201)
+        if target.subresource == "token":
+            return await self._token_request(request, target)
         if target.subresource == "log":
             return self._log(target, request)
         if target.subresource == "scale":
@@ -663,7 +787,10 @@ class ApiServer:
             updated = self.store.update(rt, patched, subresource=target.subresource)
             return JSONResponse(updated)
         if method == "DELETE":
-            options = await self._json(request, allow_empty=True)
+            if "protobuf" in request.headers.get("content-type", ""):
+                options = {}  # DeleteOptions as protobuf: the query parameters still apply
+            else:
+                options = await self._json(request, allow_empty=True)
             grace_text = params.get("gracePeriodSeconds")
             grace = int(grace_text) if grace_text is not None else options.get("gracePeriodSeconds")
             if rt is PODS:
@@ -702,7 +829,11 @@ class ApiServer:
             else:
                 value = json.loads(body)
         except ValueError as error:
-            raise bad_request(f"the request body is not valid JSON: {error}") from error
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the sandbox reads JSON and YAML bodies only, not {content_type!r}: {error}",
+            ) from error
         if not isinstance(value, dict):
             raise bad_request("the request body must be an object")
         return value
@@ -849,6 +980,34 @@ class ApiServer:
             text = b"".join(text.splitlines(keepends=True)[-int(tail) :])
         return Response(text, media_type="text/plain")
 
+    async def _token_request(self, request: Request, target: Target) -> Response:
+        """TokenRequest (`kubectl create token SA`): a token acting as the ServiceAccount."""
+        assert target.name is not None
+        if request.method != "POST":
+            raise ApiError(405, "MethodNotAllowed", "token accepts only POST")
+        namespace = target.namespace or "default"
+        self.store.get(SERVICEACCOUNTS, namespace, target.name)
+        # kubectl sends this request as protobuf, which the sandbox does not decode: only
+        # expirationSeconds matters, and the default serves.
+        protobuf = "protobuf" in request.headers.get("content-type", "")
+        body = {} if protobuf else await self._json(request, allow_empty=True)
+        spec = body.get("spec") or {}
+        seconds = int(spec.get("expirationSeconds") or 3600)
+        token = self.authenticator.issue(namespace, target.name)
+        return JSONResponse(
+            {
+                "kind": "TokenRequest",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"name": target.name, "namespace": namespace},
+                "spec": {"audiences": spec.get("audiences") or [], "expirationSeconds": seconds},
+                "status": {
+                    "token": token,
+                    "expirationTimestamp": timestamp(now() + dt.timedelta(seconds=seconds)),
+                },
+            },
+            status_code=201,
+        )
+
     async def _scale(self, request: Request, target: Target) -> Response:
         assert target.name is not None
         namespace = target.namespace or ""
@@ -929,14 +1088,36 @@ class ApiServer:
 
     async def _proxy(self, request: Request, target: Target) -> Response:
         assert target.name is not None
-        raw_path = request.scope.get("raw_path") or request.url.path.encode()
-        marker = f"/{target.name}/proxy".encode()
-        index = raw_path.find(marker)
-        tail = raw_path[index + len(marker) :].decode() if index >= 0 else ""
+        raw_path = (request.scope.get("raw_path") or request.url.path.encode()).decode()
+        segments = raw_path.split("/")
+        tail = ""
+        for index in range(1, len(segments)):
+            if segments[index] == "proxy" and unquote(segments[index - 1]) == target.name:
+                rest = segments[index + 1 :]
+                tail = "/" + "/".join(rest) if rest else ""
+                break
         namespace = target.namespace or "default"
         if target.rt is PODS:
             return await proxy.pod_proxy(self, request, namespace, target.name, tail)
         return await proxy.service_proxy(self, request, namespace, target.name, tail)
+
+
+def _verb(request: Request, target: Target) -> str:
+    """The RBAC verb of a request, as the API server derives it."""
+    method = request.method
+    if method in ("GET", "HEAD"):
+        if target.name is None:
+            return "watch" if request.query_params.get("watch") in ("true", "1") else "list"
+        return "get"
+    if method == "POST":
+        return "create"
+    if method == "PUT":
+        return "update"
+    if method == "PATCH":
+        return "patch"
+    if method == "DELETE":
+        return "delete" if target.name is not None else "deletecollection"
+    return method.lower()
 
 
 def _fields_ok(fields: list[tuple[str, bool, str]], obj: JSON) -> bool:
@@ -947,7 +1128,6 @@ def _fields_ok(fields: list[tuple[str, bool, str]], obj: JSON) -> bool:
 
 def create_app(
     server: ApiServer,
-    token: str,
     on_startup: Callable[[], Awaitable[None]] | None = None,
 ) -> ASGIApp:
     """The API server's ASGI app (Starlette with bearer-token auth around it)."""
@@ -974,4 +1154,4 @@ def create_app(
         )
 
     app.add_exception_handler(404, unknown)
-    return BearerAuth(app, token)
+    return BearerAuth(app, server.authenticator)

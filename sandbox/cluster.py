@@ -21,7 +21,7 @@ from pathlib import Path
 import uvicorn
 import yaml
 
-from sandbox.api import ApiServer, Faults, create_app
+from sandbox.api import ApiServer, Authenticator, Faults, create_app
 from sandbox.controllers import (
     DeploymentController,
     DisruptionController,
@@ -30,12 +30,23 @@ from sandbox.controllers import (
 )
 from sandbox.kubelet import NODE_IP, NODE_NAME, Kubelet, KubeletConfig
 from sandbox.pki import make_pki
-from sandbox.store import JSON, NAMESPACES, NODES, Store, resource_for_kind, timestamp
+from sandbox.store import (
+    JSON,
+    NAMESPACES,
+    NODES,
+    SERVICEACCOUNTS,
+    Store,
+    resource_for_kind,
+    timestamp,
+)
 
 log = logging.getLogger("sandbox")
 
 NAMESPACE = "kube-llm"
 CONTEXT = "kube-llm-sandbox"
+# A second context acts as this ServiceAccount, with exactly the permissions of its Role.
+COCKPIT_SERVICE_ACCOUNT = "kube-llm-cockpit"
+COCKPIT_CONTEXT = "kube-llm-sandbox-cockpit"
 
 
 class RenderError(RuntimeError):
@@ -129,11 +140,20 @@ def _node() -> JSON:
 
 
 def write_kubeconfig(
-    path: Path, server: str, token: str, ca_cert: Path, namespace: str = NAMESPACE
+    path: Path,
+    server: str,
+    token: str,
+    ca_cert: Path,
+    namespace: str = NAMESPACE,
+    cockpit_token: str | None = None,
 ) -> None:
-    """A kubeconfig for the sandbox (mode 0600: it holds the bearer token)."""
+    """A kubeconfig for the sandbox (mode 0600: it holds the bearer tokens).
+
+    The current context is the sandbox's admin; with `cockpit_token`, a second context
+    (`kube-llm-sandbox-cockpit`) acts as the cockpit's ServiceAccount under its Role.
+    """
     ca_data = base64.b64encode(ca_cert.read_bytes()).decode()
-    config = {
+    config: JSON = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
@@ -152,6 +172,14 @@ def write_kubeconfig(
         "current-context": CONTEXT,
         "preferences": {},
     }
+    if cockpit_token is not None:
+        config["users"].append({"name": COCKPIT_CONTEXT, "user": {"token": cockpit_token}})
+        config["contexts"].append(
+            {
+                "name": COCKPIT_CONTEXT,
+                "context": {"cluster": CONTEXT, "user": COCKPIT_CONTEXT, "namespace": namespace},
+            }
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
@@ -198,9 +226,16 @@ class Sandbox:
         self.metrics = MetricsCollector(
             self.store, self.kubelet.sample_targets, min(options.hpa_sync_seconds, 5.0)
         )
+        self.authenticator = Authenticator(self.token)
+        self.cockpit_token = (
+            self.authenticator.issue(NAMESPACE, COCKPIT_SERVICE_ACCOUNT)
+            if self.store.find(SERVICEACCOUNTS, NAMESPACE, COCKPIT_SERVICE_ACCOUNT) is not None
+            else None
+        )
         self.api = ApiServer(
             self.store,
             _Runtime(self),
+            self.authenticator,
             bookmark_seconds=options.bookmark_seconds,
             faults=Faults(),
         )
@@ -218,7 +253,7 @@ class Sandbox:
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         """Serve until `stop()`; leaves no process behind."""
-        app = create_app(self.api, self.token)
+        app = create_app(self.api)
         config = uvicorn.Config(
             app,
             log_level="warning",
@@ -229,7 +264,13 @@ class Sandbox:
             ssl_keyfile=str(self.pki.server_key),
         )
         server = _Server(config)
-        write_kubeconfig(self.options.kubeconfig, self.server_url, self.token, self.pki.ca_cert)
+        write_kubeconfig(
+            self.options.kubeconfig,
+            self.server_url,
+            self.token,
+            self.pki.ca_cert,
+            cockpit_token=self.cockpit_token,
+        )
         tasks = [
             asyncio.create_task(server.serve(sockets=[self.sock]), name="api-server"),
             asyncio.create_task(self.kubelet.run(), name="kubelet"),

@@ -74,7 +74,7 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
     ResourceType("", "v1", "endpoints", "Endpoints", True, ("ep",), _RW),
     ResourceType("", "v1", "configmaps", "ConfigMap", True, ("cm",), _RW),
     ResourceType("", "v1", "events", "Event", True, ("ev",), _RW),
-    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",), _RW),
+    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",), _RW, ("token",)),
     ResourceType("", "v1", "nodes", "Node", False, ("no",), _RW, ("status",)),
     ResourceType(
         "apps",
@@ -159,6 +159,9 @@ CONFIGMAPS = _must("", "configmaps")
 NAMESPACES = _must("", "namespaces")
 NODES = _must("", "nodes")
 ENDPOINTS = _must("", "endpoints")
+SERVICEACCOUNTS = _must("", "serviceaccounts")
+ROLES = _must("rbac.authorization.k8s.io", "roles")
+ROLEBINDINGS = _must("rbac.authorization.k8s.io", "rolebindings")
 DEPLOYMENTS = _must("apps", "deployments")
 HPAS = _must("autoscaling", "horizontalpodautoscalers")
 PDBS = _must("policy", "poddisruptionbudgets")

@@ -131,6 +131,15 @@ class RunningSandbox:
             self.process.wait()
             raise
 
+    def diagnosis(self) -> str:
+        """The sandbox's output, pod states and the tail of every container log."""
+        parts = [f"sandbox output:\n{self.log()[-2000:]}"]
+        kubectl = self.kubectl("get", "pods,events", "-n", NAMESPACE)
+        parts.append(f"kubectl get pods,events:\n{kubectl.stdout}{kubectl.stderr}")
+        for path in sorted((self.kubeconfig.parent / "logs").glob("*.log")):
+            parts.append(f"{path.name}:\n{path.read_text(errors='replace')[-1500:]}")
+        return "\n".join(parts)
+
     def log(self) -> str:
         """What the sandbox printed."""
         return self.output.read_text() if self.output.exists() else ""
@@ -166,11 +175,14 @@ def start_sandbox(
         wait_for(configured, 30, "the kubeconfig and the banner")
         sandbox.load()
         if ready_pods:
-            wait_for(
-                lambda: len(sandbox.ready_pods()) >= ready_pods,
-                timeout,
-                f"{ready_pods} Ready pods",
-            )
+            try:
+                wait_for(
+                    lambda: len(sandbox.ready_pods()) >= ready_pods,
+                    timeout,
+                    f"{ready_pods} Ready pods",
+                )
+            except AssertionError as error:
+                raise AssertionError(f"{error}\n{sandbox.diagnosis()}") from None
     except BaseException:
         sandbox.stop()
         raise

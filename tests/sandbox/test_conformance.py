@@ -467,3 +467,55 @@ def test_unknown_path_is_a_status_404(sandbox: RunningSandbox) -> None:
         response = http.get("/apis/nope.example.com/v1/things")
     assert response.status_code == 404
     assert response.json()["kind"] == "Status"
+
+
+def test_cockpit_context_has_exactly_its_role(sandbox: RunningSandbox) -> None:
+    two_ready(sandbox)
+    api_client = config.new_client_from_config(
+        config_file=str(sandbox.kubeconfig), context="kube-llm-sandbox-cockpit"
+    )
+    with api_client:
+        core = client.CoreV1Api(api_client)
+        pods = core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR).items
+        assert len(pods) == 2
+        core.list_namespaced_event(NAMESPACE)
+        client.AppsV1Api(api_client).read_namespaced_deployment("llm-backend", NAMESPACE)
+        client.AutoscalingV2Api(api_client).read_namespaced_horizontal_pod_autoscaler(
+            "llm-backend", NAMESPACE
+        )
+        client.CustomObjectsApi(api_client).list_namespaced_custom_object(
+            "metrics.k8s.io", "v1beta1", NAMESPACE, "pods"
+        )
+        name = pods[0].metadata.name
+        proxied = core.connect_get_namespaced_pod_proxy_with_path(
+            f"{name}:8000", NAMESPACE, "healthz"
+        )
+        assert "ok" in str(proxied).lower()
+        for forbidden in (
+            lambda: core.list_namespaced_config_map(NAMESPACE),
+            lambda: core.patch_namespaced_pod(
+                name, NAMESPACE, {"metadata": {"labels": {"x": "y"}}}
+            ),
+            lambda: client.AppsV1Api(api_client).patch_namespaced_deployment_scale(
+                "llm-backend", NAMESPACE, {"spec": {"replicas": 5}}
+            ),
+            lambda: core.list_pod_for_all_namespaces(),
+        ):
+            with pytest.raises(ApiException) as denied:
+                forbidden()
+            assert denied.value.status == 403
+            status = json.loads(denied.value.body)
+            assert status["reason"] == "Forbidden"
+            assert (
+                'User "system:serviceaccount:kube-llm:kube-llm-cockpit" cannot' in status["message"]
+            )
+
+
+def test_kubectl_create_token_acts_as_the_service_account(sandbox: RunningSandbox) -> None:
+    result = sandbox.kubectl("create", "token", "kube-llm-cockpit", "-n", NAMESPACE)
+    assert result.returncode == 0, result.stderr
+    token = result.stdout.strip()
+    with sandbox.http(token=token) as http:
+        assert http.get(f"/api/v1/namespaces/{NAMESPACE}/pods").status_code == 200
+        assert http.get(f"/api/v1/namespaces/{NAMESPACE}/configmaps").status_code == 403
+        assert http.post("/sandbox/faults", json={}).status_code == 403
