@@ -1,0 +1,184 @@
+"""The kubelet in process with real child processes: start order, probes, restarts, termination."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from sandbox.kubelet import Kubelet, KubeletConfig
+from sandbox.store import CONFIGMAPS, EVENTS, PODS, Store
+from tests.sandbox.harness import ROOT, fake_engine_cmd
+
+pytestmark = pytest.mark.slow
+
+NS = "kube-llm"
+
+
+def pod_manifest(backend_overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    backend: dict[str, Any] = {
+        "name": "backend",
+        "image": "kube-llm-backend:dev",
+        "ports": [{"name": "http", "containerPort": 8000}],
+        "envFrom": [{"configMapRef": {"name": "config"}}],
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "startupProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1},
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1},
+        "lifecycle": {"preStop": {"sleep": {"seconds": 1}}},
+    }
+    backend.update(backend_overrides or {})
+    return {
+        "metadata": {"name": "web-1", "labels": {"app": "web"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 5,
+            "initContainers": [
+                {
+                    "name": "engine",
+                    "image": "ollama/ollama",
+                    "restartPolicy": "Always",
+                    "startupProbe": {"exec": {"command": ["ollama", "list"]}, "periodSeconds": 1},
+                },
+                {"name": "model-pull", "image": "ollama/ollama"},
+            ],
+            "containers": [backend],
+        },
+    }
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[tuple[Store, Kubelet]]:
+    store = Store()
+    store.create(
+        CONFIGMAPS, {"metadata": {"name": "config"}, "data": {"MODEL": "smollm2:135m"}}, NS
+    )
+    kubelet = Kubelet(
+        store,
+        KubeletConfig(
+            engine_cmd=fake_engine_cmd(busy_ms_per_token=0), workdir=ROOT, log_dir=tmp_path
+        ),
+    )
+    task = asyncio.create_task(kubelet.run())
+    yield store, kubelet
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def status_of(store: Store, name: str = "web-1") -> dict[str, Any]:
+    found = store.find(PODS, NS, name)
+    return (found or {}).get("status") or {}
+
+
+def condition(store: Store, kind: str) -> str | None:
+    for entry in status_of(store).get("conditions") or []:
+        if entry["type"] == kind:
+            return str(entry["status"])
+    return None
+
+
+def reasons(store: Store) -> list[str]:
+    return [e["reason"] for e in store.list(EVENTS, NS)]
+
+
+async def test_sidecar_first_then_ready_then_graceful_stop(node: tuple[Store, Kubelet]) -> None:
+    store, kubelet = node
+    store.create(PODS, pod_manifest(), NS)
+    await until(lambda: condition(store, "Ready") == "True", 30, "the pod Ready")
+    status = status_of(store)
+    assert status["phase"] == "Running"
+    engine, pull = status["initContainerStatuses"]
+    assert engine["started"]
+    assert engine["ready"]
+    assert pull["state"]["terminated"]["reason"] == "Completed"
+    # Events in kubelet order: the sidecar started before the backend was created.
+    events = [(e["reason"], e["involvedObject"].get("fieldPath")) for e in store.list(EVENTS, NS)]
+    by_time = sorted(store.list(EVENTS, NS), key=lambda e: int(e["metadata"]["resourceVersion"]))
+    order = [(e["reason"], e["involvedObject"].get("fieldPath")) for e in by_time]
+    assert order.index(("Started", "spec.initContainers{engine}")) < order.index(
+        ("Created", "spec.containers{backend}")
+    )
+    assert ("Scheduled", None) in events
+    pids = kubelet.sample_targets()["web-1"]
+    processes = [psutil.Process(pid) for pid in pids.values() if pid]
+    assert len(processes) == 2
+    # The backend got the sandbox's loopback settings.
+    backend_env = processes[[*pids].index("backend")].environ()
+    assert backend_env["POD_NAME"] == "web-1"
+    assert backend_env["ENGINE_URL"].startswith("http://127.0.0.1:")
+    assert backend_env["MODEL"] == "smollm2:135m"
+    assert kubelet.pod_port(NS, "web-1", "http") == int(backend_env["PORT"])
+    assert kubelet.pod_port(NS, "web-1", 8000) == int(backend_env["PORT"])
+
+    started = time.monotonic()
+    store.mutate(
+        PODS,
+        NS,
+        "web-1",
+        lambda p: p["metadata"].update(
+            deletionTimestamp="2030-01-01T00:00:00Z", deletionGracePeriodSeconds=5
+        ),
+    )
+    await until(lambda: store.find(PODS, NS, "web-1") is None, 20, "the pod object removed")
+    elapsed = time.monotonic() - started
+    assert elapsed >= 1.0  # the preStop sleep ran before SIGTERM
+    assert elapsed < 5.0  # the backend drained quickly: no SIGKILL wait
+    assert all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes)
+    assert "Killing" in reasons(store)
+
+
+async def test_liveness_failure_restarts_the_container(node: tuple[Store, Kubelet]) -> None:
+    store, _kubelet = node
+    liveness = {
+        "livenessProbe": {
+            "httpGet": {"path": "/no-such-path", "port": "http"},
+            "periodSeconds": 1,
+            "failureThreshold": 2,
+        },
+        "lifecycle": {},
+    }
+    store.create(PODS, pod_manifest(liveness), NS)
+
+    def restarted() -> bool:
+        statuses = status_of(store).get("containerStatuses") or [{}]
+        return statuses[0].get("restartCount", 0) >= 1
+
+    await until(restarted, 40, "a liveness restart")
+    backend = status_of(store)["containerStatuses"][0]
+    assert backend["lastState"]["terminated"]["finishedAt"]
+    assert "Unhealthy" in reasons(store)
+    messages = [e["message"] for e in store.list(EVENTS, NS)]
+    assert "Container backend failed liveness probe, will be restarted" in messages
+    assert any(
+        m.startswith("Liveness probe failed: HTTP probe failed with statuscode: 404")
+        for m in messages
+    )
+
+
+async def test_force_delete_kills_at_once(node: tuple[Store, Kubelet]) -> None:
+    store, kubelet = node
+    store.create(PODS, pod_manifest(), NS)
+    await until(lambda: condition(store, "Ready") == "True", 30, "the pod Ready")
+    pids = [pid for pid in kubelet.sample_targets()["web-1"].values() if pid]
+    processes = [psutil.Process(pid) for pid in pids]
+    store.delete(PODS, NS, "web-1")
+    started = time.monotonic()
+
+    def all_gone() -> bool:
+        return all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in processes)
+
+    await until(all_gone, 10, "the processes gone")
+    assert time.monotonic() - started < 4
