@@ -897,6 +897,17 @@ class ApiServer:
                 not fields or _fields_ok(fields, obj)
             )
 
+        def visible(event: WatchEvent) -> str | None:
+            """The event type this watch sees, as the API server filters: an object that
+            starts or stops matching the selectors is ADDED or DELETED for this watch."""
+            now_matches = matches(event.obj)
+            if event.type != "MODIFIED" or event.previous is None:
+                return event.type if now_matches else None
+            before = matches(event.previous)
+            if now_matches:
+                return "MODIFIED" if before else "ADDED"
+            return "DELETED" if before else None
+
         first_table = [True]
 
         def line(event_type: str, obj: JSON) -> bytes:
@@ -931,8 +942,9 @@ class ApiServer:
                 if send_initial:
                     yield bookmark(initial_end=True)
                 for past in backlog:
-                    if matches(past.obj):
-                        yield line(past.type, past.obj)
+                    kind = visible(past)
+                    if kind is not None:
+                        yield line(kind, past.obj)
                 while True:
                     wait = self.bookmark_seconds if bookmarks else 3600.0
                     if deadline is not None:
@@ -947,8 +959,9 @@ class ApiServer:
                         continue
                     if event is None:
                         return
-                    if matches(event.obj):
-                        yield line(event.type, event.obj)
+                    kind = visible(event)
+                    if kind is not None:
+                        yield line(kind, event.obj)
             finally:
                 store.unsubscribe(rt, queue)
 

@@ -404,6 +404,8 @@ class WatchEvent:
     type: str
     rv: int
     obj: JSON
+    previous: JSON | None = None
+    """The object before a MODIFIED change (for watches with selectors)."""
 
 
 @dataclass
@@ -436,9 +438,11 @@ class Store:
         self._rv += 1
         return self._rv
 
-    def _emit(self, rt: ResourceType, event_type: str, obj: JSON) -> None:
+    def _emit(
+        self, rt: ResourceType, event_type: str, obj: JSON, previous: JSON | None = None
+    ) -> None:
         history = self._history[rt.key]
-        event = WatchEvent(event_type, int(obj["metadata"]["resourceVersion"]), obj)
+        event = WatchEvent(event_type, int(obj["metadata"]["resourceVersion"]), obj, previous)
         history.events.append(event)
         while len(history.events) > self._history_size:
             history.floor = history.events.popleft().rv
@@ -557,7 +561,7 @@ class Store:
             return copy.deepcopy(current)
         new["metadata"]["resourceVersion"] = str(self._next_rv())
         self._objects[rt.key][(namespace, name)] = new
-        self._emit(rt, "MODIFIED", new)
+        self._emit(rt, "MODIFIED", new, current)
         return copy.deepcopy(new)
 
     def mutate(
@@ -581,7 +585,7 @@ class Store:
             return copy.deepcopy(current)
         new["metadata"]["resourceVersion"] = str(self._next_rv())
         self._objects[rt.key][(namespace if rt.namespaced else "", name)] = new
-        self._emit(rt, "MODIFIED", new)
+        self._emit(rt, "MODIFIED", new, current)
         return copy.deepcopy(new)
 
     def delete(self, rt: ResourceType, namespace: str, name: str) -> JSON:

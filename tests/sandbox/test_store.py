@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
+from starlette.testclient import TestClient
 
 from sandbox.api import (
+    ApiServer,
+    Authenticator,
     User,
     apply_patch,
     authorize,
+    create_app,
     evict_pod,
     json_patch,
     merge_patch,
@@ -327,3 +332,38 @@ def test_rbac_follows_roles_and_bindings() -> None:
         'pods "p" is forbidden: User "system:serviceaccount:ns:cockpit" cannot delete '
         'resource "pods" in API group "" in the namespace "ns"'
     )
+
+
+async def test_watch_sees_objects_enter_and_leave_a_selector() -> None:
+    """A label change turns into ADDED/DELETED for a watch whose selector it crosses."""
+
+    class NoRuntime:
+        def pod_port(self, namespace: str, pod: str, port: str | int) -> int | None:
+            return None
+
+        def pod_metrics(self, namespace: str | None) -> list[dict[str, object]]:
+            return []
+
+        def log_path(self, namespace: str, pod: str, container: str | None) -> None:
+            return None
+
+    store = Store()
+    store.create(CONFIGMAPS, {"metadata": {"name": "c", "labels": {"tier": "a"}}}, "ns")
+    start = store.resource_version
+    store.mutate(CONFIGMAPS, "ns", "c", lambda o: o["metadata"]["labels"].update(tier="b"))
+    store.mutate(CONFIGMAPS, "ns", "c", lambda o: o["metadata"]["labels"].update(tier="a"))
+    store.mutate(CONFIGMAPS, "ns", "c", lambda o: o.update(data={"k": "v"}))
+    app = create_app(ApiServer(store, NoRuntime(), Authenticator("t")))
+    with TestClient(app) as http:
+        response = http.get(
+            "/api/v1/namespaces/ns/configmaps",
+            params={
+                "watch": "1",
+                "resourceVersion": str(start),
+                "labelSelector": "tier=a",
+                "timeoutSeconds": "1",
+            },
+            headers={"Authorization": "Bearer t"},
+        )
+    kinds = [json.loads(line)["type"] for line in response.text.splitlines() if line]
+    assert kinds == ["DELETED", "ADDED", "MODIFIED"]
