@@ -167,6 +167,26 @@ def test_hpa_scales_up_under_load_and_back_down(sandbox: RunningSandbox) -> None
     assert any("below target" in str(e["message"]) for e in events(sandbox, "SuccessfulRescale"))
 
 
+def test_rolling_restart(sandbox: RunningSandbox) -> None:
+    wait_for(lambda: len(sandbox.pods()) == 2, 60, "two pods and none terminating")
+    before = {p["metadata"]["labels"]["pod-template-hash"] for p in sandbox.pods()}
+    result = sandbox.kubectl("rollout", "restart", "deployment/llm-backend", "-n", NAMESPACE)
+    assert result.returncode == 0, result.stderr
+    status = sandbox.kubectl(
+        "rollout", "status", "deployment/llm-backend", "-n", NAMESPACE, "--timeout=90s", timeout=100
+    )
+    assert status.returncode == 0, status.stderr
+    assert "successfully rolled out" in status.stdout
+    ready = wait_for(lambda: len(r := sandbox.ready_pods()) == 2 and r, 30, "two Ready pods")
+    hashes = {
+        p["metadata"]["labels"]["pod-template-hash"]
+        for p in sandbox.pods()
+        if p["metadata"]["name"] in ready
+    }
+    assert len(hashes) == 1
+    assert not hashes & before
+
+
 def test_shutdown_leaves_no_process(sandbox: RunningSandbox) -> None:
     children = sandbox.descendants()
     assert len(children) >= 4  # two pods: an engine and a backend each
@@ -175,3 +195,18 @@ def test_shutdown_leaves_no_process(sandbox: RunningSandbox) -> None:
     assert alive == []
     assert "stopped; no process left behind" in sandbox.log()
     assert not sandbox.kubeconfig.exists()
+
+
+def test_even_a_killed_sandbox_leaves_no_process(tmp_path_factory: pytest.TempPathFactory) -> None:
+    running = start_sandbox(
+        tmp_path_factory.mktemp("killed"), engine_cmd=fake_engine_cmd(busy_ms_per_token=0)
+    )
+    children = running.descendants()
+    assert len(children) >= 4
+    running.process.kill()  # SIGKILL: no chance to clean up; the children die with it
+    running.process.wait()
+
+    def all_gone() -> bool:
+        return all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in children)
+
+    wait_for(all_gone, 10, "the children of a killed sandbox to exit")
