@@ -192,6 +192,7 @@ class PodWorker:
         self.gone = False
         self.task: asyncio.Task[None] | None = None
         self.terminate_task: asyncio.Task[None] | None = None
+        self.deletion_grace: float | None = None
         self._env_cache: dict[str, dict[str, str]] = {}
         self._container_ports: dict[str, int] = {}
         self._assign_ports()
@@ -740,8 +741,6 @@ class PodWorker:
         if self.task is not None and not self.task.done():
             self.task.cancel()
         run_pre_stop = not force
-        if force:
-            grace = MINIMUM_GRACE_SECONDS
         mains = [c for c in self.containers.values() if c.role == "main"]
         sidecars = [c for c in self.containers.values() if c.role == "sidecar"]
         start = time.monotonic()
@@ -887,6 +886,9 @@ class Kubelet:
             (pod or {}).get("metadata", {}).get("deletionGracePeriodSeconds")
             or worker.spec.get("terminationGracePeriodSeconds", 30)
         )
+        worker.deletion_grace = grace
+        if force:
+            grace = MINIMUM_GRACE_SECONDS
 
         async def run() -> None:
             try:
@@ -913,8 +915,19 @@ class Kubelet:
         elif event.type == "MODIFIED":
             if worker is None or worker.uid != pod["metadata"]["uid"]:
                 return
+            grace = pod["metadata"].get("deletionGracePeriodSeconds")
             if pod["metadata"].get("deletionTimestamp") and worker.terminate_task is None:
                 self._terminate(worker, pod, force=False)
+            elif (
+                grace is not None
+                and worker.deletion_grace is not None
+                and float(grace) < worker.deletion_grace
+            ):
+                # A second delete with a shorter grace period: stop sooner, as the kubelet does.
+                worker.deletion_grace = float(grace)
+                self._spawn_background(
+                    worker.terminate(max(float(grace), MINIMUM_GRACE_SECONDS), force=True)
+                )
         elif (
             event.type == "DELETED" and worker is not None and worker.uid == pod["metadata"]["uid"]
         ):
@@ -932,8 +945,7 @@ class Kubelet:
                 while True:
                     event = await queue.get()
                     if event is None:
-                        _, queue = self.store.subscribe(PODS)
-                        continue
+                        continue  # the API's watches were dropped; this subscription stays
                     self._handle(event)
             finally:
                 self.store.unsubscribe(PODS, queue)
