@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from backend.admission import Gate
 from backend.chat import chat_completions, models_endpoint
-from backend.engine import open_engine_client
+from backend.engine import CHAT_PATH, open_engine_client
 from backend.errors import exception_handlers
 from backend.health import Readiness, healthz, readyz
 from backend.metrics import Metrics, metrics_endpoint
@@ -44,6 +44,7 @@ async def lifespan(app: Starlette) -> AsyncIterator[dict[str, BackendState]]:
             "backend": BackendState(
                 settings=settings,
                 client=client,
+                chat_url=client.base_url.join(CHAT_PATH),
                 gate=app.state.gate,
                 metrics=app.state.metrics,
                 readiness=Readiness(settings, client),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Message, Receive, Scope, Send
 
 from backend.admission import ActiveChat
-from backend.engine import CHAT_PATH, parse_json, sse_data
+from backend.engine import parse_json, sse_batches
 from backend.errors import ApiError, error_body, sse_error_event
 from backend.state import BackendState, backend_state
 from backend.validation import ChatRequest, validate_chat
@@ -31,8 +33,16 @@ _SSE_HEADERS = [
     (b"x-accel-buffering", b"no"),
 ]
 _DONE = b"data: [DONE]\n\n"
+_ENGINE_HEADERS = {
+    "content-type": "application/json",
+    "accept": "text/event-stream",
+    "accept-encoding": "identity",
+    "user-agent": "kube-llm-backend",
+}
 # Status recorded for a chat whose client went away (nginx's convention; never sent).
 _CLIENT_CLOSED = 499
+# After [DONE], how long the relay waits for the end of the engine's body (to reuse the connection).
+_DRAIN_SECONDS = 1.0
 
 
 @dataclass(slots=True)
@@ -64,6 +74,7 @@ class Outcome:
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
     first_chunk: dict[str, Any] | None = None
+    engine_headers: float | None = None
 
 
 def _read_limit_error(limit: int) -> ApiError:
@@ -109,6 +120,7 @@ async def chat_completions(request: Request) -> Response:
     """Serve ``POST /v1/chat/completions`` (streamed as SSE when ``stream`` is true)."""
     state = backend_state(request)
     arrived = anyio.current_time()
+    arrived_perf = time.perf_counter()
     try:
         if state.gate.draining:
             raise ApiError(
@@ -126,7 +138,7 @@ async def chat_completions(request: Request) -> Response:
         state.metrics.rejected.labels(_reason_for(error)).inc()
         state.metrics.requests.labels(str(error.status)).inc()
         return error.response()
-    return ChatRelay(state, chat, arrived)
+    return ChatRelay(state, chat, arrived, arrived_perf)
 
 
 async def models_endpoint(request: Request) -> Response:
@@ -137,6 +149,13 @@ async def models_endpoint(request: Request) -> Response:
         for name in settings.models
     ]
     return JSONResponse({"object": "list", "data": data})
+
+
+def _raw_stream(response: httpx2.Response) -> AsyncIterator[bytes]:
+    # httpx2's aiter_raw re-chunks and counts bytes on every chunk; the relay needs neither.
+    stream = response.stream
+    assert isinstance(stream, httpx2.AsyncByteStream)
+    return stream.__aiter__()
 
 
 def _delta(chunk: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -184,11 +203,15 @@ async def _status_failure(upstream: httpx2.Response) -> Failure:
 class ChatRelay(Response):
     """The ASGI response for an admitted chat: admission, relay, deadlines and disconnects."""
 
-    def __init__(self, state: BackendState, chat: ChatRequest, arrived: float) -> None:
-        """Relay ``chat`` for a request that arrived at ``arrived`` (anyio clock)."""
+    def __init__(
+        self, state: BackendState, chat: ChatRequest, arrived: float, arrived_perf: float
+    ) -> None:
+        """Relay ``chat`` for a request that arrived at ``arrived`` (anyio's clock, for
+        deadlines) and ``arrived_perf`` (``time.perf_counter``, precise, for metrics)."""
         self.state = state
         self.chat = chat
         self.arrived = arrived
+        self.arrived_perf = arrived_perf
         self.status_code = 200
         self.background = None
 
@@ -216,23 +239,24 @@ class ChatRelay(Response):
         try:
             async with anyio.create_task_group() as group:
 
-                async def watch_disconnect() -> None:
-                    nonlocal client_gone
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
-                    if not replied:
-                        client_gone = True
-                        group.cancel_scope.cancel()
+                async def relay() -> None:
+                    await self._relay(send_and_track, active, outcome)
+                    group.cancel_scope.cancel()
 
-                group.start_soon(watch_disconnect)
-                await self._relay(send_and_track, active, outcome)
-                group.cancel_scope.cancel()
+                # The relay gets a task of its own: its await chain is short, so resuming it for
+                # every chunk is cheap; this (deep) request task only waits for a disconnect.
+                group.start_soon(relay)
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                if not replied:
+                    client_gone = True
+                    group.cancel_scope.cancel()
         finally:
             state.gate.release(active)
             if client_gone:
                 outcome.status = _CLIENT_CLOSED
                 outcome.error_kind = outcome.error_kind or "client_disconnected"
-            elapsed = anyio.current_time() - self.arrived
+            elapsed = time.perf_counter() - self.arrived_perf
             metrics.requests.labels(str(outcome.status)).inc()
             metrics.request_seconds.observe(elapsed)
             if outcome.error_kind and outcome.error_kind not in (
@@ -249,7 +273,8 @@ class ChatRelay(Response):
                         "stream": self.chat.stream,
                         "prompt_chars": self.chat.prompt_chars,
                         "output_tokens": outcome.tokens,
-                        "ttft_ms": None if outcome.ttft is None else round(outcome.ttft * 1e3, 1),
+                        "engine_headers_ms": _ms(outcome.engine_headers),
+                        "ttft_ms": _ms(outcome.ttft),
                         "duration_ms": round(elapsed * 1e3, 1),
                         "error": outcome.error_kind,
                     }
@@ -278,83 +303,135 @@ class ChatRelay(Response):
         total_deadline = self.arrived + settings.request_timeout
         first_deadline = min(self.arrived + settings.first_token_timeout, total_deadline)
         read_timeout = settings.engine_read_timeout
-        request = state.client.build_request(
+        next_check = float("-inf")  # when the per-chunk deadline is next moved
+        # A Request built directly costs a fraction of client.build_request's URL and header
+        # merging; the headers it needs are all here.
+        request = httpx2.Request(
             "POST",
-            CHAT_PATH,
+            state.chat_url,
             content=json.dumps(self.chat.engine_payload, separators=(",", ":")).encode(),
-            headers={"content-type": "application/json", "accept": "text/event-stream"},
+            headers=_ENGINE_HEADERS,
         )
         committed = False
         pending: list[bytes] = []  # events held back until the first token
         failure: Failure | None = None
-        finished = False
+        replied = False  # the client has its whole reply
         upstream: httpx2.Response | None = None
         deadline_scope = anyio.CancelScope(deadline=first_deadline)
         active.scope = deadline_scope
         if active.abort_reason is not None:
             deadline_scope.cancel()
+        clock = asyncio.get_running_loop().time  # the clock anyio's deadlines use, minus a layer
+        tokens_counted = 0
         with deadline_scope:
             try:
                 upstream = await state.client.send(request, stream=True)
+                outcome.engine_headers = time.perf_counter() - self.arrived_perf
                 if upstream.status_code != 200:
                     failure = await _status_failure(upstream)
                 else:
-                    async for data in sse_data(upstream.aiter_raw()):
-                        if data == b"[DONE]":
-                            finished = True
-                            break
-                        try:
-                            chunk = parse_json(data)
-                        except (ValueError, RecursionError):
-                            failure = Failure(502, "engine_protocol", "The engine sent bad data.")
-                            break
-                        if not isinstance(chunk, dict):
-                            failure = Failure(502, "engine_protocol", "The engine sent bad data.")
-                            break
-                        if "error" in chunk:
-                            failure = Failure(
-                                502, "engine_midstream", "The engine failed while answering."
-                            )
-                            break
-                        content, finish = _delta(chunk)
-                        if isinstance(chunk.get("usage"), dict):
-                            outcome.usage = chunk["usage"]
-                        if finish is not None:
-                            outcome.finish_reason = finish
-                        if content:
-                            outcome.tokens += 1
-                            metrics.output_tokens.inc()
-                        now = anyio.current_time()
-                        if outcome.ttft is None and (content or finish is not None):
-                            outcome.ttft = now - self.arrived
-                            metrics.ttft.observe(outcome.ttft)
-                        if outcome.ttft is not None:
-                            deadline_scope.deadline = min(total_deadline, now + read_timeout)
-                        if not stream:
-                            if outcome.first_chunk is None:
-                                outcome.first_chunk = chunk
+                    # Each batch holds the events of every chunk already received, so a busy
+                    # backend forwards several events with one write instead of one each.
+                    async for batch in sse_batches(_raw_stream(upstream)):
+                        if replied:
+                            continue  # reading to the end lets the connection be reused
+                        out: list[bytes] = []
+                        for data in batch:
+                            if data == b"[DONE]":
+                                replied = True
+                                break
+                            try:
+                                chunk = parse_json(data)
+                            except (ValueError, RecursionError):
+                                chunk = None
+                            if not isinstance(chunk, dict):
+                                failure = Failure(
+                                    502, "engine_protocol", "The engine sent bad data."
+                                )
+                                break
+                            if "error" in chunk:
+                                failure = Failure(
+                                    502, "engine_midstream", "The engine failed while answering."
+                                )
+                                break
+                            content, finish = _delta(chunk)
+                            if "usage" in chunk and isinstance(chunk["usage"], dict):
+                                outcome.usage = chunk["usage"]
+                            if finish is not None:
+                                outcome.finish_reason = finish
                             if content:
-                                outcome.content.append(content)
-                            continue
-                        event = b"data: " + data + b"\n\n"
-                        if committed:
-                            await send(
-                                {"type": "http.response.body", "body": event, "more_body": True}
+                                outcome.tokens += 1
+                            if outcome.ttft is None and (content or finish is not None):
+                                outcome.ttft = time.perf_counter() - self.arrived_perf
+                                metrics.ttft.observe(outcome.ttft)
+                            if stream:
+                                out.append(b"data: " + data + b"\n\n")
+                            else:
+                                if outcome.first_chunk is None:
+                                    outcome.first_chunk = chunk
+                                if content:
+                                    outcome.content.append(content)
+                        if outcome.tokens > tokens_counted:
+                            metrics.output_tokens.inc(outcome.tokens - tokens_counted)
+                            tokens_counted = outcome.tokens
+                        if failure is not None:
+                            # Tokens that came with the failure still reach the client.
+                            if committed:
+                                if out:
+                                    body = b"".join(out)
+                                    await send(
+                                        {
+                                            "type": "http.response.body",
+                                            "body": body,
+                                            "more_body": True,
+                                        }
+                                    )
+                            elif stream and outcome.ttft is not None:
+                                committed = True
+                                await self._start_stream(send, b"".join(pending + out))
+                            break
+                        if outcome.ttft is not None:
+                            now = clock()
+                            if now >= next_check:
+                                # Moving the deadline costs a timer; half a period of slack is
+                                # enough for a per-chunk timeout.
+                                next_check = now + read_timeout / 2
+                                deadline_scope.deadline = min(total_deadline, now + read_timeout)
+                        if replied:
+                            if committed:
+                                out.append(_DONE)
+                                body = b"".join(out)
+                                await send(
+                                    {"type": "http.response.body", "body": body, "more_body": False}
+                                )
+                            else:
+                                pending.extend(out)
+                                await self._reply(send, outcome, committed, pending)
+                            # Only the end of the chunked body is left; do not wait long for it.
+                            deadline_scope.deadline = min(
+                                deadline_scope.deadline, clock() + _DRAIN_SECONDS
                             )
-                        elif outcome.ttft is None:
-                            pending.append(event)
-                        else:
-                            pending.append(event)
-                            committed = True
-                            await self._start_stream(send, b"".join(pending))
-                            pending.clear()
+                        elif committed:
+                            if out:
+                                body = b"".join(out)
+                                await send(
+                                    {"type": "http.response.body", "body": body, "more_body": True}
+                                )
+                        elif stream:
+                            pending.extend(out)
+                            if outcome.ttft is not None:
+                                committed = True
+                                await self._start_stream(send, b"".join(pending))
+                                pending.clear()
                     else:
-                        if outcome.finish_reason is None:
-                            failure = Failure(
-                                502, "engine_truncated", "The engine reply ended early."
-                            )
-                        else:
-                            finished = True
+                        if not replied and failure is None:
+                            if outcome.finish_reason is None:
+                                failure = Failure(
+                                    502, "engine_truncated", "The engine reply ended early."
+                                )
+                            else:  # an engine that ends without [DONE] but said it finished
+                                await self._reply(send, outcome, committed, pending)
+                                replied = True
             except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
                 failure = Failure(503, "engine_unavailable", "The engine is unavailable.", 1)
             except httpx2.TimeoutException:
@@ -365,20 +442,23 @@ class ChatRelay(Response):
                 if upstream is not None:
                     with anyio.CancelScope(shield=True):
                         await upstream.aclose()
-        if deadline_scope.cancelled_caught or (deadline_scope.cancel_called and failure is None):
-            failure = self._cancel_failure(active, outcome, total_deadline)
-        if failure is None and not finished:
-            failure = Failure(502, "engine_truncated", "The engine reply ended early.")
-        if failure is not None:
-            outcome.error_kind = failure.kind
-            if committed:
-                event = sse_error_event(failure.message, type_=failure.type_, code=failure.kind)
-                await send({"type": "http.response.body", "body": event, "more_body": False})
-            else:
-                outcome.status = failure.status
-                await failure.response()({"type": "http"}, _no_receive, send)
+        if replied:
             return
-        if not stream:
+        if failure is None:
+            failure = self._cancel_failure(active, outcome, total_deadline)
+        outcome.error_kind = failure.kind
+        if committed:
+            event = sse_error_event(failure.message, type_=failure.type_, code=failure.kind)
+            await send({"type": "http.response.body", "body": event, "more_body": False})
+        else:
+            outcome.status = failure.status
+            await failure.response()({"type": "http"}, _no_receive, send)
+
+    async def _reply(
+        self, send: Send, outcome: Outcome, committed: bool, pending: list[bytes]
+    ) -> None:
+        """Send the end of a successful reply: the last events and [DONE], or the completion."""
+        if not self.chat.stream:
             await self._send_completion(send, outcome)
             return
         if not committed:
@@ -419,6 +499,10 @@ class ChatRelay(Response):
         if outcome.usage is not None:
             completion["usage"] = outcome.usage
         await JSONResponse(completion)({"type": "http"}, _no_receive, send)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1e3, 2)
 
 
 async def _no_receive() -> Message:

@@ -9,15 +9,17 @@ from typing import Any
 import httpx2
 
 from backend.settings import Settings
+from backend.transport import LeanHTTPTransport
 
 __all__ = [
     "CHAT_PATH",
     "MODELS_PATH",
     "EngineUnavailable",
+    "engine_transport",
     "list_models",
     "model_listed",
     "open_engine_client",
-    "sse_data",
+    "sse_batches",
 ]
 
 CHAT_PATH = "/v1/chat/completions"
@@ -26,6 +28,12 @@ MODELS_PATH = "/v1/models"
 
 class EngineUnavailable(Exception):
     """The engine could not be asked, or answered something other than a model list."""
+
+
+def engine_transport(settings: Settings) -> httpx2.AsyncBaseTransport:
+    """Return the transport to the engine: lean keep-alive HTTP/1.1 (see backend.transport)."""
+    # Every admitted chat holds one connection; a few more serve the readiness checks.
+    return LeanHTTPTransport(max_idle=settings.max_inflight + 4, keepalive_expiry=4.0)
 
 
 def open_engine_client(
@@ -43,17 +51,10 @@ def open_engine_client(
         write=settings.engine_read_timeout,
         pool=settings.engine_connect_timeout,
     )
-    # Every admitted chat holds one connection; a few more serve the readiness checks.
-    limits = httpx2.Limits(
-        max_connections=settings.max_inflight + 4,
-        max_keepalive_connections=settings.max_inflight + 4,
-        keepalive_expiry=15.0,
-    )
     return httpx2.AsyncClient(
         base_url=settings.engine_url,
         timeout=timeout,
-        limits=limits,
-        transport=transport,
+        transport=transport or engine_transport(settings),
         trust_env=False,
         follow_redirects=False,
         headers={"accept-encoding": "identity"},
@@ -85,11 +86,12 @@ def model_listed(model: str, listed: Iterable[str]) -> bool:
     return any(_base_name(item) == wanted for item in listed)
 
 
-async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """Yield the ``data`` payload of each server-sent event in a byte stream.
+async def sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """Yield the ``data`` payloads of the server-sent events in a byte stream, in batches.
 
-    Events end with a blank line; chunks may split them anywhere. Comment lines and other
-    fields are skipped; multi-line data is joined with newlines, as the SSE spec says.
+    Events end with a blank line; chunks may split them anywhere. Each batch holds the events
+    completed by one chunk. Comment lines and other fields are skipped; multi-line data is
+    joined with newlines, as the SSE spec says.
     """
     buffer = b""
     async for chunk in chunks:
@@ -100,14 +102,20 @@ async def sse_data(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
             if keep_cr:
                 buffer = buffer[:-1] + b"\r"
+        batch: list[bytes] = []
+        start = 0
         while True:
-            end = buffer.find(b"\n\n")
+            end = buffer.find(b"\n\n", start)
             if end < 0:
                 break
-            event, buffer = buffer[:end], buffer[end + 2 :]
-            data = _event_data(event)
+            data = _event_data(buffer[start:end])
             if data is not None:
-                yield data
+                batch.append(data)
+            start = end + 2
+        if start:
+            buffer = buffer[start:]
+        if batch:
+            yield batch
 
 
 def _event_data(event: bytes) -> bytes | None:

@@ -20,10 +20,11 @@ __all__ = ["BackendState", "backend_state"]
 
 @dataclass(frozen=True, slots=True)
 class BackendState:
-    """What endpoints share: settings, the engine client, the gate, metrics and readiness."""
+    """What endpoints share: settings, the engine client and chat URL, gate, metrics, readiness."""
 
     settings: Settings
     client: httpx2.AsyncClient
+    chat_url: httpx2.URL
     gate: Gate
     metrics: Metrics
     readiness: Readiness
