@@ -95,6 +95,8 @@ def main() -> int:
         log_level=settings.log_level,
         access_log=False,
         server_header=False,
+        # Nothing in the backend reads the client address, so forwarded headers are not parsed.
+        proxy_headers=False,
         timeout_graceful_shutdown=_UVICORN_GRACE_SECONDS,
     )
     server = DrainingServer(config, app.state.gate, settings.shutdown_timeout)

@@ -239,18 +239,17 @@ class ChatRelay(Response):
         try:
             async with anyio.create_task_group() as group:
 
-                async def relay() -> None:
-                    await self._relay(send_and_track, active, outcome)
-                    group.cancel_scope.cancel()
+                async def watch_disconnect() -> None:
+                    nonlocal client_gone
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    if not replied:
+                        client_gone = True
+                        group.cancel_scope.cancel()
 
-                # The relay gets a task of its own: its await chain is short, so resuming it for
-                # every chunk is cheap; this (deep) request task only waits for a disconnect.
-                group.start_soon(relay)
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                if not replied:
-                    client_gone = True
-                    group.cancel_scope.cancel()
+                group.start_soon(watch_disconnect)
+                await self._relay(send_and_track, active, outcome)
+                group.cancel_scope.cancel()
         finally:
             state.gate.release(active)
             if client_gone:
