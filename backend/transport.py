@@ -36,6 +36,7 @@ class _Connection(asyncio.Protocol):
         self._status = 0
         self._headers: list[tuple[bytes, bytes]] = []
         self._headers_done = False
+        self._until_close = False
         self._complete = False
         self._keep_alive = False
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -63,7 +64,13 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._parser is not None and not self._complete:
+        if self._parser is None or self._complete:
+            return
+        if self._headers_done and self._until_close:
+            # A body with neither Content-Length nor chunked encoding ends with the connection.
+            self._complete = True
+            self._wake()
+        else:
             self._fail(httpx2.RemoteProtocolError("the engine closed the connection mid-response"))
 
     # httptools callbacks -----------------------------------------------------------
@@ -73,6 +80,9 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
+        self._until_close = not any(
+            name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self._headers
+        )
         self._headers_done = True
         self._wake()
 
@@ -123,6 +133,7 @@ class _Connection(asyncio.Protocol):
         self._status = 0
         self._headers = []
         self._headers_done = False
+        self._until_close = False
         self._complete = False
         self._keep_alive = False
         self._chunks.clear()
@@ -195,9 +206,8 @@ class _ResponseStream(httpx2.AsyncByteStream):
         self._timeout = timeout
         self._released = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        async for chunk in self._connection.body_chunks(self._timeout):
-            yield chunk
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._connection.body_chunks(self._timeout)
 
     async def aclose(self) -> None:
         if not self._released:

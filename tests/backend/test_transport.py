@@ -211,6 +211,18 @@ async def test_truncated_body_is_a_protocol_error(reply: bytes) -> None:
             await http.get(url)
 
 
+async def test_body_without_length_ends_with_the_connection() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end")
+        await writer.drain()
+
+    async with raw_server(handler) as (url, connections), client() as http:
+        assert (await http.get(url)).text == "until the end"
+        assert (await http.get(url)).text == "until the end"
+    assert len(connections) == 2
+
+
 async def test_garbage_is_a_protocol_error() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
