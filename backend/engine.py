@@ -32,8 +32,16 @@ class EngineUnavailable(Exception):
 
 def engine_transport(settings: Settings) -> httpx2.AsyncBaseTransport:
     """Return the transport to the engine: lean keep-alive HTTP/1.1 (see backend.transport)."""
-    # Every admitted chat holds one connection; a few more serve the readiness checks.
-    return LeanHTTPTransport(max_idle=settings.max_inflight + 4, keepalive_expiry=4.0)
+    # Every admitted chat holds one connection; a few more serve the readiness checks. Idle
+    # connections are dropped before a typical server's own idle timeout (uvicorn's is 5 s).
+    connections = settings.max_inflight + 4
+    return LeanHTTPTransport(
+        httpx2.Limits(
+            max_connections=connections,
+            max_keepalive_connections=connections,
+            keepalive_expiry=4.0,
+        )
+    )
 
 
 def open_engine_client(

@@ -218,10 +218,17 @@ class _ResponseStream(httpx2.AsyncByteStream):
 class LeanHTTPTransport(httpx2.AsyncBaseTransport):
     """Keep-alive HTTP/1.1 over asyncio protocols with an httptools parser (``http://`` only)."""
 
-    def __init__(self, *, max_idle: int = 16, keepalive_expiry: float = 4.0) -> None:
-        """Keep at most ``max_idle`` idle connections, each for at most ``keepalive_expiry`` s."""
-        self._max_idle = max_idle
-        self._keepalive_expiry = keepalive_expiry
+    def __init__(self, limits: httpx2.Limits | None = None) -> None:
+        """Honour ``limits``: requests in flight (``max_connections``; more wait up to the pool
+        timeout), idle connections kept (``max_keepalive_connections``) and for how long
+        (``keepalive_expiry``)."""
+        limits = limits or httpx2.Limits(
+            max_connections=None, max_keepalive_connections=16, keepalive_expiry=4.0
+        )
+        self._limits = limits
+        self._max_idle = limits.max_keepalive_connections or 0
+        self._keepalive_expiry = limits.keepalive_expiry or 0.0
+        self._slots = asyncio.Semaphore(limits.max_connections) if limits.max_connections else None
         self._idle: list[_Connection] = []
         self._all: set[_Connection] = set()
         self._fallback: httpx2.AsyncHTTPTransport | None = None
@@ -231,29 +238,41 @@ class LeanHTTPTransport(httpx2.AsyncBaseTransport):
         url = request.url
         if url.scheme != "http":
             if self._fallback is None:
-                self._fallback = httpx2.AsyncHTTPTransport(trust_env=False)
+                self._fallback = httpx2.AsyncHTTPTransport(limits=self._limits, trust_env=False)
             return await self._fallback.handle_async_request(request)
         timeouts = request.extensions.get("timeout", {})
         read_timeout = timeouts.get("read")
         key = (url.host, url.port or 80)
         body = await request.aread()
         head = _request_head(request, len(body))
-        for attempt in (1, 2):
-            connection, reused = await self._acquire(key, timeouts.get("connect"))
+        slots = self._slots
+        if slots is not None:
             try:
-                connection.start(head, body)
-                status, headers = await connection.response_head(read_timeout)
-            except httpx2.RemoteProtocolError:
-                self._discard(connection)
-                # A kept-alive connection the engine closed just before the request: the
-                # request was never read, so it is sent once more on a fresh connection.
-                if reused and not connection.got_bytes and attempt == 1:
-                    continue
-                raise
-            except BaseException:
-                self._discard(connection)
-                raise
-            break
+                async with asyncio.timeout(timeouts.get("pool")):
+                    await slots.acquire()
+            except TimeoutError:
+                raise httpx2.PoolTimeout("every engine connection is busy") from None
+        try:
+            for attempt in (1, 2):
+                connection, reused = await self._acquire(key, timeouts.get("connect"))
+                try:
+                    connection.start(head, body)
+                    status, headers = await connection.response_head(read_timeout)
+                except httpx2.RemoteProtocolError:
+                    self._discard(connection)
+                    # A kept-alive connection the engine closed just before the request: the
+                    # request was never read, so it is sent once more on a fresh connection.
+                    if reused and not connection.got_bytes and attempt == 1:
+                        continue
+                    raise
+                except BaseException:
+                    self._discard(connection)
+                    raise
+                break
+        except BaseException:
+            if slots is not None:
+                slots.release()
+            raise
         return httpx2.Response(
             status,
             headers=headers,
@@ -289,6 +308,8 @@ class LeanHTTPTransport(httpx2.AsyncBaseTransport):
         return connection, False
 
     def _release(self, connection: _Connection) -> None:
+        if self._slots is not None:
+            self._slots.release()
         if connection.reusable and len(self._idle) < self._max_idle:
             connection.finish()
             connection.idle_since = time.monotonic()

@@ -97,8 +97,8 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(length)
 
 
-def client(**kwargs: float) -> httpx2.AsyncClient:
-    return httpx2.AsyncClient(transport=LeanHTTPTransport(**kwargs), timeout=2)
+def client(limits: httpx2.Limits | None = None) -> httpx2.AsyncClient:
+    return httpx2.AsyncClient(transport=LeanHTTPTransport(limits), timeout=2)
 
 
 async def test_chunked_and_fixed_length_bodies_on_one_kept_alive_connection() -> None:
@@ -154,7 +154,7 @@ async def test_a_kept_alive_connection_the_engine_closed_is_replaced() -> None:
 
 async def test_stale_connection_closed_while_idle_is_retried_once() -> None:
     """The engine closes a kept-alive connection just as the next request goes out."""
-    transport = LeanHTTPTransport()
+    transport = LeanHTTPTransport(None)
     count = 0
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -221,6 +221,27 @@ async def test_body_without_length_ends_with_the_connection() -> None:
         assert (await http.get(url)).text == "until the end"
         assert (await http.get(url)).text == "until the end"
     assert len(connections) == 2
+
+
+async def test_max_connections_bounds_requests_in_flight() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(reader)
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+            await writer.drain()
+            await asyncio.sleep(0.3)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+    limits = httpx2.Limits(max_connections=1, max_keepalive_connections=1)
+    async with raw_server(handler) as (url, connections), client(limits) as http:
+        async with http.stream("GET", url) as first:
+            with pytest.raises(httpx2.PoolTimeout):
+                await http.get(url, timeout=httpx2.Timeout(2, pool=0.1))
+            await first.aread()
+        # The slot is free again once the first response is closed.
+        assert (await http.get(url)).text == "a"
+    assert len(connections) == 1
 
 
 async def test_garbage_is_a_protocol_error() -> None:
