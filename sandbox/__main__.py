@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import signal
 import sys
 from pathlib import Path
 
 from sandbox.cluster import NAMESPACE, RenderError, Sandbox, SandboxOptions, render_overlay
+from sandbox.kubelet import embedded_model_path
 
 DESCRIPTION = """\
 Run kube-llm's sandbox overlay on this machine, with no cluster: an API server on 127.0.0.1
@@ -89,6 +91,20 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
     )
 
 
+def engine_problem() -> str | None:
+    """Why the default engine cannot run here, if it cannot (checked without importing it)."""
+    if importlib.util.find_spec("llama_cpp") is None:
+        return (
+            "llama-cpp-python is not installed: install the llm extra "
+            "(pip install -e '.[llm]') or pass --engine-cmd"
+        )
+    try:
+        embedded_model_path()
+    except RuntimeError as error:
+        return str(error)
+    return None
+
+
 def banner(sandbox: Sandbox) -> str:
     """How to use the running sandbox."""
     kubeconfig = sandbox.options.kubeconfig
@@ -120,12 +136,23 @@ Ctrl+C stops the sandbox and every process it started."""
 
 async def serve(options: SandboxOptions) -> int:
     """Run the sandbox until SIGINT or SIGTERM."""
+    if options.engine_cmd is None:
+        problem = engine_problem()
+        if problem is not None:
+            print(f"kube-llm sandbox: {problem}", file=sys.stderr)
+            return 2
     try:
         objects = await asyncio.to_thread(render_overlay, options.overlay)
     except RenderError as error:
         print(f"kube-llm sandbox: {error}", file=sys.stderr)
         return 2
-    sandbox = Sandbox(options, objects)
+    try:
+        sandbox = Sandbox(options, objects)
+    except OSError as error:
+        print(
+            f"kube-llm sandbox: cannot listen on 127.0.0.1:{options.port}: {error}", file=sys.stderr
+        )
+        return 2
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, sandbox.stop)

@@ -115,6 +115,10 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+class StartError(Exception):
+    """A container's process could not be started (no such command, bad model path...)."""
+
+
 @dataclass
 class Container:
     """The kubelet's view of one container of one pod."""
@@ -445,19 +449,22 @@ class PodWorker:
         argv, env = command
         log_path = self.kubelet.log_path(self.namespace, self.name, container.name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("ab") as output:
-            container.process = await asyncio.create_subprocess_exec(
-                *argv,
-                env=env,
-                cwd=str(self.kubelet.config.workdir),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=output,
-                stderr=asyncio.subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent
-                if threading.current_thread() is threading.main_thread()
-                else None,
-            )
+        try:
+            with log_path.open("ab") as output:
+                container.process = await asyncio.create_subprocess_exec(
+                    *argv,
+                    env=env,
+                    cwd=str(self.kubelet.config.workdir),
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent
+                    if threading.current_thread() is threading.main_thread()
+                    else None,
+                )
+        except (OSError, RuntimeError) as error:
+            raise StartError(f"failed to start container {container.name!r}: {error}") from error
         self.kubelet.processes[container.process.pid] = container.process
         container.state = {"running": {"startedAt": timestamp()}}
         self.event("Normal", "Started", f"Started container {container.name}", container.name)
@@ -468,7 +475,26 @@ class PodWorker:
         backoff = BACKOFF_INITIAL_SECONDS
         while not self.terminating:
             started_at = time.monotonic()
-            has_process = await self._spawn(container)
+            try:
+                has_process = await self._spawn(container)
+            except StartError as error:
+                self.event("Warning", "Failed", f"Error: {error}", container.name)
+                moment = timestamp()
+                container.last_state = {
+                    "terminated": {
+                        "exitCode": 128,
+                        "reason": "StartError",
+                        "message": str(error),
+                        "startedAt": moment,
+                        "finishedAt": moment,
+                    }
+                }
+                container.restart_count += 1
+                container.state = {"waiting": {"reason": "CrashLoopBackOff", "message": str(error)}}
+                self.publish()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+                continue
             self.publish()
             probes = asyncio.create_task(self._probe(container))
             waiters: set[asyncio.Task[Any]] = {probes}

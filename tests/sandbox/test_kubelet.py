@@ -182,3 +182,35 @@ async def test_force_delete_kills_at_once(node: tuple[Store, Kubelet]) -> None:
 
     await until(all_gone, 10, "the processes gone")
     assert time.monotonic() - started < 4
+
+
+async def test_a_container_that_cannot_start_backs_off(tmp_path: Path) -> None:
+    store = Store()
+    kubelet = Kubelet(
+        store,
+        KubeletConfig(engine_cmd="no-such-engine --port {port}", workdir=ROOT, log_dir=tmp_path),
+    )
+    task = asyncio.create_task(kubelet.run())
+    try:
+        store.create(PODS, pod_manifest(), NS)
+
+        def backing_off() -> bool:
+            statuses = status_of(store).get("initContainerStatuses") or [{}]
+            engine = statuses[0]
+            waiting = engine.get("state", {}).get("waiting", {})
+            return (
+                engine.get("restartCount", 0) >= 2 and waiting.get("reason") == "CrashLoopBackOff"
+            )
+
+        await until(backing_off, 15, "the engine in CrashLoopBackOff")
+        engine = status_of(store)["initContainerStatuses"][0]
+        assert engine["lastState"]["terminated"]["reason"] == "StartError"
+        assert status_of(store)["containerStatuses"][0]["state"] == {
+            "waiting": {"reason": "PodInitializing"}
+        }
+        failures = [e["message"] for e in store.list(EVENTS, NS) if e["reason"] == "Failed"]
+        assert failures
+        assert "no-such-engine" in failures[0]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
