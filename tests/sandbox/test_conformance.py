@@ -458,6 +458,21 @@ def test_fault_injection_for_client_resilience(sandbox: RunningSandbox) -> None:
         with http.stream("GET", f"/api/v1/namespaces/{NAMESPACE}/pods", params=params) as response:
             events = [json.loads(line) for line in response.iter_lines() if line.strip()]
     assert [e["type"] for e in events] == ["ERROR"]
+    with sandbox.http() as http:
+        http.post("/sandbox/faults", json={"stall_next": 1, "stall_seconds": 1.5})
+        started = time.monotonic()
+        assert http.get(f"/api/v1/namespaces/{NAMESPACE}/pods").status_code == 200
+        assert time.monotonic() - started >= 1.5
+        # Dropping watches ends open streams cleanly, as a lost connection would.
+        rv = http.get(f"/api/v1/namespaces/{NAMESPACE}/pods").json()["metadata"]["resourceVersion"]
+        params = {"watch": "true", "resourceVersion": rv, "timeoutSeconds": "30"}
+        with http.stream("GET", f"/api/v1/namespaces/{NAMESPACE}/pods", params=params) as stream:
+            with sandbox.http() as other:
+                other.post("/sandbox/faults", json={"drop_watches": True})
+            started = time.monotonic()
+            for _ in stream.iter_lines():
+                pass
+            assert time.monotonic() - started < 10
     assert events[0]["object"]["code"] == 410
     assert events[0]["object"]["reason"] == "Expired"
 
