@@ -18,13 +18,14 @@ import hmac
 import json
 import math
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote
 
 import httpx2
+import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -46,6 +47,8 @@ from sandbox.store import (
     Store,
     WatchEvent,
     bad_request,
+    conflict,
+    fields_match,
     labels_match,
     now,
     parse_field_selector,
@@ -324,12 +327,10 @@ def apply_patch(target: JSON, body: bytes, content_type: str) -> JSON:
     media = content_type.split(";")[0].strip()
     try:
         if media == "application/apply-patch+yaml":
-            import yaml
-
             patch = yaml.safe_load(body)
         else:
             patch = json.loads(body or b"{}")
-    except ValueError as error:
+    except (ValueError, yaml.YAMLError) as error:
         raise bad_request(f"the patch body is not valid: {error}") from error
     if media == "application/json-patch+json":
         if not isinstance(patch, list):
@@ -567,7 +568,6 @@ class ApiServer:
         *,
         bookmark_seconds: float = 10.0,
         faults: Faults | None = None,
-        on_pod_deleted: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.runtime = runtime
@@ -822,13 +822,8 @@ class ApiServer:
             raise bad_request("the request body is empty")
         try:
             content_type = request.headers.get("content-type", "")
-            if "yaml" in content_type:
-                import yaml
-
-                value = yaml.safe_load(body)
-            else:
-                value = json.loads(body)
-        except ValueError as error:
+            value = yaml.safe_load(body) if "yaml" in content_type else json.loads(body)
+        except (ValueError, yaml.YAMLError) as error:
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
@@ -894,7 +889,7 @@ class ApiServer:
             if target.namespace and obj["metadata"].get("namespace") != target.namespace:
                 return False
             return labels_match(labels, obj["metadata"].get("labels")) and (
-                not fields or _fields_ok(fields, obj)
+                not fields or fields_match(fields, obj)
             )
 
         def visible(event: WatchEvent) -> str | None:
@@ -1063,8 +1058,6 @@ class ApiServer:
             and version
             and version != deployment["metadata"]["resourceVersion"]
         ):
-            from sandbox.store import conflict
-
             raise conflict(target.rt, target.name)
         replicas = (wanted.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or replicas < 0:
@@ -1133,16 +1126,7 @@ def _verb(request: Request, target: Target) -> str:
     return method.lower()
 
 
-def _fields_ok(fields: list[tuple[str, bool, str]], obj: JSON) -> bool:
-    from sandbox.store import fields_match
-
-    return fields_match(fields, obj)
-
-
-def create_app(
-    server: ApiServer,
-    on_startup: Callable[[], Awaitable[None]] | None = None,
-) -> ASGIApp:
+def create_app(server: ApiServer) -> ASGIApp:
     """The API server's ASGI app (Starlette with bearer-token auth around it)."""
     from contextlib import asynccontextmanager
 
@@ -1153,8 +1137,6 @@ def create_app(
             limits=httpx2.Limits(max_connections=512, max_keepalive_connections=64),
         ) as client:
             server.http = client
-            if on_startup is not None:
-                await on_startup()
             yield
             server.store.close_watches()
             server.http = None

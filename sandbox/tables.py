@@ -6,7 +6,6 @@ deployments, HPAs, events, services, PDBs, config maps); any other kind gets NAM
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -366,6 +365,3 @@ def table(
 def wants_table(accept: str) -> bool:
     """Whether an Accept header asks for a Table."""
     return any("as=Table" in part for part in accept.split(","))
-
-
-_ = dt  # datetime types appear in signatures through store helpers
