@@ -506,6 +506,11 @@ def test_cockpit_context_has_exactly_its_role(sandbox: RunningSandbox) -> None:
             f"{name}:8000", NAMESPACE, "healthz"
         )
         assert "ok" in str(proxied).lower()
+        # The client percent-encodes the path's slashes (v1%2Fmodels): still the same route.
+        models = core.connect_get_namespaced_service_proxy_with_path(
+            "llm-backend:http", NAMESPACE, "v1/models"
+        )
+        assert "smollm2:135m" in str(models)
         for forbidden in (
             lambda: core.list_namespaced_config_map(NAMESPACE),
             lambda: core.patch_namespaced_pod(
