@@ -695,6 +695,9 @@ class ApiServer:
                     }
                 )
             target = self._target(group, version, parts)
+            if target.rt.plural == "selfsubjectaccessreviews":
+                # Anyone may ask what they may do (system:basic-user).
+                return await self._access_review(request)
             authorize(
                 self.store,
                 request.scope[USER_SCOPE_KEY],
@@ -988,6 +991,50 @@ class ApiServer:
             text = b"".join(text.splitlines(keepends=True)[-int(tail) :])
         return Response(text, media_type="text/plain")
 
+    async def _access_review(self, request: Request) -> Response:
+        """SelfSubjectAccessReview (`kubectl auth can-i`): may the caller do this?"""
+        if request.method != "POST":
+            raise ApiError(405, "MethodNotAllowed", "selfsubjectaccessreviews accept only POST")
+        body = await request.body()
+        if body.startswith(PROTOBUF_MAGIC):
+            spec = decode_access_review_protobuf(body)
+        else:
+            spec = (await self._json(request)).get("spec") or {}
+        user: User = request.scope[USER_SCOPE_KEY]
+        attributes = spec.get("resourceAttributes")
+        allowed = True
+        if attributes is not None:
+            resource = attributes.get("resource", "")
+            if attributes.get("subresource"):
+                resource += "/" + attributes["subresource"]
+            try:
+                authorize(
+                    self.store,
+                    user,
+                    attributes.get("verb", ""),
+                    attributes.get("group", ""),
+                    resource,
+                    attributes.get("namespace") or None,
+                    attributes.get("name") or None,
+                )
+            except ApiError:
+                allowed = False  # RBAC gives no reason for a denial
+        elif not user.admin:
+            # Non-resource URLs: discovery and health for everyone, the rest for the admin.
+            path = (spec.get("nonResourceAttributes") or {}).get("path", "")
+            allowed = path.startswith(("/api", "/version", "/healthz", "/livez", "/readyz"))
+        status: JSON = {"allowed": allowed}
+        return JSONResponse(
+            {
+                "kind": "SelfSubjectAccessReview",
+                "apiVersion": "authorization.k8s.io/v1",
+                "metadata": {"creationTimestamp": None},
+                "spec": spec,
+                "status": status,
+            },
+            status_code=201,
+        )
+
     async def _token_request(self, request: Request, target: Target) -> Response:
         """TokenRequest (`kubectl create token SA`): a token acting as the ServiceAccount."""
         assert target.name is not None
@@ -1106,6 +1153,75 @@ class ApiServer:
         if target.rt is PODS:
             return await proxy.pod_proxy(self, request, namespace, target.name, tail)
         return await proxy.service_proxy(self, request, namespace, target.name, tail)
+
+
+PROTOBUF_MAGIC = b"k8s\x00"
+
+
+def _protobuf_fields(data: bytes) -> dict[int, list[bytes]]:
+    """Length-delimited fields of one protobuf message (varint fields are skipped)."""
+    fields: dict[int, list[bytes]] = {}
+    index = 0
+
+    def varint() -> int:
+        nonlocal index
+        value = shift = 0
+        while True:
+            byte = data[index]
+            index += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+
+    while index < len(data):
+        key = varint()
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            varint()
+        elif wire_type == 2:
+            length = varint()
+            fields.setdefault(number, []).append(data[index : index + length])
+            index += length
+        elif wire_type == 1:
+            index += 8
+        elif wire_type == 5:
+            index += 4
+        else:
+            raise bad_request(f"unsupported protobuf wire type {wire_type}")
+    return fields
+
+
+def decode_access_review_protobuf(body: bytes) -> JSON:
+    """The spec of a SelfSubjectAccessReview sent as Kubernetes protobuf (as kubectl does).
+
+    The envelope is `k8s\\0` plus a runtime.Unknown whose field 2 holds the object; the
+    spec's field 1 is resourceAttributes, field 2 nonResourceAttributes.
+    """
+    try:
+        envelope = _protobuf_fields(body[len(PROTOBUF_MAGIC) :])
+        review = _protobuf_fields(envelope[2][0])
+        spec_fields = _protobuf_fields(review[2][0]) if 2 in review else {}
+    except (IndexError, KeyError) as error:
+        raise bad_request("malformed protobuf SelfSubjectAccessReview") from error
+    spec: JSON = {}
+    names = {1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource"}
+    names.update({6: "subresource", 7: "name"})
+    if 1 in spec_fields:
+        attributes = _protobuf_fields(spec_fields[1][0])
+        spec["resourceAttributes"] = {
+            names[number]: values[0].decode()
+            for number, values in attributes.items()
+            if number in names
+        }
+    if 2 in spec_fields:
+        attributes = _protobuf_fields(spec_fields[2][0])
+        spec["nonResourceAttributes"] = {
+            name: attributes[number][0].decode()
+            for number, name in ((1, "path"), (2, "verb"))
+            if number in attributes
+        }
+    return spec
 
 
 def _verb(request: Request, target: Target) -> str:

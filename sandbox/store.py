@@ -122,6 +122,15 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         (),
         ("get", "list"),
     ),
+    ResourceType(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        False,
+        (),
+        ("create",),
+    ),
 )
 
 
@@ -137,7 +146,8 @@ def resource_for_kind(api_version: str, kind: str) -> ResourceType | None:
     """The served resource for a manifest's `apiVersion` and `kind`, if any."""
     group = api_version.rpartition("/")[0]
     for rt in RESOURCE_TYPES:
-        if rt.group == group and rt.kind == kind and rt.group != "metrics.k8s.io":
+        virtual = ("metrics.k8s.io", "authorization.k8s.io")
+        if rt.group == group and rt.kind == kind and rt.group not in virtual:
             return rt
     return None
 

@@ -531,6 +531,36 @@ def test_cockpit_context_has_exactly_its_role(sandbox: RunningSandbox) -> None:
             )
 
 
+def test_access_reviews_answer_what_a_context_may_do(sandbox: RunningSandbox) -> None:
+    def can_i(*args: str, context: str = "kube-llm-sandbox-cockpit") -> str:
+        result = sandbox.kubectl("--context", context, "auth", "can-i", *args, "-n", NAMESPACE)
+        return result.stdout.strip()
+
+    assert can_i("delete", "pods") == "yes"
+    assert can_i("create", "pods", "--subresource=eviction") == "yes"
+    assert can_i("get", "pods", "--subresource=proxy") == "yes"
+    assert can_i("delete", "deployments") == "no"
+    assert can_i("patch", "deployments", "--subresource=scale") == "no"
+    assert can_i("delete", "deployments", context="kube-llm-sandbox") == "yes"
+    api_client = config.new_client_from_config(
+        config_file=str(sandbox.kubeconfig), context="kube-llm-sandbox-cockpit"
+    )
+    with api_client:
+        review = client.AuthorizationV1Api(api_client).create_self_subject_access_review(
+            client.V1SelfSubjectAccessReview(
+                spec=client.V1SelfSubjectAccessReviewSpec(
+                    resource_attributes=client.V1ResourceAttributes(
+                        namespace=NAMESPACE,
+                        verb="watch",
+                        group="autoscaling",
+                        resource="horizontalpodautoscalers",
+                    )
+                )
+            )
+        )
+    assert review.status.allowed is True
+
+
 def test_kubectl_create_token_acts_as_the_service_account(sandbox: RunningSandbox) -> None:
     result = sandbox.kubectl("create", "token", "kube-llm-cockpit", "-n", NAMESPACE)
     assert result.returncode == 0, result.stderr
