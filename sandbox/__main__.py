@@ -79,6 +79,11 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
     args = parser.parse_args(argv)
     if args.hpa_sync_seconds <= 0:
         parser.error("--hpa-sync-seconds must be positive")
+    if not args.overlay.exists() and not args.overlay.is_absolute():
+        # Run from elsewhere than the project root: the overlay next to this package.
+        beside = Path(__file__).resolve().parents[1] / args.overlay
+        if beside.exists():
+            args.overlay = beside
     return SandboxOptions(
         overlay=args.overlay,
         port=args.port,
