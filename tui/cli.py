@@ -15,11 +15,12 @@ PROG = "kube-llm"
 
 
 def _exec_module(module: str, args: Sequence[str]) -> int:
-    """Replace this process with `python -m MODULE ARGS` so signals and the exit code pass through."""
+    """Become `python -m MODULE ARGS`, so signals and the exit code pass straight through."""
     argv = [sys.executable, "-m", module, *args]
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, argv)
+    # No shell and a fixed interpreter: the arguments are passed as they are, never parsed.
+    os.execv(sys.executable, argv)  # noqa: S606
     return 0  # pragma: no cover - execv does not return
 
 
