@@ -989,7 +989,29 @@ class ApiServer:
         tail = request.query_params.get("tailLines")
         if tail is not None:
             text = b"".join(text.splitlines(keepends=True)[-int(tail) :])
-        return Response(text, media_type="text/plain")
+        if request.query_params.get("follow") not in ("true", "1"):
+            return Response(text, media_type="text/plain")
+        store, namespace, uid = self.store, target.namespace or "", pod["metadata"]["uid"]
+        name = target.name
+
+        async def follow() -> AsyncIterator[bytes]:
+            """The log so far, then what the container writes, until the pod is gone."""
+            yield text
+            offset = path.stat().st_size
+            while True:
+                await asyncio.sleep(0.5)
+                current = store.find(PODS, namespace, name)
+                size = path.stat().st_size if path.exists() else offset
+                if size > offset:
+                    with path.open("rb") as handle:
+                        handle.seek(offset)
+                        chunk = handle.read(size - offset)
+                    offset = size
+                    yield chunk
+                if current is None or current["metadata"]["uid"] != uid:
+                    return
+
+        return StreamingResponse(follow(), media_type="text/plain")
 
     async def _access_review(self, request: Request) -> Response:
         """SelfSubjectAccessReview (`kubectl auth can-i`): may the caller do this?"""
