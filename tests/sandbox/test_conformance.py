@@ -364,6 +364,9 @@ def test_kubectl_get_and_delete(sandbox: RunningSandbox) -> None:
     assert "SuccessfulCreate" in out
     result = sandbox.kubectl("get", "pdb,svc,cm", "-n", NAMESPACE)
     assert result.returncode == 0, result.stderr
+    logs = sandbox.kubectl("logs", victim, "-c", "backend", "-n", NAMESPACE)
+    assert logs.returncode == 0, logs.stderr
+    assert "Application startup complete" in logs.stdout
     result = sandbox.kubectl("delete", "pod", victim, "-n", NAMESPACE)
     assert result.returncode == 0, result.stderr
     assert f'pod "{victim}" deleted' in result.stdout
