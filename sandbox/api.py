@@ -799,7 +799,8 @@ class ApiServer:
             if rt is PODS:
                 return JSONResponse(begin_pod_deletion(self.store, namespace, target.name, grace))
             deleted = self.store.delete(rt, namespace, target.name)
-            if rt is DEPLOYMENTS:
+            propagation = params.get("propagationPolicy") or options.get("propagationPolicy")
+            if rt is DEPLOYMENTS and propagation != "Orphan":
                 self._cascade(deployed=deleted)
             return JSONResponse(deleted)
         raise ApiError(
