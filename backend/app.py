@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +13,7 @@ from starlette.routing import Route
 
 from backend.admission import Gate
 from backend.chat import chat_completions, models_endpoint
-from backend.engine import CHAT_PATH, open_engine_client
+from backend.engine import CHAT_PATH, engine_transport, open_engine_client
 from backend.errors import exception_handlers
 from backend.health import Readiness, healthz, readyz
 from backend.metrics import Metrics, metrics_endpoint
@@ -22,6 +23,8 @@ from backend.settings import Settings
 from backend.state import BackendState
 
 __all__ = ["create_app"]
+
+log = logging.getLogger("backend.app")
 
 routes = [
     Route("/v1/chat/completions", chat_completions, methods=["POST"]),
@@ -39,7 +42,20 @@ middleware = [Middleware(ServedByMiddleware)]
 async def lifespan(app: Starlette) -> AsyncIterator[dict[str, BackendState]]:
     """Open the one engine client for the app's lifetime and yield the shared state."""
     settings: Settings = app.state.settings
-    async with open_engine_client(settings, app.state.engine_transport) as client:
+    transport: httpx2.AsyncBaseTransport | None = app.state.engine_transport
+    if transport is None:
+        transport = engine_transport(settings)
+    log.info(
+        "engine client",
+        extra={
+            "fields": {
+                "engine_url": settings.engine_url,
+                "engine_transport": settings.engine_transport,
+                "transport_class": type(transport).__name__,
+            }
+        },
+    )
+    async with open_engine_client(settings, transport) as client:
         yield {
             "backend": BackendState(
                 settings=settings,

@@ -31,17 +31,23 @@ class EngineUnavailable(Exception):
 
 
 def engine_transport(settings: Settings) -> httpx2.AsyncBaseTransport:
-    """Return the transport to the engine: lean keep-alive HTTP/1.1 (see backend.transport)."""
+    """Return the transport to the engine that ``ENGINE_TRANSPORT`` names.
+
+    ``lean`` (the default) is the keep-alive HTTP/1.1 transport of backend.transport; ``httpx``
+    is httpx2's own (httpcore), the stock way back. Both get the same limits, and the client's
+    timeouts apply to either.
+    """
     # Every admitted chat holds one connection; a few more serve the readiness checks. Idle
     # connections are dropped before a typical server's own idle timeout (uvicorn's is 5 s).
     connections = settings.max_inflight + 4
-    return LeanHTTPTransport(
-        httpx2.Limits(
-            max_connections=connections,
-            max_keepalive_connections=connections,
-            keepalive_expiry=4.0,
-        )
+    limits = httpx2.Limits(
+        max_connections=connections,
+        max_keepalive_connections=connections,
+        keepalive_expiry=4.0,
     )
+    if settings.engine_transport == "httpx":
+        return httpx2.AsyncHTTPTransport(limits=limits, trust_env=False)
+    return LeanHTTPTransport(limits)
 
 
 def open_engine_client(

@@ -14,6 +14,9 @@ __all__ = ["Settings", "SettingsError"]
 _T = TypeVar("_T")
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+# The HTTP transport under the engine client: the lean keep-alive one (backend.transport) or
+# httpx2's own (httpcore), kept as the stock way back.
+ENGINE_TRANSPORTS = ("lean", "httpx")
 
 
 class SettingsError(ValueError):
@@ -32,6 +35,7 @@ class Settings:
     request_timeout: float = 300.0
     engine_read_timeout: float = 30.0
     engine_connect_timeout: float = 5.0
+    engine_transport: str = "lean"
     max_body_bytes: int = 1_048_576
     max_messages: int = 64
     max_message_chars: int = 32_000
@@ -56,6 +60,11 @@ class Settings:
             raise SettingsError(
                 f"FIRST_TOKEN_TIMEOUT ({self.first_token_timeout}) must not exceed "
                 f"REQUEST_TIMEOUT ({self.request_timeout})"
+            )
+        if self.engine_transport not in ENGINE_TRANSPORTS:
+            raise SettingsError(
+                f"ENGINE_TRANSPORT must be one of {', '.join(ENGINE_TRANSPORTS)}, "
+                f"got {self.engine_transport!r}"
             )
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
@@ -90,6 +99,7 @@ class Settings:
             engine_connect_timeout=get(
                 "ENGINE_CONNECT_TIMEOUT", _positive_float, default.engine_connect_timeout
             ),
+            engine_transport=get("ENGINE_TRANSPORT", _engine_transport, default.engine_transport),
             max_body_bytes=get("MAX_BODY_BYTES", _positive_int, default.max_body_bytes),
             max_messages=get("MAX_MESSAGES", _positive_int, default.max_messages),
             max_message_chars=get("MAX_MESSAGE_CHARS", _positive_int, default.max_message_chars),
@@ -179,3 +189,10 @@ def _log_level(name: str, raw: str) -> str:
     if level not in LOG_LEVELS:
         raise SettingsError(f"{name} must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
     return level
+
+
+def _engine_transport(name: str, raw: str) -> str:
+    transport = raw.lower()
+    if transport not in ENGINE_TRANSPORTS:
+        raise SettingsError(f"{name} must be one of {', '.join(ENGINE_TRANSPORTS)}, got {raw!r}")
+    return transport
