@@ -19,7 +19,7 @@ import pytest
 from starlette.applications import Starlette
 
 from backend.app import create_app
-from backend.settings import Settings
+from backend.settings import ENGINE_TRANSPORTS, Settings
 from tests.fakes.engine import EngineConfig, EngineStats, create_engine_app
 from tests.fakes.serve import free_port, serve_in_thread
 
@@ -114,6 +114,13 @@ def backend(engine: FakeEngine) -> Iterator[Backend]:
     """The backend in front of the fast fake engine, default limits."""
     with running_backend(engine.url) as served:
         yield served
+
+
+@pytest.fixture(params=ENGINE_TRANSPORTS)
+def transport_name(request: pytest.FixtureRequest) -> str:
+    """Each ``ENGINE_TRANSPORT`` in turn, for the tests that must hold on both."""
+    name: str = request.param
+    return name
 
 
 BackendFactory = Callable[..., AbstractContextManager[Backend]]

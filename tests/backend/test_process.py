@@ -113,6 +113,20 @@ def test_bad_settings_exit_2_with_a_clear_json_line(tmp_path: Path) -> None:
     assert "MAX_INFLIGHT must be a whole number" in line["error"]
 
 
+def test_engine_transport_comes_from_the_environment(tmp_path: Path) -> None:
+    with (
+        running_engine(EngineConfig(reply="stock transport")) as engine,
+        backend_process(engine.url, tmp_path, ENGINE_TRANSPORT="httpx") as proc,
+    ):
+        streamed = httpx2.post(proc.url + CHAT, json=chat_body(stream=True), timeout=10)
+        assert content_of(sse_events(streamed.text)) == "stock transport"
+        log = proc.log()
+    opened = [json.loads(line) for line in log.splitlines() if '"msg": "engine client"' in line]
+    assert len(opened) == 1
+    assert opened[0]["engine_transport"] == "httpx"
+    assert opened[0]["transport_class"] == "AsyncHTTPTransport"
+
+
 # S12 -------------------------------------------------------------------------------------
 
 CANARY = "CANARY-7f3a9c"

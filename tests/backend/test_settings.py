@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import httpx2
 import pytest
 
+from backend.engine import engine_transport
 from backend.settings import Settings, SettingsError
+from backend.transport import LeanHTTPTransport
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -15,6 +18,7 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.max_inflight == 4
     assert (settings.host, settings.port) == ("0.0.0.0", 8000)
     assert settings.shutdown_timeout == 20
+    assert settings.engine_transport == "lean"
     assert settings.pod_name
 
 
@@ -37,6 +41,7 @@ def test_every_variable_is_read() -> None:
         "PORT": "9000",
         "SHUTDOWN_TIMEOUT": "5",
         "LOG_LEVEL": "DEBUG",
+        "ENGINE_TRANSPORT": "HTTPX",
     }
     settings = Settings.from_env(env)
     assert settings.engine_url == "http://10.0.0.1:8080"
@@ -54,6 +59,7 @@ def test_every_variable_is_read() -> None:
     assert (settings.host, settings.port) == ("127.0.0.1", 9000)
     assert settings.shutdown_timeout == 5
     assert settings.log_level == "debug"
+    assert settings.engine_transport == "httpx"
 
 
 @pytest.mark.parametrize(
@@ -71,6 +77,7 @@ def test_every_variable_is_read() -> None:
         ({"MODELS": "a,,b", "MODEL": "a"}, "MODELS must be a comma-separated list"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of"),
         ({"POD_NAME": "pod name"}, "POD_NAME must not contain spaces"),
+        ({"ENGINE_TRANSPORT": "httpcore"}, "ENGINE_TRANSPORT must be one of lean, httpx, got"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], fragment: str) -> None:
@@ -82,3 +89,19 @@ def test_settings_are_frozen() -> None:
     settings = Settings.from_env({})
     with pytest.raises(AttributeError):
         settings.port = 1  # type: ignore[misc]
+
+
+def test_a_hand_built_settings_checks_the_engine_transport() -> None:
+    with pytest.raises(SettingsError, match="ENGINE_TRANSPORT must be one of lean, httpx"):
+        Settings(pod_name="p", engine_transport="h2")
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"), [("lean", LeanHTTPTransport), ("httpx", httpx2.AsyncHTTPTransport)]
+)
+async def test_engine_transport_names_the_transport(name: str, kind: type) -> None:
+    transport = engine_transport(Settings.from_env({"ENGINE_TRANSPORT": name}))
+    try:
+        assert type(transport) is kind
+    finally:
+        await transport.aclose()

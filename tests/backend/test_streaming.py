@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -13,8 +14,6 @@ import pytest
 
 from tests.backend.conftest import (
     CHAT,
-    Backend,
-    FakeEngine,
     assert_openai_error,
     chat_body,
     content_of,
@@ -56,6 +55,38 @@ def metric(text: str, name: str) -> float:
 
 
 SLOW = EngineConfig(token_delay=0.2, tokens=40)
+
+
+# ENGINE_TRANSPORT -------------------------------------------------------------------------
+
+TRANSPORT_CLASSES = {"lean": "LeanHTTPTransport", "httpx": "AsyncHTTPTransport"}
+
+
+def test_chats_relay_on_each_engine_transport(
+    transport_name: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="backend.app")
+    reply = "one two three four"
+    with (
+        running_engine(EngineConfig(reply=reply)) as engine,
+        running_backend(engine.url, engine_transport=transport_name) as backend,
+        httpx2.Client(base_url=backend.url, timeout=10) as client,
+    ):
+        for _ in range(3):  # later chats ride a kept-alive engine connection
+            streamed = client.post(CHAT, json=chat_body(stream=True))
+            assert streamed.status_code == 200
+            events = sse_events(streamed.text)
+            assert events[-1] == "[DONE]"
+            assert content_of(events) == reply
+        plain = client.post(CHAT, json=chat_body())
+        assert plain.json()["choices"][0]["message"]["content"] == reply
+        assert len(engine.stats.requests) == 4
+        assert engine.stats.finished_streams >= 3
+    opened = [r for r in caplog.records if r.name == "backend.app" and r.msg == "engine client"]
+    assert len(opened) == 1
+    fields = opened[0].fields  # type: ignore[attr-defined]
+    assert fields["engine_transport"] == transport_name
+    assert fields["transport_class"] == TRANSPORT_CLASSES[transport_name]
 
 
 # S4 --------------------------------------------------------------------------------------
@@ -107,11 +138,16 @@ async def test_probes_answer_fast_while_max_inflight_chats_stream() -> None:
 
 
 @pytest.mark.parametrize("before_first_token", [False, True])
-async def test_disconnect_closes_engine_stream_and_frees_slot(before_first_token: bool) -> None:
+async def test_disconnect_closes_engine_stream_and_frees_slot(
+    before_first_token: bool, transport_name: str
+) -> None:
     config = EngineConfig(
         token_delay=0.1, tokens=100, first_token_delay=5.0 if before_first_token else 0.0
     )
-    with running_engine(config) as engine, running_backend(engine.url) as backend:
+    with (
+        running_engine(config) as engine,
+        running_backend(engine.url, engine_transport=transport_name) as backend,
+    ):
         gate = backend.app.state.gate
         async with httpx2.AsyncClient(base_url=backend.url, timeout=10) as client:
             request = client.build_request("POST", CHAT, json=chat_body(stream=True))
@@ -141,8 +177,9 @@ async def test_disconnect_closes_engine_stream_and_frees_slot(before_first_token
 
 
 @pytest.mark.parametrize("stream", [False, True])
-def test_refused_engine_is_503_with_retry_after(stream: bool) -> None:
-    with running_backend(f"http://127.0.0.1:{free_port()}") as backend:
+def test_refused_engine_is_503_with_retry_after(stream: bool, transport_name: str) -> None:
+    engine_url = f"http://127.0.0.1:{free_port()}"
+    with running_backend(engine_url, engine_transport=transport_name) as backend:
         response = httpx2.post(backend.url + CHAT, json=chat_body(stream=stream))
     assert response.status_code == 503
     assert int(response.headers["retry-after"]) >= 1
@@ -166,11 +203,17 @@ def test_engine_503_is_503_with_retry_after_and_no_retry(stream: bool) -> None:
 
 
 @pytest.mark.parametrize(("fail", "stream"), [("drip", True), ("drip", False), ("hang", True)])
-def test_first_token_deadline_fires_on_a_dripping_or_silent_engine(fail: str, stream: bool) -> None:
+def test_first_token_deadline_fires_on_a_dripping_or_silent_engine(
+    fail: str, stream: bool, transport_name: str
+) -> None:
     with (
         running_engine(EngineConfig(fail=fail, drip_interval=0.5)) as engine,
         running_backend(
-            engine.url, first_token_timeout=1.0, request_timeout=10, engine_read_timeout=30
+            engine.url,
+            first_token_timeout=1.0,
+            request_timeout=10,
+            engine_read_timeout=30,
+            engine_transport=transport_name,
         ) as backend,
     ):
         started = time.perf_counter()
@@ -185,12 +228,18 @@ def test_first_token_deadline_fires_on_a_dripping_or_silent_engine(fail: str, st
         assert engine.stats.open_streams == 0
 
 
-def test_total_deadline_fires_on_an_engine_dripping_after_the_first_token() -> None:
+def test_total_deadline_fires_on_an_engine_dripping_after_the_first_token(
+    transport_name: str,
+) -> None:
     config = EngineConfig(fail="drip", drip_interval=0.5, drip_from_event=2)
     with (
         running_engine(config) as engine,
         running_backend(
-            engine.url, first_token_timeout=1.0, request_timeout=2.0, engine_read_timeout=30
+            engine.url,
+            first_token_timeout=1.0,
+            request_timeout=2.0,
+            engine_read_timeout=30,
+            engine_transport=transport_name,
         ) as backend,
     ):
         started = time.perf_counter()
@@ -204,10 +253,12 @@ def test_total_deadline_fires_on_an_engine_dripping_after_the_first_token() -> N
     assert 1.9 < elapsed < 3.5, elapsed
 
 
-def test_read_timeout_between_chunks_ends_the_stream() -> None:
+def test_read_timeout_between_chunks_ends_the_stream(transport_name: str) -> None:
     with (
         running_engine(EngineConfig(token_delay=2.0, tokens=5)) as engine,
-        running_backend(engine.url, engine_read_timeout=0.5) as backend,
+        running_backend(
+            engine.url, engine_read_timeout=0.5, engine_transport=transport_name
+        ) as backend,
     ):
         response = httpx2.post(backend.url + CHAT, json=chat_body(stream=True), timeout=10)
     events = sse_events(response.text)
@@ -220,9 +271,14 @@ def test_read_timeout_between_chunks_ends_the_stream() -> None:
 @pytest.mark.parametrize(
     ("style", "code"), [("event", "engine_midstream"), ("abort", "engine_disconnected")]
 )
-def test_midstream_engine_error_is_one_terminal_error_event(style: str, code: str) -> None:
+def test_midstream_engine_error_is_one_terminal_error_event(
+    style: str, code: str, transport_name: str
+) -> None:
     config = EngineConfig(fail="midstream", midstream_style=style, tokens=8)  # type: ignore[arg-type]
-    with running_engine(config) as engine, running_backend(engine.url) as backend:
+    with (
+        running_engine(config) as engine,
+        running_backend(engine.url, engine_transport=transport_name) as backend,
+    ):
         response = httpx2.post(backend.url + CHAT, json=chat_body(stream=True), timeout=10)
         assert len(engine.stats.requests) == 1  # S7: never retried after the first byte
         metrics = httpx2.get(backend.url + "/metrics").text
@@ -240,8 +296,11 @@ def test_midstream_engine_error_is_one_terminal_error_event(style: str, code: st
     assert metric(metrics, f'kube_llm_engine_errors_total{{kind="{code}"}}') == 1
 
 
-def test_midstream_error_without_stream_is_502(engine: FakeEngine, backend: Backend) -> None:
-    engine.config.fail = "midstream"
-    response = httpx2.post(backend.url + CHAT, json=chat_body(), timeout=10)
+def test_midstream_error_without_stream_is_502(transport_name: str) -> None:
+    with (
+        running_engine(EngineConfig(fail="midstream")) as engine,
+        running_backend(engine.url, engine_transport=transport_name) as backend,
+    ):
+        response = httpx2.post(backend.url + CHAT, json=chat_body(), timeout=10)
     assert response.status_code == 502
     assert assert_openai_error(response.json())["code"] == "engine_midstream"
