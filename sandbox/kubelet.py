@@ -29,7 +29,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -380,7 +380,7 @@ class PodWorker:
             if self.terminating:
                 return
             if container.role == "sidecar":
-                container.task = asyncio.create_task(self._supervise(container))
+                container.task = _watched(self._supervise(container), self.name)
                 await container.started_event.wait()
             else:
                 await self._run_init(container)
@@ -388,7 +388,7 @@ class PodWorker:
         if self.terminating:
             return
         for container in [c for c in self.containers.values() if c.role == "main"]:
-            container.task = asyncio.create_task(self._supervise(container))
+            container.task = _watched(self._supervise(container), self.name)
         self.phase = "Running"
         self.publish()
 
@@ -816,6 +816,18 @@ def _expand(value: str, env: dict[str, str]) -> str:
     return value
 
 
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", task.get_name(), exc_info=task.exception())
+
+
+def _watched(coroutine: Coroutine[Any, Any, None], pod: str) -> asyncio.Task[None]:
+    """A task whose failure is logged at once (never an unobserved exception)."""
+    task = asyncio.create_task(coroutine, name=f"pod {pod}")
+    task.add_done_callback(_log_failure)
+    return task
+
+
 async def _sleep_until(moment: float) -> None:
     delay = moment - time.monotonic()
     if delay > 0:
@@ -903,7 +915,7 @@ class Kubelet:
             return
         worker = PodWorker(self, pod)
         self.workers[key] = worker
-        worker.task = asyncio.create_task(worker.run())
+        worker.task = _watched(worker.run(), worker.name)
         if pod["metadata"].get("deletionTimestamp"):
             self._terminate(worker, pod, force=False)
 
