@@ -1,14 +1,18 @@
 """Proxy overhead of the backend: the same streamed chats through it and straight to the engine.
 
-Starts the fake engine (fixed delays) and ``python -m backend`` as processes on loopback, then
-runs closed-loop streaming clients at 1, 16 and 64 concurrent streams, first direct to the
-engine and then through the backend, and prints time to first token (TTFT) and end to end (E2E)
-percentiles, the overhead the backend adds (p50, p99, in ms) and the throughput ratio.
+Starts the fake engine (fixed delays) and two ``python -m backend`` processes on loopback, one
+with ``ENGINE_TRANSPORT=lean`` and one with ``ENGINE_TRANSPORT=httpx`` (httpx2's own transport,
+httpcore), then runs closed-loop streaming clients at 1, 16 and 64 concurrent streams on three
+paths in the same run: direct to the engine, through the lean backend, through the httpx
+backend. The paths take turns in short rounds (their order rotating each round), so a
+neighbour's burst of CPU falls on all three alike. It prints time to first token (TTFT) and end
+to end (E2E) percentiles, the overhead each backend adds (p50, p99, in ms), the throughput ratio
+to direct, the backend's CPU per chat, and lean against httpx side by side.
 
     .venv/bin/python bench/proxy_overhead.py [--concurrency 1 16 64] [--seconds 8] [--rounds 4]
 
 Targets (issue 2): at 64 streams p50 overhead <= 1 ms, p99 <= 5 ms, throughput >= 95 % of direct.
-The client is a minimal HTTP/1.1 reader on uvloop so that it costs both paths the same, little.
+The client is a minimal HTTP/1.1 reader on uvloop so that it costs every path the same, little.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = "tinyllama"
@@ -218,18 +224,31 @@ def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
+PATHS = ("direct", "lean", "httpx")
+
+
+def cpu_ms_per_chat(run: Run, name: str) -> float:
+    """CPU time the process ``name`` spent per completed chat during ``run``, in ms."""
+    return run.cpu.get(name, 0.0) * run.wall / len(run.e2e) * 1e3 if run.e2e else 0.0
+
+
+def ratio(numerator: float, denominator: float) -> str:
+    """``numerator / denominator`` as a percentage, or ``-`` when undefined."""
+    return f"{numerator / denominator:.1%}" if denominator else "-"
+
+
 def main() -> None:
-    """Run the benchmark and print the table."""
+    """Run the benchmark and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--seconds", type=float, default=8.0, help="per path and concurrency")
-    parser.add_argument("--rounds", type=int, default=4, help="alternations of the two paths")
+    parser.add_argument("--rounds", type=int, default=4, help="turns each path takes")
     parser.add_argument("--first-token-delay", type=float, default=0.05)
     parser.add_argument("--token-delay", type=float, default=0.02)
     parser.add_argument("--tokens", type=int, default=16)
     args = parser.parse_args()
 
-    engine_port, backend_port = free_port(), free_port()
+    engine_port = free_port()
     engine = start(
         [
             "-m", "tests.fakes.engine", "--host", "127.0.0.1", "--port", str(engine_port),
@@ -238,84 +257,130 @@ def main() -> None:
         ],
         {},
     )  # fmt: skip
-    backend = start(
-        ["-m", "backend"],
-        {
-            "ENGINE_URL": f"http://127.0.0.1:{engine_port}",
-            "MODEL": MODEL,
-            "HOST": "127.0.0.1",
-            "PORT": str(backend_port),
-            "MAX_INFLIGHT": str(max(args.concurrency) * 2),
-            "POD_NAME": "bench",
-        },
-    )
+    ports = {"direct": engine_port}
+    backends: dict[str, subprocess.Popen[bytes]] = {}
+    for transport in PATHS[1:]:
+        ports[transport] = free_port()
+        backends[transport] = start(
+            ["-m", "backend"],
+            {
+                "ENGINE_URL": f"http://127.0.0.1:{engine_port}",
+                "ENGINE_TRANSPORT": transport,
+                "MODEL": MODEL,
+                "HOST": "127.0.0.1",
+                "PORT": str(ports[transport]),
+                "MAX_INFLIGHT": str(max(args.concurrency) * 2),
+                "POD_NAME": f"bench-{transport}",
+            },
+        )
     try:
         wait_http(engine_port, "/v1/models", engine)
-        wait_http(backend_port, "/readyz", backend)
-        pids = {"engine": engine.pid, "backend": backend.pid, "client": os.getpid()}
+        for transport, process in backends.items():
+            wait_http(ports[transport], "/readyz", process)
+        pids = {
+            "engine": engine.pid,
+            **{transport: process.pid for transport, process in backends.items()},
+            "client": os.getpid(),
+        }
         body = json.dumps(
             {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": "Hi"}]}
         ).encode()
+        runner: Callable[[Coroutine[Any, Any, Run]], Run] = asyncio.run
         try:
             import uvloop
 
             runner = uvloop.run
         except ImportError:
-            runner = asyncio.run
+            pass
         print(
             f"fake engine: first token {args.first_token_delay * 1e3:.0f} ms, "
             f"{args.tokens} tokens {args.token_delay * 1e3:.0f} ms apart; "
-            f"{args.seconds:g} s per path in {args.rounds} alternating rounds; "
-            f"{os.cpu_count()} CPUs"
+            f"{args.seconds:g} s per path in {args.rounds} rotating rounds; "
+            f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at start"
         )
-        header = (
+        print(
             f"{'streams':>7} {'path':>7} {'n':>6} {'err':>4} {'TTFT p50':>9} {'p99':>7} "
-            f"{'E2E p50':>8} {'p99':>7} {'req/s':>7}   CPU: engine backend client"
+            f"{'E2E p50':>8} {'p99':>7} {'req/s':>7}   CPU: "
+            + " ".join(f"{name:>7}" for name in pids)
         )
-        print(header)
-        summary = []
+        summary: list[tuple[int, dict[str, Run]]] = []
         for concurrency in args.concurrency:
-            # Alternating rounds, pooled, so a neighbour's burst of CPU hits both paths alike.
-            direct, proxied = Run(), Run()
-            for _ in range(args.rounds):
-                for port, total in ((engine_port, direct), (backend_port, proxied)):
-                    run = runner(measure(port, concurrency, args.seconds / args.rounds, body, pids))
-                    total.merge(run)
-            for name, run in (("direct", direct), ("backend", proxied)):
+            runs = {path: Run() for path in PATHS}
+            for round_ in range(args.rounds):
+                order = PATHS[round_ % len(PATHS) :] + PATHS[: round_ % len(PATHS)]
+                for path in order:
+                    run = runner(
+                        measure(ports[path], concurrency, args.seconds / args.rounds, body, pids)
+                    )
+                    runs[path].merge(run)
+            for path, run in runs.items():
                 print(
-                    f"{concurrency:>7} {name:>7} {len(run.e2e):>6} {run.errors:>4} "
+                    f"{concurrency:>7} {path:>7} {len(run.e2e):>6} {run.errors:>4} "
                     f"{ms(run.ttft, 50):>9.2f} {ms(run.ttft, 99):>7.2f} "
-                    f"{ms(run.e2e, 50):>8.2f} {ms(run.e2e, 99):>7.2f} {run.throughput:>7.1f} "
-                    + "".join(f"{share:>8.0%}" for share in run.cpu.values())
+                    f"{ms(run.e2e, 50):>8.2f} {ms(run.e2e, 99):>7.2f} {run.throughput:>7.1f}"
+                    + " " * 8
+                    + " ".join(f"{run.cpu.get(name, 0.0):>7.0%}" for name in pids)
                 )
-            summary.append((concurrency, direct, proxied))
-        print("\noverhead of the backend (ms; backend minus direct, same percentile)")
+            summary.append((concurrency, runs))
+
+        print("\noverhead of each backend (ms; backend minus direct, same percentile)")
+        print(
+            f"{'streams':>7} {'ENGINE_TRANSPORT':>16} {'TTFT p50':>9} {'TTFT p99':>9} "
+            f"{'E2E p50':>8} {'E2E p99':>8} {'throughput':>11} {'CPU ms/chat':>12}"
+        )
+        for concurrency, runs in summary:
+            direct = runs["direct"]
+            for transport in PATHS[1:]:
+                proxied = runs[transport]
+                print(
+                    f"{concurrency:>7} {transport:>16} "
+                    f"{overhead_ms(direct, proxied, 'ttft', 50):>9.2f} "
+                    f"{overhead_ms(direct, proxied, 'ttft', 99):>9.2f} "
+                    f"{overhead_ms(direct, proxied, 'e2e', 50):>8.2f} "
+                    f"{overhead_ms(direct, proxied, 'e2e', 99):>8.2f} "
+                    f"{ratio(proxied.throughput, direct.throughput):>11} "
+                    f"{cpu_ms_per_chat(proxied, transport):>12.2f}"
+                )
+
+        print(
+            "\nlean against httpx (TTFT and E2E: httpx minus lean, ms; throughput and backend "
+            "CPU per chat: lean / httpx)"
+        )
         print(
             f"{'streams':>7} {'TTFT p50':>9} {'TTFT p99':>9} {'E2E p50':>8} {'E2E p99':>8} "
-            f"{'throughput':>11}"
+            f"{'throughput':>11} {'CPU/chat':>9}"
         )
-        for concurrency, direct, proxied in summary:
+        for concurrency, runs in summary:
+            lean, httpx = runs["lean"], runs["httpx"]
             print(
-                f"{concurrency:>7} {overhead_ms(direct, proxied, 'ttft', 50):>9.2f} "
-                f"{overhead_ms(direct, proxied, 'ttft', 99):>9.2f} "
-                f"{overhead_ms(direct, proxied, 'e2e', 50):>8.2f} "
-                f"{overhead_ms(direct, proxied, 'e2e', 99):>8.2f} "
-                f"{proxied.throughput / direct.throughput:>10.1%}"
+                f"{concurrency:>7} {overhead_ms(lean, httpx, 'ttft', 50):>9.2f} "
+                f"{overhead_ms(lean, httpx, 'ttft', 99):>9.2f} "
+                f"{overhead_ms(lean, httpx, 'e2e', 50):>8.2f} "
+                f"{overhead_ms(lean, httpx, 'e2e', 99):>8.2f} "
+                f"{ratio(lean.throughput, httpx.throughput):>11} "
+                f"{ratio(cpu_ms_per_chat(lean, 'lean'), cpu_ms_per_chat(httpx, 'httpx')):>9}"
             )
-        concurrency, direct, proxied = summary[-1]
-        met = (
-            overhead_ms(direct, proxied, "ttft", 50) <= 1
-            and overhead_ms(direct, proxied, "ttft", 99) <= 5
-            and proxied.throughput / direct.throughput >= 0.95
-        )
+
+        concurrency, runs = summary[-1]
+        direct = runs["direct"]
         print(
             f"\ntarget at {concurrency} streams (TTFT overhead p50 <= 1 ms, p99 <= 5 ms, "
-            f"throughput >= 95 % of direct): {'met' if met else 'missed'}"
+            "throughput >= 95 % of direct):"
         )
+        for transport in PATHS[1:]:
+            proxied = runs[transport]
+            met = (
+                overhead_ms(direct, proxied, "ttft", 50) <= 1
+                and overhead_ms(direct, proxied, "ttft", 99) <= 5
+                and proxied.throughput / direct.throughput >= 0.95
+            )
+            print(f"  {transport:>5}: {'met' if met else 'missed'}")
+        print(f"load average {os.getloadavg()[0]:.2f} at the end")
     finally:
-        for process in (backend, engine):
+        processes = [*backends.values(), engine]
+        for process in processes:
             process.terminate()
-        for process in (backend, engine):
+        for process in processes:
             try:
                 process.wait(10)
             except subprocess.TimeoutExpired:
