@@ -423,6 +423,8 @@ async def test_aio_client(sandbox: RunningSandbox) -> None:
         with pytest.raises(aio_client.ApiException) as gone:
             await core.read_namespaced_pod(victim, NAMESPACE)
         assert gone.value.status == 404
+        with sandbox.http() as http:  # make sure version 1 is out of the history
+            http.post("/sandbox/faults", json={"compact": True}).raise_for_status()
         with pytest.raises(aio_client.ApiException) as expired:
             async for _ in aio_watch.Watch().stream(
                 core.list_namespaced_pod, NAMESPACE, resource_version="1", timeout_seconds=2
