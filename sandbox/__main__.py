@@ -13,7 +13,14 @@ import signal
 import sys
 from pathlib import Path
 
-from sandbox.cluster import NAMESPACE, RenderError, Sandbox, SandboxOptions, render_overlay
+from sandbox.cluster import (
+    NAMESPACE,
+    RenderError,
+    Sandbox,
+    SandboxOptions,
+    find_kubectl,
+    render_overlay,
+)
 from sandbox.kubelet import embedded_model_path
 
 DESCRIPTION = """\
@@ -110,15 +117,27 @@ def engine_problem() -> str | None:
     return None
 
 
+def _shown_path(path: str | Path) -> str:
+    """A path as the user can type it: relative to the current folder when it lies inside it."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd()))
+    except ValueError:
+        return str(resolved)
+
+
 def banner(sandbox: Sandbox) -> str:
     """How to use the running sandbox."""
-    kubeconfig = sandbox.options.kubeconfig
+    kubeconfig = _shown_path(sandbox.options.kubeconfig)
+    found = find_kubectl()
+    kubectl = f"{_shown_path(found) if found else 'kubectl'} --kubeconfig {kubeconfig}"
     engine = sandbox.options.engine_cmd or "llama-cpp-python server, SmolLM2-135M (embedded)"
     skipped = (
         f"\n  not run here:  {', '.join(sandbox.skipped)} (no such API in the sandbox)"
         if sandbox.skipped
         else ""
     )
+    proxy = f"/api/v1/namespaces/{NAMESPACE}/services/llm-backend:http/proxy"
     return f"""\
 kube-llm sandbox: a local test bench that speaks the Kubernetes API (not a production cluster)
   API server:    {sandbox.server_url}
@@ -127,14 +146,14 @@ kube-llm sandbox: a local test bench that speaks the Kubernetes API (not a produ
   engine:        {engine}
   HPA sync:      every {sandbox.options.hpa_sync_seconds:g} s{skipped}
 
-Watch it:
-  kubectl --kubeconfig {kubeconfig} get pods,hpa -n {NAMESPACE}
-  kubectl --kubeconfig {kubeconfig} get events -n {NAMESPACE} -w
-Chat through the Service (the API server's service proxy), e.g.:
-  kubectl --kubeconfig {kubeconfig} get --raw \\
-    /api/v1/namespaces/{NAMESPACE}/services/llm-backend:http/proxy/v1/models
-Open the cockpit on it:
-  kube-llm tui --kubeconfig {kubeconfig} -n {NAMESPACE}
+Watch it (in another terminal):
+  {kubectl} -n {NAMESPACE} get pods,deploy,hpa
+  {kubectl} -n {NAMESPACE} get events -w
+Break it: delete a pod and watch its replacement become Ready:
+  {kubectl} -n {NAMESPACE} delete pod <name>
+Chat through the Service (the API server's service proxy):
+  echo '{{"messages":[{{"role":"user","content":"Hello"}}]}}' > /tmp/chat.json
+  {kubectl} create --raw {proxy}/v1/chat/completions -f /tmp/chat.json
 
 Ctrl+C stops the sandbox and every process it started."""
 

@@ -99,6 +99,11 @@ def engine_argv(engine_cmd: str | None, port: int, model: str) -> list[str]:
         str(port),
         "--verbose",
         "False",
+        # By default the server ends a streaming reply early (a bare [DONE], then a cut
+        # connection) whenever another request waits for the model lock, and every probe's
+        # GET /v1/models takes that lock: replies would be truncated at random.
+        "--interrupt_requests",
+        "False",
     ]
 
 
