@@ -337,7 +337,15 @@ class ChatRelay(Response):
                         out: list[bytes] = []
                         for data in batch:
                             if data == b"[DONE]":
-                                replied = True
+                                if outcome.finish_reason is None:
+                                    # The protocol sends a finish_reason before [DONE]; an
+                                    # engine that skips it cut the reply short (llama-cpp-python
+                                    # does when another request interrupts it).
+                                    failure = Failure(
+                                        502, "engine_truncated", "The engine reply ended early."
+                                    )
+                                else:
+                                    replied = True
                                 break
                             try:
                                 chunk = parse_json(data)

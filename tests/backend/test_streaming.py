@@ -269,7 +269,12 @@ def test_read_timeout_between_chunks_ends_the_stream(transport_name: str) -> Non
 
 
 @pytest.mark.parametrize(
-    ("style", "code"), [("event", "engine_midstream"), ("abort", "engine_disconnected")]
+    ("style", "code"),
+    [
+        ("event", "engine_midstream"),
+        ("abort", "engine_disconnected"),
+        ("interrupt", "engine_truncated"),
+    ],
 )
 def test_midstream_engine_error_is_one_terminal_error_event(
     style: str, code: str, transport_name: str
@@ -296,11 +301,15 @@ def test_midstream_engine_error_is_one_terminal_error_event(
     assert metric(metrics, f'kube_llm_engine_errors_total{{kind="{code}"}}') == 1
 
 
-def test_midstream_error_without_stream_is_502(transport_name: str) -> None:
+@pytest.mark.parametrize(
+    ("style", "code"), [("event", "engine_midstream"), ("interrupt", "engine_truncated")]
+)
+def test_midstream_error_without_stream_is_502(style: str, code: str, transport_name: str) -> None:
+    config = EngineConfig(fail="midstream", midstream_style=style)  # type: ignore[arg-type]
     with (
-        running_engine(EngineConfig(fail="midstream")) as engine,
+        running_engine(config) as engine,
         running_backend(engine.url, engine_transport=transport_name) as backend,
     ):
         response = httpx2.post(backend.url + CHAT, json=chat_body(), timeout=10)
     assert response.status_code == 502
-    assert assert_openai_error(response.json())["code"] == "engine_midstream"
+    assert assert_openai_error(response.json())["code"] == code

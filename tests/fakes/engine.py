@@ -50,7 +50,7 @@ class EngineConfig:
     reply: str | None = None
     drip_interval: float = 0.5
     drip_from_event: int = 0
-    midstream_style: Literal["event", "abort"] = "event"
+    midstream_style: Literal["event", "abort", "interrupt"] = "event"
     listed_models: list[str] | None = None
 
     def models(self) -> list[str]:
@@ -210,6 +210,12 @@ class _Stream(Response):
             if config.fail == "midstream" and index == len(content) // 2:
                 if config.midstream_style == "abort":
                     raise RuntimeError("fake engine breaks the connection mid-stream")
+                if config.midstream_style == "interrupt":
+                    # What llama-cpp-python's server does when another request interrupts
+                    # this one: a bare [DONE] with no finish_reason, then a cut connection.
+                    done = b"data: [DONE]\n\n"
+                    await send({"type": "http.response.body", "body": done, "more_body": True})
+                    raise RuntimeError("fake engine interrupted mid-stream")
                 error = {
                     "error": {
                         "message": "fake engine failure",
