@@ -56,6 +56,8 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 "--n_ctx", "1024",
                 "--host", "127.0.0.1",
                 "--port", str(port),
+                # Otherwise a probe's GET /v1/models cuts a streaming reply short.
+                "--interrupt_requests", "False",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
