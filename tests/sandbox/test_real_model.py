@@ -34,7 +34,7 @@ def test_a_chat_through_the_service_proxy_answers(tmp_path_factory: pytest.TempP
                     json={
                         "model": "smollm2:135m",
                         "messages": [{"role": "user", "content": prompt}],
-                        "max_tokens": 24,
+                        "max_tokens": 64,
                     },
                     timeout=120,
                 )
