@@ -145,16 +145,11 @@ def resource_type(group: str, plural: str) -> ResourceType | None:
 def resource_for_kind(api_version: str, kind: str) -> ResourceType | None:
     """The served resource for a manifest's `apiVersion` and `kind`, if any."""
     group = api_version.rpartition("/")[0]
+    virtual = ("metrics.k8s.io", "authorization.k8s.io")
     for rt in RESOURCE_TYPES:
-        virtual = ("metrics.k8s.io", "authorization.k8s.io")
         if rt.group == group and rt.kind == kind and rt.group not in virtual:
             return rt
     return None
-
-
-POD = resource_type("", "pods")
-assert POD is not None
-PODS: ResourceType = POD
 
 
 def _must(group: str, plural: str) -> ResourceType:
@@ -163,6 +158,7 @@ def _must(group: str, plural: str) -> ResourceType:
     return rt
 
 
+PODS = _must("", "pods")
 SERVICES = _must("", "services")
 EVENTS = _must("", "events")
 CONFIGMAPS = _must("", "configmaps")
@@ -231,38 +227,34 @@ class ApiError(Exception):
         return body
 
 
+def _object_error(rt: ResourceType, name: str, code: int, reason: str, message: str) -> ApiError:
+    """An error about one named object, with the `details` Kubernetes gives it."""
+    return ApiError(code, reason, message, {"name": name, "group": rt.group, "kind": rt.plural})
+
+
+def _group_resource(rt: ResourceType) -> str:
+    """`plural.group`, or the plural alone for the core group, as error messages name it."""
+    return f"{rt.plural}.{rt.group}" if rt.group else rt.plural
+
+
 def not_found(rt: ResourceType, name: str) -> ApiError:
     """The Kubernetes 404 for a missing object."""
-    group_resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
-    return ApiError(
-        404,
-        "NotFound",
-        f'{group_resource} "{name}" not found',
-        {"name": name, "group": rt.group, "kind": rt.plural},
-    )
+    return _object_error(rt, name, 404, "NotFound", f'{_group_resource(rt)} "{name}" not found')
 
 
 def already_exists(rt: ResourceType, name: str) -> ApiError:
     """The Kubernetes 409 for a create over an existing object."""
-    group_resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
-    return ApiError(
-        409,
-        "AlreadyExists",
-        f'{group_resource} "{name}" already exists',
-        {"name": name, "group": rt.group, "kind": rt.plural},
-    )
+    message = f'{_group_resource(rt)} "{name}" already exists'
+    return _object_error(rt, name, 409, "AlreadyExists", message)
 
 
 def conflict(rt: ResourceType, name: str) -> ApiError:
     """The Kubernetes 409 for an update based on a stale resourceVersion."""
-    group_resource = f"{rt.plural}.{rt.group}" if rt.group else rt.plural
-    return ApiError(
-        409,
-        "Conflict",
-        f'Operation cannot be fulfilled on {group_resource} "{name}": the object has been '
-        "modified; please apply your changes to the latest version and try again",
-        {"name": name, "group": rt.group, "kind": rt.plural},
+    message = (
+        f'Operation cannot be fulfilled on {_group_resource(rt)} "{name}": the object has been '
+        "modified; please apply your changes to the latest version and try again"
     )
+    return _object_error(rt, name, 409, "Conflict", message)
 
 
 def gone(rv: int, oldest: int) -> ApiError:
@@ -565,14 +557,8 @@ class Store:
                     new["metadata"].pop(meta_key, None)
             if subresource is None and "status" in obj and rt.plural in ("events",):
                 new["status"] = copy.deepcopy(obj["status"])
-            if "spec" in new and new.get("spec") != current.get("spec"):
-                new["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
-        if new == current:
-            return copy.deepcopy(current)
-        new["metadata"]["resourceVersion"] = str(self._next_rv())
-        self._objects[rt.key][(namespace, name)] = new
-        self._emit(rt, "MODIFIED", new, current)
-        return copy.deepcopy(new)
+            _bump_generation(new, current)
+        return self._replace(rt, (namespace, name), current, new)
 
     def mutate(
         self, rt: ResourceType, namespace: str, name: str, change: Callable[[JSON], None]
@@ -589,12 +575,16 @@ class Store:
         for owned in ("uid", "creationTimestamp", "resourceVersion"):
             new["metadata"][owned] = current["metadata"][owned]
         # The kubelet binding a pod to the node (spec.nodeName) is no new generation.
-        if rt.plural != "pods" and "spec" in new and new.get("spec") != current.get("spec"):
-            new["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
+        if rt is not PODS:
+            _bump_generation(new, current)
+        return self._replace(rt, (namespace if rt.namespaced else "", name), current, new)
+
+    def _replace(self, rt: ResourceType, key: tuple[str, str], current: JSON, new: JSON) -> JSON:
+        """Store `new` in place of `current` with a new resourceVersion, unless nothing changed."""
         if new == current:
             return copy.deepcopy(current)
         new["metadata"]["resourceVersion"] = str(self._next_rv())
-        self._objects[rt.key][(namespace if rt.namespaced else "", name)] = new
+        self._objects[rt.key][key] = new
         self._emit(rt, "MODIFIED", new, current)
         return copy.deepcopy(new)
 
@@ -604,9 +594,12 @@ class Store:
         current = self._objects[rt.key].pop(key, None)
         if current is None:
             raise not_found(rt, name)
-        current["metadata"]["resourceVersion"] = str(self._next_rv())
-        self._emit(rt, "DELETED", current)
-        return copy.deepcopy(current)
+        # A copy: the stored object is also the last event's in the watch history, which
+        # must keep its own resourceVersion.
+        deleted = {**current, "metadata": {**current["metadata"]}}
+        deleted["metadata"]["resourceVersion"] = str(self._next_rv())
+        self._emit(rt, "DELETED", deleted)
+        return copy.deepcopy(deleted)
 
     # -- watches -------------------------------------------------------------------------------
 
@@ -637,6 +630,12 @@ class Store:
         for history in self._history.values():
             for queue in list(history.watchers):
                 queue.put_nowait(None)
+
+
+def _bump_generation(new: JSON, current: JSON) -> None:
+    """A spec change is a new generation (`metadata.generation`), as the API server counts."""
+    if "spec" in new and new.get("spec") != current.get("spec"):
+        new["metadata"]["generation"] = int(current["metadata"].get("generation", 1)) + 1
 
 
 _SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"

@@ -149,6 +149,20 @@ async def test_watch_history_replays_and_expires() -> None:
         store.subscribe(CONFIGMAPS, store.resource_version - 2)
 
 
+def test_a_replayed_event_keeps_its_own_resource_version_after_a_delete() -> None:
+    store = Store()
+    start = store.resource_version
+    store.create(CONFIGMAPS, {"metadata": {"name": "c"}, "data": {"k": "1"}}, "ns")
+    store.update(CONFIGMAPS, {"metadata": {"name": "c", "namespace": "ns"}, "data": {"k": "2"}})
+    store.delete(CONFIGMAPS, "ns", "c")
+    backlog, queue = store.subscribe(CONFIGMAPS, start)
+    store.unsubscribe(CONFIGMAPS, queue)
+    # A client resumes from the last object's resourceVersion: each must be its own event's.
+    assert [e.type for e in backlog] == ["ADDED", "MODIFIED", "DELETED"]
+    assert [int(e.obj["metadata"]["resourceVersion"]) for e in backlog] == [e.rv for e in backlog]
+    assert len({e.rv for e in backlog}) == 3
+
+
 def test_merge_patches() -> None:
     target = {"a": {"b": 1, "c": 2}, "list": [{"name": "x", "v": 1}, {"name": "y", "v": 2}]}
     assert merge_patch(target, {"a": {"b": None, "d": 3}}) == {
