@@ -6,6 +6,9 @@ Discovery, list/watch/get/create/update/patch/delete of the served resources, th
 `Status` objects with Kubernetes' reasons and messages. Every request needs the bearer token
 from the written kubeconfig.
 
+The parts live beside it: tokens and RBAC in `sandbox.auth`, PATCH bodies in `sandbox.patch`,
+deletion and eviction rules in `sandbox.disruption`, watch streams in `sandbox.watch`.
+
 `POST /sandbox/faults` (same token) injects faults a client must survive: failing or stalled
 requests, dropped watches, and compaction (every resumed watch then gets 410 Gone).
 """
@@ -14,11 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hmac
 import json
-import math
-import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,34 +31,40 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from sandbox import proxy
+from sandbox.auth import (
+    PROTOBUF_MAGIC,
+    USER_SCOPE_KEY,
+    Authenticator,
+    BearerAuth,
+    User,
+    authorize,
+    decode_access_review_protobuf,
+)
+from sandbox.disruption import begin_pod_deletion, evict_pod
+from sandbox.metrics import pod_metrics_list
+from sandbox.patch import apply_patch
 from sandbox.store import (
     DEPLOYMENTS,
     JSON,
-    PDBS,
     PODS,
     RESOURCE_TYPES,
-    ROLEBINDINGS,
-    ROLES,
     SERVICEACCOUNTS,
     ApiError,
     ResourceType,
     Store,
-    WatchEvent,
     bad_request,
     conflict,
-    fields_match,
-    labels_match,
     now,
     parse_field_selector,
     parse_label_selector,
     resource_type,
-    selector_from_label_selector,
     timestamp,
 )
 from sandbox.tables import table, wants_table
+from sandbox.watch import WatchOptions, WatchStream
 
 SERVER_VERSION = {
     "major": "1",
@@ -98,388 +105,6 @@ class Faults:
 def status_response(error: ApiError) -> JSONResponse:
     """An error as a Kubernetes `Status` response."""
     return JSONResponse(error.status(), status_code=error.code, headers=error.headers)
-
-
-def success_status(code: int = 200, details: JSON | None = None) -> JSON:
-    """A `Status` object for a successful call."""
-    body: JSON = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "code": code,
-    }
-    if details is not None:
-        body["details"] = details
-    return body
-
-
-@dataclass(frozen=True)
-class User:
-    """Who a bearer token belongs to: the sandbox's admin, or a ServiceAccount."""
-
-    name: str
-    admin: bool = False
-    service_account: tuple[str, str] | None = None  # (namespace, name)
-
-
-class Authenticator:
-    """Bearer tokens: the admin token of the kubeconfig plus tokens issued to ServiceAccounts."""
-
-    def __init__(self, admin_token: str) -> None:
-        self._users: dict[str, User] = {admin_token: User("kube-llm-sandbox-admin", admin=True)}
-
-    def issue(self, namespace: str, service_account: str) -> str:
-        """A new token for a ServiceAccount (what TokenRequest returns)."""
-        token = secrets.token_urlsafe(32)
-        name = f"system:serviceaccount:{namespace}:{service_account}"
-        self._users[token] = User(name, service_account=(namespace, service_account))
-        return token
-
-    def user(self, supplied: bytes) -> User | None:
-        """The user of a token, compared in constant time."""
-        found = None
-        for token, user in self._users.items():
-            if hmac.compare_digest(supplied, token.encode()):
-                found = user
-        return found
-
-
-USER_SCOPE_KEY = "kube_llm_user"
-
-
-class BearerAuth:
-    """Pure ASGI middleware: every HTTP request needs `Authorization: Bearer <token>`."""
-
-    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
-        self._app = app
-        self._authenticator = authenticator
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        supplied = b""
-        for name, value in scope.get("headers", []):
-            if name == b"authorization" and value.startswith(b"Bearer "):
-                supplied = value[len(b"Bearer ") :].strip()
-        user = self._authenticator.user(supplied) if supplied else None
-        if user is None:
-            error = ApiError(401, "Unauthorized", "Unauthorized")
-            await status_response(error)(scope, receive, send)
-            return
-        scope[USER_SCOPE_KEY] = user
-        await self._app(scope, receive, send)
-
-
-def _rule_allows(rule: JSON, verb: str, group: str, resource: str, name: str | None) -> bool:
-    def has(values: list[str] | None, wanted: str) -> bool:
-        return values is not None and ("*" in values or wanted in values)
-
-    if not (
-        has(rule.get("verbs"), verb)
-        and has(rule.get("apiGroups"), group)
-        and has(rule.get("resources"), resource)
-    ):
-        return False
-    names = rule.get("resourceNames")
-    return not names or (name is not None and name in names)
-
-
-def authorize(
-    store: Store,
-    user: User,
-    verb: str,
-    group: str,
-    resource: str,
-    namespace: str | None,
-    name: str | None,
-) -> None:
-    """RBAC for ServiceAccounts through namespaced Roles and RoleBindings (403 when denied)."""
-    if user.admin:
-        return
-    allowed = False
-    if namespace and user.service_account is not None:
-        sa_namespace, sa_name = user.service_account
-        for binding in store.list(ROLEBINDINGS, namespace):
-            subjects = binding.get("subjects") or []
-            if not any(
-                s.get("kind") == "ServiceAccount"
-                and s.get("name") == sa_name
-                and (s.get("namespace") or namespace) == sa_namespace
-                for s in subjects
-            ):
-                continue
-            ref = binding.get("roleRef") or {}
-            if ref.get("kind") != "Role":
-                continue
-            role = store.find(ROLES, namespace, ref.get("name", ""))
-            if role and any(
-                _rule_allows(rule, verb, group, resource, name) for rule in role.get("rules") or []
-            ):
-                allowed = True
-                break
-    if allowed:
-        return
-    subject = f'{resource} "{name}"' if name else resource
-    where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
-    raise ApiError(
-        403,
-        "Forbidden",
-        f'{subject} is forbidden: User "{user.name}" cannot {verb} resource "{resource}" '
-        f'in API group "{group}"{where}',
-        {"name": name or "", "group": group, "kind": resource.split("/")[0]},
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Patches
-
-
-def merge_patch(target: Any, patch: Any, strategic: bool = False) -> Any:
-    """RFC 7386 merge patch; `strategic` also merges lists of named objects by `name`."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if key.startswith("$"):
-            continue
-        if value is None:
-            result.pop(key, None)
-        elif (
-            strategic
-            and isinstance(value, list)
-            and isinstance(result.get(key), list)
-            and all(isinstance(v, dict) and "name" in v for v in value)
-            and all(isinstance(v, dict) and "name" in v for v in result[key])
-        ):
-            merged = {item["name"]: item for item in result[key]}
-            for item in value:
-                merged[item["name"]] = merge_patch(merged.get(item["name"], {}), item, True)
-            result[key] = list(merged.values())
-        else:
-            result[key] = merge_patch(result.get(key), value, strategic)
-    return result
-
-
-def _pointer(path: str) -> list[str]:
-    if not path.startswith("/"):
-        raise bad_request(f"invalid JSON pointer {path!r}")
-    return [part.replace("~1", "/").replace("~0", "~") for part in path[1:].split("/")]
-
-
-def json_patch(target: JSON, operations: list[JSON]) -> JSON:
-    """RFC 6902 JSON patch (add, replace, remove, test, copy, move)."""
-    document: Any = json.loads(json.dumps(target))
-
-    def parent_of(parts: list[str]) -> tuple[Any, str]:
-        node = document
-        for part in parts[:-1]:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        return node, parts[-1]
-
-    def read(path: str) -> Any:
-        node = document
-        for part in _pointer(path) if path else []:
-            node = node[int(part)] if isinstance(node, list) else node[part]
-        return node
-
-    def remove(path: str) -> Any:
-        parent, last = parent_of(_pointer(path))
-        return parent.pop(int(last)) if isinstance(parent, list) else parent.pop(last)
-
-    def add(path: str, value: Any) -> None:
-        parent, last = parent_of(_pointer(path))
-        if isinstance(parent, list):
-            parent.insert(len(parent) if last == "-" else int(last), value)
-        else:
-            parent[last] = value
-
-    try:
-        for operation in operations:
-            op, path = operation.get("op"), operation.get("path", "")
-            if op == "add":
-                add(path, operation.get("value"))
-            elif op == "replace":
-                remove(path)
-                add(path, operation.get("value"))
-            elif op == "remove":
-                remove(path)
-            elif op == "test":
-                if read(path) != operation.get("value"):
-                    raise ApiError(422, "Invalid", f"the test operation on {path} failed")
-            elif op in ("copy", "move"):
-                value = read(operation.get("from", ""))
-                if op == "move":
-                    remove(operation.get("from", ""))
-                add(path, json.loads(json.dumps(value)))
-            else:
-                raise bad_request(f"unknown JSON patch operation {op!r}")
-    except (KeyError, IndexError, ValueError, TypeError) as error:
-        raise ApiError(422, "Invalid", f"the JSON patch could not be applied: {error}") from error
-    if not isinstance(document, dict):
-        raise bad_request("a JSON patch must leave an object")
-    return document
-
-
-def apply_patch(target: JSON, body: bytes, content_type: str) -> JSON:
-    """Apply a PATCH body of any content type Kubernetes accepts."""
-    media = content_type.split(";")[0].strip()
-    try:
-        if media == "application/apply-patch+yaml":
-            patch = yaml.safe_load(body)
-        else:
-            patch = json.loads(body or b"{}")
-    except (ValueError, yaml.YAMLError) as error:
-        raise bad_request(f"the patch body is not valid: {error}") from error
-    if media == "application/json-patch+json":
-        if not isinstance(patch, list):
-            raise bad_request("a JSON patch must be a list of operations")
-        return json_patch(target, patch)
-    if media in (
-        "application/merge-patch+json",
-        "application/strategic-merge-patch+json",
-        "application/apply-patch+yaml",
-    ):
-        if not isinstance(patch, dict):
-            raise bad_request("a merge patch must be an object")
-        result = merge_patch(target, patch, strategic=media != "application/merge-patch+json")
-        assert isinstance(result, dict)
-        return result
-    raise ApiError(
-        415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {media}"
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Pod deletion and disruption budgets (shared with the controllers through the store)
-
-
-def pod_is_ready(pod: JSON) -> bool:
-    """Whether the pod's Ready condition is True."""
-    for condition in (pod.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return condition.get("status") == "True"
-    return False
-
-
-def pod_is_healthy(pod: JSON) -> bool:
-    """Ready and not terminating: what a disruption budget and a Service count."""
-    return pod_is_ready(pod) and not pod["metadata"].get("deletionTimestamp")
-
-
-def begin_pod_deletion(store: Store, namespace: str, name: str, grace: int | None) -> JSON:
-    """Delete a pod as the API server does: mark it terminating, or remove it for grace 0.
-
-    The kubelet sees the deletionTimestamp, runs preStop, sends SIGTERM and removes the object
-    once the containers stopped; with grace 0 (force) the object goes at once and the kubelet
-    kills the processes.
-    """
-    pod = store.get(PODS, namespace, name)
-    if grace is None:
-        grace = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
-    grace = max(0, grace)
-    if grace == 0:
-        return store.delete(PODS, namespace, name)
-    current = pod["metadata"].get("deletionGracePeriodSeconds")
-    if current is not None and int(current) <= grace:
-        return pod
-
-    def mark(obj: JSON) -> None:
-        moment = now()
-        obj["metadata"]["deletionTimestamp"] = timestamp(moment + dt.timedelta(seconds=grace))
-        obj["metadata"]["deletionGracePeriodSeconds"] = grace
-        if "generation" in obj["metadata"]:
-            obj["metadata"]["generation"] = int(obj["metadata"]["generation"]) + 1
-
-    return store.mutate(PODS, namespace, name, mark)
-
-
-def _scaled(value: Any, total: int, round_up: bool) -> int:
-    if isinstance(value, str) and value.endswith("%"):
-        fraction = float(value[:-1]) * total / 100
-        return math.ceil(fraction) if round_up else math.floor(fraction)
-    return int(value)
-
-
-def pdb_numbers(store: Store, pdb: JSON) -> JSON:
-    """A PodDisruptionBudget's status numbers, computed from the pods as the controller does."""
-    namespace = pdb["metadata"]["namespace"]
-    spec = pdb.get("spec") or {}
-    selector = selector_from_label_selector(spec.get("selector"))
-    pods = [
-        pod
-        for pod in store.list(PODS, namespace)
-        if selector and labels_match(selector, pod["metadata"].get("labels"))
-    ]
-    expected = len([p for p in pods if not p["metadata"].get("deletionTimestamp")])
-    for deployment in store.list(DEPLOYMENTS, namespace):
-        template_labels = (
-            (deployment["spec"].get("template") or {}).get("metadata", {}).get("labels")
-        )
-        if selector and labels_match(selector, template_labels):
-            expected = int(deployment["spec"].get("replicas", 1))
-    healthy = sum(1 for pod in pods if pod_is_healthy(pod))
-    if "minAvailable" in spec:
-        desired = _scaled(spec["minAvailable"], expected, True)
-    elif "maxUnavailable" in spec:
-        desired = max(0, expected - _scaled(spec["maxUnavailable"], expected, True))
-    else:
-        desired = expected
-    return {
-        "currentHealthy": healthy,
-        "desiredHealthy": desired,
-        "expectedPods": expected,
-        "disruptionsAllowed": max(0, healthy - desired),
-    }
-
-
-def evict_pod(store: Store, namespace: str, name: str, grace: int | None) -> JSON:
-    """The Eviction API: delete the pod unless that would break its disruption budget (429)."""
-    pod = store.get(PODS, namespace, name)
-    if pod["metadata"].get("deletionTimestamp"):
-        return success_status(201)
-    budgets = [
-        pdb
-        for pdb in store.list(PDBS, namespace)
-        if labels_match(
-            selector_from_label_selector((pdb.get("spec") or {}).get("selector")) or [],
-            pod["metadata"].get("labels"),
-        )
-        and (pdb.get("spec") or {}).get("selector")
-    ]
-    if len(budgets) > 1:
-        raise ApiError(
-            500,
-            "InternalError",
-            "This pod has more than one PodDisruptionBudget, which the eviction subresource "
-            "does not support.",
-        )
-    if budgets:
-        pdb = budgets[0]
-        numbers = pdb_numbers(store, pdb)
-        policy = (pdb.get("spec") or {}).get("unhealthyPodEvictionPolicy", "IfHealthyBudget")
-        unhealthy_allowed = not pod_is_ready(pod) and (
-            policy == "AlwaysAllow" or numbers["currentHealthy"] >= numbers["desiredHealthy"]
-        )
-        if not unhealthy_allowed and numbers["disruptionsAllowed"] <= 0:
-            raise ApiError(
-                429,
-                "TooManyRequests",
-                "Cannot evict pod as it would violate the pod's disruption budget.",
-                {
-                    "causes": [
-                        {
-                            "reason": "DisruptionBudget",
-                            "message": f"The disruption budget {pdb['metadata']['name']} needs "
-                            f"{numbers['desiredHealthy']} healthy pods and has "
-                            f"{numbers['currentHealthy']} currently",
-                        }
-                    ]
-                },
-            )
-    begin_pod_deletion(store, namespace, name, grace)
-    return success_status(201)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -864,108 +489,25 @@ class ApiServer:
         labels, fields = self._selectors(request)
         params = request.query_params
         rv_text = params.get("resourceVersion") or ""
-        send_initial = params.get("sendInitialEvents") == "true"
-        bookmarks = params.get("allowWatchBookmarks") in ("true", "1")
-        timeout_text = params.get("timeoutSeconds")
-        timeout = float(timeout_text) if timeout_text else None
-        as_table = wants_table(request.headers.get("accept", ""))
-        rt = target.rt
         try:
             since = None if rv_text in ("", "0") else int(rv_text)
         except ValueError as error:
             raise bad_request(f"invalid resource version {rv_text!r}") from error
-
-        initial: list[JSON] = []
-        error_event: JSON | None = None
-        queue: asyncio.Queue[WatchEvent | None] | None = None
-        backlog: list[WatchEvent] = []
-        if since is None or send_initial:
-            initial = self.store.list(rt, target.namespace, labels, fields)
-            _, queue = self.store.subscribe(rt, None)
-        else:
-            try:
-                backlog, queue = self.store.subscribe(rt, since)
-            except ApiError as error:
-                error_event = {"type": "ERROR", "object": error.status()}
-        store = self.store
-
-        def matches(obj: JSON) -> bool:
-            if target.namespace and obj["metadata"].get("namespace") != target.namespace:
-                return False
-            return labels_match(labels, obj["metadata"].get("labels")) and (
-                not fields or fields_match(fields, obj)
-            )
-
-        def visible(event: WatchEvent) -> str | None:
-            """The event type this watch sees, as the API server filters: an object that
-            starts or stops matching the selectors is ADDED or DELETED for this watch."""
-            now_matches = matches(event.obj)
-            if event.type != "MODIFIED" or event.previous is None:
-                return event.type if now_matches else None
-            before = matches(event.previous)
-            if now_matches:
-                return "MODIFIED" if before else "ADDED"
-            return "DELETED" if before else None
-
-        first_table = [True]
-
-        def line(event_type: str, obj: JSON) -> bytes:
-            if as_table and event_type in ("ADDED", "MODIFIED", "DELETED"):
-                obj = table(
-                    rt,
-                    [obj],
-                    obj["metadata"].get("resourceVersion", ""),
-                    with_columns=first_table[0],
-                )
-                first_table[0] = False
-            return (json.dumps({"type": event_type, "object": obj}) + "\n").encode()
-
-        def bookmark(initial_end: bool = False) -> bytes:
-            metadata: JSON = {"resourceVersion": str(store.resource_version)}
-            if initial_end:
-                metadata["annotations"] = {"k8s.io/initial-events-end": "true"}
-            return line(
-                "BOOKMARK", {"kind": rt.kind, "apiVersion": rt.api_version, "metadata": metadata}
-            )
-
-        async def stream() -> AsyncIterator[bytes]:
-            if error_event is not None:
-                yield (json.dumps(error_event) + "\n").encode()
-                return
-            assert queue is not None
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + timeout if timeout else None
-            try:
-                for obj in initial:
-                    yield line("ADDED", obj)
-                if send_initial:
-                    yield bookmark(initial_end=True)
-                for past in backlog:
-                    kind = visible(past)
-                    if kind is not None:
-                        yield line(kind, past.obj)
-                while True:
-                    wait = self.bookmark_seconds if bookmarks else 3600.0
-                    if deadline is not None:
-                        wait = min(wait, deadline - loop.time())
-                        if wait <= 0:
-                            return
-                    try:
-                        event = await asyncio.wait_for(queue.get(), timeout=wait)
-                    except TimeoutError:
-                        if bookmarks and queue.empty():
-                            yield bookmark()
-                        continue
-                    if event is None:
-                        return
-                    kind = visible(event)
-                    if kind is not None:
-                        yield line(kind, event.obj)
-            finally:
-                store.unsubscribe(rt, queue)
-
+        timeout_text = params.get("timeoutSeconds")
+        options = WatchOptions(
+            namespace=target.namespace,
+            labels=labels,
+            fields=fields,
+            since=since,
+            send_initial=params.get("sendInitialEvents") == "true",
+            bookmark_seconds=self.bookmark_seconds
+            if params.get("allowWatchBookmarks") in ("true", "1")
+            else None,
+            timeout_seconds=float(timeout_text) if timeout_text else None,
+            as_table=wants_table(request.headers.get("accept", "")),
+        )
         return StreamingResponse(
-            stream(),
+            WatchStream(self.store, target.rt, options).lines(),
             media_type="application/json",
             headers={"Cache-Control": "no-cache, private"},
         )
@@ -1151,14 +693,7 @@ class ApiServer:
                 if item["metadata"]["name"] == target.name:
                     return JSONResponse(item)
             raise ApiError(404, "NotFound", f'podmetrics.metrics.k8s.io "{target.name}" not found')
-        return JSONResponse(
-            {
-                "kind": "PodMetricsList",
-                "apiVersion": "metrics.k8s.io/v1beta1",
-                "metadata": {},
-                "items": items,
-            }
-        )
+        return JSONResponse(pod_metrics_list(items))
 
     # -- proxies -------------------------------------------------------------------------------
 
@@ -1176,75 +711,6 @@ class ApiServer:
         if target.rt is PODS:
             return await proxy.pod_proxy(self, request, namespace, target.name, tail)
         return await proxy.service_proxy(self, request, namespace, target.name, tail)
-
-
-PROTOBUF_MAGIC = b"k8s\x00"
-
-
-def _protobuf_fields(data: bytes) -> dict[int, list[bytes]]:
-    """Length-delimited fields of one protobuf message (varint fields are skipped)."""
-    fields: dict[int, list[bytes]] = {}
-    index = 0
-
-    def varint() -> int:
-        nonlocal index
-        value = shift = 0
-        while True:
-            byte = data[index]
-            index += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return value
-
-    while index < len(data):
-        key = varint()
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            varint()
-        elif wire_type == 2:
-            length = varint()
-            fields.setdefault(number, []).append(data[index : index + length])
-            index += length
-        elif wire_type == 1:
-            index += 8
-        elif wire_type == 5:
-            index += 4
-        else:
-            raise bad_request(f"unsupported protobuf wire type {wire_type}")
-    return fields
-
-
-def decode_access_review_protobuf(body: bytes) -> JSON:
-    """The spec of a SelfSubjectAccessReview sent as Kubernetes protobuf (as kubectl does).
-
-    The envelope is `k8s\\0` plus a runtime.Unknown whose field 2 holds the object; the
-    spec's field 1 is resourceAttributes, field 2 nonResourceAttributes.
-    """
-    try:
-        envelope = _protobuf_fields(body[len(PROTOBUF_MAGIC) :])
-        review = _protobuf_fields(envelope[2][0])
-        spec_fields = _protobuf_fields(review[2][0]) if 2 in review else {}
-    except (IndexError, KeyError) as error:
-        raise bad_request("malformed protobuf SelfSubjectAccessReview") from error
-    spec: JSON = {}
-    names = {1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource"}
-    names.update({6: "subresource", 7: "name"})
-    if 1 in spec_fields:
-        attributes = _protobuf_fields(spec_fields[1][0])
-        spec["resourceAttributes"] = {
-            names[number]: values[0].decode()
-            for number, values in attributes.items()
-            if number in names
-        }
-    if 2 in spec_fields:
-        attributes = _protobuf_fields(spec_fields[2][0])
-        spec["nonResourceAttributes"] = {
-            name: attributes[number][0].decode()
-            for number, name in ((1, "path"), (2, "verb"))
-            if number in attributes
-        }
-    return spec
 
 
 def _verb(request: Request, target: Target) -> str:
@@ -1267,7 +733,6 @@ def _verb(request: Request, target: Target) -> str:
 
 def create_app(server: ApiServer) -> ASGIApp:
     """The API server's ASGI app (Starlette with bearer-token auth around it)."""
-    from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

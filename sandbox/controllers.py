@@ -18,13 +18,19 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 from sandbox import hpa as hpa_algorithm
-from sandbox.api import begin_pod_deletion, pdb_numbers, pod_is_healthy, pod_is_ready
+from sandbox.disruption import (
+    begin_pod_deletion,
+    pdb_numbers,
+    pod_is_healthy,
+    pod_is_ready,
+    scaled_int_or_percent,
+    service_pods,
+)
 from sandbox.events import EventRecorder
 from sandbox.metrics import PodSample, ProcessTreeSampler, pod_metrics
 from sandbox.store import (
@@ -39,7 +45,6 @@ from sandbox.store import (
     ResourceType,
     Store,
     labels_match,
-    parse_label_selector,
     random_suffix,
     selector_from_label_selector,
     timestamp,
@@ -63,13 +68,6 @@ def _owned_by(pod: JSON, uid: str) -> bool:
 def _active(pod: JSON) -> bool:
     phase = (pod.get("status") or {}).get("phase")
     return not pod["metadata"].get("deletionTimestamp") and phase not in ("Failed", "Succeeded")
-
-
-def _scaled(value: Any, total: int, round_up: bool) -> int:
-    if isinstance(value, str) and value.endswith("%"):
-        fraction = float(value[:-1]) * total / 100
-        return math.ceil(fraction) if round_up else math.floor(fraction)
-    return int(value)
 
 
 def _set_condition(
@@ -190,8 +188,8 @@ class DeploymentController(Reconciler):
         replicas = int(spec.get("replicas", 1))
         pod_hash = template_hash(spec.get("template") or {})
         strategy = (spec.get("strategy") or {}).get("rollingUpdate") or {}
-        surge = _scaled(strategy.get("maxSurge", "25%"), replicas, True)
-        unavailable = _scaled(strategy.get("maxUnavailable", "25%"), replicas, False)
+        surge = scaled_int_or_percent(strategy.get("maxSurge", "25%"), replicas, True)
+        unavailable = scaled_int_or_percent(strategy.get("maxUnavailable", "25%"), replicas, False)
         if surge == 0 and unavailable == 0:
             unavailable = 1
         pods = [p for p in self.store.list(PODS, namespace) if _owned_by(p, uid)]
@@ -355,14 +353,14 @@ class DisruptionController(Reconciler):
     def _endpoints(self, service: JSON) -> None:
         namespace = service["metadata"]["namespace"]
         name = service["metadata"]["name"]
-        selector = (service.get("spec") or {}).get("selector") or {}
-        if not selector:
+        if not (service.get("spec") or {}).get("selector"):
             return
-        requirements = parse_label_selector(",".join(f"{k}={v}" for k, v in selector.items()))
+        ports = [
+            {"name": p.get("name", ""), "port": p.get("port"), "protocol": "TCP"}
+            for p in (service.get("spec") or {}).get("ports") or []
+        ]
         subsets = []
-        for pod in self.store.list(PODS, namespace):
-            if not labels_match(requirements, pod["metadata"].get("labels")):
-                continue
+        for pod in service_pods(self.store, service):
             address = {
                 "ip": "127.0.0.1",
                 "nodeName": (pod.get("spec") or {}).get("nodeName", "sandbox"),
@@ -374,15 +372,7 @@ class DisruptionController(Reconciler):
                 },
             }
             key = "addresses" if pod_is_healthy(pod) else "notReadyAddresses"
-            subsets.append(
-                {
-                    key: [address],
-                    "ports": [
-                        {"name": p.get("name", ""), "port": p.get("port"), "protocol": "TCP"}
-                        for p in (service.get("spec") or {}).get("ports") or []
-                    ],
-                }
-            )
+            subsets.append({key: [address], "ports": ports})
         body: JSON = {
             "metadata": {
                 "name": name,

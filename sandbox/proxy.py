@@ -16,29 +16,14 @@ import httpx2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from sandbox.store import JSON, PODS, SERVICES, ApiError, labels_match, parse_label_selector
+from sandbox.disruption import pod_is_healthy, service_pods
+from sandbox.store import JSON, PODS, SERVICES, ApiError
 
 if TYPE_CHECKING:
     from sandbox.api import ApiServer
 
-# Hop-by-hop headers (RFC 9110 section 7.6.1) and what the proxy itself owns.
-_DROP_REQUEST = {
-    "authorization",
-    "connection",
-    "host",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-}
-_DROP_RESPONSE = {
-    # The API server's own HTTP server writes these.
-    "date",
-    "server",
+# Hop-by-hop headers (RFC 9110 section 7.6.1): never forwarded either way.
+_HOP_BY_HOP = {
     "connection",
     "keep-alive",
     "proxy-authenticate",
@@ -48,6 +33,10 @@ _DROP_RESPONSE = {
     "transfer-encoding",
     "upgrade",
 }
+# The caller's credentials stay with the API server; the client sets host and length anew.
+_DROP_REQUEST = _HOP_BY_HOP | {"authorization", "host", "content-length"}
+# The API server's own HTTP server writes these.
+_DROP_RESPONSE = _HOP_BY_HOP | {"date", "server"}
 
 
 def split_proxy_name(text: str) -> tuple[str, str | None]:
@@ -64,25 +53,16 @@ def split_proxy_name(text: str) -> tuple[str, str | None]:
 
 def _unavailable(message: str) -> Response:
     error = ApiError(503, "ServiceUnavailable", message)
-    return JSONResponse(error.status(), status_code=503)
+    return JSONResponse(error.status(), status_code=error.code)
 
 
 def ready_endpoints(server: ApiServer, namespace: str, service: JSON) -> list[str]:
     """Names of the pods behind a Service that may take traffic, in a stable order."""
-    selector = (service.get("spec") or {}).get("selector") or {}
-    if not selector:
-        return []
-    requirements = parse_label_selector(",".join(f"{k}={v}" for k, v in selector.items()))
-    names = []
-    for pod in server.store.list(PODS, namespace):
-        if not labels_match(requirements, pod["metadata"].get("labels")):
-            continue
-        if pod["metadata"].get("deletionTimestamp"):
-            continue
-        conditions = (pod.get("status") or {}).get("conditions") or []
-        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
-            names.append(pod["metadata"]["name"])
-    return names
+    return [
+        pod["metadata"]["name"]
+        for pod in service_pods(server.store, service)
+        if pod_is_healthy(pod)
+    ]
 
 
 async def service_proxy(

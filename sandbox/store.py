@@ -4,7 +4,8 @@ Every write takes the next value of one global counter as the object's `resource
 etcd's revision does, and is appended to a bounded history per resource type. Watches replay
 that history from any resourceVersion still in it and get `410 Gone` for an older one, exactly
 the behaviour clients must survive on a real cluster. Objects are plain JSON-shaped dicts; the
-store hands out deep copies so a caller can never change stored state by accident.
+store hands out deep copies so a caller can never change stored state by accident, and never
+changes a stored object in place (a watch event's object stays as it was).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import asyncio
 import builtins
 import copy
 import datetime as dt
+import functools
+import json
 import re
 import uuid
 from collections import deque
@@ -191,6 +194,20 @@ def micro_timestamp(moment: dt.datetime | None = None) -> str:
 def parse_timestamp(text: str) -> dt.datetime:
     """Parse a Kubernetes timestamp (with or without fractional seconds)."""
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def success_status(code: int = 200, details: JSON | None = None) -> JSON:
+    """A `Status` object for a successful call."""
+    body: JSON = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "code": code,
+    }
+    if details is not None:
+        body["details"] = details
+    return body
 
 
 class ApiError(Exception):
@@ -401,13 +418,21 @@ def fields_match(clauses: Iterable[tuple[str, bool, str]], obj: JSON) -> bool:
 
 @dataclass(frozen=True)
 class WatchEvent:
-    """One change to one object: ADDED, MODIFIED or DELETED, at resourceVersion `rv`."""
+    """One change to one object: ADDED, MODIFIED or DELETED, at resourceVersion `rv`.
+
+    `obj` is the stored object itself, shared by every subscriber: read it, never change it.
+    """
 
     type: str
     rv: int
     obj: JSON
     previous: JSON | None = None
     """The object before a MODIFIED change (for watches with selectors)."""
+
+    @functools.cached_property
+    def encoded_object(self) -> str:
+        """`obj` as JSON text, encoded once for all the watches that send it."""
+        return json.dumps(self.obj)
 
 
 @dataclass

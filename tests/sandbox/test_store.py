@@ -8,18 +8,10 @@ import json
 import pytest
 from starlette.testclient import TestClient
 
-from sandbox.api import (
-    ApiServer,
-    Authenticator,
-    User,
-    apply_patch,
-    authorize,
-    create_app,
-    evict_pod,
-    json_patch,
-    merge_patch,
-    pdb_numbers,
-)
+from sandbox.api import ApiServer, create_app
+from sandbox.auth import Authenticator, User, authorize
+from sandbox.disruption import evict_pod, pdb_numbers
+from sandbox.patch import apply_patch, json_patch, merge_patch
 from sandbox.store import (
     CONFIGMAPS,
     DEPLOYMENTS,

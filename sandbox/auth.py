@@ -1,0 +1,205 @@
+"""Who may call the sandbox's API server: bearer tokens and RBAC through Roles and RoleBindings.
+
+The kubeconfig's admin token may do anything; a token issued to a ServiceAccount (TokenRequest,
+`kubectl create token`) may do what the Roles bound to it in its namespace allow, so the
+cockpit's own Role can be tried against the sandbox. A SelfSubjectAccessReview (`kubectl auth
+can-i`) may arrive as Kubernetes protobuf, which is decoded here as far as the review needs.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sandbox.store import JSON, ROLEBINDINGS, ROLES, ApiError, Store, bad_request
+
+
+@dataclass(frozen=True)
+class User:
+    """Who a bearer token belongs to: the sandbox's admin, or a ServiceAccount."""
+
+    name: str
+    admin: bool = False
+    service_account: tuple[str, str] | None = None  # (namespace, name)
+
+
+class Authenticator:
+    """Bearer tokens: the admin token of the kubeconfig plus tokens issued to ServiceAccounts."""
+
+    def __init__(self, admin_token: str) -> None:
+        self._users: dict[str, User] = {admin_token: User("kube-llm-sandbox-admin", admin=True)}
+
+    def issue(self, namespace: str, service_account: str) -> str:
+        """A new token for a ServiceAccount (what TokenRequest returns)."""
+        token = secrets.token_urlsafe(32)
+        name = f"system:serviceaccount:{namespace}:{service_account}"
+        self._users[token] = User(name, service_account=(namespace, service_account))
+        return token
+
+    def user(self, supplied: bytes) -> User | None:
+        """The user of a token, compared in constant time."""
+        found = None
+        for token, user in self._users.items():
+            if hmac.compare_digest(supplied, token.encode()):
+                found = user
+        return found
+
+
+USER_SCOPE_KEY = "kube_llm_user"
+
+
+class BearerAuth:
+    """Pure ASGI middleware: every HTTP request needs `Authorization: Bearer <token>`."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+        self._app = app
+        self._authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        supplied = b""
+        for name, value in scope.get("headers", []):
+            if name == b"authorization" and value.startswith(b"Bearer "):
+                supplied = value[len(b"Bearer ") :].strip()
+        user = self._authenticator.user(supplied) if supplied else None
+        if user is None:
+            error = ApiError(401, "Unauthorized", "Unauthorized")
+            await JSONResponse(error.status(), status_code=error.code)(scope, receive, send)
+            return
+        scope[USER_SCOPE_KEY] = user
+        await self._app(scope, receive, send)
+
+
+def _rule_allows(rule: JSON, verb: str, group: str, resource: str, name: str | None) -> bool:
+    def has(values: list[str] | None, wanted: str) -> bool:
+        return values is not None and ("*" in values or wanted in values)
+
+    if not (
+        has(rule.get("verbs"), verb)
+        and has(rule.get("apiGroups"), group)
+        and has(rule.get("resources"), resource)
+    ):
+        return False
+    names = rule.get("resourceNames")
+    return not names or (name is not None and name in names)
+
+
+def authorize(
+    store: Store,
+    user: User,
+    verb: str,
+    group: str,
+    resource: str,
+    namespace: str | None,
+    name: str | None,
+) -> None:
+    """RBAC for ServiceAccounts through namespaced Roles and RoleBindings (403 when denied)."""
+    if user.admin:
+        return
+    allowed = False
+    if namespace and user.service_account is not None:
+        sa_namespace, sa_name = user.service_account
+        for binding in store.list(ROLEBINDINGS, namespace):
+            subjects = binding.get("subjects") or []
+            if not any(
+                s.get("kind") == "ServiceAccount"
+                and s.get("name") == sa_name
+                and (s.get("namespace") or namespace) == sa_namespace
+                for s in subjects
+            ):
+                continue
+            ref = binding.get("roleRef") or {}
+            if ref.get("kind") != "Role":
+                continue
+            role = store.find(ROLES, namespace, ref.get("name", ""))
+            if role and any(
+                _rule_allows(rule, verb, group, resource, name) for rule in role.get("rules") or []
+            ):
+                allowed = True
+                break
+    if allowed:
+        return
+    subject = f'{resource} "{name}"' if name else resource
+    where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+    raise ApiError(
+        403,
+        "Forbidden",
+        f'{subject} is forbidden: User "{user.name}" cannot {verb} resource "{resource}" '
+        f'in API group "{group}"{where}',
+        {"name": name or "", "group": group, "kind": resource.split("/")[0]},
+    )
+
+
+PROTOBUF_MAGIC = b"k8s\x00"
+
+
+def _protobuf_fields(data: bytes) -> dict[int, list[bytes]]:
+    """Length-delimited fields of one protobuf message (varint fields are skipped)."""
+    fields: dict[int, list[bytes]] = {}
+    index = 0
+
+    def varint() -> int:
+        nonlocal index
+        value = shift = 0
+        while True:
+            byte = data[index]
+            index += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+
+    while index < len(data):
+        key = varint()
+        number, wire_type = key >> 3, key & 7
+        if wire_type == 0:
+            varint()
+        elif wire_type == 2:
+            length = varint()
+            fields.setdefault(number, []).append(data[index : index + length])
+            index += length
+        elif wire_type == 1:
+            index += 8
+        elif wire_type == 5:
+            index += 4
+        else:
+            raise bad_request(f"unsupported protobuf wire type {wire_type}")
+    return fields
+
+
+def decode_access_review_protobuf(body: bytes) -> JSON:
+    """The spec of a SelfSubjectAccessReview sent as Kubernetes protobuf (as kubectl does).
+
+    The envelope is `k8s\\0` plus a runtime.Unknown whose field 2 holds the object; the
+    spec's field 1 is resourceAttributes, field 2 nonResourceAttributes.
+    """
+    try:
+        envelope = _protobuf_fields(body[len(PROTOBUF_MAGIC) :])
+        review = _protobuf_fields(envelope[2][0])
+        spec_fields = _protobuf_fields(review[2][0]) if 2 in review else {}
+    except (IndexError, KeyError) as error:
+        raise bad_request("malformed protobuf SelfSubjectAccessReview") from error
+    spec: JSON = {}
+    names = {1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource"}
+    names.update({6: "subresource", 7: "name"})
+    if 1 in spec_fields:
+        attributes = _protobuf_fields(spec_fields[1][0])
+        spec["resourceAttributes"] = {
+            names[number]: values[0].decode()
+            for number, values in attributes.items()
+            if number in names
+        }
+    if 2 in spec_fields:
+        attributes = _protobuf_fields(spec_fields[2][0])
+        spec["nonResourceAttributes"] = {
+            name: attributes[number][0].decode()
+            for number, name in ((1, "path"), (2, "verb"))
+            if number in attributes
+        }
+    return spec
