@@ -277,16 +277,23 @@ class PodWorker:
                     return model
         return DEFAULT_MODEL
 
+    def has_process(self, container: Container) -> bool:
+        """Whether the sandbox runs a process for the container (else it only simulates it)."""
+        return (
+            container.name in (ENGINE_CONTAINER, BACKEND_CONTAINER)
+            and container.name in self._container_ports
+        )
+
     def command(self, container: Container) -> tuple[list[str], dict[str, str]] | None:
         """The process a container runs, or None for a container the sandbox only simulates."""
-        port = self._container_ports.get(container.name)
-        base_env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
-        manifest_env = self.resolve_env(container)
-        if container.name == ENGINE_CONTAINER and port is not None:
-            env = {**base_env, **manifest_env}
+        if not self.has_process(container):
+            return None
+        port = self._container_ports[container.name]
+        env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+        env.update(self.resolve_env(container))
+        if container.name == ENGINE_CONTAINER:
             return engine_argv(self.kubelet.config.engine_cmd, port, self.model()), env
-        if container.name == BACKEND_CONTAINER and port is not None:
-            env = {**base_env, **manifest_env}
+        if container.name == BACKEND_CONTAINER:
             env.update(
                 PORT=str(port),
                 HOST="127.0.0.1",
@@ -483,52 +490,14 @@ class PodWorker:
             try:
                 has_process = await self._spawn(container)
             except StartError as error:
-                self.event("Warning", "Failed", f"Error: {error}", container.name)
-                moment = timestamp()
-                container.last_state = {
-                    "terminated": {
-                        "exitCode": 128,
-                        "reason": "StartError",
-                        "message": str(error),
-                        "startedAt": moment,
-                        "finishedAt": moment,
-                    }
-                }
-                container.restart_count += 1
-                container.state = {"waiting": {"reason": "CrashLoopBackOff", "message": str(error)}}
-                self.publish()
+                self._start_failed(container, error)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
                 continue
             self.publish()
-            probes = asyncio.create_task(self._probe(container))
-            waiters: set[asyncio.Task[Any]] = {probes}
-            exit_wait: asyncio.Task[int] | None = None
-            if has_process:
-                assert container.process is not None
-                exit_wait = asyncio.create_task(container.process.wait())
-                waiters.add(exit_wait)
-            try:
-                done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            except asyncio.CancelledError:
-                probes.cancel()
-                if exit_wait is not None:
-                    exit_wait.cancel()
-                raise
-            probes.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await probes
-            if self.terminating:
-                if exit_wait is not None:
-                    exit_wait.cancel()
-                return
-            crashed = exit_wait is not None and exit_wait in done
-            if not crashed:
-                # A probe asked for a restart: kill the container as the kubelet does.
-                grace = float(self.spec.get("terminationGracePeriodSeconds", 30))
-                await self._stop(container, grace, run_pre_stop=True)
-            elif exit_wait is not None:
-                await exit_wait
+            crashed = await self._run_until_restart(container, has_process)
+            if crashed is None:
+                return  # the pod is terminating: `terminate` stops the container
             exit_code = container.process.returncode if container.process is not None else 0
             self._terminated(container, exit_code if exit_code is not None else 137)
             container.restart_count += 1
@@ -537,24 +506,76 @@ class PodWorker:
             if crashed:
                 if time.monotonic() - started_at > 10 * BACKOFF_MAX_SECONDS:
                     backoff = BACKOFF_INITIAL_SECONDS
-                container.state = {
-                    "waiting": {
-                        "reason": "CrashLoopBackOff",
-                        "message": f"back-off {int(backoff)}s restarting failed container="
-                        f"{container.name} pod={self.name}_{self.namespace}({self.uid})",
-                    }
-                }
-                self.publish()
-                self.event(
-                    "Warning",
-                    "BackOff",
-                    f"Back-off restarting failed container {container.name} in pod "
-                    f"{self.name}_{self.namespace}({self.uid})",
-                    container.name,
-                )
+                self._crash_loop_back_off(container, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
             self.publish()
+
+    async def _run_until_restart(self, container: Container, has_process: bool) -> bool | None:
+        """Probe the running container until it must restart: True when its process exited,
+        False when a probe failed (the container is stopped then), None when the pod ends."""
+        probes = asyncio.create_task(self._probe(container))
+        waiters: set[asyncio.Task[Any]] = {probes}
+        exit_wait: asyncio.Task[int] | None = None
+        if has_process:
+            assert container.process is not None
+            exit_wait = asyncio.create_task(container.process.wait())
+            waiters.add(exit_wait)
+        try:
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            for waiter in waiters:
+                waiter.cancel()
+            raise
+        probes.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await probes
+        crashed = exit_wait is not None and exit_wait in done
+        if exit_wait is not None and not crashed:
+            exit_wait.cancel()
+        if self.terminating:
+            return None
+        if crashed:
+            return True
+        # A probe asked for a restart: kill the container as the kubelet does.
+        grace = float(self.spec.get("terminationGracePeriodSeconds", 30))
+        await self._stop(container, grace, run_pre_stop=True)
+        return False
+
+    def _start_failed(self, container: Container, error: StartError) -> None:
+        """A container whose process would not start: CrashLoopBackOff, as for a crash."""
+        self.event("Warning", "Failed", f"Error: {error}", container.name)
+        moment = timestamp()
+        container.last_state = {
+            "terminated": {
+                "exitCode": 128,
+                "reason": "StartError",
+                "message": str(error),
+                "startedAt": moment,
+                "finishedAt": moment,
+            }
+        }
+        container.restart_count += 1
+        container.state = {"waiting": {"reason": "CrashLoopBackOff", "message": str(error)}}
+        self.publish()
+
+    def _crash_loop_back_off(self, container: Container, backoff: float) -> None:
+        """Say that a crashed container waits `backoff` seconds before its restart."""
+        container.state = {
+            "waiting": {
+                "reason": "CrashLoopBackOff",
+                "message": f"back-off {int(backoff)}s restarting failed container="
+                f"{container.name} pod={self.name}_{self.namespace}({self.uid})",
+            }
+        }
+        self.publish()
+        self.event(
+            "Warning",
+            "BackOff",
+            f"Back-off restarting failed container {container.name} in pod "
+            f"{self.name}_{self.namespace}({self.uid})",
+            container.name,
+        )
 
     def _terminated(self, container: Container, exit_code: int) -> None:
         running = container.state.get("running") or {}
@@ -614,73 +635,85 @@ class PodWorker:
             for task in tasks:
                 task.cancel()
 
+    async def _probe_loop(
+        self,
+        container: Container,
+        probe: JSON,
+        started_at: float,
+        observe: Callable[[bool, str, _Streak], bool | None],
+    ) -> bool:
+        """Run a probe every `periodSeconds` from its initial delay until `observe` decides.
+
+        `observe` gets each result, its message and the run of equal results so far; it
+        returns True or False to end the loop with that verdict, None to go on.
+        """
+        period = float(probe.get("periodSeconds", 10))
+        await _sleep_until(started_at + float(probe.get("initialDelaySeconds", 0)))
+        streak = _Streak()
+        while True:
+            ok, message = await self._run_probe(container, probe)
+            streak.record(ok)
+            verdict = observe(ok, message, streak)
+            if verdict is not None:
+                return verdict
+            await asyncio.sleep(period)
+
     async def _probe_until(
         self, container: Container, kind: str, probe: JSON, started_at: float
     ) -> bool:
         """A startup probe: True on success, False after failureThreshold failures."""
-        period = float(probe.get("periodSeconds", 10))
         threshold = int(probe.get("failureThreshold", 3))
-        await _sleep_until(started_at + float(probe.get("initialDelaySeconds", 0)))
-        failures = 0
-        while True:
-            ok, message = await self._run_probe(container, probe)
+
+        def observe(ok: bool, message: str, streak: _Streak) -> bool | None:
             if ok:
                 return True
-            failures += 1
-            if failures >= threshold:
+            if streak.failures >= threshold:
                 self.event(
                     "Warning", "Unhealthy", f"{kind} probe failed: {message}", container.name
                 )
                 return False
-            await asyncio.sleep(period)
+            return None
+
+        return await self._probe_loop(container, probe, started_at, observe)
 
     async def _readiness(self, container: Container, probe: JSON, started_at: float) -> None:
-        period = float(probe.get("periodSeconds", 10))
         success_threshold = int(probe.get("successThreshold", 1))
         failure_threshold = int(probe.get("failureThreshold", 3))
-        await _sleep_until(started_at + float(probe.get("initialDelaySeconds", 0)))
-        successes = failures = 0
-        while True:
-            ok, message = await self._run_probe(container, probe)
+
+        def observe(ok: bool, message: str, streak: _Streak) -> None:
             if ok:
-                successes, failures = successes + 1, 0
-                if not container.ready and successes >= success_threshold:
+                if not container.ready and streak.successes >= success_threshold:
                     container.ready = True
                     self.publish()
-            else:
-                successes, failures = 0, failures + 1
-                if not self.terminating:
-                    self.event(
-                        "Warning", "Unhealthy", f"Readiness probe failed: {message}", container.name
-                    )
-                if container.ready and failures >= failure_threshold:
-                    container.ready = False
-                    self.publish()
-            await asyncio.sleep(period)
+                return
+            if not self.terminating:
+                self.event(
+                    "Warning", "Unhealthy", f"Readiness probe failed: {message}", container.name
+                )
+            if container.ready and streak.failures >= failure_threshold:
+                container.ready = False
+                self.publish()
+
+        await self._probe_loop(container, probe, started_at, observe)
 
     async def _liveness(self, container: Container, probe: JSON, started_at: float) -> None:
-        period = float(probe.get("periodSeconds", 10))
         threshold = int(probe.get("failureThreshold", 3))
-        await _sleep_until(started_at + float(probe.get("initialDelaySeconds", 0)))
-        failures = 0
-        while True:
-            ok, message = await self._run_probe(container, probe)
+
+        def observe(ok: bool, message: str, streak: _Streak) -> bool | None:
             if ok:
-                failures = 0
-            else:
-                failures += 1
-                self.event(
-                    "Warning", "Unhealthy", f"Liveness probe failed: {message}", container.name
-                )
-                if failures >= threshold:
-                    self.event(
-                        "Normal",
-                        "Killing",
-                        f"Container {container.name} failed liveness probe, will be restarted",
-                        container.name,
-                    )
-                    return
-            await asyncio.sleep(period)
+                return None
+            self.event("Warning", "Unhealthy", f"Liveness probe failed: {message}", container.name)
+            if streak.failures < threshold:
+                return None
+            self.event(
+                "Normal",
+                "Killing",
+                f"Container {container.name} failed liveness probe, will be restarted",
+                container.name,
+            )
+            return False
+
+        await self._probe_loop(container, probe, started_at, observe)
 
     async def _run_probe(self, container: Container, probe: JSON) -> tuple[bool, str]:
         """Run one probe; (success, failure message)."""
@@ -810,8 +843,23 @@ class PodWorker:
         return {
             c.name: c.pid
             for c in self.containers.values()
-            if c.role != "init" and self.command(c) is not None
+            if c.role != "init" and self.has_process(c)
         }
+
+
+@dataclass
+class _Streak:
+    """Consecutive successes and failures of one probe (the other count is 0)."""
+
+    successes: int = 0
+    failures: int = 0
+
+    def record(self, ok: bool) -> None:
+        """Count one result."""
+        if ok:
+            self.successes, self.failures = self.successes + 1, 0
+        else:
+            self.successes, self.failures = 0, self.failures + 1
 
 
 def _expand(value: str, env: dict[str, str]) -> str:
