@@ -483,38 +483,29 @@ def _changes_in_period(period_seconds: int, events: Sequence[_ScaleEvent], now: 
     return sum(e.replica_change for e in events if e.timestamp > cutoff)
 
 
-def _scale_up_limit(current: int, history: HPAHistory, rules: _Rules, now: float) -> int:
+def _policy_limit(current: int, history: HPAHistory, rules: _Rules, now: float, *, up: bool) -> int:
+    """How far the rate policies let the replicas go from ``current`` in this sync.
+
+    Each policy counts from the replicas at the start of its period (current minus the
+    changes made within it); ``selectPolicy`` Max takes the policy allowing the largest change,
+    Min the smallest (upstream's ``calculateScale{Up,Down}Limitwith{ScalingRules,Behaviors}``).
+    """
     if rules.select_policy == "Disabled":
         return current
-    pick_min = rules.select_policy == "Min"
-    result = _MAX_INT32 if pick_min else _MIN_INT32
+    proposals = []
     for policy in rules.policies:
         added = _changes_in_period(policy.period_seconds, history.scale_up_events, now)
         deleted = _changes_in_period(policy.period_seconds, history.scale_down_events, now)
         start = current - added + deleted
         if policy.type == "Pods":
-            proposed = start + policy.value
+            proposals.append(start + policy.value if up else start - policy.value)
+        elif up:
+            proposals.append(math.ceil(start * (1 + policy.value / 100)))
         else:
-            proposed = math.ceil(start * (1 + policy.value / 100))
-        result = min(result, proposed) if pick_min else max(result, proposed)
-    return result
-
-
-def _scale_down_limit(current: int, history: HPAHistory, rules: _Rules, now: float) -> int:
-    if rules.select_policy == "Disabled":
-        return current
-    pick_min_change = rules.select_policy == "Min"
-    result = _MIN_INT32 if pick_min_change else _MAX_INT32
-    for policy in rules.policies:
-        added = _changes_in_period(policy.period_seconds, history.scale_up_events, now)
-        deleted = _changes_in_period(policy.period_seconds, history.scale_down_events, now)
-        start = current - added + deleted
-        if policy.type == "Pods":
-            proposed = start - policy.value
-        else:
-            proposed = int(start * (1 - policy.value / 100))
-        result = max(result, proposed) if pick_min_change else min(result, proposed)
-    return result
+            proposals.append(int(start * (1 - policy.value / 100)))
+    # The smallest change is the lowest limit going up and the highest going down.
+    lowest = (rules.select_policy == "Min") == up
+    return min(proposals, default=_MAX_INT32) if lowest else max(proposals, default=_MIN_INT32)
 
 
 def _record_recommendation(history: HPAHistory, now: float, replicas: int, keep: float) -> None:
@@ -526,18 +517,17 @@ def _record_recommendation(history: HPAHistory, now: float, replicas: int, keep:
 def _store_scale_event(
     history: HPAHistory, up_rules: _Rules, down_rules: _Rules, now: float, previous: int, new: int
 ) -> None:
-    if new > previous:
-        longest = max((p.period_seconds for p in up_rules.policies), default=0)
-        history.scale_up_events = [
-            e for e in history.scale_up_events if e.timestamp >= now - longest
-        ]
-        history.scale_up_events.append(_ScaleEvent(now, new - previous))
+    """Remember a rescale for the rate policies, forgetting events older than any period."""
+    up = new > previous
+    rules = up_rules if up else down_rules
+    longest = max((p.period_seconds for p in rules.policies), default=0)
+    events = history.scale_up_events if up else history.scale_down_events
+    kept = [e for e in events if e.timestamp >= now - longest]
+    kept.append(_ScaleEvent(now, abs(new - previous)))
+    if up:
+        history.scale_up_events = kept
     else:
-        longest = max((p.period_seconds for p in down_rules.policies), default=0)
-        history.scale_down_events = [
-            e for e in history.scale_down_events if e.timestamp >= now - longest
-        ]
-        history.scale_down_events.append(_ScaleEvent(now, previous - new))
+        history.scale_down_events = kept
 
 
 def _condition(kind: str, status: bool, reason: str, message: str) -> dict[str, str]:
@@ -965,7 +955,7 @@ def _normalize_with_behavior(
         "the desired count is within the acceptable range",
     )
     if stabilized > current:
-        limit = max(_scale_up_limit(current, history, up, now), current)
+        limit = max(_policy_limit(current, history, up, now, up=True), current)
         if max_replicas > limit:
             maximum, why, text = (
                 limit,
@@ -981,7 +971,7 @@ def _normalize_with_behavior(
         if stabilized > maximum:
             result, reason, message = maximum, why, text
     elif stabilized < current:
-        limit = min(_scale_down_limit(current, history, down, now), current)
+        limit = min(_policy_limit(current, history, down, now, up=False), current)
         if min_replicas < limit:
             minimum, why, text = (
                 limit,

@@ -148,6 +148,18 @@ def sync(
     )
 
 
+def decide_once(
+    hpa: Mapping[str, Any],
+    current: int,
+    pods: Sequence[PodState],
+    usage: Mapping[str, PodSample],
+) -> HPADecision:
+    """One sync with no history (the first the HPA has), at time 1.0."""
+    return decide(
+        hpa, current_replicas=current, pods=pods, usage=usage, now=1.0, history=HPAHistory()
+    )
+
+
 def reasons(decision: HPADecision) -> dict[str, tuple[str, str]]:
     return {c["type"]: (c["status"], c["reason"]) for c in decision.conditions}
 
@@ -235,14 +247,7 @@ def test_three_replicas_at_150_percent_ask_for_ceil_of_four_and_a_half() -> None
 def test_missing_pods_count_as_zero_on_a_scale_up_and_can_cancel_it() -> None:
     pods = make_pods(4)
     usage = {p.name: sample(p.name, 262) for p in pods[:2]}  # 104 % each: ratio 1.49
-    decision = decide(
-        make_hpa(max_replicas=10),
-        current_replicas=4,
-        pods=pods,
-        usage=usage,
-        now=1.0,
-        history=HPAHistory(),
-    )
+    decision = decide_once(make_hpa(max_replicas=10), 4, pods, usage)
     # with the two missing pods at 0 %, the ratio drops below 1: no change of direction
     assert decision.metric_replicas == 4
     assert not decision.rescale
@@ -251,14 +256,7 @@ def test_missing_pods_count_as_zero_on_a_scale_up_and_can_cancel_it() -> None:
 def test_missing_pods_at_zero_can_bring_a_scale_up_within_tolerance() -> None:
     pods = make_pods(4)
     usage = {p.name: sample(p.name, 245) for p in pods[:3]}  # 98 %: ratio 1.4
-    decision = decide(
-        make_hpa(max_replicas=10),
-        current_replicas=4,
-        pods=pods,
-        usage=usage,
-        now=1.0,
-        history=HPAHistory(),
-    )
+    decision = decide_once(make_hpa(max_replicas=10), 4, pods, usage)
     # 735 / 1000 = 73 % -> ratio 1.04, within tolerance; ignoring the missing pod would say 5
     assert decision.metric_replicas == 4
 
@@ -267,28 +265,14 @@ def test_unready_pods_at_zero_can_bring_a_scale_up_within_tolerance() -> None:
     ready = make_pods(3)
     pods = [*ready, PodState("starting", ready[0].requests, ready=False)]
     usage = {p.name: sample(p.name, 245) for p in pods}
-    decision = decide(
-        make_hpa(max_replicas=10),
-        current_replicas=4,
-        pods=pods,
-        usage=usage,
-        now=1.0,
-        history=HPAHistory(),
-    )
+    decision = decide_once(make_hpa(max_replicas=10), 4, pods, usage)
     assert decision.metric_replicas == 4
 
 
 def test_missing_pods_count_as_full_request_on_a_scale_down() -> None:
     pods = make_pods(3)
     usage = {p.name: sample(p.name, 25) for p in pods[:2]}  # 10 % each
-    decision = decide(
-        make_hpa(min_replicas=1),
-        current_replicas=3,
-        pods=pods,
-        usage=usage,
-        now=1.0,
-        history=HPAHistory(),
-    )
+    decision = decide_once(make_hpa(min_replicas=1), 3, pods, usage)
     # (25 + 25 + 250) / 750 = 40 % -> ratio 0.571 -> ceil(0.571 * 3) = 2, not ceil(0.14 * 2) = 1
     assert decision.metric_replicas == 2
 
@@ -300,14 +284,7 @@ def test_unready_pods_are_left_out_of_cpu_and_count_as_zero_on_a_scale_up() -> N
     usage = {p.name: sample(p.name, 350) for p in ready}
     usage[starting.name] = sample(starting.name, 1000)  # a start-up burst the HPA must ignore
 
-    decision = decide(
-        make_hpa(max_replicas=10),
-        current_replicas=3,
-        pods=pods,
-        usage=usage,
-        now=1.0,
-        history=HPAHistory(),
-    )
+    decision = decide_once(make_hpa(max_replicas=10), 3, pods, usage)
 
     # ready pods at 140 %; with the unready one at 0 %: 700 / 750 = 93 % -> ceil(1.33 * 3) = 4
     assert decision.metric_replicas == 4
@@ -317,14 +294,7 @@ def test_unready_pods_are_left_out_of_cpu_and_count_as_zero_on_a_scale_up() -> N
 def test_unready_pods_still_count_for_memory() -> None:
     pods = [*make_pods(1), PodState("llm-backend-new", make_pods(1)[0].requests, ready=False)]
     usage = {p.name: sample(p.name, 100, backend_memory=MEMORY_REQUEST) for p in pods}
-    decision = decide(
-        make_hpa(metrics=[memory_metric()], max_replicas=10),
-        current_replicas=2,
-        pods=pods,
-        usage=usage,
-        now=1.0,
-        history=HPAHistory(),
-    )
+    decision = decide_once(make_hpa(metrics=[memory_metric()], max_replicas=10), 2, pods, usage)
     assert decision.current_metrics[0]["containerResource"]["current"]["averageUtilization"] == 100
     assert decision.metric_replicas == 3  # ceil(100 / 80 * 2)
 
@@ -362,14 +332,7 @@ def test_pending_and_deleting_pods() -> None:
     deleting = PodState("deleting", base[0].requests, deleting=True)
     usage = {p.name: sample(p.name, 350) for p in base}
     usage["deleting"] = sample("deleting", 5000)
-    decision = decide(
-        make_hpa(max_replicas=10),
-        current_replicas=3,
-        pods=[*base, pending, deleting],
-        usage=usage,
-        now=1.0,
-        history=HPAHistory(),
-    )
+    decision = decide_once(make_hpa(max_replicas=10), 3, [*base, pending, deleting], usage)
     # the deleting pod is ignored entirely; the pending one counts as 0 % on the scale-up
     assert decision.metric_replicas == 4
 
@@ -377,13 +340,8 @@ def test_pending_and_deleting_pods() -> None:
 def test_the_largest_proposal_over_all_metrics_wins() -> None:
     pods = make_pods(2)
     usage = {p.name: sample(p.name, 175, backend_memory=MEMORY_REQUEST * 2) for p in pods}
-    decision = decide(
-        make_hpa(metrics=[cpu_metric(), memory_metric()], max_replicas=10),
-        current_replicas=2,
-        pods=pods,
-        usage=usage,
-        now=1.0,
-        history=HPAHistory(),
+    decision = decide_once(
+        make_hpa(metrics=[cpu_metric(), memory_metric()], max_replicas=10), 2, pods, usage
     )
     assert decision.metric_replicas == 5  # memory 200 % of an 80 % target: ceil(2.5 * 2)
     assert "memory container resource utilization" in decision.condition("ScalingActive")["message"]  # type: ignore[index]
@@ -397,14 +355,7 @@ def test_resource_metrics_sum_all_containers_of_the_pod() -> None:
         "type": "Resource",
         "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}},
     }
-    decision = decide(
-        make_hpa(metrics=[metric], max_replicas=10),
-        current_replicas=2,
-        pods=pods,
-        usage=usage,
-        now=1.0,
-        history=HPAHistory(),
-    )
+    decision = decide_once(make_hpa(metrics=[metric], max_replicas=10), 2, pods, usage)
     assert decision.current_metrics == (
         {
             "type": "Resource",
@@ -425,9 +376,7 @@ def test_resource_metrics_sum_all_containers_of_the_pod() -> None:
 
 def test_no_metrics_at_all_stops_scaling_with_upstreams_condition() -> None:
     pods = make_pods(2)
-    decision = decide(
-        make_hpa(), current_replicas=2, pods=pods, usage={}, now=1.0, history=HPAHistory()
-    )
+    decision = decide_once(make_hpa(), 2, pods, {})
     assert not decision.rescale
     assert decision.desired_replicas == 2
     assert decision.condition("ScalingActive") == {
@@ -447,14 +396,7 @@ def test_no_metrics_at_all_stops_scaling_with_upstreams_condition() -> None:
 
 def test_all_pods_unready_for_cpu() -> None:
     pods = make_pods(2, ready=False)
-    decision = decide(
-        make_hpa(),
-        current_replicas=2,
-        pods=pods,
-        usage=usage_at(pods, 140),
-        now=1.0,
-        history=HPAHistory(),
-    )
+    decision = decide_once(make_hpa(), 2, pods, usage_at(pods, 140))
     assert decision.condition("ScalingActive")["message"].endswith(  # type: ignore[index]
         "did not receive metrics for targeted pods (pods might be unready)"
     )
@@ -463,9 +405,7 @@ def test_all_pods_unready_for_cpu() -> None:
 def test_a_container_absent_from_the_metrics_fails_the_metric() -> None:
     pods = make_pods(2)
     usage = {p.name: PodSample(p.name, 1.0, 15.0, {"backend": ContainerSample(1, 1)}) for p in pods}
-    decision = decide(
-        make_hpa(), current_replicas=2, pods=pods, usage=usage, now=1.0, history=HPAHistory()
-    )
+    decision = decide_once(make_hpa(), 2, pods, usage)
     assert (
         "container engine not present in metrics for pod kube-llm/llm-backend-0"
         in (
@@ -478,22 +418,13 @@ def test_samples_of_pods_outside_the_selector_are_not_read() -> None:
     pods = make_pods(2)
     usage = usage_at(pods, 140)
     usage["other-app"] = PodSample("other-app", 1.0, 15.0, {"web": ContainerSample(9**9, 1)})
-    decision = decide(
-        make_hpa(), current_replicas=2, pods=pods, usage=usage, now=1.0, history=HPAHistory()
-    )
+    decision = decide_once(make_hpa(), 2, pods, usage)
     assert decision.desired_replicas == 4
 
 
 def test_a_missing_request_fails_the_metric() -> None:
     pods = [PodState("p", {"engine": {"memory": 1}})]
-    decision = decide(
-        make_hpa(),
-        current_replicas=2,
-        pods=pods,
-        usage={"p": sample("p", 100)},
-        now=1.0,
-        history=HPAHistory(),
-    )
+    decision = decide_once(make_hpa(), 2, pods, {"p": sample("p", 100)})
     assert decision.condition("ScalingActive")["message"].endswith(  # type: ignore[index]
         "missing request for cpu in container engine of Pod p"
     )
