@@ -19,6 +19,12 @@ class ActiveChat:
         self.scope: anyio.CancelScope | None = None
         self.abort_reason: str | None = None
 
+    def attach(self, scope: anyio.CancelScope) -> None:
+        """Make ``scope`` the one an abort cancels; cancel it at once if one came already."""
+        self.scope = scope
+        if self.abort_reason is not None:
+            scope.cancel()
+
     def abort(self, reason: str) -> None:
         """Stop the chat's relay; the relay then ends its reply with an error for ``reason``."""
         self.abort_reason = reason

@@ -15,11 +15,13 @@ import anyio
 import httpx2
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from backend.admission import ActiveChat
 from backend.engine import parse_json, sse_batches
-from backend.errors import ApiError, error_body, sse_error_event
+from backend.errors import ApiError, error_response, error_type_for, sse_error_event
+from backend.metrics import Metrics
+from backend.settings import Settings
 from backend.state import BackendState, backend_state
 from backend.validation import ChatRequest, validate_chat
 
@@ -43,6 +45,7 @@ _ENGINE_HEADERS = {
 _CLIENT_CLOSED = 499
 # After [DONE], how long the relay waits for the end of the engine's body (to reuse the connection).
 _DRAIN_SECONDS = 1.0
+_RETRY_SOON = {"Retry-After": "1"}
 
 
 @dataclass(slots=True)
@@ -53,13 +56,15 @@ class Failure:
     kind: str
     message: str
     retry_after: int | None = None
-    type_: str = "server_error"
 
     def response(self) -> JSONResponse:
         """Return the failure as a JSON error, for a reply not yet started."""
         headers = {"Retry-After": str(self.retry_after)} if self.retry_after else None
-        body = error_body(self.message, type_=self.type_, code=self.kind)
-        return JSONResponse(body, status_code=self.status, headers=headers)
+        return error_response(self.status, self.message, code=self.kind, headers=headers)
+
+    def event(self) -> bytes:
+        """Return the failure as the terminal event of a stream already under way."""
+        return sse_error_event(self.message, type_=error_type_for(self.status), code=self.kind)
 
 
 @dataclass(slots=True)
@@ -75,6 +80,11 @@ class Outcome:
     usage: dict[str, Any] | None = None
     first_chunk: dict[str, Any] | None = None
     engine_headers: float | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the first token (or a finish reason) has come from the engine."""
+        return self.ttft is not None
 
 
 def _read_limit_error(limit: int) -> ApiError:
@@ -116,6 +126,16 @@ def _reason_for(error: ApiError) -> str:
     return "invalid"
 
 
+def _shutting_down() -> ApiError:
+    return ApiError(503, "The server is shutting down.", code="shutting_down", headers=_RETRY_SOON)
+
+
+def _busy() -> ApiError:
+    return ApiError(
+        429, "Too many chats in progress, retry shortly.", code="busy", headers=_RETRY_SOON
+    )
+
+
 async def chat_completions(request: Request) -> Response:
     """Serve ``POST /v1/chat/completions`` (streamed as SSE when ``stream`` is true)."""
     state = backend_state(request)
@@ -123,20 +143,14 @@ async def chat_completions(request: Request) -> Response:
     arrived_perf = time.perf_counter()
     try:
         if state.gate.draining:
-            raise ApiError(
-                503,
-                "The server is shutting down.",
-                code="shutting_down",
-                headers={"Retry-After": "1"},
-            )
+            raise _shutting_down()
         try:
             raw = await _read_body(request, state.settings.max_body_bytes)
         except ClientDisconnect:
             raise ApiError(400, "The client went away.", code="client_disconnected") from None
         chat = validate_chat(_parse_body(raw), state.settings)
     except ApiError as error:
-        state.metrics.rejected.labels(_reason_for(error)).inc()
-        state.metrics.requests.labels(str(error.status)).inc()
+        state.metrics.refused(_reason_for(error), error.status)
         return error.response()
     return ChatRelay(state, chat, arrived, arrived_perf)
 
@@ -149,6 +163,13 @@ async def models_endpoint(request: Request) -> Response:
         for name in settings.models
     ]
     return JSONResponse({"object": "list", "data": data})
+
+
+def _engine_request(url: httpx2.URL, payload: dict[str, Any]) -> httpx2.Request:
+    # A Request built directly costs a fraction of client.build_request's URL and header
+    # merging; the headers it needs are all here.
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return httpx2.Request("POST", url, content=body, headers=_ENGINE_HEADERS)
 
 
 def _raw_stream(response: httpx2.Response) -> AsyncIterator[bytes]:
@@ -190,7 +211,7 @@ async def _status_failure(upstream: httpx2.Response) -> Failure:
     status = upstream.status_code
     if status == 400:
         message = _engine_message(body) or "The engine rejected the request."
-        return Failure(400, "engine_rejected", message, type_="invalid_request_error")
+        return Failure(400, "engine_rejected", message)
     if status in (404, 429) or status >= 500:
         retry = upstream.headers.get("retry-after", "1")
         retry_after = int(retry) if retry.isdigit() and 0 < int(retry) <= 60 else 1
@@ -198,6 +219,218 @@ async def _status_failure(upstream: httpx2.Response) -> Failure:
             503, f"engine_{status}", "The engine is unavailable, retry shortly.", retry_after
         )
     return Failure(502, f"engine_{status}", f"The engine answered HTTP {status}.")
+
+
+class _EngineEvents:
+    """Reads the engine's events into an ``Outcome`` and says what goes on to the client.
+
+    ``take`` handles one batch of SSE data payloads: it counts tokens (and the token metric),
+    notes the time to the first token, the finish reason and usage, keeps a plain reply's
+    content, and returns the events to forward to a streamed reply. It stops at ``[DONE]``
+    (then ``done``) or at the first event that ends the chat (then ``failure``).
+    """
+
+    __slots__ = ("_arrived_perf", "_metrics", "_outcome", "_stream", "done", "failure")
+
+    def __init__(
+        self, outcome: Outcome, metrics: Metrics, stream: bool, arrived_perf: float
+    ) -> None:
+        """Account into ``outcome`` for a chat that arrived at ``arrived_perf``."""
+        self._outcome = outcome
+        self._metrics = metrics
+        self._stream = stream
+        self._arrived_perf = arrived_perf
+        self.done = False
+        self.failure: Failure | None = None
+
+    def take(self, batch: list[bytes]) -> list[bytes]:
+        """Account for ``batch``; return its events as SSE bytes for a streamed reply."""
+        outcome = self._outcome
+        stream = self._stream
+        forward: list[bytes] = []
+        tokens = 0
+        for data in batch:
+            if data == b"[DONE]":
+                self.end()
+                break
+            try:
+                chunk = parse_json(data)
+            except (ValueError, RecursionError):
+                chunk = None
+            if not isinstance(chunk, dict):
+                self.failure = Failure(502, "engine_protocol", "The engine sent bad data.")
+                break
+            if "error" in chunk:
+                self.failure = Failure(
+                    502, "engine_midstream", "The engine failed while answering."
+                )
+                break
+            content, finish = _delta(chunk)
+            if "usage" in chunk and isinstance(chunk["usage"], dict):
+                outcome.usage = chunk["usage"]
+            if finish is not None:
+                outcome.finish_reason = finish
+            if content:
+                tokens += 1
+            if outcome.ttft is None and (content or finish is not None):
+                outcome.ttft = time.perf_counter() - self._arrived_perf
+                self._metrics.ttft.observe(outcome.ttft)
+            if stream:
+                forward.append(b"data: " + data + b"\n\n")
+            else:
+                if outcome.first_chunk is None:
+                    outcome.first_chunk = chunk
+                if content:
+                    outcome.content.append(content)
+        if tokens:
+            outcome.tokens += tokens
+            self._metrics.output_tokens.inc(tokens)
+        return forward
+
+    def end(self) -> None:
+        """The engine ended its reply ([DONE] or the end of the body): done, or truncated."""
+        # The protocol sends a finish_reason before the end; an engine that skips it cut the
+        # reply short (llama-cpp-python does when another request interrupts it).
+        if self._outcome.finish_reason is None:
+            self.failure = Failure(502, "engine_truncated", "The engine reply ended early.")
+        else:
+            self.done = True
+
+
+class _Reply:
+    """The client's side of a chat: sends the reply and knows how far it has got.
+
+    A streamed reply is held back until its first token, so that a failure before then is
+    still a plain HTTP error (and could be retried elsewhere); then it is committed (status 200,
+    SSE headers, the held events) and each batch is forwarded as it comes. It ends with
+    ``[DONE]``, or after a commit with one terminal error event. A plain reply ends with the
+    whole completion or a JSON error.
+    """
+
+    __slots__ = ("_held", "_model", "_send", "_stream", "committed", "complete")
+
+    def __init__(self, send: Send, chat: ChatRequest) -> None:
+        """Reply to ``chat`` through ``send``."""
+        self._send = send
+        self._stream = chat.stream
+        self._model = chat.model
+        self._held: list[bytes] = []
+        self.committed = False  # the SSE reply has started
+        self.complete = False  # the client has its whole reply
+
+    async def forward(self, events: list[bytes], started: bool) -> None:
+        """Pass ``events`` on once committed; hold them until the first token (``started``)."""
+        if self.committed:
+            if events:
+                body = b"".join(events)
+                await self._send({"type": "http.response.body", "body": body, "more_body": True})
+        elif self._stream:
+            self._held += events
+            if started:
+                await self._commit()
+                held = b"".join(self._held)
+                self._held.clear()
+                await self._send({"type": "http.response.body", "body": held, "more_body": True})
+
+    async def succeed(self, events: list[bytes], outcome: Outcome) -> None:
+        """End a good reply: the last ``events`` and ``[DONE]``, or the whole completion."""
+        if not self._stream:
+            await self._respond(_completion(outcome, self._model))
+            return
+        if not self.committed:
+            events = self._held + events
+            await self._commit()
+        events.append(_DONE)
+        await self._last(b"".join(events))
+
+    async def fail(self, failure: Failure) -> None:
+        """End the reply with ``failure``: a terminal event once committed, else an error."""
+        if self.committed:
+            await self._last(failure.event())
+        else:
+            await self._respond(failure.response())
+
+    async def _commit(self) -> None:
+        self.committed = True
+        await self._send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+
+    async def _respond(self, response: Response) -> None:
+        start = {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": response.raw_headers,
+        }
+        await self._send(start)
+        await self._last(response.body)
+
+    async def _last(self, body: bytes | memoryview[int]) -> None:
+        self.complete = True  # set first: uvicorn reports a disconnect once the reply is out
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _completion(outcome: Outcome, model: str) -> JSONResponse:
+    first = outcome.first_chunk or {}
+    completion: dict[str, Any] = {
+        "id": first.get("id") or f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": first.get("created") or int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "".join(outcome.content)},
+                "finish_reason": outcome.finish_reason or "stop",
+                "logprobs": None,
+            }
+        ],
+    }
+    if outcome.usage is not None:
+        completion["usage"] = outcome.usage
+    return JSONResponse(completion)
+
+
+class _Deadline:
+    """The relay's cancel scope, and the one deadline it moves through the chat.
+
+    Until the first token it is the first-token deadline; then ``ENGINE_READ_TIMEOUT`` past
+    the latest chunk; once the reply is out, a short wait for the end of the engine's body;
+    never past the total deadline. A shutdown cancels the scope through the ``ActiveChat``.
+    """
+
+    __slots__ = ("_clock", "_next_move", "_read_timeout", "scope", "total")
+
+    def __init__(self, arrived: float, settings: Settings) -> None:
+        """Set the deadlines of a chat that arrived at ``arrived`` (anyio's clock)."""
+        self.total = arrived + settings.request_timeout
+        self.scope = anyio.CancelScope(
+            deadline=min(arrived + settings.first_token_timeout, self.total)
+        )
+        self._read_timeout = settings.engine_read_timeout
+        self._next_move = float("-inf")
+        self._clock = asyncio.get_running_loop().time  # anyio's deadline clock, minus a layer
+
+    def chunk_arrived(self) -> None:
+        """Give the engine ``ENGINE_READ_TIMEOUT`` from now for its next chunk."""
+        now = self._clock()
+        if now >= self._next_move:
+            # Moving the deadline costs a timer; half a period of slack is enough for a
+            # per-chunk timeout.
+            self._next_move = now + self._read_timeout / 2
+            self.scope.deadline = min(self.total, now + self._read_timeout)
+
+    def drain(self) -> None:
+        """Only the end of the engine's body is left: do not wait long for it."""
+        self.scope.deadline = min(self.scope.deadline, self._clock() + _DRAIN_SECONDS)
+
+    def failure(self, active: ActiveChat, started: bool) -> Failure:
+        """Say why the scope was cancelled: shutdown, or which deadline passed."""
+        if active.abort_reason == "shutting_down":
+            return Failure(503, "shutting_down", "The server is shutting down.", 1)
+        if not started:
+            return Failure(504, "first_token_timeout", "The engine sent no token in time.")
+        if anyio.current_time() >= self.total:
+            return Failure(504, "request_timeout", "The reply took too long.")
+        return Failure(504, "engine_read_timeout", "The engine stopped answering.")
 
 
 class ChatRelay(Response):
@@ -218,24 +451,16 @@ class ChatRelay(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Admit the chat (or refuse it at once), then relay it until done or disconnected."""
         state = self.state
-        metrics = state.metrics
         if state.gate.draining:
-            await self._refuse(scope, receive, send, 503, "draining", "shutting_down")
+            await self._refuse(scope, receive, send, "draining", _shutting_down())
             return
         active = state.gate.try_admit()
         if active is None:
-            await self._refuse(scope, receive, send, 429, "busy", "busy")
+            await self._refuse(scope, receive, send, "busy", _busy())
             return
         outcome = Outcome()
+        reply = _Reply(send, self.chat)
         client_gone = False
-        replied = False
-
-        async def send_and_track(message: Message) -> None:
-            nonlocal replied
-            if message["type"] == "http.response.body" and not message.get("more_body", False):
-                replied = True  # uvicorn reports a disconnect once the reply is complete
-            await send(message)
-
         try:
             async with anyio.create_task_group() as group:
 
@@ -243,202 +468,42 @@ class ChatRelay(Response):
                     nonlocal client_gone
                     while (await receive())["type"] != "http.disconnect":
                         pass
-                    if not replied:
+                    if not reply.complete:
                         client_gone = True
                         group.cancel_scope.cancel()
 
                 group.start_soon(watch_disconnect)
-                await self._relay(send_and_track, active, outcome)
+                await self._relay(reply, active, outcome)
                 group.cancel_scope.cancel()
         finally:
             state.gate.release(active)
             if client_gone:
                 outcome.status = _CLIENT_CLOSED
                 outcome.error_kind = outcome.error_kind or "client_disconnected"
-            elapsed = time.perf_counter() - self.arrived_perf
-            metrics.requests.labels(str(outcome.status)).inc()
-            metrics.request_seconds.observe(elapsed)
-            if outcome.error_kind and outcome.error_kind not in (
-                "client_disconnected",
-                "shutting_down",
-            ):
-                metrics.engine_errors.labels(outcome.error_kind).inc()
-            log.info(
-                "chat",
-                extra={
-                    "fields": {
-                        "status": outcome.status,
-                        "model": self.chat.model,
-                        "stream": self.chat.stream,
-                        "prompt_chars": self.chat.prompt_chars,
-                        "output_tokens": outcome.tokens,
-                        "engine_headers_ms": _ms(outcome.engine_headers),
-                        "ttft_ms": _ms(outcome.ttft),
-                        "duration_ms": round(elapsed * 1e3, 1),
-                        "error": outcome.error_kind,
-                    }
-                },
-            )
+            self._record(outcome)
 
     async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, status: int, reason: str, code: str
+        self, scope: Scope, receive: Receive, send: Send, reason: str, error: ApiError
     ) -> None:
-        message = (
-            "Too many chats in progress, retry shortly."
-            if status == 429
-            else "The server is shutting down."
-        )
-        self.state.metrics.rejected.labels(reason).inc()
-        self.state.metrics.requests.labels(str(status)).inc()
-        response = ApiError(status, message, code=code, headers={"Retry-After": "1"}).response()
-        await response(scope, receive, send)
+        self.state.metrics.refused(reason, error.status)
+        await error.response()(scope, receive, send)
 
-    async def _relay(self, send: Send, active: ActiveChat, outcome: Outcome) -> None:
-        """Send the chat to the engine and pass its reply on, enforcing every deadline."""
+    async def _relay(self, reply: _Reply, active: ActiveChat, outcome: Outcome) -> None:
+        """Send the chat to the engine and pass its reply on, within the deadlines."""
         state = self.state
-        settings = state.settings
-        metrics = state.metrics
-        stream = self.chat.stream
-        total_deadline = self.arrived + settings.request_timeout
-        first_deadline = min(self.arrived + settings.first_token_timeout, total_deadline)
-        read_timeout = settings.engine_read_timeout
-        next_check = float("-inf")  # when the per-chunk deadline is next moved
-        # A Request built directly costs a fraction of client.build_request's URL and header
-        # merging; the headers it needs are all here.
-        request = httpx2.Request(
-            "POST",
-            state.chat_url,
-            content=json.dumps(self.chat.engine_payload, separators=(",", ":")).encode(),
-            headers=_ENGINE_HEADERS,
-        )
-        committed = False
-        pending: list[bytes] = []  # events held back until the first token
+        request = _engine_request(state.chat_url, self.chat.engine_payload)
+        deadline = _Deadline(self.arrived, state.settings)
+        active.attach(deadline.scope)
         failure: Failure | None = None
-        replied = False  # the client has its whole reply
         upstream: httpx2.Response | None = None
-        deadline_scope = anyio.CancelScope(deadline=first_deadline)
-        active.scope = deadline_scope
-        if active.abort_reason is not None:
-            deadline_scope.cancel()
-        clock = asyncio.get_running_loop().time  # the clock anyio's deadlines use, minus a layer
-        tokens_counted = 0
-        with deadline_scope:
+        with deadline.scope:
             try:
                 upstream = await state.client.send(request, stream=True)
                 outcome.engine_headers = time.perf_counter() - self.arrived_perf
                 if upstream.status_code != 200:
                     failure = await _status_failure(upstream)
                 else:
-                    # Each batch holds the events of every chunk already received, so a busy
-                    # backend forwards several events with one write instead of one each.
-                    async for batch in sse_batches(_raw_stream(upstream)):
-                        if replied:
-                            continue  # reading to the end lets the connection be reused
-                        out: list[bytes] = []
-                        for data in batch:
-                            if data == b"[DONE]":
-                                if outcome.finish_reason is None:
-                                    # The protocol sends a finish_reason before [DONE]; an
-                                    # engine that skips it cut the reply short (llama-cpp-python
-                                    # does when another request interrupts it).
-                                    failure = Failure(
-                                        502, "engine_truncated", "The engine reply ended early."
-                                    )
-                                else:
-                                    replied = True
-                                break
-                            try:
-                                chunk = parse_json(data)
-                            except (ValueError, RecursionError):
-                                chunk = None
-                            if not isinstance(chunk, dict):
-                                failure = Failure(
-                                    502, "engine_protocol", "The engine sent bad data."
-                                )
-                                break
-                            if "error" in chunk:
-                                failure = Failure(
-                                    502, "engine_midstream", "The engine failed while answering."
-                                )
-                                break
-                            content, finish = _delta(chunk)
-                            if "usage" in chunk and isinstance(chunk["usage"], dict):
-                                outcome.usage = chunk["usage"]
-                            if finish is not None:
-                                outcome.finish_reason = finish
-                            if content:
-                                outcome.tokens += 1
-                            if outcome.ttft is None and (content or finish is not None):
-                                outcome.ttft = time.perf_counter() - self.arrived_perf
-                                metrics.ttft.observe(outcome.ttft)
-                            if stream:
-                                out.append(b"data: " + data + b"\n\n")
-                            else:
-                                if outcome.first_chunk is None:
-                                    outcome.first_chunk = chunk
-                                if content:
-                                    outcome.content.append(content)
-                        if outcome.tokens > tokens_counted:
-                            metrics.output_tokens.inc(outcome.tokens - tokens_counted)
-                            tokens_counted = outcome.tokens
-                        if failure is not None:
-                            # Tokens that came with the failure still reach the client.
-                            if committed:
-                                if out:
-                                    body = b"".join(out)
-                                    await send(
-                                        {
-                                            "type": "http.response.body",
-                                            "body": body,
-                                            "more_body": True,
-                                        }
-                                    )
-                            elif stream and outcome.ttft is not None:
-                                committed = True
-                                await self._start_stream(send, b"".join(pending + out))
-                            break
-                        if outcome.ttft is not None:
-                            now = clock()
-                            if now >= next_check:
-                                # Moving the deadline costs a timer; half a period of slack is
-                                # enough for a per-chunk timeout.
-                                next_check = now + read_timeout / 2
-                                deadline_scope.deadline = min(total_deadline, now + read_timeout)
-                        if replied:
-                            if committed:
-                                out.append(_DONE)
-                                body = b"".join(out)
-                                await send(
-                                    {"type": "http.response.body", "body": body, "more_body": False}
-                                )
-                            else:
-                                pending.extend(out)
-                                await self._reply(send, outcome, committed, pending)
-                            # Only the end of the chunked body is left; do not wait long for it.
-                            deadline_scope.deadline = min(
-                                deadline_scope.deadline, clock() + _DRAIN_SECONDS
-                            )
-                        elif committed:
-                            if out:
-                                body = b"".join(out)
-                                await send(
-                                    {"type": "http.response.body", "body": body, "more_body": True}
-                                )
-                        elif stream:
-                            pending.extend(out)
-                            if outcome.ttft is not None:
-                                committed = True
-                                await self._start_stream(send, b"".join(pending))
-                                pending.clear()
-                    else:
-                        if not replied and failure is None:
-                            if outcome.finish_reason is None:
-                                failure = Failure(
-                                    502, "engine_truncated", "The engine reply ended early."
-                                )
-                            else:  # an engine that ends without [DONE] but said it finished
-                                await self._reply(send, outcome, committed, pending)
-                                replied = True
+                    failure = await self._pass_on(upstream, reply, deadline, outcome)
             except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
                 failure = Failure(503, "engine_unavailable", "The engine is unavailable.", 1)
             except httpx2.TimeoutException:
@@ -449,69 +514,71 @@ class ChatRelay(Response):
                 if upstream is not None:
                     with anyio.CancelScope(shield=True):
                         await upstream.aclose()
-        if replied:
-            return
-        if failure is None:
-            failure = self._cancel_failure(active, outcome, total_deadline)
+        if reply.complete:
+            return  # whatever happened after the reply (the drain) is no failure of the chat
+        if failure is None:  # the scope was cancelled
+            failure = deadline.failure(active, outcome.started)
         outcome.error_kind = failure.kind
-        if committed:
-            event = sse_error_event(failure.message, type_=failure.type_, code=failure.kind)
-            await send({"type": "http.response.body", "body": event, "more_body": False})
-        else:
+        if not reply.committed:
             outcome.status = failure.status
-            await failure.response()({"type": "http"}, _no_receive, send)
+        await reply.fail(failure)
 
-    async def _reply(
-        self, send: Send, outcome: Outcome, committed: bool, pending: list[bytes]
-    ) -> None:
-        """Send the end of a successful reply: the last events and [DONE], or the completion."""
-        if not self.chat.stream:
-            await self._send_completion(send, outcome)
-            return
-        if not committed:
-            await self._start_stream(send, b"".join(pending))
-        await send({"type": "http.response.body", "body": _DONE, "more_body": False})
+    async def _pass_on(
+        self, upstream: httpx2.Response, reply: _Reply, deadline: _Deadline, outcome: Outcome
+    ) -> Failure | None:
+        """Relay the engine's events to ``reply``; return the failure that ended it, if any."""
+        events = _EngineEvents(outcome, self.state.metrics, self.chat.stream, self.arrived_perf)
+        # Each batch holds the events of every chunk already received, so a busy backend
+        # forwards several events with one write instead of one each.
+        batches = sse_batches(_raw_stream(upstream))
+        async for batch in batches:
+            forward = events.take(batch)
+            if events.failure is not None:
+                # Tokens that came with the failure still reach the client.
+                await reply.forward(forward, outcome.started)
+                return events.failure
+            if outcome.started:
+                deadline.chunk_arrived()
+            if events.done:
+                await reply.succeed(forward, outcome)
+                deadline.drain()
+                async for _ in batches:
+                    pass  # reading to the end lets the connection be reused
+                return None
+            await reply.forward(forward, outcome.started)
+        events.end()  # an engine may end its body without [DONE]
+        if events.failure is None:
+            await reply.succeed([], outcome)
+        return events.failure
 
-    def _cancel_failure(
-        self, active: ActiveChat, outcome: Outcome, total_deadline: float
-    ) -> Failure:
-        if active.abort_reason == "shutting_down":
-            return Failure(503, "shutting_down", "The server is shutting down.", 1)
-        if outcome.ttft is None:
-            return Failure(504, "first_token_timeout", "The engine sent no token in time.")
-        if anyio.current_time() >= total_deadline:
-            return Failure(504, "request_timeout", "The reply took too long.")
-        return Failure(504, "engine_read_timeout", "The engine stopped answering.")
-
-    async def _start_stream(self, send: Send, first: bytes) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
-        await send({"type": "http.response.body", "body": first, "more_body": True})
-
-    async def _send_completion(self, send: Send, outcome: Outcome) -> None:
-        first = outcome.first_chunk or {}
-        completion: dict[str, Any] = {
-            "id": first.get("id") or f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": first.get("created") or int(time.time()),
-            "model": self.chat.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": "".join(outcome.content)},
-                    "finish_reason": outcome.finish_reason or "stop",
-                    "logprobs": None,
+    def _record(self, outcome: Outcome) -> None:
+        """Count the finished chat in the metrics and write its log line."""
+        metrics = self.state.metrics
+        elapsed = time.perf_counter() - self.arrived_perf
+        metrics.requests.labels(str(outcome.status)).inc()
+        metrics.request_seconds.observe(elapsed)
+        if outcome.error_kind and outcome.error_kind not in (
+            "client_disconnected",
+            "shutting_down",
+        ):
+            metrics.engine_errors.labels(outcome.error_kind).inc()
+        log.info(
+            "chat",
+            extra={
+                "fields": {
+                    "status": outcome.status,
+                    "model": self.chat.model,
+                    "stream": self.chat.stream,
+                    "prompt_chars": self.chat.prompt_chars,
+                    "output_tokens": outcome.tokens,
+                    "engine_headers_ms": _ms(outcome.engine_headers),
+                    "ttft_ms": _ms(outcome.ttft),
+                    "duration_ms": round(elapsed * 1e3, 1),
+                    "error": outcome.error_kind,
                 }
-            ],
-        }
-        if outcome.usage is not None:
-            completion["usage"] = outcome.usage
-        await JSONResponse(completion)({"type": "http"}, _no_receive, send)
+            },
+        )
 
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1e3, 2)
-
-
-async def _no_receive() -> Message:
-    # The request body was read before the relay began; nothing else is ever received here.
-    raise RuntimeError("the chat relay does not receive")

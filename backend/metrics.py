@@ -61,6 +61,11 @@ class Metrics:
             registry=self.registry,
         )
 
+    def refused(self, reason: str, status: int) -> None:
+        """Count a chat request refused with ``status`` before it reached the engine."""
+        self.rejected.labels(reason).inc()
+        self.requests.labels(str(status)).inc()
+
     def render(self) -> bytes:
         """Return the registry in the Prometheus text exposition format."""
         return generate_latest(self.registry)
