@@ -61,13 +61,8 @@ class Settings:
                 f"FIRST_TOKEN_TIMEOUT ({self.first_token_timeout}) must not exceed "
                 f"REQUEST_TIMEOUT ({self.request_timeout})"
             )
-        if self.engine_transport not in ENGINE_TRANSPORTS:
-            raise SettingsError(
-                f"ENGINE_TRANSPORT must be one of {', '.join(ENGINE_TRANSPORTS)}, "
-                f"got {self.engine_transport!r}"
-            )
-        if self.log_level not in LOG_LEVELS:
-            raise SettingsError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        _check_choice("ENGINE_TRANSPORT", self.engine_transport, ENGINE_TRANSPORTS)
+        _check_choice("LOG_LEVEL", self.log_level, LOG_LEVELS)
         if not self.pod_name or not self.pod_name.isascii() or not self.pod_name.isprintable():
             raise SettingsError("POD_NAME must be a non-empty printable ASCII string")
 
@@ -99,7 +94,7 @@ class Settings:
             engine_connect_timeout=get(
                 "ENGINE_CONNECT_TIMEOUT", _positive_float, default.engine_connect_timeout
             ),
-            engine_transport=get("ENGINE_TRANSPORT", _engine_transport, default.engine_transport),
+            engine_transport=get("ENGINE_TRANSPORT", _lower, default.engine_transport),
             max_body_bytes=get("MAX_BODY_BYTES", _positive_int, default.max_body_bytes),
             max_messages=get("MAX_MESSAGES", _positive_int, default.max_messages),
             max_message_chars=get("MAX_MESSAGE_CHARS", _positive_int, default.max_message_chars),
@@ -109,7 +104,7 @@ class Settings:
             host=get("HOST", _name, default.host),
             port=get("PORT", _port, default.port),
             shutdown_timeout=get("SHUTDOWN_TIMEOUT", _positive_float, default.shutdown_timeout),
-            log_level=get("LOG_LEVEL", _log_level, default.log_level),
+            log_level=get("LOG_LEVEL", _lower, default.log_level),
             ready_cache_seconds=get(
                 "READY_CACHE_SECONDS", _non_negative_float, default.ready_cache_seconds
             ),
@@ -129,21 +124,22 @@ def _name_list(name: str, raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_name(name, item) for item in items))
 
 
-def _positive_int(name: str, raw: str) -> int:
+def _int(name: str, raw: str, kind: str) -> int:
     try:
-        value = int(raw)
+        return int(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        raise SettingsError(f"{name} must be {kind}, got {raw!r}") from None
+
+
+def _positive_int(name: str, raw: str) -> int:
+    value = _int(name, raw, "a whole number")
     if value < 1:
         raise SettingsError(f"{name} must be at least 1, got {value}")
     return value
 
 
 def _port(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a port number, got {raw!r}") from None
+    value = _int(name, raw, "a port number")
     if not 0 <= value <= 65535:
         raise SettingsError(f"{name} must be between 0 and 65535, got {value}")
     return value
@@ -184,15 +180,11 @@ def _http_url(name: str, raw: str) -> str:
     return raw.rstrip("/")
 
 
-def _log_level(name: str, raw: str) -> str:
-    level = raw.lower()
-    if level not in LOG_LEVELS:
-        raise SettingsError(f"{name} must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
-    return level
+def _lower(name: str, raw: str) -> str:
+    # Names of choices are case-insensitive; Settings checks the value is one of them.
+    return raw.lower()
 
 
-def _engine_transport(name: str, raw: str) -> str:
-    transport = raw.lower()
-    if transport not in ENGINE_TRANSPORTS:
-        raise SettingsError(f"{name} must be one of {', '.join(ENGINE_TRANSPORTS)}, got {raw!r}")
-    return transport
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
