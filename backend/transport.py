@@ -138,8 +138,10 @@ class _Connection(asyncio.Protocol):
         self._keep_alive = False
         self._chunks.clear()
         self.got_bytes = False
-        self.transport.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
+        if len(body) < 65536:
+            self.transport.write(head + body)  # one write, one segment
+        else:
+            self.transport.write(head)
             self.transport.write(body)
 
     async def response_head(self, seconds: float | None) -> tuple[int, list[tuple[bytes, bytes]]]:
@@ -159,10 +161,12 @@ class _Connection(asyncio.Protocol):
             if chunks:
                 # Everything already received goes out as one piece: under load the relay then
                 # forwards several events at once.
-                chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-                if len(chunks) > 1:
+                if len(chunks) == 1:
+                    chunk = chunks.popleft()
+                else:
+                    chunk = b"".join(chunks)
                     chunks.clear()
-                if self._paused and len(chunks) < _PAUSE_CHUNKS // 2 and self.transport:
+                if self._paused and self.transport:
                     self._paused = False
                     self.transport.resume_reading()
                 yield chunk
