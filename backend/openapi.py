@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse, Response
 
 from backend.settings import Settings
 from backend.state import backend_state
+from backend.validation import MAX_STOP_CHARS, MAX_STOP_SEQUENCES, NUMBER_FIELDS, ROLES
 
 __all__ = ["build_openapi", "openapi_endpoint"]
 
@@ -47,11 +48,12 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 def _chat_request(settings: Settings) -> dict[str, Any]:
     text = {"type": "string", "maxLength": settings.max_message_chars}
+    stop = {"type": "string", "minLength": 1, "maxLength": MAX_STOP_CHARS}
     message = {
         "type": "object",
         "required": ["role", "content"],
         "properties": {
-            "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
+            "role": {"type": "string", "enum": list(ROLES)},
             "content": {
                 "oneOf": [
                     text,
@@ -87,25 +89,18 @@ def _chat_request(settings: Settings) -> dict[str, Any]:
                 "items": message,
             },
             "stream": _nullable({"type": "boolean"}),
-            "max_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": 2**31}),
-            "max_completion_tokens": _nullable({"type": "integer", "minimum": 1, "maximum": 2**31}),
-            "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
-            "top_p": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
-            "presence_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
-            "frequency_penalty": _nullable({"type": "number", "minimum": -2, "maximum": 2}),
-            "seed": _nullable({"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}),
-            "n": _nullable({"type": "integer", "minimum": 1, "maximum": 1}),
+            **{
+                name: _nullable(
+                    {
+                        "type": "integer" if allowed.integer else "number",
+                        "minimum": allowed.low,
+                        "maximum": allowed.high,
+                    }
+                )
+                for name, allowed in NUMBER_FIELDS.items()
+            },
             "stop": _nullable(
-                {
-                    "oneOf": [
-                        {"type": "string", "minLength": 1, "maxLength": 256},
-                        {
-                            "type": "array",
-                            "maxItems": 4,
-                            "items": {"type": "string", "minLength": 1, "maxLength": 256},
-                        },
-                    ]
-                }
+                {"oneOf": [stop, {"type": "array", "maxItems": MAX_STOP_SEQUENCES, "items": stop}]}
             ),
             "stream_options": _nullable(
                 {"type": "object", "properties": {"include_usage": {"type": "boolean"}}}

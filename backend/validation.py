@@ -9,12 +9,45 @@ from typing import Any
 from backend.errors import ApiError
 from backend.settings import Settings
 
-__all__ = ["ChatRequest", "validate_chat"]
+__all__ = [
+    "MAX_STOP_CHARS",
+    "MAX_STOP_SEQUENCES",
+    "NUMBER_FIELDS",
+    "ROLES",
+    "ChatRequest",
+    "NumberRange",
+    "validate_chat",
+]
+
+# What the validator accepts; the OpenAPI description is built from the same values.
 
 # Roles a client may send, and the role the engine gets for each.
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
-_MAX_STOP_SEQUENCES = 4
-_MAX_STOP_CHARS = 256
+ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 256
+
+
+@dataclass(frozen=True, slots=True)
+class NumberRange:
+    """The values a numeric request field may take."""
+
+    low: int
+    high: int
+    integer: bool = False
+
+
+NUMBER_FIELDS = {
+    "n": NumberRange(1, 1, integer=True),  # only one choice is ever produced
+    "max_tokens": NumberRange(1, 2**31, integer=True),
+    "max_completion_tokens": NumberRange(1, 2**31, integer=True),
+    "seed": NumberRange(-(2**63), 2**63 - 1, integer=True),
+    "temperature": NumberRange(0, 2),
+    "top_p": NumberRange(0, 1),
+    "presence_penalty": NumberRange(-2, 2),
+    "frequency_penalty": NumberRange(-2, 2),
+}
+# Numeric fields the engine gets as the client sent them.
+_PASSED_ON = ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,20 +64,19 @@ def _invalid(message: str, param: str | None, code: str = "invalid_value") -> Ap
     return ApiError(400, message, code=code, param=param)
 
 
-def _number(
-    body: dict[str, Any], name: str, low: float, high: float, *, integer: bool = False
-) -> float | int | None:
+def _number(body: dict[str, Any], name: str) -> float | int | None:
     value = body.get(name)
     if value is None:
         return None
+    allowed = NUMBER_FIELDS[name]
     # bool is an int in Python, but not a number in JSON.
     if isinstance(value, bool) or not isinstance(value, int | float):
-        kind = "an integer" if integer else "a number"
+        kind = "an integer" if allowed.integer else "a number"
         raise _invalid(f"'{name}' must be {kind}.", name, "invalid_type")
-    if integer and not isinstance(value, int):
+    if allowed.integer and not isinstance(value, int):
         raise _invalid(f"'{name}' must be an integer.", name, "invalid_type")
-    if not math.isfinite(value) or not low <= value <= high:
-        raise _invalid(f"'{name}' must be between {low:g} and {high:g}.", name)
+    if not math.isfinite(value) or not allowed.low <= value <= allowed.high:
+        raise _invalid(f"'{name}' must be between {allowed.low:g} and {allowed.high:g}.", name)
     return value
 
 
@@ -84,9 +116,9 @@ def _messages(body: dict[str, Any], settings: Settings) -> tuple[list[dict[str, 
         if not isinstance(message, dict):
             raise _invalid("Each message must be an object.", param, "invalid_type")
         role = message.get("role")
-        if not isinstance(role, str) or role not in _ROLES:
+        if not isinstance(role, str) or role not in ROLES:
             raise _invalid(
-                "Message role must be one of system, developer, user, assistant.",
+                f"Message role must be one of {', '.join(ROLES)}.",
                 f"{param}.role",
                 "invalid_role",
             )
@@ -104,7 +136,7 @@ def _messages(body: dict[str, Any], settings: Settings) -> tuple[list[dict[str, 
                 "messages",
                 "context_too_long",
             )
-        cleaned.append({"role": _ROLES[role], "content": text})
+        cleaned.append({"role": ROLES[role], "content": text})
     return cleaned, total
 
 
@@ -115,11 +147,11 @@ def _stop(body: dict[str, Any]) -> list[str] | None:
     items = [stop] if isinstance(stop, str) else stop
     if (
         not isinstance(items, list)
-        or len(items) > _MAX_STOP_SEQUENCES
-        or not all(isinstance(item, str) and 0 < len(item) <= _MAX_STOP_CHARS for item in items)
+        or len(items) > MAX_STOP_SEQUENCES
+        or not all(isinstance(item, str) and 0 < len(item) <= MAX_STOP_CHARS for item in items)
     ):
         raise _invalid(
-            f"'stop' must be a string or up to {_MAX_STOP_SEQUENCES} non-empty strings.", "stop"
+            f"'stop' must be a string or up to {MAX_STOP_SEQUENCES} non-empty strings.", "stop"
         )
     return list(items)
 
@@ -146,13 +178,12 @@ def validate_chat(body: Any, settings: Settings) -> ChatRequest:
         stream = False
     if not isinstance(stream, bool):
         raise _invalid("'stream' must be a boolean.", "stream", "invalid_type")
-    n = _number(body, "n", 1, 1, integer=True)
-    del n  # only one choice is ever produced; accepted for compatibility.
+    _number(body, "n")  # checked, and accepted for compatibility
     messages, prompt_chars = _messages(body, settings)
 
     # max_completion_tokens is OpenAI's newer name for max_tokens; it wins when both are set.
-    requested = _number(body, "max_completion_tokens", 1, 2**31, integer=True)
-    legacy = _number(body, "max_tokens", 1, 2**31, integer=True)
+    requested = _number(body, "max_completion_tokens")
+    legacy = _number(body, "max_tokens")
     if requested is None:
         requested = legacy
     max_tokens = settings.max_tokens_cap if requested is None else int(requested)
@@ -163,18 +194,10 @@ def validate_chat(body: Any, settings: Settings) -> ChatRequest:
         "stream": True,
         "max_tokens": min(max_tokens, settings.max_tokens_cap),
     }
-    for name, low, high in (
-        ("temperature", 0.0, 2.0),
-        ("top_p", 0.0, 1.0),
-        ("presence_penalty", -2.0, 2.0),
-        ("frequency_penalty", -2.0, 2.0),
-    ):
-        value = _number(body, name, low, high)
+    for name in _PASSED_ON:
+        value = _number(body, name)
         if value is not None:
             payload[name] = value
-    seed = _number(body, "seed", -(2**63), 2**63 - 1, integer=True)
-    if seed is not None:
-        payload["seed"] = seed
     stop = _stop(body)
     if stop is not None:
         payload["stop"] = stop
