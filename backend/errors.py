@@ -96,12 +96,7 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return exc.response()
 
 
-async def _server_error(request: Request, exc: Exception) -> Response:
-    return error_response(500, "Internal server error.", code="internal_error")
-
-
 exception_handlers: dict[Any, Any] = {
     HTTPException: _http_exception,
     ApiError: _api_error,
-    Exception: _server_error,
 }

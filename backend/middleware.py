@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.errors import error_body
+from backend.errors import error_response
 
 __all__ = ["ServedByMiddleware"]
 
 log = logging.getLogger("backend.app")
-
-_INTERNAL_ERROR = json.dumps(
-    error_body("Internal server error.", type_="server_error", code="internal_error")
-).encode()
 
 
 class ServedByMiddleware:
@@ -46,15 +41,7 @@ class ServedByMiddleware:
             if started:
                 raise
             # Reported here, once; the client still gets an OpenAI-shaped error with the header.
+            # (Starlette's own 500 handler sits outside this middleware, so it would not add it.)
             log.exception("unhandled error", extra={"fields": {"path": scope.get("path")}})
-            await send_with_header(
-                {
-                    "type": "http.response.start",
-                    "status": 500,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(_INTERNAL_ERROR)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": _INTERNAL_ERROR})
+            response = error_response(500, "Internal server error.", code="internal_error")
+            await response(scope, receive, send_with_header)

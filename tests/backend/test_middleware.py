@@ -9,7 +9,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from backend.app import create_app
 from backend.middleware import ServedByMiddleware
+from backend.settings import Settings
 from tests.backend.conftest import assert_openai_error
 from tests.fakes.serve import serve_in_thread
 
@@ -49,4 +51,15 @@ def test_header_on_plain_streamed_and_failed_responses() -> None:
     assert streamed_response.headers["x-served-by"] == "pod-7"
     assert failed.status_code == 500
     assert failed.headers["x-served-by"] == "pod-7"
+    assert assert_openai_error(failed.json())["code"] == "internal_error"
+
+
+def test_a_bug_in_the_backend_app_is_an_openai_500_with_the_header() -> None:
+    app = create_app(Settings(pod_name="pod-8"))
+    app.router.routes.append(Route("/broken", broken))
+    with serve_in_thread(app, lifespan="on") as url:
+        failed = httpx2.get(url + "/broken")
+    assert failed.status_code == 500
+    assert failed.headers["x-served-by"] == "pod-8"
+    assert failed.headers["content-type"] == "application/json"
     assert assert_openai_error(failed.json())["code"] == "internal_error"
