@@ -51,9 +51,9 @@ def engine_transport(settings: Settings) -> httpx2.AsyncBaseTransport:
 
 
 def open_engine_client(
-    settings: Settings, transport: httpx2.AsyncBaseTransport | None = None
+    settings: Settings, transport: httpx2.AsyncBaseTransport
 ) -> httpx2.AsyncClient:
-    """Return the one client the app uses to talk to the engine.
+    """Return the one client the app uses to talk to the engine, over ``transport``.
 
     The read timeout is only a safety net: the chat relay enforces the first-token, per-chunk
     and total deadlines itself, so the engine may take as long to its first byte as the
@@ -68,7 +68,7 @@ def open_engine_client(
     return httpx2.AsyncClient(
         base_url=settings.engine_url,
         timeout=timeout,
-        transport=transport or engine_transport(settings),
+        transport=transport,
         trust_env=False,
         follow_redirects=False,
         headers={"accept-encoding": "identity"},
