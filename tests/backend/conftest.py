@@ -139,6 +139,22 @@ class BackendProcess:
         return self.log_path.read_text(errors="replace")
 
 
+def wait_until_answers(
+    url: str, process: subprocess.Popen[bytes], log_path: Path, *, seconds: float, poll: float
+) -> None:
+    """Wait until ``GET url`` answers 200; fail if ``process`` exits or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+        try:
+            if httpx2.get(url, timeout=min(seconds, 2)).status_code == 200:
+                return
+        except httpx2.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"nothing answered on {url} in {seconds} s"
+        time.sleep(poll)
+
+
 @contextmanager
 def backend_process(engine_url: str, tmp_path: Path, **env: str) -> Iterator[BackendProcess]:
     """Start ``python -m backend`` against ``engine_url``; kill it on exit if still running."""
@@ -162,16 +178,7 @@ def backend_process(engine_url: str, tmp_path: Path, **env: str) -> Iterator[Bac
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, log_path.read_text()
-            try:
-                if httpx2.get(url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, "backend process did not start"
-            time.sleep(0.05)
+        wait_until_answers(url + "/healthz", process, log_path, seconds=20, poll=0.05)
         yield BackendProcess(url, process, log_path)
     finally:
         if process.poll() is None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import httpx2
 import openai
 import pytest
 
-from tests.backend.conftest import running_backend
+from tests.backend.conftest import running_backend, wait_until_answers
 from tests.fakes.serve import free_port
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
@@ -64,16 +63,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
-            try:
-                if httpx2.get(url + "/v1/models", timeout=2).status_code == 200:
-                    break
-            except httpx2.TransportError:
-                pass
-            assert time.monotonic() < deadline, "llama-cpp-python's server did not start"
-            time.sleep(0.2)
+        wait_until_answers(url + "/v1/models", process, log_path, seconds=120, poll=0.2)
         yield url
     finally:
         process.terminate()
