@@ -7,7 +7,9 @@ bumps `count` and `lastTimestamp` instead of adding an object, and old events ar
 
 from __future__ import annotations
 
-from sandbox.store import EVENTS, JSON, Store, micro_timestamp, random_suffix, timestamp
+import time
+
+from sandbox.store import EVENTS, JSON, Store, timestamp
 
 MAX_EVENTS_PER_NAMESPACE = 500
 
@@ -21,6 +23,13 @@ class EventRecorder:
         self._host = host
         self._names: dict[tuple[str, str, str, str], str] = {}
         self._order: dict[str, list[str]] = {}
+
+    def _new_name(self, namespace: str, about: str) -> str:
+        """`<object>.<time in hex>`, as the real recorder names events: names sort by age."""
+        moment = time.time_ns()
+        while self._store.find(EVENTS, namespace, f"{about}.{moment:x}") is not None:
+            moment += 1
+        return f"{about}.{moment:x}"
 
     def record(
         self,
@@ -52,7 +61,7 @@ class EventRecorder:
             source["host"] = self._host
         event: JSON = {
             "metadata": {
-                "name": f"{metadata.get('name', 'object')}.{random_suffix(8)}",
+                "name": self._new_name(namespace, metadata.get("name", "object")),
                 "namespace": namespace,
             },
             "involvedObject": {
@@ -86,6 +95,3 @@ class EventRecorder:
                 self._store.delete(EVENTS, namespace, oldest)
             for stale_key in [k for k, v in self._names.items() if v == oldest]:
                 del self._names[stale_key]
-
-
-__all__ = ["EventRecorder", "micro_timestamp"]

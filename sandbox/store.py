@@ -186,11 +186,6 @@ def timestamp(moment: dt.datetime | None = None) -> str:
     return (moment or now()).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def micro_timestamp(moment: dt.datetime | None = None) -> str:
-    """RFC 3339 time with microseconds, as Kubernetes writes `metav1.MicroTime`."""
-    return (moment or now()).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def parse_timestamp(text: str) -> dt.datetime:
     """Parse a Kubernetes timestamp (with or without fractional seconds)."""
     return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))

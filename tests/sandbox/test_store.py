@@ -11,10 +11,12 @@ from starlette.testclient import TestClient
 from sandbox.api import ApiServer, create_app
 from sandbox.auth import Authenticator, User, authorize
 from sandbox.disruption import evict_pod, pdb_numbers
+from sandbox.events import EventRecorder
 from sandbox.patch import apply_patch, json_patch, merge_patch
 from sandbox.store import (
     CONFIGMAPS,
     DEPLOYMENTS,
+    EVENTS,
     PDBS,
     PODS,
     ROLEBINDINGS,
@@ -153,6 +155,16 @@ def test_a_replayed_event_keeps_its_own_resource_version_after_a_delete() -> Non
     assert [e.type for e in backlog] == ["ADDED", "MODIFIED", "DELETED"]
     assert [int(e.obj["metadata"]["resourceVersion"]) for e in backlog] == [e.rv for e in backlog]
     assert len({e.rv for e in backlog}) == 3
+
+
+def test_event_names_sort_in_the_order_events_happened() -> None:
+    store = Store()
+    recorder = EventRecorder(store, "test")
+    about = store.create(CONFIGMAPS, {"metadata": {"name": "c"}}, "ns")
+    for reason in ("First", "Second", "Third", "Fourth"):
+        recorder.record(about, "Normal", reason, reason.lower())
+    # `kubectl get events` lists by name: the real recorder's names put them in time order.
+    assert [e["reason"] for e in store.list(EVENTS, "ns")] == ["First", "Second", "Third", "Fourth"]
 
 
 def test_merge_patches() -> None:
