@@ -412,28 +412,33 @@ class PodWorker:
             f'Container image "{image}" already present on machine',
             container.name,
         )
+        container.container_id = f"sandbox://{secrets.token_hex(16)}"
         self.event("Normal", "Created", f"Created container: {container.name}", container.name)
         self.event("Normal", "Started", f"Started container {container.name}", container.name)
         moment = timestamp()
         container.state = {"running": {"startedAt": moment}}
         self.publish()
-        self.event(
-            "Normal",
-            "Pulled",
-            f"Model {self.model()} is embedded in the sandbox: nothing to pull",
-            container.name,
-        )
+        message = f"Model {self.model()} is embedded in the sandbox: nothing to pull"
+        self._simulated_output(container, message)
+        self.event("Normal", "Pulled", message, container.name)
         container.state = {
             "terminated": {
                 "exitCode": 0,
                 "reason": "Completed",
                 "startedAt": moment,
                 "finishedAt": timestamp(),
-                "containerID": f"sandbox://{secrets.token_hex(16)}",
+                "containerID": container.container_id,
             }
         }
         container.ready = False
         container.started = False
+
+    def _simulated_output(self, container: Container, line: str) -> None:
+        """The output of a container the sandbox runs no process for, for `kubectl logs`."""
+        path = self.kubelet.log_path(self.namespace, self.name, container.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as output:
+            output.write(f"[kube-llm sandbox] {line}\n")
 
     async def _spawn(self, container: Container) -> bool:
         """Start the container's process; False for a container the sandbox only simulates."""
@@ -450,6 +455,7 @@ class PodWorker:
         self.event("Normal", "Created", f"Created container: {container.name}", container.name)
         if command is None:
             container.state = {"running": {"startedAt": timestamp()}}
+            self._simulated_output(container, "no process runs for this container here")
             self.event(
                 "Normal",
                 "Started",
@@ -682,7 +688,9 @@ class PodWorker:
 
         def observe(ok: bool, message: str, streak: _Streak) -> None:
             if ok:
-                if not container.ready and streak.successes >= success_threshold:
+                # A terminating pod's containers stay unready, even while preStop runs.
+                ready = streak.successes >= success_threshold and not self.terminating
+                if not container.ready and ready:
                     container.ready = True
                     self.publish()
                 return

@@ -123,6 +123,10 @@ async def test_sidecar_first_then_ready_then_graceful_stop(node: tuple[Store, Ku
     assert kubelet.pod_port(NS, "web-1", "http") == int(backend_env["PORT"])
     assert kubelet.pod_port(NS, "web-1", 8000) == int(backend_env["PORT"])
 
+    # The simulated init container has output for `kubectl logs` too.
+    assert "nothing to pull" in kubelet.log_path(NS, "web-1", "model-pull").read_text()
+
+    _, updates = store.subscribe(PODS)
     started = time.monotonic()
     store.mutate(
         PODS,
@@ -133,6 +137,17 @@ async def test_sidecar_first_then_ready_then_graceful_stop(node: tuple[Store, Ku
         ),
     )
     await until(lambda: store.find(PODS, NS, "web-1") is None, 20, "the pod object removed")
+    store.unsubscribe(PODS, updates)
+    # Once unready for the termination, no container turns ready again (not even while
+    # preStop runs and the readiness probe still passes).
+    readiness = []
+    while not updates.empty():
+        update = updates.get_nowait()
+        assert update is not None
+        statuses = (update.obj.get("status") or {}).get("containerStatuses") or []
+        readiness.append(any(s["ready"] for s in statuses))
+    assert False in readiness
+    assert True not in readiness[readiness.index(False) :]
     elapsed = time.monotonic() - started
     assert elapsed >= 1.0  # the preStop sleep ran before SIGTERM
     assert elapsed < 5.0  # the backend drained quickly: no SIGKILL wait
