@@ -344,6 +344,13 @@ class ApiServer:
         if parts[0] == "namespaces" and len(parts) >= 3:
             namespace, rest = parts[1], parts[2:]
         rt = resource_type(group, rest[0])
+        if rt is None and group == "metrics.k8s.io":
+            # `kubectl top nodes` would otherwise say only "could not find the requested resource".
+            raise ApiError(
+                404,
+                "NotFound",
+                f"the sandbox serves pod metrics only (kubectl top pods), not {rest[0]}",
+            )
         if rt is None or rt.version != version:
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) > 1 else None
@@ -516,6 +523,11 @@ class ApiServer:
         assert target.name is not None
         pod = self.store.get(PODS, target.namespace or "", target.name)
         container = request.query_params.get("container")
+        every_container = (pod["spec"].get("initContainers") or []) + (
+            pod["spec"].get("containers") or []
+        )
+        if container is not None and container not in {c["name"] for c in every_container}:
+            raise bad_request(f"container {container} is not valid for pod {target.name}")
         if container is None:
             containers = pod["spec"].get("containers") or []
             if len(containers) != 1:

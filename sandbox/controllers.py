@@ -159,6 +159,8 @@ class DeploymentController(Reconciler):
         spec.setdefault("terminationGracePeriodSeconds", 30)
         spec.setdefault("dnsPolicy", "ClusterFirst")
         spec.setdefault("schedulerName", "default-scheduler")
+        for container in (spec.get("initContainers") or []) + (spec.get("containers") or []):
+            _default_container(container)
         return {
             "metadata": {
                 "name": f"{name}-{pod_hash}-{random_suffix()}",
@@ -300,6 +302,35 @@ class DeploymentController(Reconciler):
             self.pod_recorder.record(
                 deployment, "Normal", "SuccessfulDelete", f"Deleted pod: {pod['metadata']['name']}"
             )
+
+
+_PROBE_DEFAULTS = {
+    "timeoutSeconds": 1,
+    "periodSeconds": 10,
+    "successThreshold": 1,
+    "failureThreshold": 3,
+}
+
+
+def _default_container(container: JSON) -> None:
+    """Fill in what the API server's defaulting adds, so `kubectl describe` shows real values
+    (a probe's successThreshold 1, not 0); the kubelet reads the same defaults either way."""
+    container.setdefault("terminationMessagePath", "/dev/termination-log")
+    container.setdefault("terminationMessagePolicy", "File")
+    image = str(container.get("image", ""))
+    tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
+    container.setdefault("imagePullPolicy", "Always" if tag in ("", "latest") else "IfNotPresent")
+    for port in container.get("ports") or []:
+        port.setdefault("protocol", "TCP")
+    for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+        probe = container.get(kind)
+        if probe is None:
+            continue
+        for key, value in _PROBE_DEFAULTS.items():
+            probe.setdefault(key, value)
+        if "httpGet" in probe:
+            probe["httpGet"].setdefault("path", "/")
+            probe["httpGet"].setdefault("scheme", "HTTP")
 
 
 def _deletion_rank(pod: JSON) -> tuple[int, int, int, str]:

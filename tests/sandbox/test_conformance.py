@@ -61,6 +61,16 @@ def two_ready(sandbox: RunningSandbox) -> list[str]:
     return wait_for(settled, 60, "two Ready pods and no terminating one")
 
 
+def list_to_watch(
+    sandbox: RunningSandbox, api: client.ApiClient
+) -> tuple[client.CoreV1Api, str, str]:
+    """Once two pods are Ready: the core API, a pod list's resourceVersion and one pod's name."""
+    two_ready(sandbox)
+    core = client.CoreV1Api(api)
+    listing = core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR)
+    return core, listing.metadata.resource_version, listing.items[0].metadata.name
+
+
 def test_list_with_label_selectors(sandbox: RunningSandbox, api: client.ApiClient) -> None:
     two_ready(sandbox)
     core = client.CoreV1Api(api)
@@ -142,17 +152,14 @@ def test_requests_without_the_token_get_401(sandbox: RunningSandbox) -> None:
 def test_watch_resumes_from_a_resource_version(
     sandbox: RunningSandbox, api: client.ApiClient
 ) -> None:
-    two_ready(sandbox)
-    core = client.CoreV1Api(api)
-    listing = core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR)
-    name = listing.items[0].metadata.name
+    core, resource_version, name = list_to_watch(sandbox, api)
     core.patch_namespaced_pod(name, NAMESPACE, {"metadata": {"annotations": {"test/mark": "1"}}})
     seen = []
     stream = watch.Watch().stream(
         core.list_namespaced_pod,
         NAMESPACE,
         label_selector=SELECTOR,
-        resource_version=listing.metadata.resource_version,
+        resource_version=resource_version,
         timeout_seconds=2,
     )
     for event in stream:
@@ -165,10 +172,7 @@ def test_watch_resumes_from_a_resource_version(
 def test_watch_from_a_compacted_version_gets_410(
     sandbox: RunningSandbox, api: client.ApiClient
 ) -> None:
-    two_ready(sandbox)
-    core = client.CoreV1Api(api)
-    listing = core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR)
-    name = listing.items[0].metadata.name
+    core, resource_version, name = list_to_watch(sandbox, api)
     for index in range(WATCH_HISTORY + 5):
         core.patch_namespaced_pod(
             name, NAMESPACE, {"metadata": {"annotations": {"test/n": str(index)}}}
@@ -177,7 +181,7 @@ def test_watch_from_a_compacted_version_gets_410(
         for _ in watch.Watch().stream(
             core.list_namespaced_pod,
             NAMESPACE,
-            resource_version=listing.metadata.resource_version,
+            resource_version=resource_version,
             timeout_seconds=2,
         ):
             pass
@@ -480,6 +484,29 @@ def test_fault_injection_for_client_resilience(sandbox: RunningSandbox) -> None:
             assert time.monotonic() - started < 10
     assert events[0]["object"]["code"] == 410
     assert events[0]["object"]["reason"] == "Expired"
+
+
+def test_what_a_user_meets_is_clear_and_defaulted(sandbox: RunningSandbox) -> None:
+    name = two_ready(sandbox)[0]
+    pod_path = f"/api/v1/namespaces/{NAMESPACE}/pods/{name}"
+    with sandbox.http() as http:
+        pod = http.get(pod_path).json()
+        unknown = http.get(f"{pod_path}/log", params={"container": "nosuch"})
+        pull_log = http.get(f"{pod_path}/log", params={"container": "model-pull"})
+        node_metrics = http.get("/apis/metrics.k8s.io/v1beta1/nodes")
+    # The API server's defaults, as `kubectl describe` shows them on a cluster.
+    backend = next(c for c in pod["spec"]["containers"] if c["name"] == "backend")
+    assert backend["readinessProbe"]["successThreshold"] == 1
+    assert backend["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+    assert backend["ports"][0]["protocol"] == "TCP"
+    assert backend["imagePullPolicy"] == "IfNotPresent"
+    assert unknown.status_code == 400
+    assert unknown.json()["message"] == f"container nosuch is not valid for pod {name}"
+    # The simulated init container ran, so it has a log (not "waiting to start").
+    assert pull_log.status_code == 200
+    assert "nothing to pull" in pull_log.text
+    assert node_metrics.status_code == 404
+    assert "pod metrics only" in node_metrics.json()["message"]
 
 
 def test_unknown_path_is_a_status_404(sandbox: RunningSandbox) -> None:
