@@ -33,8 +33,8 @@ from starlette.types import Message, Receive, Scope, Send
 __all__ = ["FAILURES", "EngineConfig", "EngineStats", "create_engine_app", "main"]
 
 FAILURES = ("none", "refuse", "503", "drip", "midstream", "hang")
-_VOCABULARY = ("Hello", " from", " the", " fake", " engine", ",", " one", " token", " at", " a")
-_VOCABULARY += (" time", ".")
+_VOCABULARY: tuple[str, ...] = ("Hello", " from", " the", " fake", " engine", ",", " one")
+_VOCABULARY += (" token", " at", " a", " time", ".")
 
 
 @dataclass
@@ -144,8 +144,7 @@ class _Stream(Response):
 
                 async def watch() -> None:
                     nonlocal disconnected
-                    while (await receive())["type"] != "http.disconnect":
-                        pass
+                    await _wait_for_disconnect(receive)
                     if not replied:
                         disconnected = True
                         group.cancel_scope.cancel()
@@ -216,15 +215,7 @@ class _Stream(Response):
                     done = b"data: [DONE]\n\n"
                     await send({"type": "http.response.body", "body": done, "more_body": True})
                     raise RuntimeError("fake engine interrupted mid-stream")
-                error = {
-                    "error": {
-                        "message": "fake engine failure",
-                        "type": "server_error",
-                        "param": None,
-                        "code": None,
-                    }
-                }
-                body = b"data: " + json.dumps(error).encode() + b"\n\n"
+                body = b"data: " + json.dumps(_error_body("fake engine failure")).encode() + b"\n\n"
                 await send({"type": "http.response.body", "body": body, "more_body": False})
                 return
             await send({"type": "http.response.body", "body": event, "more_body": True})
@@ -253,9 +244,12 @@ class _Hang(Response):
             self.stats.open_streams -= 1
 
 
+def _error_body(message: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
+
+
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    body = {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
-    return JSONResponse(body, status_code=status, headers=headers)
+    return JSONResponse(_error_body(message), status_code=status, headers=headers)
 
 
 def create_engine_app(config: EngineConfig | None = None) -> Starlette:
@@ -319,7 +313,6 @@ def create_engine_app(config: EngineConfig | None = None) -> Starlette:
         ]
     )
     app.state.engine = stats
-    app.state.config = config
     return app
 
 
