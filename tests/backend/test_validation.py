@@ -243,12 +243,13 @@ def test_model_outside_allowlist_never_reaches_engine(engine: FakeEngine, backen
 
 def test_max_tokens_is_capped_and_always_set(engine: FakeEngine) -> None:
     with running_backend(engine.url, max_tokens_cap=5) as backend:
-        for extra, expected in [
+        cases: list[tuple[dict[str, Any], int]] = [
             ({"max_tokens": 10**9}, 5),
             ({"max_completion_tokens": 100}, 5),
             ({"max_tokens": 3}, 3),
             ({}, 5),
-        ]:
+        ]
+        for extra, expected in cases:
             response = httpx2.post(backend.url + CHAT, json=chat_body(**extra))
             assert response.status_code == 200
             assert engine.stats.requests[-1]["max_tokens"] == expected
