@@ -405,15 +405,7 @@ class PodWorker:
         self.publish()
 
     async def _run_init(self, container: Container) -> None:
-        image = container.spec.get("image", "")
-        self.event(
-            "Normal",
-            "Pulled",
-            f'Container image "{image}" already present on machine',
-            container.name,
-        )
-        container.container_id = f"sandbox://{secrets.token_hex(16)}"
-        self.event("Normal", "Created", f"Created container: {container.name}", container.name)
+        self._create(container)
         self.event("Normal", "Started", f"Started container {container.name}", container.name)
         moment = timestamp()
         container.state = {"running": {"startedAt": moment}}
@@ -433,6 +425,19 @@ class PodWorker:
         container.ready = False
         container.started = False
 
+    def _create(self, container: Container) -> None:
+        """A new container: its image is present (said on the first start), it gets an id."""
+        if container.restart_count == 0:
+            image = container.spec.get("image", "")
+            self.event(
+                "Normal",
+                "Pulled",
+                f'Container image "{image}" already present on machine',
+                container.name,
+            )
+        container.container_id = f"sandbox://{secrets.token_hex(16)}"
+        self.event("Normal", "Created", f"Created container: {container.name}", container.name)
+
     def _simulated_output(self, container: Container, line: str) -> None:
         """The output of a container the sandbox runs no process for, for `kubectl logs`."""
         path = self.kubelet.log_path(self.namespace, self.name, container.name)
@@ -443,16 +448,7 @@ class PodWorker:
     async def _spawn(self, container: Container) -> bool:
         """Start the container's process; False for a container the sandbox only simulates."""
         command = self.command(container)
-        image = container.spec.get("image", "")
-        if container.restart_count == 0:
-            self.event(
-                "Normal",
-                "Pulled",
-                f'Container image "{image}" already present on machine',
-                container.name,
-            )
-        container.container_id = f"sandbox://{secrets.token_hex(16)}"
-        self.event("Normal", "Created", f"Created container: {container.name}", container.name)
+        self._create(container)
         if command is None:
             container.state = {"running": {"startedAt": timestamp()}}
             self._simulated_output(container, "no process runs for this container here")
