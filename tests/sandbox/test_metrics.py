@@ -306,17 +306,22 @@ def test_children_count_towards_their_container(spawn: Spawn) -> None:
     assert engine.cpu_millicores >= 450, engine
 
 
+def order(controlled: subprocess.Popen[str], command: str) -> None:
+    """Have the CONTROLLED process run one command and wait until it is done."""
+    assert controlled.stdin is not None
+    assert controlled.stdout is not None
+    controlled.stdin.write(f"{command}\n")
+    controlled.stdin.flush()
+    assert controlled.stdout.readline().strip() == "done"
+
+
 def test_a_child_that_exits_within_the_window_still_counts(spawn: Spawn) -> None:
     root = spawn(CONTROLLED)
-    assert root.stdin is not None
-    assert root.stdout is not None
     sampler = ProcessTreeSampler()
     time.sleep(0.3)
     sampler.sample({"pod": {"engine": root.pid}})
     started = time.monotonic()
-    root.stdin.write("burn\n")
-    root.stdin.flush()
-    assert root.stdout.readline().strip() == "done"
+    order(root, "burn")
     time.sleep(max(0.0, 2.0 - (time.monotonic() - started)))
     engine = sampler.sample({"pod": {"engine": root.pid}})["pod"].containers["engine"]
     assert engine.processes == 1  # the child is gone
@@ -326,14 +331,10 @@ def test_a_child_that_exits_within_the_window_still_counts(spawn: Spawn) -> None
 
 def test_memory_rises_when_a_process_allocates_100_mb(spawn: Spawn) -> None:
     root = spawn(CONTROLLED)
-    assert root.stdin is not None
-    assert root.stdout is not None
     sampler = ProcessTreeSampler()
     time.sleep(0.3)
     before = sampler.sample({"pod": {"backend": root.pid}})["pod"].memory_bytes
-    root.stdin.write("alloc\n")
-    root.stdin.flush()
-    assert root.stdout.readline().strip() == "done"
+    order(root, "alloc")
     after = sampler.sample({"pod": {"backend": root.pid}})["pod"].memory_bytes
     assert after - before >= 95 * 2**20, (before, after)
 
