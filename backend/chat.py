@@ -533,11 +533,12 @@ class ChatRelay(Response):
         batches = sse_batches(_raw_stream(upstream))
         async for batch in batches:
             forward = events.take(batch)
+            started = outcome.started
             if events.failure is not None:
                 # Tokens that came with the failure still reach the client.
-                await reply.forward(forward, outcome.started)
+                await reply.forward(forward, started)
                 return events.failure
-            if outcome.started:
+            if started:
                 deadline.chunk_arrived()
             if events.done:
                 await reply.succeed(forward, outcome)
@@ -545,7 +546,7 @@ class ChatRelay(Response):
                 async for _ in batches:
                     pass  # reading to the end lets the connection be reused
                 return None
-            await reply.forward(forward, outcome.started)
+            await reply.forward(forward, started)
         events.end()  # an engine may end its body without [DONE]
         if events.failure is None:
             await reply.succeed([], outcome)
