@@ -364,82 +364,92 @@ class ApiServer:
     # -- resources -----------------------------------------------------------------------------
 
     async def _handle(self, request: Request, target: Target) -> Response:
-        rt, method = target.rt, request.method
-        if rt.group == "metrics.k8s.io":
+        if target.rt.group == "metrics.k8s.io":
             return self._metrics(target)
-        params = request.query_params
         if target.name is None:
-            if method == "GET":
-                if params.get("watch") in ("true", "1"):
-                    return self._watch(request, target)
-                return self._list(request, target)
-            if method == "POST":
-                body = await self._json(request)
-                created = self.store.create(rt, body, target.namespace)
-                return JSONResponse(created, status_code=201)
-            raise ApiError(
-                405,
-                "MethodNotAllowed",
-                "the server does not allow this method on the requested resource",
-            )
-        namespace = target.namespace or ""
-        if target.subresource == "eviction":
-            if method != "POST":
-                raise ApiError(405, "MethodNotAllowed", "eviction accepts only POST")
-            body = await self._json(request)
-            options = body.get("deleteOptions") or {}
-            result = evict_pod(
-                self.store, namespace, target.name, options.get("gracePeriodSeconds")
-            )
-            return JSONResponse(result, status_code=201)
-        if target.subresource == "token":
-            return await self._token_request(request, target)
-        if target.subresource == "log":
-            return self._log(target, request)
-        if target.subresource == "scale":
-            return await self._scale(request, target)
+            return await self._collection(request, target)
+        subresources = {
+            "eviction": self._evict,
+            "token": self._token_request,
+            "log": self._log,
+            "scale": self._scale,
+        }
+        handler = subresources.get(target.subresource or "")
+        if handler is not None:
+            return await handler(request, target)
+        method = request.method
         if method in ("GET", "HEAD"):
-            return JSONResponse(self.store.get(rt, namespace, target.name))
+            return JSONResponse(self.store.get(target.rt, target.namespace or "", target.name))
         if method == "PUT":
-            body = await self._json(request)
-            body.setdefault("metadata", {})
-            if body["metadata"].get("name") not in (None, target.name):
-                raise bad_request("the name of the object does not match the name on the URL")
-            body["metadata"]["name"] = target.name
-            body["metadata"]["namespace"] = namespace
-            updated = self.store.update(
-                rt, body, subresource=target.subresource, check_version=True
-            )
-            return JSONResponse(updated)
+            return await self._put(request, target)
         if method == "PATCH":
-            current = self.store.get(rt, namespace, target.name)
-            patched = apply_patch(
-                current, await request.body(), request.headers.get("content-type", "")
-            )
-            patched.setdefault("metadata", {})
-            patched["metadata"]["name"] = target.name
-            patched["metadata"]["namespace"] = namespace
-            updated = self.store.update(rt, patched, subresource=target.subresource)
-            return JSONResponse(updated)
+            return await self._patch(request, target)
         if method == "DELETE":
-            if "protobuf" in request.headers.get("content-type", ""):
-                options = {}  # DeleteOptions as protobuf: the query parameters still apply
-            else:
-                options = await self._json(request, allow_empty=True)
-            grace_text = params.get("gracePeriodSeconds")
-            grace = int(grace_text) if grace_text is not None else options.get("gracePeriodSeconds")
-            if rt is PODS:
-                return JSONResponse(begin_pod_deletion(self.store, namespace, target.name, grace))
-            deleted = self.store.delete(rt, namespace, target.name)
-            propagation = params.get("propagationPolicy") or options.get("propagationPolicy")
-            if rt is DEPLOYMENTS and propagation != "Orphan":
-                self._cascade(deployed=deleted)
-            return JSONResponse(deleted)
-        raise ApiError(
-            405,
-            "MethodNotAllowed",
-            "the server does not allow this method on the requested resource",
+            return await self._delete(request, target)
+        raise _method_not_allowed()
+
+    async def _collection(self, request: Request, target: Target) -> Response:
+        """List, watch or create."""
+        if request.method == "GET":
+            if request.query_params.get("watch") in ("true", "1"):
+                return self._watch(request, target)
+            return self._list(request, target)
+        if request.method == "POST":
+            body = await self._json(request)
+            created = self.store.create(target.rt, body, target.namespace)
+            return JSONResponse(created, status_code=201)
+        raise _method_not_allowed()
+
+    async def _evict(self, request: Request, target: Target) -> Response:
+        assert target.name is not None
+        if request.method != "POST":
+            raise ApiError(405, "MethodNotAllowed", "eviction accepts only POST")
+        body = await self._json(request)
+        grace = (body.get("deleteOptions") or {}).get("gracePeriodSeconds")
+        result = evict_pod(self.store, target.namespace or "", target.name, grace)
+        return JSONResponse(result, status_code=201)
+
+    async def _put(self, request: Request, target: Target) -> Response:
+        body = await self._json(request)
+        body.setdefault("metadata", {})
+        if body["metadata"].get("name") not in (None, target.name):
+            raise bad_request("the name of the object does not match the name on the URL")
+        body["metadata"]["name"] = target.name
+        body["metadata"]["namespace"] = target.namespace or ""
+        updated = self.store.update(
+            target.rt, body, subresource=target.subresource, check_version=True
         )
+        return JSONResponse(updated)
+
+    async def _patch(self, request: Request, target: Target) -> Response:
+        assert target.name is not None
+        namespace = target.namespace or ""
+        current = self.store.get(target.rt, namespace, target.name)
+        patched = apply_patch(
+            current, await request.body(), request.headers.get("content-type", "")
+        )
+        patched.setdefault("metadata", {})
+        patched["metadata"]["name"] = target.name
+        patched["metadata"]["namespace"] = namespace
+        updated = self.store.update(target.rt, patched, subresource=target.subresource)
+        return JSONResponse(updated)
+
+    async def _delete(self, request: Request, target: Target) -> Response:
+        assert target.name is not None
+        rt, namespace, params = target.rt, target.namespace or "", request.query_params
+        if "protobuf" in request.headers.get("content-type", ""):
+            options = {}  # DeleteOptions as protobuf: the query parameters still apply
+        else:
+            options = await self._json(request, allow_empty=True)
+        grace_text = params.get("gracePeriodSeconds")
+        grace = int(grace_text) if grace_text is not None else options.get("gracePeriodSeconds")
+        if rt is PODS:
+            return JSONResponse(begin_pod_deletion(self.store, namespace, target.name, grace))
+        deleted = self.store.delete(rt, namespace, target.name)
+        propagation = params.get("propagationPolicy") or options.get("propagationPolicy")
+        if rt is DEPLOYMENTS and propagation != "Orphan":
+            self._cascade(deployed=deleted)
+        return JSONResponse(deleted)
 
     def _cascade(self, deployed: JSON) -> None:
         """Background cascading deletion: the pods a deleted Deployment owned go too."""
@@ -519,7 +529,7 @@ class ApiServer:
             headers={"Cache-Control": "no-cache, private"},
         )
 
-    def _log(self, target: Target, request: Request) -> Response:
+    async def _log(self, request: Request, target: Target) -> Response:
         assert target.name is not None
         pod = self.store.get(PODS, target.namespace or "", target.name)
         container = request.query_params.get("container")
@@ -723,6 +733,12 @@ class ApiServer:
         if target.rt is PODS:
             return await proxy.pod_proxy(self, request, namespace, target.name, tail)
         return await proxy.service_proxy(self, request, namespace, target.name, tail)
+
+
+def _method_not_allowed() -> ApiError:
+    return ApiError(
+        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+    )
 
 
 def _verb(request: Request, target: Target) -> str:
