@@ -147,8 +147,13 @@ class DeploymentController(Reconciler):
         self._last_replicas: dict[str, int] = {}
 
     def reconcile(self) -> None:
-        for deployment in self.store.list(DEPLOYMENTS):
+        deployments = self.store.list(DEPLOYMENTS)
+        for deployment in deployments:
             self._reconcile(deployment)
+        # Forget deleted Deployments (a new one by the same name has another uid).
+        live = {d["metadata"]["uid"] for d in deployments}
+        for uid in set(self._last_replicas) - live:
+            del self._last_replicas[uid]
 
     def _new_pod(self, deployment: JSON, pod_hash: str) -> JSON:
         template = deployment["spec"].get("template") or {}
@@ -551,11 +556,16 @@ class HpaController:
 
     def sync_all(self) -> None:
         """One sync of every HPA."""
-        for hpa in self.store.list(HPAS):
+        hpas = self.store.list(HPAS)
+        for hpa in hpas:
             try:
                 self.sync(hpa)
             except ApiError as error:
                 log.warning("HPA sync failed: %s", error.message)
+        # A deleted HPA's recommendations and scale events go with it.
+        live = {hpa["metadata"]["uid"] for hpa in hpas}
+        for uid in set(self.histories) - live:
+            del self.histories[uid]
 
     async def run(self) -> None:
         """Sync every period, and at once when an HPA is created."""
