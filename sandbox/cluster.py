@@ -289,7 +289,8 @@ class Sandbox:
             ready.set()
         stopper = asyncio.create_task(self._stop.wait())
         done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-        failure = next((t for t in done if t is not stopper and t.exception() is not None), None)
+        # Every part runs until the stop: one that ended first failed, with or without an error.
+        failure = next((t for t in tasks if t in done), None)
         self.store.close_watches()
         server.should_exit = True
         for task in tasks[1:]:
@@ -302,7 +303,8 @@ class Sandbox:
             if self.token in self.options.kubeconfig.read_text():
                 self.options.kubeconfig.unlink()
         if failure is not None:
-            raise RuntimeError(f"sandbox part {failure.get_name()} failed") from failure.exception()
+            error = None if failure.cancelled() else failure.exception()
+            raise RuntimeError(f"sandbox part {failure.get_name()} stopped early") from error
 
 
 class _Runtime:
