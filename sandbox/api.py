@@ -379,7 +379,7 @@ class ApiServer:
             return await handler(request, target)
         method = request.method
         if method in ("GET", "HEAD"):
-            return JSONResponse(self.store.get(target.rt, target.namespace or "", target.name))
+            return self._get(request, target)
         if method == "PUT":
             return await self._put(request, target)
         if method == "PATCH":
@@ -486,13 +486,24 @@ class ApiServer:
             parse_field_selector(params.get("fieldSelector")),
         )
 
+    def _get(self, request: Request, target: Target) -> Response:
+        assert target.name is not None
+        obj = self.store.get(target.rt, target.namespace or "", target.name)
+        if wants_table(request.headers.get("accept", "")):
+            # `kubectl get pod NAME` prints the same columns as a list.
+            return self._table(request, target, [obj], obj["metadata"]["resourceVersion"])
+        return JSONResponse(obj)
+
+    def _table(self, request: Request, target: Target, items: list[JSON], rv: str) -> Response:
+        include = request.query_params.get("includeObject", "Metadata")
+        return JSONResponse(table(target.rt, items, rv, include_object=include))
+
     def _list(self, request: Request, target: Target) -> Response:
         labels, fields = self._selectors(request)
         items = self.store.list(target.rt, target.namespace, labels, fields)
         rv = str(self.store.resource_version)
         if wants_table(request.headers.get("accept", "")):
-            include = request.query_params.get("includeObject", "Metadata")
-            return JSONResponse(table(target.rt, items, rv, include_object=include))
+            return self._table(request, target, items, rv)
         return JSONResponse(
             {
                 "kind": f"{target.rt.kind}List",

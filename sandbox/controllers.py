@@ -391,12 +391,18 @@ class DisruptionController(Reconciler):
         name = service["metadata"]["name"]
         if not (service.get("spec") or {}).get("selector"):
             return
-        ports = [
-            {"name": p.get("name", ""), "port": p.get("port"), "protocol": "TCP"}
-            for p in (service.get("spec") or {}).get("ports") or []
-        ]
+        service_ports = (service.get("spec") or {}).get("ports") or []
         subsets = []
         for pod in service_pods(self.store, service):
+            # As on a cluster, an endpoint's port is the pod's port the targetPort names.
+            ports = [
+                {
+                    "name": p.get("name", ""),
+                    "port": _target_port(pod, p.get("targetPort", p.get("port"))),
+                    "protocol": "TCP",
+                }
+                for p in service_ports
+            ]
             address = {
                 "ip": "127.0.0.1",
                 "nodeName": (pod.get("spec") or {}).get("nodeName", "sandbox"),
@@ -421,6 +427,19 @@ class DisruptionController(Reconciler):
             self.store.create(ENDPOINTS, body, namespace)
         else:
             self.store.update(ENDPOINTS, body)
+
+
+def _target_port(pod: JSON, target: int | str | None) -> int | None:
+    """A Service's targetPort on one pod: a number, or the number of the named container port."""
+    if not isinstance(target, str):
+        return target
+    if target.isdigit():
+        return int(target)
+    for container in (pod.get("spec") or {}).get("containers") or []:
+        for declared in container.get("ports") or []:
+            if declared.get("name") == target:
+                return int(declared["containerPort"])
+    return None
 
 
 class MetricsCollector:

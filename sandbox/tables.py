@@ -1,7 +1,8 @@
 """Server-side printing: `meta.k8s.io/v1` Table objects, as `kubectl get` asks for them.
 
 The columns follow kubectl's built-in printers for the kinds the sandbox serves (pods,
-deployments, HPAs, events, services, PDBs, config maps); any other kind gets NAME and AGE.
+deployments, HPAs, events, services, endpoints, PDBs, config maps); any other kind gets NAME
+and AGE.
 """
 
 from __future__ import annotations
@@ -278,6 +279,27 @@ _SERVICE_COLUMNS = [
 ]
 
 
+def _endpoints_row(endpoints: JSON) -> list[Any]:
+    addresses = [
+        f"{address.get('ip')}:{port.get('port')}"
+        for subset in endpoints.get("subsets") or []
+        for address in subset.get("addresses") or []
+        for port in subset.get("ports") or []
+    ]
+    # kubectl's formatEndpoints: three at most, then how many more.
+    shown = ",".join(addresses[:3]) + (
+        f" + {len(addresses) - 3} more..." if len(addresses) > 3 else ""
+    )
+    return [
+        endpoints["metadata"]["name"],
+        shown or "<none>",
+        age(endpoints["metadata"].get("creationTimestamp")),
+    ]
+
+
+_ENDPOINTS_COLUMNS = [_column("Name"), _column("Endpoints"), _column("Age")]
+
+
 def _pdb_row(pdb: JSON) -> list[Any]:
     spec = pdb.get("spec") or {}
     return [
@@ -321,6 +343,7 @@ _PRINTERS: dict[str, tuple[list[JSON], Callable[[JSON], list[Any]]]] = {
     "autoscaling/horizontalpodautoscalers": (_HPA_COLUMNS, _hpa_row),
     "/events": (_EVENT_COLUMNS, _event_row),
     "/services": (_SERVICE_COLUMNS, _service_row),
+    "/endpoints": (_ENDPOINTS_COLUMNS, _endpoints_row),
     "policy/poddisruptionbudgets": (_PDB_COLUMNS, _pdb_row),
     "/configmaps": (_CONFIGMAP_COLUMNS, _configmap_row),
 }

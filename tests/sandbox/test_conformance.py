@@ -508,6 +508,19 @@ def test_what_a_user_meets_is_clear_and_defaulted(sandbox: RunningSandbox) -> No
     assert node_metrics.status_code == 404
     assert "pod metrics only" in node_metrics.json()["message"]
 
+    # Endpoints carry the pods' target port (the named port `http`), as kubectl shows them.
+    def endpoints_column() -> str | None:
+        shown = sandbox.kubectl("get", "endpoints", "llm-backend", "-n", NAMESPACE)
+        assert shown.returncode == 0, shown.stderr
+        column = shown.stdout.split()[4]  # NAME ENDPOINTS AGE, then the row
+        return column if column == "127.0.0.1:8000,127.0.0.1:8000" else None
+
+    wait_for(endpoints_column, 10, "both pods' endpoints on port 8000")
+    # A named get prints the same columns as a list.
+    shown = sandbox.kubectl("get", "pod", name, "-n", NAMESPACE)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.split()[:6] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", name]
+
 
 def test_unknown_path_is_a_status_404(sandbox: RunningSandbox) -> None:
     with sandbox.http() as http:
