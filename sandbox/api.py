@@ -278,9 +278,7 @@ class ApiServer:
     async def _dispatch_core(self, request: Request) -> Response:
         parts = [p for p in request.path_params["rest"].split("/") if p]
         if not parts or parts[0] != "v1":
-            return status_response(
-                ApiError(404, "NotFound", "the server could not find the requested resource")
-            )
+            return status_response(_not_found())
         return await self._dispatch(request, "", "v1", parts[1:])
 
     async def _dispatch_groups(self, request: Request) -> Response:
@@ -290,9 +288,7 @@ class ApiServer:
         group = parts[0]
         known = [g for g in _groups() if g["name"] == group]
         if not known:
-            return status_response(
-                ApiError(404, "NotFound", "the server could not find the requested resource")
-            )
+            return status_response(_not_found())
         if len(parts) == 1:
             return JSONResponse({"kind": "APIGroup", "apiVersion": "v1", **known[0]})
         return await self._dispatch(request, group, parts[1], parts[2:])
@@ -308,9 +304,7 @@ class ApiServer:
                 group_version = f"{group}/{version}" if group else version
                 resources = _api_resources(group, version)
                 if not resources:
-                    raise ApiError(
-                        404, "NotFound", "the server could not find the requested resource"
-                    )
+                    raise _not_found()
                 return JSONResponse(
                     {
                         "kind": "APIResourceList",
@@ -344,21 +338,15 @@ class ApiServer:
         if parts[0] == "namespaces" and len(parts) >= 3:
             namespace, rest = parts[1], parts[2:]
         rt = resource_type(group, rest[0])
-        if rt is None and group == "metrics.k8s.io":
-            # `kubectl top nodes` would otherwise say only "could not find the requested resource".
-            raise ApiError(
-                404,
-                "NotFound",
-                f"the sandbox serves pod metrics only (kubectl top pods), not {rest[0]}",
-            )
-        if rt is None or rt.version != version:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else None
+        if rt is None or rt.version != version:
+            # What kubectl users try most gets a message saying why it is missing here.
+            raise _not_found(_UNSERVED.get((group, rest[0])))
         if sub is not None and sub not in rt.subresources:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise _not_found(_UNSERVED.get((group, f"{rest[0]}/{sub}")))
         if sub != "proxy" and len(rest) > 3:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise _not_found()
         return Target(rt, namespace if rt.namespaced else None, name, sub)
 
     # -- resources -----------------------------------------------------------------------------
@@ -746,6 +734,29 @@ class ApiServer:
         return await proxy.service_proxy(self, request, namespace, target.name, tail)
 
 
+_PROXY_HINT = (
+    "reach a pod through the API server's proxies instead "
+    "(kubectl get --raw /api/v1/namespaces/NAMESPACE/services/llm-backend:http/proxy/healthz)"
+)
+_UNSERVED = {
+    (
+        "metrics.k8s.io",
+        "nodes",
+    ): "the sandbox serves pod metrics only (kubectl top pods), not nodes",
+    ("apps", "replicasets"): "the sandbox keeps no ReplicaSets (its Deployments own their pods); "
+    "kubectl rollout history and undo need them",
+    ("", "pods/exec"): "the sandbox runs containers as local processes, with no exec or attach "
+    "(kubectl logs shows their output)",
+    ("", "pods/attach"): "the sandbox runs containers as local processes, with no exec or attach "
+    "(kubectl logs shows their output)",
+    ("", "pods/portforward"): f"the sandbox has no port-forward: {_PROXY_HINT}",
+}
+
+
+def _not_found(why: str | None = None) -> ApiError:
+    return ApiError(404, "NotFound", why or "the server could not find the requested resource")
+
+
 def _method_not_allowed() -> ApiError:
     return ApiError(
         405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
@@ -787,9 +798,7 @@ def create_app(server: ApiServer) -> ASGIApp:
     app = Starlette(routes=server.routes(), lifespan=lifespan)
 
     async def unknown(request: Request, exc: Exception) -> Response:
-        return status_response(
-            ApiError(404, "NotFound", "the server could not find the requested resource")
-        )
+        return status_response(_not_found())
 
     app.add_exception_handler(404, unknown)
     return BearerAuth(app, server.authenticator)

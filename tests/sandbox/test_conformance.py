@@ -507,6 +507,13 @@ def test_what_a_user_meets_is_clear_and_defaulted(sandbox: RunningSandbox) -> No
     assert "nothing to pull" in pull_log.text
     assert node_metrics.status_code == 404
     assert "pod metrics only" in node_metrics.json()["message"]
+    # What the sandbox cannot do says so, where kubectl users meet it.
+    forward = sandbox.kubectl("port-forward", f"pod/{name}", "0:8000", "-n", NAMESPACE)
+    assert forward.returncode != 0
+    assert "the sandbox has no port-forward" in forward.stderr
+    history = sandbox.kubectl("rollout", "history", "deployment/llm-backend", "-n", NAMESPACE)
+    assert history.returncode != 0
+    assert "the sandbox keeps no ReplicaSets" in history.stderr
 
     # Endpoints carry the pods' target port (the named port `http`), as kubectl shows them.
     def endpoints_column() -> str | None:
