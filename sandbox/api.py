@@ -342,9 +342,9 @@ class ApiServer:
         sub = rest[2] if len(rest) > 2 else None
         if rt is None or rt.version != version:
             # What kubectl users try most gets a message saying why it is missing here.
-            raise _not_found(_UNSERVED.get((group, rest[0])))
+            raise _not_found(_unserved(group, rest[0], namespace))
         if sub is not None and sub not in rt.subresources:
-            raise _not_found(_UNSERVED.get((group, f"{rest[0]}/{sub}")))
+            raise _not_found(_unserved(group, f"{rest[0]}/{sub}", namespace))
         if sub != "proxy" and len(rest) > 3:
             raise _not_found()
         return Target(rt, namespace if rt.namespaced else None, name, sub)
@@ -734,23 +734,25 @@ class ApiServer:
         return await proxy.service_proxy(self, request, namespace, target.name, tail)
 
 
-_PROXY_HINT = (
-    "reach a pod through the API server's proxies instead "
-    "(kubectl get --raw /api/v1/namespaces/NAMESPACE/services/llm-backend:http/proxy/healthz)"
+_NO_EXEC = (
+    "the sandbox runs containers as local processes, with no exec or attach "
+    "(kubectl logs shows their output)"
 )
-_UNSERVED = {
-    (
-        "metrics.k8s.io",
-        "nodes",
-    ): "the sandbox serves pod metrics only (kubectl top pods), not nodes",
-    ("apps", "replicasets"): "the sandbox keeps no ReplicaSets (its Deployments own their pods); "
-    "kubectl rollout history and undo need them",
-    ("", "pods/exec"): "the sandbox runs containers as local processes, with no exec or attach "
-    "(kubectl logs shows their output)",
-    ("", "pods/attach"): "the sandbox runs containers as local processes, with no exec or attach "
-    "(kubectl logs shows their output)",
-    ("", "pods/portforward"): f"the sandbox has no port-forward: {_PROXY_HINT}",
-}
+
+
+def _unserved(group: str, resource: str, namespace: str | None) -> str | None:
+    """Why the sandbox lacks something kubectl users often try, if it is one of those."""
+    proxy = f"/api/v1/namespaces/{namespace or 'default'}/services/llm-backend:http/proxy"
+    return {
+        ("metrics.k8s.io", "nodes"): "the sandbox serves pod metrics only (kubectl top pods), "
+        "not nodes",
+        ("apps", "replicasets"): "the sandbox keeps no ReplicaSets (its Deployments own their "
+        "pods); kubectl rollout history and undo need them",
+        ("", "pods/exec"): _NO_EXEC,
+        ("", "pods/attach"): _NO_EXEC,
+        ("", "pods/portforward"): "the sandbox has no port-forward: reach the pods through the "
+        f"API server's service proxy instead (kubectl get --raw {proxy}/healthz)",
+    }.get((group, resource))
 
 
 def _not_found(why: str | None = None) -> ApiError:
