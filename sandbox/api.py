@@ -634,7 +634,7 @@ class ApiServer:
         body = {} if protobuf else await self._json(request, allow_empty=True)
         spec = body.get("spec") or {}
         seconds = int(spec.get("expirationSeconds") or 3600)
-        token = self.authenticator.issue(namespace, target.name)
+        token = self.authenticator.issue(namespace, target.name, seconds)
         return JSONResponse(
             {
                 "kind": "TokenRequest",

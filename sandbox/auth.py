@@ -8,8 +8,9 @@ can-i`) may arrive as Kubernetes protobuf, which is decoded here as far as the r
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 
 from starlette.responses import JSONResponse
@@ -28,25 +29,43 @@ class User:
 
 
 class Authenticator:
-    """Bearer tokens: the admin token of the kubeconfig plus tokens issued to ServiceAccounts."""
+    """Bearer tokens: the admin token of the kubeconfig plus tokens issued to ServiceAccounts.
+
+    Tokens are kept by their SHA-256 digest: a lookup costs the same whatever the token, and
+    its timing says nothing about a stored token.
+    """
 
     def __init__(self, admin_token: str) -> None:
-        self._users: dict[str, User] = {admin_token: User("kube-llm-sandbox-admin", admin=True)}
+        self._users: dict[bytes, tuple[User, float | None]] = {
+            _digest(admin_token.encode()): (User("kube-llm-sandbox-admin", admin=True), None)
+        }
 
-    def issue(self, namespace: str, service_account: str) -> str:
-        """A new token for a ServiceAccount (what TokenRequest returns)."""
+    def issue(
+        self, namespace: str, service_account: str, expiration_seconds: float | None = None
+    ) -> str:
+        """A new token for a ServiceAccount (what TokenRequest returns), valid for
+        `expiration_seconds` (None: as long as the sandbox runs)."""
         token = secrets.token_urlsafe(32)
         name = f"system:serviceaccount:{namespace}:{service_account}"
-        self._users[token] = User(name, service_account=(namespace, service_account))
+        expires = None if expiration_seconds is None else time.time() + expiration_seconds
+        user = User(name, service_account=(namespace, service_account))
+        self._users[_digest(token.encode())] = (user, expires)
         return token
 
     def user(self, supplied: bytes) -> User | None:
-        """The user of a token, compared in constant time."""
-        found = None
-        for token, user in self._users.items():
-            if hmac.compare_digest(supplied, token.encode()):
-                found = user
-        return found
+        """The user of a token, unless it is unknown or expired."""
+        found = self._users.get(_digest(supplied))
+        if found is None:
+            return None
+        user, expires = found
+        if expires is not None and time.time() >= expires:
+            del self._users[_digest(supplied)]
+            return None
+        return user
+
+
+def _digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
 
 
 USER_SCOPE_KEY = "kube_llm_user"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from starlette.testclient import TestClient
@@ -165,6 +166,23 @@ def test_event_names_sort_in_the_order_events_happened() -> None:
         recorder.record(about, "Normal", reason, reason.lower())
     # `kubectl get events` lists by name: the real recorder's names put them in time order.
     assert [e["reason"] for e in store.list(EVENTS, "ns")] == ["First", "Second", "Third", "Fourth"]
+
+
+def test_tokens_name_their_user_until_they_expire() -> None:
+    authenticator = Authenticator("admin-token")
+    admin = authenticator.user(b"admin-token")
+    assert admin is not None
+    assert admin.admin
+    lasting = authenticator.issue("ns", "cockpit")
+    brief = authenticator.issue("ns", "cockpit", expiration_seconds=0.2)
+    user = authenticator.user(brief.encode())
+    assert user is not None
+    assert user.service_account == ("ns", "cockpit")
+    assert not user.admin
+    assert authenticator.user(b"admin-tokenX") is None
+    time.sleep(0.3)
+    assert authenticator.user(brief.encode()) is None
+    assert authenticator.user(lasting.encode()) is not None
 
 
 def test_merge_patches() -> None:
