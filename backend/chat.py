@@ -409,14 +409,20 @@ class _Deadline:
         self._next_move = float("-inf")
         self._clock = asyncio.get_running_loop().time  # anyio's deadline clock, minus a layer
 
-    def chunk_arrived(self) -> None:
-        """Give the engine ``ENGINE_READ_TIMEOUT`` from now for its next chunk."""
+    def chunk_arrived(self) -> bool:
+        """Give the engine ``ENGINE_READ_TIMEOUT`` from now for its next chunk.
+
+        Return whether the deadline moved (at most every half period), for callers that want
+        to note the engine's progress at that rate rather than on every chunk.
+        """
         now = self._clock()
-        if now >= self._next_move:
-            # Moving the deadline costs a timer; half a period of slack is enough for a
-            # per-chunk timeout.
-            self._next_move = now + self._read_timeout / 2
-            self.scope.deadline = min(self.total, now + self._read_timeout)
+        if now < self._next_move:
+            return False
+        # Moving the deadline costs a timer; half a period of slack is enough for a
+        # per-chunk timeout.
+        self._next_move = now + self._read_timeout / 2
+        self.scope.deadline = min(self.total, now + self._read_timeout)
+        return True
 
     def drain(self) -> None:
         """Only the end of the engine's body is left: do not wait long for it."""
@@ -503,6 +509,7 @@ class ChatRelay(Response):
                 if upstream.status_code != 200:
                     failure = await _status_failure(upstream)
                 else:
+                    state.readiness.engine_answered()
                     failure = await self._pass_on(upstream, reply, deadline, outcome)
             except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
                 failure = Failure(503, "engine_unavailable", "The engine is unavailable.", 1)
@@ -538,8 +545,8 @@ class ChatRelay(Response):
                 # Tokens that came with the failure still reach the client.
                 await reply.forward(forward, started)
                 return events.failure
-            if started:
-                deadline.chunk_arrived()
+            if started and deadline.chunk_arrived():
+                self.state.readiness.engine_answered()
             if events.done:
                 await reply.succeed(forward, outcome)
                 deadline.drain()

@@ -14,6 +14,7 @@ from backend.transport import LeanHTTPTransport
 __all__ = [
     "CHAT_PATH",
     "MODELS_PATH",
+    "EngineBusy",
     "EngineUnavailable",
     "engine_transport",
     "list_models",
@@ -28,6 +29,10 @@ MODELS_PATH = "/v1/models"
 
 class EngineUnavailable(Exception):
     """The engine could not be asked, or answered something other than a model list."""
+
+
+class EngineBusy(EngineUnavailable):
+    """The engine accepted the request for its models but did not answer in time."""
 
 
 def engine_transport(settings: Settings) -> httpx2.AsyncBaseTransport:
@@ -79,6 +84,8 @@ async def list_models(client: httpx2.AsyncClient, seconds: float) -> list[str]:
     """Return the model ids the engine lists on ``GET /v1/models``."""
     try:
         response = await client.get(MODELS_PATH, timeout=seconds)
+    except (httpx2.ReadTimeout, httpx2.PoolTimeout) as exc:
+        raise EngineBusy(f"engine did not list its models within {seconds:g} s") from exc
     except httpx2.HTTPError as exc:
         raise EngineUnavailable(f"engine unreachable: {type(exc).__name__}") from exc
     if response.status_code != 200:

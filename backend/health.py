@@ -10,7 +10,7 @@ import httpx2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from backend.engine import EngineUnavailable, list_models, model_listed
+from backend.engine import EngineBusy, EngineUnavailable, list_models, model_listed
 from backend.errors import error_response
 from backend.settings import Settings
 from backend.state import backend_state
@@ -30,7 +30,15 @@ class EngineCheck:
 
 
 class Readiness:
-    """Checks the engine lists the model, at most once per ``ready_cache_seconds``."""
+    """Checks the engine lists the model, at most once per ``ready_cache_seconds``.
+
+    An engine that is busy generating may be slow to list its models (llama-cpp-python's
+    server answers the listing only between generations). A pod whose engine is streaming
+    chats is serving, so while the engine has answered a chat within the last
+    ``ENGINE_READ_TIMEOUT``, a listing that times out still counts as ready: otherwise every
+    pod turns unready exactly when load peaks, and the Service sheds the load it should carry.
+    An engine that refuses connections, or hangs without answering any chat, is not ready.
+    """
 
     def __init__(self, settings: Settings, client: httpx2.AsyncClient) -> None:
         """Check ``settings.model`` through ``client``."""
@@ -38,7 +46,15 @@ class Readiness:
         self._client = client
         self._lock = anyio.Lock()
         self._checked_at = -math.inf
+        self._answered_at = -math.inf
         self._last = EngineCheck(False, "not checked yet")
+
+    def engine_answered(self) -> None:
+        """Note that the engine just answered a chat (headers, or a chunk of its reply)."""
+        self._answered_at = anyio.current_time()
+
+    def _answering(self) -> bool:
+        return anyio.current_time() - self._answered_at < self._settings.engine_read_timeout
 
     def _fresh(self) -> bool:
         return anyio.current_time() - self._checked_at < self._settings.ready_cache_seconds
@@ -52,6 +68,11 @@ class Readiness:
                 return self._last
             try:
                 listed = await list_models(self._client, ENGINE_CHECK_TIMEOUT)
+            except EngineBusy as exc:
+                if self._answering():
+                    result = EngineCheck(True, "engine busy answering chats")
+                else:
+                    result = EngineCheck(False, str(exc))
             except EngineUnavailable as exc:
                 result = EngineCheck(False, str(exc))
             else:

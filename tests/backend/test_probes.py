@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 
 import httpx2
 import pytest
@@ -49,6 +51,61 @@ def test_healthz_stays_up_while_the_engine_is_down() -> None:
             ready = httpx2.get(backend.url + "/readyz")
             assert ready.status_code == 503
             assert "unreachable" in ready.json()["error"]["message"]
+
+
+def _chat_in_thread(url: str, timeout: float) -> tuple[threading.Thread, list[int]]:
+    statuses: list[int] = []
+
+    def chat() -> None:
+        try:
+            response = httpx2.post(url + CHAT, json=chat_body(stream=True), timeout=timeout)
+            statuses.append(response.status_code)
+        except httpx2.TimeoutException:
+            statuses.append(0)
+
+    thread = threading.Thread(target=chat)
+    thread.start()
+    return thread, statuses
+
+
+def _wait_until(predicate: Callable[[], bool], seconds: float = 5) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_readyz_stays_ready_while_a_busy_engine_is_slow_to_list() -> None:
+    # llama-cpp-python's server lists its models only between generations. A pod that is
+    # streaming replies is serving: it must not turn unready exactly when load peaks.
+    config = EngineConfig(models_wait_for_streams=True, tokens=30, token_delay=0.06)
+    with (
+        running_engine(config) as engine,
+        running_backend(engine.url, ready_cache_seconds=0, engine_read_timeout=5) as backend,
+    ):
+        assert httpx2.get(backend.url + "/readyz").status_code == 200
+        thread, statuses = _chat_in_thread(backend.url, timeout=20)
+        _wait_until(lambda: engine.stats.open_streams == 1)
+        busy = httpx2.get(backend.url + "/readyz", timeout=5)
+        assert busy.status_code == 200, busy.text
+        thread.join(20)
+        assert statuses == [200]
+        assert httpx2.get(backend.url + "/readyz").status_code == 200
+
+
+def test_readyz_fails_when_the_engine_answers_neither_chats_nor_listings() -> None:
+    config = EngineConfig(fail="hang", models_wait_for_streams=True)
+    with (
+        running_engine(config) as engine,
+        running_backend(engine.url, ready_cache_seconds=0, engine_read_timeout=5) as backend,
+    ):
+        thread, statuses = _chat_in_thread(backend.url, timeout=3)
+        _wait_until(lambda: engine.stats.open_streams == 1)
+        hung = httpx2.get(backend.url + "/readyz", timeout=5)
+        assert hung.status_code == 503
+        assert "did not list its models" in hung.json()["error"]["message"]
+        thread.join(10)
+        assert statuses == [0]
 
 
 def test_readyz_is_cached_so_probes_are_cheap(engine: FakeEngine) -> None:

@@ -51,6 +51,9 @@ class EngineConfig:
     drip_interval: float = 0.5
     drip_from_event: int = 0
     midstream_style: Literal["event", "abort", "interrupt"] = "event"
+    # GET /v1/models waits while any chat is open, as llama-cpp-python's server does (its
+    # listing takes the model lock that a generation holds).
+    models_wait_for_streams: bool = False
     listed_models: list[str] | None = None
 
     def models(self) -> list[str]:
@@ -260,6 +263,8 @@ def create_engine_app(config: EngineConfig | None = None) -> Starlette:
 
     async def models(request: Request) -> Response:
         stats.model_listings += 1
+        while config.models_wait_for_streams and stats.open_streams:
+            await anyio.sleep(0.01)
         data = [
             {"id": name, "object": "model", "created": 0, "owned_by": "fake"}
             for name in config.models()
