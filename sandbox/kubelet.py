@@ -744,11 +744,14 @@ class PodWorker:
         if "exec" in probe:
             # An exec probe cannot run here (there is no container image to exec into). For the
             # engine the sandbox asks its OpenAI-compatible server instead, which is what the
-            # manifest's `ollama list` checks: the server answers and can list models.
+            # manifest's `ollama list` checks: the server answers and can list models. Ollama
+            # lists them even while it generates; llama-cpp-python's server only between
+            # generations, so a listing that waits behind a reply means busy, not dead (failing
+            # it would restart a working engine in the middle of its replies).
             engine_port = self._container_ports.get(container.name)
             if container.name == ENGINE_CONTAINER and engine_port is not None:
                 return await self.kubelet.http_probe(
-                    f"http://127.0.0.1:{engine_port}/v1/models", timeout
+                    f"http://127.0.0.1:{engine_port}/v1/models", timeout, busy_is_alive=True
                 )
             return True, ""
         return True, ""
@@ -944,12 +947,20 @@ class Kubelet:
             worker.name: worker.pids() for worker in self.workers.values() if not worker.terminating
         }
 
-    async def http_probe(self, url: str, timeout_seconds: float) -> tuple[bool, str]:
-        """An HTTP GET probe: success on 200-399, as the kubelet counts it."""
+    async def http_probe(
+        self, url: str, timeout_seconds: float, *, busy_is_alive: bool = False
+    ) -> tuple[bool, str]:
+        """An HTTP GET probe: success on 200-399, as the kubelet counts it.
+
+        With `busy_is_alive`, a server that accepted the connection but did not answer in time
+        passes too (see the engine's exec probe).
+        """
         assert self._http is not None
         try:
             response = await self._http.get(url, timeout=timeout_seconds)
-        except httpx2.TimeoutException:
+        except httpx2.TimeoutException as error:
+            if busy_is_alive and isinstance(error, httpx2.ReadTimeout):
+                return True, ""
             return False, f'Get "{url}": context deadline exceeded'
         except httpx2.HTTPError as error:
             return (

@@ -229,3 +229,29 @@ async def test_a_container_that_cannot_start_backs_off(tmp_path: Path) -> None:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_engine_probe_counts_a_busy_engine_as_alive(
+    node: tuple[Store, Kubelet],
+) -> None:
+    """A server that accepts but answers late is busy (engine exec probe), not dead (httpGet)."""
+    _, kubelet = node
+
+    async def answer_late(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(2)
+        writer.close()
+
+    server = await asyncio.start_server(answer_late, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1/models"
+    await until(lambda: kubelet._http is not None, 5, "the kubelet's HTTP client")
+    async with server:
+        assert await kubelet.http_probe(url, 0.3, busy_is_alive=True) == (True, "")
+        ok, message = await kubelet.http_probe(url, 0.3)
+        assert not ok
+        assert "context deadline exceeded" in message
+    # Nothing listening: dead either way.
+    ok, message = await kubelet.http_probe(url, 0.3, busy_is_alive=True)
+    assert not ok
+    assert "connection refused" in message
