@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,6 +46,7 @@ from sandbox.store import (
     ResourceType,
     Store,
     labels_match,
+    parse_timestamp,
     random_suffix,
     selector_from_label_selector,
     timestamp,
@@ -338,16 +340,15 @@ def _default_container(container: JSON) -> None:
             probe["httpGet"].setdefault("scheme", "HTTP")
 
 
-def _deletion_rank(pod: JSON) -> tuple[int, int, int, str]:
+def _deletion_rank(pod: JSON) -> tuple[int, int, int, float]:
     """Which pod goes first when scaling down: pending, then not ready, then the newest."""
     status = pod.get("status") or {}
     running = 1 if status.get("phase") == "Running" else 0
     ready = 1 if pod_is_ready(pod) else 0
     restarts = sum(int(s.get("restartCount", 0)) for s in status.get("containerStatuses") or [])
-    created = pod["metadata"].get("creationTimestamp", "")
-    # Newer pods sort first: invert the timestamp by sorting on its negated characters.
-    inverted = "".join(chr(0x10FFFF - ord(ch)) for ch in created)
-    return (running, ready, -restarts, inverted)
+    created = pod["metadata"].get("creationTimestamp")
+    newest_first = -parse_timestamp(created).timestamp() if created else -math.inf
+    return (running, ready, -restarts, newest_first)
 
 
 class DisruptionController(Reconciler):

@@ -105,14 +105,13 @@ async def pod_proxy(
     name, port_text = split_proxy_name(name_text)
     pod = server.store.get(PODS, namespace, name)
     if port_text is None:
-        for container in (pod.get("spec") or {}).get("containers") or []:
-            for declared in container.get("ports") or []:
-                port_text = str(declared.get("containerPort"))
-                break
-            if port_text:
-                break
-    if port_text is None:
-        port_text = "80"
+        # No port named: the first one a container declares, as the API server picks it.
+        declared = [
+            port
+            for container in (pod.get("spec") or {}).get("containers") or []
+            for port in container.get("ports") or []
+        ]
+        port_text = str(declared[0].get("containerPort")) if declared else "80"
     target: str | int = int(port_text) if port_text.isdigit() else port_text
     port = server.runtime.pod_port(namespace, name, target)
     if port is None:
