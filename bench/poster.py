@@ -7,7 +7,7 @@ measures each of those through the API server's service proxy, the way a user re
 
 1. health: sequential GET /healthz and /readyz through the Service;
 2. users: N concurrent users, each sending streamed chats back to back (a 429 is honoured
-   with its Retry-After, as a well-behaved client does, and counted);
+   with its Retry-After, as a well-behaved client does, and counted; times include the wait);
 3. recovery: while users keep chatting, a Ready pod is deleted; time from the DELETE to its
    replacement being Ready, and how many chats failed meanwhile.
 
@@ -98,8 +98,8 @@ async def chat_once(client: httpx2.AsyncClient, prompt: str, max_tokens: int) ->
         "messages": [{"role": "user", "content": prompt}],
     }
     retries = 0
+    started = time.perf_counter()  # what the user feels: 429 waits included
     while True:
-        started = time.perf_counter()
         result = Chat(status=0, retries=retries)
         try:
             async with client.stream("POST", SERVICE + "/v1/chat/completions", json=body) as reply:
