@@ -469,7 +469,13 @@ class Store:
         while len(history.events) > self._history_size:
             history.floor = history.events.popleft().rv
         for queue in list(history.watchers):
-            queue.put_nowait(event)
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # A watch this far behind (a client that stopped reading) is ended, as the
+                # API server ends slow watches; its client resumes from the history.
+                history.watchers.discard(queue)
+                _end_watch(queue)
 
     def compact(self) -> None:
         """Forget all watch history, as etcd compaction does (fault injection for tests)."""
@@ -624,12 +630,14 @@ class Store:
     # -- watches -------------------------------------------------------------------------------
 
     def subscribe(
-        self, rt: ResourceType, since: int | None = None
+        self, rt: ResourceType, since: int | None = None, *, bounded: bool = False
     ) -> tuple[builtins.list[WatchEvent], asyncio.Queue[WatchEvent | None]]:
         """Events after resourceVersion `since` still in history, and a queue of later ones.
 
         `since=None` replays nothing. Raises 410 Gone when `since` is older than the history.
-        Call `unsubscribe` with the queue when done.
+        A `bounded` queue (a client's watch) holds at most the history's length: when it is
+        full the watch ends with None, and the store stops feeding it. Call `unsubscribe` with
+        the queue when done.
         """
         history = self._history[rt.key]
         backlog: builtins.list[WatchEvent] = []
@@ -637,7 +645,9 @@ class Store:
             if since < history.floor:
                 raise gone(since, history.floor)
             backlog = [event for event in history.events if event.rv > since]
-        queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+        queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue(
+            self._history_size if bounded else 0
+        )
         history.watchers.add(queue)
         return backlog, queue
 
@@ -649,7 +659,15 @@ class Store:
         """End every open watch (a dropped connection for clients; shutdown, fault injection)."""
         for history in self._history.values():
             for queue in list(history.watchers):
-                queue.put_nowait(None)
+                _end_watch(queue)
+
+
+def _end_watch(queue: asyncio.Queue[WatchEvent | None]) -> None:
+    """Make None the next thing a watch's queue gives, even when the queue is full."""
+    if queue.full():
+        while not queue.empty():
+            queue.get_nowait()
+    queue.put_nowait(None)
 
 
 def _bump_generation(new: JSON, current: JSON) -> None:

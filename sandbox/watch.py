@@ -108,10 +108,10 @@ class WatchStream:
         backlog: list[WatchEvent] = []
         if options.since is None or options.send_initial:
             initial = store.list(rt, options.namespace, options.labels, options.fields)
-            _, queue = store.subscribe(rt, None)
+            _, queue = store.subscribe(rt, None, bounded=True)
         else:
             try:
-                backlog, queue = store.subscribe(rt, options.since)
+                backlog, queue = store.subscribe(rt, options.since, bounded=True)
             except ApiError as error:
                 yield _encode("ERROR", json.dumps(error.status()))
                 return

@@ -185,6 +185,20 @@ def test_tokens_name_their_user_until_they_expire() -> None:
     assert authenticator.user(lasting.encode()) is not None
 
 
+def test_a_watch_that_falls_behind_the_history_is_ended() -> None:
+    store = Store(history_size=3)
+    _, client_watch = store.subscribe(CONFIGMAPS, bounded=True)
+    _, controller = store.subscribe(CONFIGMAPS)
+    for index in range(5):
+        store.create(CONFIGMAPS, {"metadata": {"name": f"c{index}"}}, "ns")
+    # The client stopped reading: its watch ends (None) instead of growing without bound.
+    assert client_watch.get_nowait() is None
+    store.create(CONFIGMAPS, {"metadata": {"name": "later"}}, "ns")
+    assert client_watch.empty()
+    # An in-process subscriber keeps every event.
+    assert controller.qsize() == 6
+
+
 def test_merge_patches() -> None:
     target = {"a": {"b": 1, "c": 2}, "list": [{"name": "x", "v": 1}, {"name": "y", "v": 2}]}
     assert merge_patch(target, {"a": {"b": None, "d": 3}}) == {
