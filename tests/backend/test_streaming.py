@@ -152,16 +152,22 @@ async def test_disconnect_closes_engine_stream_and_frees_slot(
         async with httpx2.AsyncClient(base_url=backend.url, timeout=10) as client:
             request = client.build_request("POST", CHAT, json=chat_body(stream=True))
             if before_first_token:
-                # Headers come with the first token, so give up while waiting for them.
-                with anyio.move_on_after(0.5):
-                    await client.send(request, stream=True)
+                # Headers come with the first token, so give up while waiting for them, once
+                # the chat has reached the engine (a fixed wait is too short on a busy machine).
+                with anyio.move_on_after(10) as waiting:
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(client.send, request)
+                        while not engine.stats.open_streams:
+                            await anyio.sleep(0.01)
+                        assert gate.inflight == 1
+                        group.cancel_scope.cancel()
+                assert not waiting.cancelled_caught, "the chat never reached the engine"
             else:
                 response = await client.send(request, stream=True)
                 reader = response.aiter_raw()
                 await anext(reader)
-            assert engine.stats.open_streams == 1
-            assert gate.inflight == 1
-            if not before_first_token:
+                assert engine.stats.open_streams == 1
+                assert gate.inflight == 1
                 await response.aclose()
             gone = time.perf_counter()
         while engine.stats.open_streams or gate.inflight:
