@@ -56,16 +56,20 @@ async def lifespan(app: Starlette) -> AsyncIterator[dict[str, BackendState]]:
         },
     )
     async with open_engine_client(settings, transport) as client:
-        yield {
-            "backend": BackendState(
-                settings=settings,
-                client=client,
-                chat_url=client.base_url.join(CHAT_PATH),
-                gate=app.state.gate,
-                metrics=app.state.metrics,
-                readiness=Readiness(settings, client),
-            )
-        }
+        readiness = Readiness(settings, client)
+        try:
+            yield {
+                "backend": BackendState(
+                    settings=settings,
+                    client=client,
+                    chat_url=client.base_url.join(CHAT_PATH),
+                    gate=app.state.gate,
+                    metrics=app.state.metrics,
+                    readiness=readiness,
+                )
+            }
+        finally:
+            await readiness.aclose()
 
 
 def create_app(

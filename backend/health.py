@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import math
+import time
 from dataclasses import dataclass
 
 import anyio
@@ -10,7 +13,7 @@ import httpx2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from backend.engine import EngineBusy, EngineUnavailable, list_models, model_listed
+from backend.engine import CHAT_PATH, EngineBusy, EngineUnavailable, list_models, model_listed
 from backend.errors import error_response
 from backend.settings import Settings
 from backend.state import backend_state
@@ -19,6 +22,10 @@ __all__ = ["EngineCheck", "Readiness", "healthz", "readyz"]
 
 # Probes time out after 1 s by default in Kubernetes; the engine check must answer first.
 ENGINE_CHECK_TIMEOUT = 0.8
+# How long a probe waits for a warm-up chat before it answers "warming up".
+WARMUP_WAIT_SECONDS = 0.2
+
+log = logging.getLogger("backend.health")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +45,11 @@ class Readiness:
     ``ENGINE_READ_TIMEOUT``, a listing that times out still counts as ready: otherwise every
     pod turns unready exactly when load peaks, and the Service sheds the load it should carry.
     An engine that refuses connections, or hangs without answering any chat, is not ready.
+
+    With ``WARMUP``, the engine must also have answered one chat of a single token before the
+    pod is ready: Ollama loads a model on its first chat, and without this the first user on
+    every new pod waits for the load. The warm-up runs in the background; probes say
+    "warming up" until it succeeds, and a failed one is tried again at the next check.
     """
 
     def __init__(self, settings: Settings, client: httpx2.AsyncClient) -> None:
@@ -48,6 +60,9 @@ class Readiness:
         self._checked_at = -math.inf
         self._answered_at = -math.inf
         self._last = EngineCheck(False, "not checked yet")
+        self._warm = not settings.warmup
+        self._warmup: asyncio.Task[None] | None = None
+        self._warmup_state = "warming up the model"
 
     def engine_answered(self) -> None:
         """Note that the engine just answered a chat (headers, or a chunk of its reply)."""
@@ -77,12 +92,52 @@ class Readiness:
                 result = EngineCheck(False, str(exc))
             else:
                 if model_listed(self._settings.model, listed):
-                    result = EngineCheck(True, "engine lists the model")
+                    result = await self._warmed()
                 else:
                     result = EngineCheck(False, f"engine does not list {self._settings.model}")
             self._last = result
             self._checked_at = anyio.current_time()
             return result
+
+    async def _warmed(self) -> EngineCheck:
+        """Ready once warm; otherwise start (or go on with) the warm-up, briefly awaited."""
+        if not self._warm:
+            if self._warmup is None or self._warmup.done():
+                self._warmup = asyncio.create_task(self._warm_up())
+            # A fast engine is warm within the probe's budget; a loading one keeps going.
+            await asyncio.wait({self._warmup}, timeout=WARMUP_WAIT_SECONDS)
+        if self._warm:
+            return EngineCheck(True, "engine lists the model")
+        return EngineCheck(False, self._warmup_state)
+
+    async def _warm_up(self) -> None:
+        settings = self._settings
+        payload = {
+            "model": settings.model,
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_tokens": 1,
+            "stream": False,
+        }
+        started = time.perf_counter()
+        try:
+            response = await self._client.post(
+                CHAT_PATH, json=payload, timeout=settings.request_timeout
+            )
+        except httpx2.HTTPError as exc:
+            self._warmup_state = f"warm-up chat failed: {type(exc).__name__}"
+            return
+        if response.status_code != 200:
+            self._warmup_state = f"warm-up chat answered {response.status_code}"
+            return
+        self._warm = True
+        seconds = time.perf_counter() - started
+        log.info("engine warmed up", extra={"fields": {"warmup_ms": round(seconds * 1000, 1)}})
+
+    async def aclose(self) -> None:
+        """Stop a warm-up still running (the app is shutting down)."""
+        if self._warmup is not None and not self._warmup.done():
+            self._warmup.cancel()
+            await asyncio.gather(self._warmup, return_exceptions=True)
 
 
 async def healthz(request: Request) -> Response:

@@ -47,6 +47,7 @@ class Settings:
     shutdown_timeout: float = 20.0
     log_level: str = "info"
     ready_cache_seconds: float = 1.0
+    warmup: bool = False
 
     def __post_init__(self) -> None:
         """Check cross-field rules, so a hand-built ``Settings`` is as safe as one from env."""
@@ -108,6 +109,7 @@ class Settings:
             ready_cache_seconds=get(
                 "READY_CACHE_SECONDS", _non_negative_float, default.ready_cache_seconds
             ),
+            warmup=get("WARMUP", _bool, default.warmup),
         )
 
 
@@ -178,6 +180,17 @@ def _http_url(name: str, raw: str) -> str:
     except ValueError:
         raise SettingsError(f"{name} has an invalid port: {raw!r}") from None
     return raw.rstrip("/")
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _bool(name: str, raw: str) -> bool:
+    value = raw.lower()
+    if value not in _TRUE + _FALSE:
+        raise SettingsError(f"{name} must be true or false, got {raw!r}")
+    return value in _TRUE
 
 
 def _lower(name: str, raw: str) -> str:

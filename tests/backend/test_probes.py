@@ -108,6 +108,45 @@ def test_readyz_fails_when_the_engine_answers_neither_chats_nor_listings() -> No
         assert statuses == [0]
 
 
+def test_warmup_loads_the_model_before_the_pod_is_ready() -> None:
+    # Ollama loads a model on its first chat: a slow first token stands in for the load.
+    config = EngineConfig(first_token_delay=1.5)
+    with (
+        running_engine(config) as engine,
+        running_backend(engine.url, ready_cache_seconds=0, warmup=True) as backend,
+    ):
+        warming = httpx2.get(backend.url + "/readyz", timeout=5)
+        assert warming.status_code == 503
+        assert "warming up" in warming.json()["error"]["message"]
+        _wait_until(lambda: httpx2.get(backend.url + "/readyz").status_code == 200, 10)
+        for _ in range(3):
+            assert httpx2.get(backend.url + "/readyz").status_code == 200
+        metrics = httpx2.get(backend.url + "/metrics").text
+    assert len(engine.stats.requests) == 1  # one warm-up, never repeated once warm
+    assert engine.stats.requests[0]["max_tokens"] == 1
+    assert "kube_llm_requests_total{" not in metrics  # the warm-up is no user's chat
+
+
+def test_a_failed_warmup_is_tried_again() -> None:
+    config = EngineConfig(fail="503")
+    with (
+        running_engine(config) as engine,
+        running_backend(engine.url, ready_cache_seconds=0, warmup=True) as backend,
+    ):
+        failed = httpx2.get(backend.url + "/readyz")
+        assert failed.status_code == 503
+        assert "warm-up chat answered 503" in failed.json()["error"]["message"]
+        config.fail = "none"
+        _wait_until(lambda: httpx2.get(backend.url + "/readyz").status_code == 200, 10)
+    assert len(engine.stats.requests) >= 2
+
+
+def test_without_warmup_readiness_sends_no_chat(engine: FakeEngine) -> None:
+    with running_backend(engine.url, ready_cache_seconds=0) as backend:
+        assert httpx2.get(backend.url + "/readyz").status_code == 200
+    assert engine.stats.requests == []
+
+
 def test_readyz_is_cached_so_probes_are_cheap(engine: FakeEngine) -> None:
     with running_backend(engine.url, ready_cache_seconds=30) as backend:
         for _ in range(20):

@@ -19,6 +19,7 @@ def test_defaults_follow_the_contract() -> None:
     assert (settings.host, settings.port) == ("0.0.0.0", 8000)
     assert settings.shutdown_timeout == 20
     assert settings.engine_transport == "lean"
+    assert settings.warmup is False
     assert settings.pod_name
 
 
@@ -42,6 +43,7 @@ def test_every_variable_is_read() -> None:
         "SHUTDOWN_TIMEOUT": "5",
         "LOG_LEVEL": "DEBUG",
         "ENGINE_TRANSPORT": "HTTPX",
+        "WARMUP": "True",
     }
     settings = Settings.from_env(env)
     assert settings.engine_url == "http://10.0.0.1:8080"
@@ -60,6 +62,7 @@ def test_every_variable_is_read() -> None:
     assert settings.shutdown_timeout == 5
     assert settings.log_level == "debug"
     assert settings.engine_transport == "httpx"
+    assert settings.warmup is True
 
 
 @pytest.mark.parametrize(
@@ -78,6 +81,7 @@ def test_every_variable_is_read() -> None:
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of"),
         ({"POD_NAME": "pod name"}, "POD_NAME must not contain spaces"),
         ({"ENGINE_TRANSPORT": "httpcore"}, "ENGINE_TRANSPORT must be one of lean, httpx, got"),
+        ({"WARMUP": "maybe"}, "WARMUP must be true or false, got 'maybe'"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], fragment: str) -> None:

@@ -71,6 +71,8 @@ def test_generated_config(target: str) -> None:
     assert config["MODEL"] == MODEL[target]
     assert config["ENGINE_URL"] == "http://127.0.0.1:11434"
     assert config["PORT"] == "8000"
+    # Ready only once the engine has the model in memory (Ollama loads it on its first chat).
+    assert config["WARMUP"] == "true"
     model_ref = next(
         v for v in container(pod_spec(dep), "model-pull")["env"] if v["name"] == "MODEL"
     )
