@@ -236,6 +236,10 @@ class ChatSample:
     tokens_from_usage: bool = False
     """True when `output_tokens` is the backend's `usage`; False when it counts content chunks."""
     retries_after_429: int = 0
+    retry_after: float | None = None
+    """For a 429: the seconds the gateway's `Retry-After` asked the client to wait."""
+    error_detail: str | None = None
+    """The server's own words about a failure (untrusted text: sanitise before showing)."""
 
     @property
     def ended_at(self) -> float:
