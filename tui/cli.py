@@ -1,7 +1,8 @@
 """The `kube-llm` command line (also installed as `kubectl-llm`, so `kubectl llm` works).
 
-Only the subcommands that exist are registered. The sandbox lives in its own package behind an
-import wall, so `kube-llm sandbox` hands over to `python -m sandbox` in the same interpreter.
+`kube-llm` alone opens the cockpit (`tui`, the default command); `kube-llm demo` starts the
+sandbox as a child process and opens the cockpit on it; `kube-llm sandbox` hands over to
+`python -m sandbox` in the same interpreter (the sandbox lives behind an import wall).
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 PROG = "kube-llm"
+COMMANDS = ("tui", "demo", "sandbox")
+DEMO_CONTEXT = "kube-llm-sandbox-cockpit"
+"""The demo's cockpit acts as the cockpit's ServiceAccount: exactly the Role in the manifests."""
 
 
 def _exec_module(module: str, args: Sequence[str]) -> int:
@@ -24,16 +29,85 @@ def _exec_module(module: str, args: Sequence[str]) -> int:
     return 0  # pragma: no cover - execv does not return
 
 
+def _cockpit_flags(parser: argparse.ArgumentParser, *, cluster: bool) -> None:
+    """The flags the cockpit shares with kubectl, plus its own."""
+    if cluster:
+        parser.add_argument(
+            "--kubeconfig",
+            type=Path,
+            default=None,
+            help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)",
+        )
+        parser.add_argument("--context", default=None, help="kubeconfig context to use")
+        parser.add_argument(
+            "-n",
+            "--namespace",
+            default=None,
+            help="namespace (default: the context's namespace, else kube-llm)",
+        )
+        parser.add_argument(
+            "--backend-url",
+            default=None,
+            help="reach the backend Service here (a NodePort, Ingress or port-forward) instead "
+            "of through the API server's service proxy; better for heavy load",
+        )
+    parser.add_argument(
+        "--read-only",
+        action="store_true",
+        help="watch only: no key kills pods or sends load",
+    )
+    parser.add_argument(
+        "--deployment",
+        default="llm-backend",
+        help="the Deployment (and HPA and Service) to watch (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--burst-users", type=int, default=10, help="users in a load burst (default: 10)"
+    )
+    parser.add_argument(
+        "--report-dir",
+        type=Path,
+        default=Path("reports"),
+        help="where `r` writes reports (default: %(default)s)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with one subparser per existing subcommand."""
+    """Build the top-level parser with one subparser per subcommand."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description=(
             "kube-llm: a scalable LLM chat service for Kubernetes and the cockpit to watch it, "
-            "break it and measure it."
+            "break it and measure it. Without a command, opens the cockpit (`tui`)."
         ),
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    tui = commands.add_parser(
+        "tui",
+        help="the cockpit: live pods, HPA and latency next to a chat pane (the default)",
+        description="Open the cockpit on the cluster of a kubeconfig context.",
+    )
+    _cockpit_flags(tui, cluster=True)
+    demo = commands.add_parser(
+        "demo",
+        help="start the local sandbox and open the cockpit on it (what `make demo` runs)",
+        description="Start the sandbox as a child process (its output in STATE_DIR), open the "
+        "cockpit on it, and stop the sandbox when the cockpit quits.",
+    )
+    _cockpit_flags(demo, cluster=False)
+    demo.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".sandbox"),
+        help="the sandbox's state folder (default: %(default)s)",
+    )
+    demo.add_argument(
+        "--sandbox-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to the sandbox (repeat; e.g. --sandbox-arg=--hpa-sync-seconds=5)",
+    )
     commands.add_parser(
         "sandbox",
         help="run the local sandbox cluster (a test bench, not a production orchestrator)",
@@ -49,13 +123,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "sandbox":
         return _exec_module("sandbox", args[1:])
+    if not args or (args[0] not in COMMANDS and args[0] not in {"-h", "--help"}):
+        if not args or args[0].startswith("-"):
+            args = ["tui", *args]
     parser = build_parser()
     parsed = parser.parse_args(args)
-    if parsed.command is None:
-        parser.print_help()
-        return 0
-    parser.error(f"unknown command {parsed.command!r}")  # pragma: no cover - argparse exits
-    return 2  # pragma: no cover
+    # Textual and the cockpit's services load only when the cockpit runs: --help stays quick.
+    from tui.run import run_demo, run_tui
+
+    if parsed.command == "demo":
+        return run_demo(parsed)
+    return run_tui(parsed)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -79,3 +79,26 @@ def _busy_span(chats: Sequence[ChatSample], since: float, now: float) -> float:
     start = max(since, min(c.started_at for c in chats))
     end = min(now, max(c.ended_at for c in chats))
     return end - start
+
+
+def step_series(
+    points: Sequence[tuple[float, float]], now: float, span: float, buckets: int
+) -> list[float]:
+    """A value that holds between changes, sampled at the end of each of `buckets` buckets.
+
+    `points` are (moment, value) pairs in time order, each value holding until the next one.
+    Buckets before the first point hold that first value (the cockpit saw it on arrival).
+    """
+    if not points or buckets <= 0:
+        return []
+    step = span / buckets
+    values: list[float] = []
+    index = 0
+    current = points[0][1]
+    for bucket in range(buckets):
+        end = now - span + step * (bucket + 1)
+        while index < len(points) and points[index][0] <= end:
+            current = points[index][1]
+            index += 1
+        values.append(current)
+    return values

@@ -1,0 +1,473 @@
+"""The cockpit: a Textual app over the session's services.
+
+`make_cockpit` builds it from settings and a connector (which makes the `Session`); the CLI and
+every test go through it, so tests can hand in a scripted cluster and gateway. Widgets only
+render and forward keys; everything that talks to the cluster or the gateway lives in the
+session's services, which have no Textual import.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import ClassVar
+
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, Header
+from textual.worker import Worker, WorkerState
+
+from tui.messages import (
+    BackendMetricsArrived,
+    ClusterEventArrived,
+    CockpitNote,
+    RecoveryCompleted,
+    SnapshotArrived,
+)
+from tui.model import (
+    BackendMetrics,
+    ChatSample,
+    ClusterEvent,
+    ClusterSnapshot,
+    Connection,
+    Outcome,
+    RecoveryTimeline,
+)
+from tui.sanitize import one_line
+from tui.screens import ConfirmScreen, HelpScreen
+from tui.session import CockpitSettings, Session, SessionSink
+from tui.widgets import ChatPane, EventLog, HpaPanel, LatencyPanel, PodsTable, StatusLine
+
+Connector = Callable[[CockpitSettings, SessionSink, Callable[[str], None]], Awaitable[Session]]
+"""Makes the session: loads the kubeconfig (after starting the sandbox, for the demo)."""
+
+LATENCY_WINDOW = 60.0
+CHART_SPAN = 120.0
+CHART_BUCKETS = 60
+DESTRUCTIVE = frozenset({"kill", "burst", "sustained", "burst_size"})
+"""Actions that kill pods or send load: gone with --read-only, confirmed once off the sandbox."""
+
+
+class CockpitApp(App[int]):
+    """Live pods, HPA and latency next to a chat pane, with keys that kill pods and spike load."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "kube-llm"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("k", "kill(False)", "Evict pod", id="evict",
+                tooltip="Evict the selected pod (else a random Ready one); the PDB may refuse"),
+        Binding("K", "kill(True)", "Force delete", id="force-delete",
+                tooltip="FORCE delete a pod with grace period 0: its streams are cut"),
+        Binding("l", "burst", "Burst", id="burst", tooltip="N users x 3 chats at once"),
+        Binding("L", "sustained", "Sustained", id="sustained",
+                tooltip="Sustained load on or off"),
+        Binding("plus,equals_sign", "burst_size(1)", "+user", id="burst-bigger", show=False),
+        Binding("minus", "burst_size(-1)", "-user", id="burst-smaller", show=False),
+        Binding("r", "report", "Report", id="report",
+                tooltip="Write a Markdown report of what the cockpit has seen"),
+        Binding("c,slash", "focus_chat", "Chat", id="chat"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("ctrl+c", "quit", "Quit", id="quit-ctrl-c", show=False, priority=True),
+    ]
+    KEYS_HELP: ClassVar[list[tuple[str, str, str]]] = [
+        ("k", "evict a pod (the selected one, else a random Ready one; the PDB may refuse)", "kill"),
+        ("K", "FORCE delete a pod (grace period 0: its open streams are cut)", "kill"),
+        ("l", "load burst: N users x 3 chats (N is the burst size)", "burst"),
+        ("L", "sustained load on/off", "sustained"),
+        ("+ / -", "burst size up / down", "burst_size"),
+        ("r", "write a Markdown report of what the cockpit has seen so far", "report"),
+        ("c or /", "type a chat message (Enter sends, Escape stops a reply)", "chat"),
+        ("↑ ↓", "select a pod in the table (Escape clears the selection)", "select"),
+        ("ctrl+p", "command palette", "palette"),
+        ("?", "this help", "help"),
+        ("q", "quit (stops the load, and the sandbox when `make demo` started it)", "quit"),
+    ]
+
+    def __init__(
+        self,
+        settings: CockpitSettings,
+        connector: Connector,
+        *,
+        clock: Callable[[], float] = time.time,
+        refresh_interval: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.connector = connector
+        self.clock = clock
+        self.refresh_interval = refresh_interval
+        self.session: Session | None = None
+        """The connected session, once the connector has made it."""
+        self.watching_since = clock()
+        self.snapshot = ClusterSnapshot(
+            namespace=settings.namespace or "", connection=Connection.CONNECTING
+        )
+        self.metrics: dict[str, BackendMetrics] = {}
+        self.destructive_allowed = False
+        """Set once the user confirmed destructive actions (or the context is the sandbox)."""
+        self.failure: str | None = None
+        """Why the session could not start or stopped, shown in the status line."""
+        self._stream_buffer: list[str] = []
+        self._flush_pending = False
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        """Header, status line, the panels and the footer."""
+        yield Header(show_clock=False, icon="⎈")
+        yield StatusLine(id="status")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                yield PodsTable(id="pods")
+                with Horizontal(id="middle"):
+                    yield HpaPanel(id="hpa")
+                    yield LatencyPanel(id="latency")
+                yield EventLog(id="events")
+            yield ChatPane(id="chat")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Connect, and refresh the panels every second."""
+        self.sub_title = "connecting"
+        self.query_one(PodsTable).focus()
+        self._refresh_panels()
+        self.set_interval(self.refresh_interval, self._refresh_panels)
+        self._run_session()
+
+    # -- the session --------------------------------------------------------------------------
+
+    @work(exclusive=True, group="session", exit_on_error=False)
+    async def _run_session(self) -> None:
+        """Make the session (showing progress), then run its services until the app ends."""
+        session = await self.connector(self.settings, _Sink(self), self._progress)
+        self.session = session
+        self.destructive_allowed = session.sandbox
+        self.sub_title = " · ".join(
+            part for part in (one_line(session.context, 60), session.snapshot.namespace) if part
+        )
+        self.log_note(f"connected to {session.context or 'the cluster'}; chats via {session.target}")
+        self._refresh_panels()
+        try:
+            await session.run()
+        finally:
+            await session.close()
+
+    def _progress(self, text: str) -> None:
+        self.snapshot = ClusterSnapshot(
+            namespace=self.snapshot.namespace, connection=Connection.CONNECTING, detail=text
+        )
+        self._refresh_status()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """One place turns a failed worker into a notice and an event-log line."""
+        if event.state is not WorkerState.ERROR:
+            return
+        error = event.worker.error
+        text = one_line(str(error) or type(error).__name__, 2000)
+        if event.worker.group == "session":
+            self.failure = text
+            self.snapshot = ClusterSnapshot(
+                namespace=self.snapshot.namespace,
+                connection=Connection.RETRYING,
+                detail=text.splitlines()[0] if text else "stopped",
+            )
+            self._refresh_status()
+        self.log_note(text, "error")
+        self.notify(text, title="kube-llm", severity="error", timeout=15)
+
+    # -- messages -------------------------------------------------------------------------------
+
+    @on(SnapshotArrived)
+    def _on_snapshot(self, message: SnapshotArrived) -> None:
+        self.snapshot = message.snapshot
+        self._refresh_cluster()
+        self._refresh_status()
+
+    @on(ClusterEventArrived)
+    def _on_cluster_event(self, message: ClusterEventArrived) -> None:
+        self.query_one(EventLog).cluster_event(message.event)
+
+    @on(BackendMetricsArrived)
+    def _on_backend_metrics(self, message: BackendMetricsArrived) -> None:
+        self.metrics[message.metrics.pod] = message.metrics
+
+    @on(RecoveryCompleted)
+    def _on_recovery(self, message: RecoveryCompleted) -> None:
+        from tui.chaos import describe  # the session's module; imported late to keep it light
+
+        for line in describe(message.timeline):
+            self.log_note(line)
+        seconds = message.timeline.recovery_seconds
+        if seconds is not None:
+            self.notify(f"{one_line(message.timeline.pod, 63)}: replacement Ready in {seconds:.1f} s")
+
+    @on(CockpitNote)
+    def _on_note(self, message: CockpitNote) -> None:
+        self.log_note(message.text, message.severity)
+        if message.severity != "information":
+            self.notify(one_line(message.text, 300), severity=_severity(message.severity))
+
+    def log_note(self, text: str, severity: str = "information") -> None:
+        """Add one of the cockpit's own lines to the event log."""
+        self.query_one(EventLog).note(self.clock(), text, severity)
+
+    # -- refreshing ----------------------------------------------------------------------------
+
+    def _refresh_panels(self) -> None:
+        self._refresh_cluster()
+        self._refresh_status()
+        session = self.session
+        if session is None:
+            return
+        now = self.clock()
+        summary = session.recorder.summary(LATENCY_WINDOW, now)
+        series = session.recorder.series(now, span=CHART_SPAN, buckets=CHART_BUCKETS)
+        self.query_one(LatencyPanel).show(summary, series)
+
+    def _refresh_cluster(self) -> None:
+        now = self.clock()
+        session = self.session
+        if session is None:
+            from tui.model import LatencySummary
+
+            summary = LatencySummary(window_seconds=LATENCY_WINDOW)
+            why, history = "", []
+        else:
+            summary = session.recorder.summary(LATENCY_WINDOW, now)
+            why, history = session.hpa_line(), session.replicas
+        self.query_one(PodsTable).show(self.snapshot, self.metrics, summary, now, self.watching_since)
+        self.query_one(HpaPanel).show(self.snapshot.hpa, why, history, now)
+
+    def _refresh_status(self) -> None:
+        session = self.session
+        target = session.target if session else (self.settings.backend_url or "service proxy")
+        self.query_one(StatusLine).show(
+            self.snapshot.connection,
+            self.failure or self.snapshot.detail,
+            target,
+            session.load_status if session else None,
+            session.burst_users if session else self.settings.burst_users,
+            self.settings.read_only,
+        )
+
+    # -- keys ------------------------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """--read-only removes every key that kills pods or sends load (T2)."""
+        if self.settings.read_only and action in DESTRUCTIVE:
+            return False
+        return True
+
+    def _confirmed(self, what: str, then: Callable[[], None]) -> None:
+        """Run `then`, asking first if this is the first destructive action off the sandbox."""
+        if self.destructive_allowed:
+            then()
+            return
+        context = self.session.context if self.session else "?"
+
+        def answered(allowed: bool | None) -> None:
+            if allowed:
+                self.destructive_allowed = True
+                self.log_note(f"destructive actions allowed on {context} for this session")
+                then()
+            else:
+                self.log_note(f"not done: {what}")
+
+        self.push_screen(ConfirmScreen(what, context), answered)
+
+    def _session_or_notice(self) -> Session | None:
+        if self.session is None:
+            self.notify("Not connected yet.", severity="warning")
+        return self.session
+
+    def action_kill(self, force: bool) -> None:
+        """`k` evicts, `K` force-deletes: the selected pod, else a random Ready one."""
+        session = self._session_or_notice()
+        if session is None:
+            return
+        plan = session.plan_kill(self.query_one(PodsTable).selected_pod)
+        if plan.pod is None:
+            self.notify(plan.reason, severity="warning")
+            return
+        pod = plan.pod
+        what = f"{'Force delete (grace 0)' if force else 'Evict'} pod {pod} ({plan.reason})"
+        self._confirmed(what, lambda: self._kill(pod, force))
+
+    @work(group="kill", exit_on_error=False)
+    async def _kill(self, pod: str, force: bool) -> None:
+        assert self.session is not None
+        await self.session.kill(pod, force=force)
+
+    def action_burst(self) -> None:
+        """`l`: a burst of N users x 3 chats."""
+        session = self._session_or_notice()
+        if session is not None:
+            self._confirmed(f"Send a load burst of {session.burst_users} users", session.burst)
+
+    def action_sustained(self) -> None:
+        """`L`: sustained load on or off."""
+        session = self._session_or_notice()
+        if session is None:
+            return
+        if session.load_status.sustained_users:
+            session.toggle_sustained()
+        else:
+            self._confirmed("Start sustained load", lambda: self._toggle(session))
+        self._refresh_status()
+
+    def _toggle(self, session: Session) -> None:
+        session.toggle_sustained()
+        self._refresh_status()
+
+    def action_burst_size(self, step: int) -> None:
+        """`+`/`-`: change the burst size."""
+        session = self._session_or_notice()
+        if session is not None:
+            size = session.change_burst(step)
+            self.notify(f"burst size: {size} users", timeout=2)
+            self._refresh_status()
+
+    def action_report(self) -> None:
+        """`r`: write the report of what the cockpit has seen so far."""
+        session = self._session_or_notice()
+        if session is None:
+            return
+        try:
+            path = session.write_report()
+        except OSError as error:
+            self.notify(f"Could not write the report: {error}", severity="error")
+            return
+        self.notify(f"Report written: {path}", title="Report", timeout=8)
+
+    def action_focus_chat(self) -> None:
+        """`c` or `/`: type a chat message."""
+        self.query_one("#chat-input").focus()
+
+    def action_help(self) -> None:
+        """`?`: the keys and what the panels mean."""
+        keys = [
+            (key, text)
+            for key, text, action in self.KEYS_HELP
+            if not (self.settings.read_only and action in DESTRUCTIVE)
+        ]
+        self.push_screen(HelpScreen(keys, self.settings.read_only))
+
+    def get_system_commands(self, screen: Screen[object]) -> Iterable[SystemCommand]:
+        """The command palette (ctrl+p) offers the cockpit's actions too."""
+        yield from super().get_system_commands(screen)
+        if not self.settings.read_only:
+            yield SystemCommand("Evict a pod", "k: the selected pod, else a random Ready one",
+                                lambda: self.action_kill(False))
+            yield SystemCommand("Force delete a pod (grace 0)", "K: cuts its open streams",
+                                lambda: self.action_kill(True))
+            yield SystemCommand("Load burst", "l: N users x 3 chats", self.action_burst)
+            yield SystemCommand("Sustained load on/off", "L", self.action_sustained)
+        yield SystemCommand("Write report", "r: Markdown of what the cockpit saw", self.action_report)
+        yield SystemCommand("Help", "?: keys and panels", self.action_help)
+
+    # -- chat ------------------------------------------------------------------------------------
+
+    @on(ChatPane.Asked)
+    def _on_asked(self, message: ChatPane.Asked) -> None:
+        if self._session_or_notice() is not None:
+            self._chat(message.prompt)
+
+    @on(ChatPane.StopRequested)
+    def _on_stop(self) -> None:
+        running = [w for w in self.workers if w.group == "chat" and w.is_running]
+        if running:
+            for worker in running:
+                worker.cancel()
+        else:
+            self.query_one(PodsTable).focus()
+
+    @work(exclusive=True, group="chat", exit_on_error=False)
+    async def _chat(self, prompt: str) -> None:
+        assert self.session is not None
+        pane = self.query_one(ChatPane)
+        pane.start_turn(prompt)
+        started = self.clock()
+        try:
+            sample = await self.session.chat(prompt, self._stream)
+        except asyncio.CancelledError:
+            self._flush_stream()
+            pane.finish(
+                ChatSample(
+                    started_at=started,
+                    origin="chat",
+                    outcome=Outcome.ERROR,
+                    error_kind="cancelled",
+                    e2e=self.clock() - started,
+                )
+            )
+            raise
+        self._flush_stream()
+        pane.finish(sample)
+
+    def _stream(self, text: str) -> None:
+        # Tokens come faster than a screen needs: gather them and show them every 50 ms.
+        self._stream_buffer.append(text)
+        if not self._flush_pending:
+            self._flush_pending = True
+            self.set_timer(0.05, self._flush_stream)
+
+    def _flush_stream(self) -> None:
+        self._flush_pending = False
+        if self._stream_buffer:
+            text = "".join(self._stream_buffer)
+            self._stream_buffer.clear()
+            self.query_one(ChatPane).stream(text)
+
+    async def action_quit(self) -> None:
+        """Stop the load and the session, then leave (the CLI stops a demo's sandbox)."""
+        if self.session is not None:
+            self.notify("Stopping the load…", timeout=2)
+            await self.session.load.stop()
+        self.exit(0)
+
+
+class _Sink:
+    """The app as the session's `SessionSink`: each report becomes a message to the app."""
+
+    def __init__(self, app: CockpitApp) -> None:
+        self.app = app
+
+    def snapshot(self, snapshot: ClusterSnapshot) -> None:
+        """The cluster changed."""
+        self.app.post_message(SnapshotArrived(snapshot))
+
+    def cluster_event(self, event: ClusterEvent) -> None:
+        """A Kubernetes event arrived."""
+        self.app.post_message(ClusterEventArrived(event))
+
+    def backend_metrics(self, metrics: BackendMetrics) -> None:
+        """A pod's gateway counters were scraped."""
+        self.app.post_message(BackendMetricsArrived(metrics))
+
+    def recovery(self, timeline: RecoveryTimeline) -> None:
+        """A recovery timeline completed."""
+        self.app.post_message(RecoveryCompleted(timeline))
+
+    def note(self, text: str, severity: str = "information") -> None:
+        """Something the cockpit did or noticed."""
+        self.app.post_message(CockpitNote(text, severity))
+
+
+def _severity(severity: str) -> str:
+    return severity if severity in {"information", "warning", "error"} else "information"
+
+
+def make_cockpit(
+    settings: CockpitSettings,
+    connector: Connector,
+    *,
+    clock: Callable[[], float] = time.time,
+    refresh_interval: float = 1.0,
+) -> CockpitApp:
+    """Build the cockpit from settings and a connector; the CLI and every test come here."""
+    return CockpitApp(settings, connector, clock=clock, refresh_interval=refresh_interval)
