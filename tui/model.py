@@ -181,6 +181,8 @@ class ClusterSnapshot:
     metrics_available: bool | None = None
     """False when `metrics.k8s.io` is not served ("no metrics-server"); None until known."""
     at: float = 0.0
+    metrics_detail: str = ""
+    """Why there are no metrics, in plain words ("no metrics-server", a missing permission)."""
 
     def pod(self, name: str) -> PodView | None:
         """The pod with this name, if it is in the snapshot."""

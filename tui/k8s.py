@@ -1,0 +1,612 @@
+"""The cockpit's Kubernetes adapter: watch one Deployment's pods, its HPA and their events, and
+evict or delete pods, on `kubernetes.aio`.
+
+`ClusterWatcher.run()` reads the Deployment (LIST and WATCH with a field selector on its name),
+takes the pod selector from it, and then LISTs and WATCHes the pods, the HPA and the namespace's
+Events, while it polls `metrics.k8s.io` for the pods' CPU and memory. Each watch resumes from the
+last resourceVersion it saw (bookmarks keep that fresh), lists again after 410 Gone, resumes when
+the API server ends a watch or the connection drops, and backs off (0.5 s doubling to 15 s, with
+jitter) after errors. Every request has a timeout and every watch is its own task, so a stalled
+API server shows as "retrying" and never blocks the caller.
+
+The caller gets frozen values only: `on_snapshot(ClusterSnapshot)` after every change (the UI
+coalesces) and `on_event(ClusterEvent)` once per new Event. Nothing here is UI-specific, so a
+headless `kube-llm load` or `scenario` can use it as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from functools import partial
+from typing import Any
+
+import aiohttp
+from kubernetes.aio import client, watch
+from kubernetes.aio.client.exceptions import ApiException
+
+from tui.k8s_convert import (
+    JSON,
+    cluster_event,
+    deployment_view,
+    event_time,
+    hpa_view,
+    pod_usage,
+    pod_view,
+)
+from tui.k8s_errors import Permission, describe, forbidden, status_causes, status_message
+from tui.kubeconfig import ClusterTarget
+from tui.model import (
+    ActionResult,
+    ClusterEvent,
+    ClusterSnapshot,
+    Connection,
+    DeploymentView,
+    HpaView,
+    PodUsage,
+    PodView,
+)
+
+log = logging.getLogger(__name__)
+
+SnapshotCallback = Callable[[ClusterSnapshot], None]
+EventCallback = Callable[[ClusterEvent], None]
+Lister = Callable[..., Awaitable[aiohttp.ClientResponse]]
+
+_SEVERITY = {Connection.LIVE: 0, Connection.CONNECTING: 1, Connection.RETRYING: 2,
+             Connection.FORBIDDEN: 3}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential backoff with jitter: base, 2 x base, 4 x base ... up to `cap`."""
+
+    base: float = 0.5
+    cap: float = 15.0
+    jitter: float = 0.2
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait before retry number `attempt` (1 for the first)."""
+        nominal = min(self.cap, self.base * 2 ** max(0, attempt - 1))
+        return min(self.cap, nominal * random.uniform(1 - self.jitter, 1 + self.jitter))
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One watched collection: how to list it, which permission that needs, what it feeds."""
+
+    key: str
+    lister: Lister
+    permission: Permission
+    field_selector: str | None = None
+
+
+@dataclass
+class _Stream:
+    """The connection state of one watched collection."""
+
+    connection: Connection = Connection.CONNECTING
+    detail: str = "connecting"
+
+
+class _RawWatch(watch.Watch):
+    """The library's watch, handing over each event's object as the API server's JSON."""
+
+    def get_return_type(self, func: Any) -> None:
+        """No model class: the adapter converts the JSON itself."""
+        return None
+
+
+async def read_json(response: aiohttp.ClientResponse) -> JSON:
+    """The body of a response as a JSON object; an `ApiException` for any non-2xx status."""
+    try:
+        data = await response.read()
+    finally:
+        response.release()
+    if not 200 <= response.status < 300:
+        raise ApiException(
+            status=response.status, reason=response.reason, body=data.decode("utf-8", "replace")
+        )
+    parsed = json.loads(data)
+    if not isinstance(parsed, dict):
+        raise ValueError("the API server's answer is not a JSON object")
+    return parsed
+
+
+class ClusterWatcher:
+    """Watches one Deployment, its pods, its HPA and their events; evicts and deletes pods."""
+
+    def __init__(
+        self,
+        target: ClusterTarget,
+        deployment: str = "llm-backend",
+        hpa: str | None = None,
+        on_snapshot: SnapshotCallback | None = None,
+        on_event: EventCallback | None = None,
+        *,
+        request_timeout: float = 10.0,
+        watch_idle_timeout: float = 90.0,
+        watch_timeout: tuple[int, int] = (300, 600),
+        metrics_interval: float = 2.0,
+        metrics_retry: float = 30.0,
+        backoff: Backoff | None = None,
+        initial_events: int = 20,
+    ) -> None:
+        self.target = target
+        self.namespace = target.namespace
+        self.deployment = deployment
+        self.hpa = hpa or deployment
+        self._on_snapshot = on_snapshot
+        self._on_event = on_event
+        self._request_timeout = request_timeout
+        self._idle_timeout = watch_idle_timeout
+        self._watch_timeout = watch_timeout
+        self._metrics_interval = metrics_interval
+        self._metrics_retry = metrics_retry
+        self._backoff = backoff or Backoff()
+        self._initial_events = initial_events
+
+        self._api = target.api_client()
+        core = client.CoreV1Api(self._api)
+        self._core = core
+        self._custom = client.CustomObjectsApi(self._api)
+        self._kinds = {
+            "deployment": _Kind(
+                "deployment",
+                client.AppsV1Api(self._api).list_namespaced_deployment_without_preload_content,
+                Permission("watch", "deployments", "apps", "get/list/watch"),
+                f"metadata.name={deployment}",
+            ),
+            "hpa": _Kind(
+                "hpa",
+                client.AutoscalingV2Api(
+                    self._api
+                ).list_namespaced_horizontal_pod_autoscaler_without_preload_content,
+                Permission("watch", "horizontalpodautoscalers", "autoscaling", "get/list/watch"),
+                f"metadata.name={self.hpa}",
+            ),
+            "events": _Kind(
+                "events",
+                core.list_namespaced_event_without_preload_content,
+                Permission("watch", "events", "", "get/list/watch"),
+            ),
+            "pods": _Kind(
+                "pods",
+                core.list_namespaced_pod_without_preload_content,
+                Permission("watch", "pods", "", "get/list/watch"),
+            ),
+        }
+        self._streams: dict[str, _Stream] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._stopped = asyncio.Event()
+        self._failure: BaseException | None = None
+
+        self._selector: str | None = None
+        self._pods: dict[str, PodView] = {}
+        self._deployment: DeploymentView | None = None
+        self._hpa: HpaView | None = None
+        self._usage: tuple[PodUsage, ...] = ()
+        self._metrics_available: bool | None = None
+        self._metrics_detail = ""
+        self._seen_events: OrderedDict[str, int] = OrderedDict()
+        self._events_listed = False
+        self._last: ClusterSnapshot | None = None
+
+    # -- the snapshot --------------------------------------------------------------------------
+
+    def snapshot(self) -> ClusterSnapshot:
+        """Everything known now."""
+        streams = list(self._streams.values()) or [_Stream()]
+        worst = max(streams, key=lambda s: _SEVERITY[s.connection])
+        detail = worst.detail
+        if worst.connection is Connection.LIVE:
+            detail = "watching"
+            if self._streams.get("deployment", _Stream()).connection is Connection.LIVE and (
+                self._deployment is None
+            ):
+                detail = f"watching; no deployment {self.deployment} in {self.namespace}"
+        pods = sorted(self._pods.values(), key=lambda p: (p.created_at or 0.0, p.name))
+        names = {p.name for p in pods}
+        return ClusterSnapshot(
+            namespace=self.namespace,
+            connection=worst.connection,
+            detail=detail,
+            pods=tuple(pods),
+            deployment=self._deployment,
+            hpa=self._hpa,
+            usage=tuple(u for u in self._usage if u.pod in names),
+            metrics_available=self._metrics_available,
+            metrics_detail=self._metrics_detail,
+            at=time.time(),
+        )
+
+    def _publish(self) -> None:
+        snapshot = self.snapshot()
+        if self._last is not None and replace(self._last, at=0.0) == replace(snapshot, at=0.0):
+            return
+        self._last = snapshot
+        if self._on_snapshot is not None:
+            self._on_snapshot(snapshot)
+
+    def _set(self, key: str, connection: Connection, detail: str) -> None:
+        stream = self._streams.setdefault(key, _Stream())
+        stream.connection, stream.detail = connection, detail
+        self._publish()
+
+    # -- running -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Watch until cancelled (or `close()`); API trouble shows in the snapshots, never
+        as an exception."""
+        for key in ("deployment", "hpa", "events"):
+            self._streams[key] = _Stream()
+        self._publish()
+        for key in ("deployment", "hpa", "events"):
+            self._start(key, self._watch_loop(self._kinds[key]))
+        self._start("metrics", self._poll_metrics())
+        try:
+            await self._stopped.wait()
+        finally:
+            await self._stop_tasks()
+        if self._failure is not None:
+            raise self._failure
+
+    def _start(self, key: str, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks[key] = task
+
+        def finished(done: asyncio.Task[None]) -> None:
+            # A loop ends only when cancelled; anything else is a bug to hand to run()'s caller.
+            if not done.cancelled() and done.exception() is not None:
+                self._failure = done.exception()
+                self._stopped.set()
+
+        task.add_done_callback(finished)
+
+    async def _stop_tasks(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def close(self) -> None:
+        """Stop watching and close the HTTP client."""
+        self._stopped.set()
+        await self._stop_tasks()
+        await self._api.close()
+
+    # -- list and watch ------------------------------------------------------------------------
+
+    def _selectors(self, kind: _Kind) -> dict[str, Any]:
+        if kind.key == "pods":
+            return {"label_selector": self._selector}
+        return {"field_selector": kind.field_selector} if kind.field_selector else {}
+
+    async def _list(self, kind: _Kind) -> tuple[list[JSON], str | None]:
+        async with asyncio.timeout(self._request_timeout):
+            response = await kind.lister(namespace=self.namespace, **self._selectors(kind))
+            body = await read_json(response)
+        items = [i for i in body.get("items") or [] if isinstance(i, dict)]
+        version = (body.get("metadata") or {}).get("resourceVersion")
+        return items, str(version) if version else None
+
+    async def _open_watch(self, kind: _Kind, **kwargs: Any) -> aiohttp.ClientResponse:
+        kwargs.pop("_preload_content", None)
+        async with asyncio.timeout(self._request_timeout):
+            response = await kind.lister(**kwargs)
+            if response.status != 200:
+                await read_json(response)  # raises the API's error
+        self._set(kind.key, Connection.LIVE, "watching")
+        return response
+
+    async def _watch_loop(self, kind: _Kind) -> None:
+        """LIST, then WATCH from its resourceVersion, forever; relist only after 410 Gone."""
+        version: str | None = None
+        failures = 0
+        quick_ends = 0
+        stream = _RawWatch()
+        try:
+            while True:
+                try:
+                    if version is None:
+                        items, version = await self._list(kind)
+                        self._replace(kind.key, items)
+                        self._set(kind.key, Connection.LIVE, "watching")
+                    version, ended_early = await self._watch_once(stream, kind, version)
+                    failures = 0
+                    if ended_early:
+                        quick_ends += 1
+                        self._set(
+                            kind.key, Connection.RETRYING, "the API server ended a watch; resuming"
+                        )
+                        if quick_ends > 1:  # a server that keeps ending watches: back off
+                            await asyncio.sleep(self._backoff.delay(quick_ends - 1))
+                    else:
+                        quick_ends = 0
+                except asyncio.CancelledError:
+                    raise
+                except ApiException as error:
+                    if error.status == 410:
+                        version = None
+                        self._set(
+                            kind.key,
+                            Connection.RETRYING,
+                            "410 Gone: the resource version is too old; listing again",
+                        )
+                        continue
+                    failures += 1
+                    await self._retry(kind, error, failures, "list" if version is None else "watch")
+                except Exception as error:  # any API trouble: retry, never end the watch
+                    if not isinstance(error, aiohttp.ClientError | TimeoutError | OSError):
+                        log.warning("watching %s failed", kind.key, exc_info=error)
+                    failures += 1
+                    await self._retry(kind, error, failures, "list" if version is None else "watch")
+        finally:
+            await stream.close()
+
+    async def _retry(self, kind: _Kind, error: BaseException, failures: int, verb: str) -> None:
+        delay = self._backoff.delay(failures)
+        if isinstance(error, ApiException) and error.status == 403:
+            permission = replace(kind.permission, verb=verb)
+            self._set(kind.key, Connection.FORBIDDEN, forbidden(permission, self.namespace))
+        else:
+            why = describe(error, self._request_timeout)
+            self._set(kind.key, Connection.RETRYING, f"retrying in {_seconds(delay)}: {why}")
+        await asyncio.sleep(delay)
+
+    async def _watch_once(
+        self, stream: _RawWatch, kind: _Kind, version: str | None
+    ) -> tuple[str | None, bool]:
+        """One watch request until it ends; the last resourceVersion seen and whether the
+        server ended it before its timeout (a dropped watch)."""
+        low, high = self._watch_timeout
+        timeout = random.randint(low, high)
+        started = time.monotonic()
+        events = stream.stream(
+            partial(self._open_watch, kind),
+            namespace=self.namespace,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout,
+            _request_timeout=float(timeout + 30),
+            **self._selectors(kind),
+        )
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self._idle_timeout):
+                        event = await anext(events)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError:
+                    # Quiet for too long: maybe a stalled connection. Resume (no relist); if
+                    # the server really stalls, reopening times out and shows as retrying.
+                    return stream.resource_version or version, False
+                if not isinstance(event, dict) or "raw_object" not in event:
+                    raise ValueError("the watch sent a line that is not a watch event")
+                if event["type"] != "BOOKMARK":
+                    self._apply(kind.key, str(event["type"]), event["raw_object"])
+        finally:
+            await stream.close()
+        ended_early = time.monotonic() - started < timeout - 1
+        return stream.resource_version or version, ended_early
+
+    # -- state changes -------------------------------------------------------------------------
+
+    def _replace(self, key: str, items: list[JSON]) -> None:
+        if key == "pods":
+            self._pods = {view.name: view for view in map(pod_view, items)}
+        elif key == "deployment":
+            found = [i for i in items if _name(i) == self.deployment]
+            self._set_deployment(found[0] if found else None)
+        elif key == "hpa":
+            found = [i for i in items if _name(i) == self.hpa]
+            self._hpa = hpa_view(found[0]) if found else None
+        elif key == "events":
+            self._list_events(items)
+        self._publish()
+
+    def _apply(self, key: str, kind: str, obj: JSON) -> None:
+        deleted = kind == "DELETED"
+        if key == "pods":
+            name = _name(obj)
+            if deleted:
+                self._pods.pop(name, None)
+            else:
+                self._pods[name] = pod_view(obj)
+        elif key == "deployment" and _name(obj) == self.deployment:
+            self._set_deployment(None if deleted else obj)
+        elif key == "hpa" and _name(obj) == self.hpa:
+            self._hpa = None if deleted else hpa_view(obj)
+        elif key == "events" and not deleted and self._relevant(obj):
+            self._emit(obj)
+        self._publish()
+
+    def _set_deployment(self, obj: JSON | None) -> None:
+        self._deployment = deployment_view(obj) if obj is not None else None
+        selector = self._deployment.selector if self._deployment else None
+        if selector and selector != self._selector:
+            # The pods follow the Deployment's selector (immutable, unless it is recreated).
+            self._selector = selector
+            old = self._tasks.pop("pods", None)
+            if old is not None:
+                old.cancel()
+            self._streams["pods"] = _Stream()
+            self._start("pods", self._watch_loop(self._kinds["pods"]))
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _relevant(self, event: JSON) -> bool:
+        involved = event.get("involvedObject") or {}
+        kind, name = involved.get("kind"), str(involved.get("name") or "")
+        if kind == "Pod":
+            return name in self._pods or name.startswith(f"{self.deployment}-")
+        if kind == "ReplicaSet":
+            return name.startswith(f"{self.deployment}-")
+        if kind == "Deployment":
+            return name == self.deployment
+        if kind == "HorizontalPodAutoscaler":
+            return name == self.hpa
+        return False
+
+    def _list_events(self, items: list[JSON]) -> None:
+        """After a (re)list: hand over the relevant events not seen yet, the most recent ones
+        first capped at `initial_events`, oldest first."""
+        fresh = [e for e in items if self._relevant(e) and self._unseen(e)]
+        fresh.sort(key=event_time)
+        for event in fresh[-self._initial_events :] if self._initial_events else []:
+            self._emit(event)
+        for event in fresh:
+            self._remember(event)
+
+    def _unseen(self, event: JSON) -> bool:
+        key = str((event.get("metadata") or {}).get("uid") or id(event))
+        return self._seen_events.get(key) != cluster_event(event).count
+
+    def _remember(self, event: JSON) -> None:
+        key = str((event.get("metadata") or {}).get("uid") or id(event))
+        self._seen_events[key] = cluster_event(event).count
+        self._seen_events.move_to_end(key)
+        while len(self._seen_events) > 5000:
+            self._seen_events.popitem(last=False)
+
+    def _emit(self, event: JSON) -> None:
+        if not self._unseen(event):
+            return
+        self._remember(event)
+        if self._on_event is not None:
+            self._on_event(cluster_event(event))
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    async def _poll_metrics(self) -> None:
+        """Poll `metrics.k8s.io` pod metrics; when it is not served, say so and look again
+        now and then."""
+        permission = Permission("list", "pods", "metrics.k8s.io", "get/list")
+        while True:
+            wait = self._metrics_interval
+            if self._selector is not None:
+                try:
+                    async with asyncio.timeout(self._request_timeout):
+                        lister = self._custom.list_namespaced_custom_object_without_preload_content
+                        response = await lister(
+                            group="metrics.k8s.io",
+                            version="v1beta1",
+                            namespace=self.namespace,
+                            plural="pods",
+                            label_selector=self._selector,
+                        )
+                        body = await read_json(response)
+                except asyncio.CancelledError:
+                    raise
+                except ApiException as error:
+                    wait = self._metrics_retry
+                    self._usage = ()
+                    self._metrics_available = False
+                    if error.status == 403:
+                        self._metrics_detail = forbidden(permission, self.namespace)
+                    elif error.status in (404, 503):
+                        self._metrics_detail = (
+                            "no metrics-server (metrics.k8s.io is not served)"
+                            if error.status == 404
+                            else "metrics-server is not answering (503)"
+                        )
+                    else:
+                        self._metrics_detail = f"metrics: {describe(error)}"
+                except Exception as error:  # transport trouble: the watches report it
+                    self._metrics_detail = f"metrics: {describe(error, self._request_timeout)}"
+                else:
+                    items = [i for i in body.get("items") or [] if isinstance(i, dict)]
+                    self._usage = tuple(pod_usage(i) for i in items)
+                    self._metrics_available = True
+                    self._metrics_detail = ""
+                self._publish()
+            await asyncio.sleep(wait)
+
+    # -- actions -------------------------------------------------------------------------------
+
+    async def evict(self, pod: str) -> ActionResult:
+        """Evict a pod through the Eviction API (policy/v1): the PodDisruptionBudget decides."""
+        body = client.V1Eviction(
+            api_version="policy/v1",
+            kind="Eviction",
+            metadata=client.V1ObjectMeta(name=pod, namespace=self.namespace),
+        )
+        permission = Permission("create", "pods/eviction", "", "create")
+        return await self._act(
+            "evict",
+            pod,
+            permission,
+            lambda: self._core.create_namespaced_pod_eviction_without_preload_content(
+                name=pod, namespace=self.namespace, body=body
+            ),
+            f"evicted {pod}",
+        )
+
+    async def force_delete(self, pod: str) -> ActionResult:
+        """Delete a pod at once (grace period 0): no preStop, no drain, no PDB."""
+        permission = Permission("delete", "pods", "", "delete")
+        return await self._act(
+            "delete",
+            pod,
+            permission,
+            lambda: self._core.delete_namespaced_pod_without_preload_content(
+                name=pod, namespace=self.namespace, grace_period_seconds=0
+            ),
+            f"force-deleted {pod} (grace period 0)",
+        )
+
+    async def _act(
+        self,
+        action: str,
+        pod: str,
+        permission: Permission,
+        call: Callable[[], Awaitable[aiohttp.ClientResponse]],
+        done: str,
+    ) -> ActionResult:
+        if not pod:
+            return ActionResult(action, pod, ok=False, message="no pod given", at=time.time())
+        try:
+            async with asyncio.timeout(self._request_timeout):
+                response = await call()
+                await read_json(response)
+        except ApiException as error:
+            status = error.status
+            message = status_message(error)
+            refused = status == 429 and (
+                any(c.get("reason") == "DisruptionBudget" for c in status_causes(error))
+                or "disruption budget" in message.lower()
+            )
+            if status == 403:
+                message = forbidden(permission, self.namespace)
+            elif refused:
+                causes = [c.get("message", "") for c in status_causes(error) if c.get("message")]
+                message = "; ".join([message, *causes])
+            else:
+                message = describe(error)
+            return ActionResult(
+                action, pod, False, message, status=status, refused_by_pdb=refused, at=time.time()
+            )
+        except Exception as error:  # transport trouble, a stalled server: report it
+            message = describe(error, self._request_timeout)
+            return ActionResult(action, pod, ok=False, message=message, at=time.time())
+        return ActionResult(action, pod, ok=True, message=done, status=response.status,
+                            at=time.time())  # fmt: skip
+
+
+def _name(obj: JSON) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
+def _seconds(delay: float) -> str:
+    return f"{delay:.1f} s" if delay < 10 else f"{delay:.0f} s"
+
+
+__all__ = ["Backoff", "ClusterWatcher", "read_json"]
