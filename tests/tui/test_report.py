@@ -1,0 +1,306 @@
+"""The Markdown report: every number recomputed from the record's samples, untrusted text tamed."""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tui.chaos import describe
+from tui.model import (
+    ChatSample,
+    HealthSample,
+    HpaMetric,
+    HpaView,
+    Outcome,
+    RecoveryTimeline,
+    ReplicaPoint,
+)
+from tui.report import CockpitRecord, ReportError, cell, peak_concurrency, write_report
+from tui.stats import percentile
+
+START = 1_764_547_200.0  # 2025-12-01 00:00 UTC
+EVIL_POD = "llm-backend-7f9c-x|2k4\n\x1b]0;owned\x07<b>`x"
+EVIL_KIND = "http_503 | \x1b[31mred\r\nnext"
+
+
+def make_record(*, usage: bool = True, seed: int = 7) -> CockpitRecord:
+    """Ten minutes of a realistic cockpit session: load, a kill, a scale-up."""
+    rng = random.Random(seed)
+    pods = ["llm-backend-7f9c-aaaa", "llm-backend-7f9c-bbbb", EVIL_POD]
+    chats: list[ChatSample] = []
+    for i in range(120):
+        started = START + i * 4 + rng.random()
+        roll = rng.random()
+        if roll < 0.1:
+            chats.append(ChatSample(started, "load", Outcome.SHED, 429, "shed", e2e=0.01))
+        elif roll < 0.15:
+            kind = EVIL_KIND if i % 2 else "timeout"
+            chats.append(ChatSample(started, "load", Outcome.ERROR, None, kind, e2e=2.0))
+        else:
+            ttft = rng.uniform(0.05, 0.6)
+            gaps = tuple(rng.uniform(0.005, 0.05) for _ in range(rng.randint(3, 30)))
+            chats.append(
+                ChatSample(
+                    started,
+                    "chat" if i % 10 == 0 else "load",
+                    Outcome.OK,
+                    200,
+                    pod=rng.choice(pods),
+                    ttft=ttft,
+                    e2e=ttft + sum(gaps),
+                    gaps=gaps,
+                    output_tokens=len(gaps) + 1,
+                    tokens_from_usage=usage,
+                )
+            )
+    healths = [
+        HealthSample(START + s, rng.uniform(0.002, 0.09), 200, rng.choice(pods))
+        for s in range(0, 600, 2)
+    ]
+    healths += [
+        HealthSample(START + 301, None, None, None, "connect"),
+        HealthSample(START + 303, 0.5, 503, pods[0]),
+    ]
+    recovery = RecoveryTimeline(
+        pod=EVIL_POD,
+        action="evict",
+        requested_at=START + 300,
+        terminating_at=START + 300.1,
+        left_endpoints_at=START + 300.1,
+        gone_at=START + 302.4,
+        replacement="llm-backend-7f9c-cccc",
+        replacement_created_at=START + 300.3,
+        replacement_started_at=START + 300.4,
+        replacement_ready_at=START + 306.2,
+        first_chat_at=START + 306.9,
+        failed_requests=1,
+        shed_requests=2,
+        ok_requests=14,
+        complete=True,
+    )
+    refused = RecoveryTimeline(
+        pod=pods[0],
+        action="evict",
+        requested_at=START + 301,
+        refused="Cannot evict pod as it would violate the pod's disruption budget.",
+        complete=True,
+    )
+    replicas = [ReplicaPoint(START + s, 2, 2, 2) for s in range(0, 100, 5)]
+    replicas += [ReplicaPoint(START + 100, 2, 4, 2), ReplicaPoint(START + 101, 4, 4, 2)]
+    replicas += [ReplicaPoint(START + 110, 4, 4, 4), ReplicaPoint(START + 115, 4, 4, 4)]
+    hpa = HpaView(
+        name="llm-backend",
+        min_replicas=2,
+        max_replicas=6,
+        current_replicas=4,
+        desired_replicas=4,
+        metrics=(
+            HpaMetric("ContainerResource", "cpu", "engine", target_utilization=70),
+            HpaMetric("ContainerResource", "memory", "backend", target_utilization=80),
+        ),
+    )
+    return CockpitRecord(
+        started_at=START,
+        ended_at=START + 600,
+        context="kube-llm-sandbox",
+        namespace="kube-llm",
+        backend="service proxy through the API server",
+        chats=tuple(chats),
+        healths=tuple(healths),
+        recoveries=(recovery, refused),
+        replicas=tuple(replicas),
+        events=((START + 300, f"evict {EVIL_POD}"), (START + 5, "Scheduled | \x1b[2J")),
+        hpa=hpa,
+        model="smollm2:135m",
+    )
+
+
+_CELL_SPLIT = re.compile(r"(?<!\\)\|")
+
+
+def tables(text: str) -> list[list[list[str]]]:
+    """Every Markdown table in the text, as rows of cells (the header included)."""
+    found: list[list[list[str]]] = []
+    current: list[list[str]] = []
+    for line in text.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in _CELL_SPLIT.split(line)[1:-1]]
+            if not all(set(c) <= {"-"} for c in cells):
+                current.append(cells)
+        elif current:
+            found.append(current)
+            current = []
+    if current:
+        found.append(current)
+    return found
+
+
+def table_after(text: str, heading: str) -> dict[str, list[str]]:
+    """The first table after `heading`, keyed by its first column."""
+    section = text.split(heading, 1)[1]
+    rows = tables(section)[0]
+    return {row[0]: row[1:] for row in rows}
+
+
+def ms(value: float | None) -> str:
+    assert value is not None
+    return f"{value * 1000:.1f} ms"
+
+
+def s(value: float | None) -> str:
+    assert value is not None
+    return f"{value:.3f} s"
+
+
+@pytest.fixture
+def report(tmp_path: Path) -> tuple[CockpitRecord, str, Path]:
+    record = make_record()
+    path = write_report(record, tmp_path / "reports" / "nested", written_at=START + 601)
+    return record, path.read_text(encoding="utf-8"), path
+
+
+def test_file_name_folder_and_no_overwrite(tmp_path: Path) -> None:
+    record = make_record()
+    folder = tmp_path / "new" / "folder"
+    first = write_report(record, folder, written_at=START + 601)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(START + 601))
+    assert first == folder / f"kube-llm-report-{stamp}.md"
+    before = first.read_bytes()
+    second = write_report(record, folder, written_at=START + 601)
+    assert second == folder / f"kube-llm-report-{stamp}-2.md"
+    assert first.read_bytes() == before
+
+
+def test_health_numbers_come_from_the_samples(report: tuple[CockpitRecord, str, Path]) -> None:
+    record, text, _ = report
+    answered = [h.latency for h in record.healths if h.ok and h.latency is not None]
+    rows = table_after(text, "## Health checks")
+    assert rows["checks"] == [str(len(record.healths))]
+    assert rows["failures"] == ["2"]
+    assert rows["mean"] == [ms(sum(answered) / len(answered))]
+    assert rows["p50"] == [ms(percentile(answered, 50))]
+    assert rows["p99"] == [ms(percentile(answered, 99))]
+
+
+def test_chat_numbers_come_from_the_samples(report: tuple[CockpitRecord, str, Path]) -> None:
+    record, text, _ = report
+    ok = [c for c in record.chats if c.outcome is Outcome.OK]
+    errors = Counter(c.error_kind for c in record.chats if c.outcome is Outcome.ERROR)
+    counts = tables(text.split("## Chats", 1)[1])[0]
+    assert counts[1] == [
+        str(len(record.chats)),
+        str(len(ok)),
+        str(sum(c.outcome is Outcome.SHED for c in record.chats)),
+        str(sum(errors.values())),
+    ]
+    latency = tables(text.split("## Chats", 1)[1])[1]
+    by_name = {row[0]: row[1:] for row in latency}
+    for name, values in (
+        ("time to first token", [c.ttft for c in ok if c.ttft is not None]),
+        ("inter-token gap", [g for c in ok for g in c.gaps]),
+        ("end to end", [c.e2e for c in ok if c.e2e is not None]),
+    ):
+        expected = [s(percentile(values, q)) for q in (50, 95, 99)] + [str(len(values))]
+        assert by_name[name] == expected, name
+    tokens = sum(c.output_tokens for c in ok)
+    span = max(c.ended_at for c in ok) - min(c.started_at for c in ok)
+    per_chat = percentile([r for c in ok if (r := c.tokens_per_second) is not None], 50)
+    assert per_chat is not None
+    assert (
+        f"Output tokens/s, all chats together (from the first start to the last end): "
+        f"{tokens / span:.1f}; per chat, p50: {per_chat:.1f}."
+    ) in text
+    failures = table_after(text, "Failures by kind:")
+    assert failures[cell(EVIL_KIND)] == [str(errors[EVIL_KIND])]
+    assert failures["timeout"] == [str(errors["timeout"])]
+    served = table_after(text, "Served by pod")
+    for pod in {c.pod for c in ok if c.pod}:
+        mine = [c for c in ok if c.pod == pod]
+        assert served[cell(pod)] == [
+            str(len(mine)),
+            s(percentile([c.ttft for c in mine if c.ttft is not None], 50)),
+        ]
+
+
+def test_chunks_are_called_chunks(tmp_path: Path) -> None:
+    text = write_report(make_record(usage=False), tmp_path, written_at=START).read_text()
+    assert "Output chunks/s" in text
+    assert "counted as content chunks" in text
+
+
+def test_recoveries_scaling_and_poster(report: tuple[CockpitRecord, str, Path]) -> None:
+    record, text, _ = report
+    recovery, refused = record.recoveries
+    rows = table_after(text, "## Recoveries")
+    assert rows[cell(EVIL_POD)] == ["evict", "yes", "6.2 s", "6.9 s", "1", "2", "14"]
+    assert rows[cell(refused.pod)][:4] == ["evict", "refused", "n/a", "n/a"]
+    for line in describe(recovery) + describe(refused):
+        assert f"- {cell(line)}" in text
+    scaling = tables(text.split("## Scaling", 1)[1])[0]
+    # Only the changes: the first point, 2 -> desired 4, 4 current, 4 ready.
+    assert [row[2:] for row in scaling[1:]] == [
+        ["2", "2", "2"],
+        ["2", "4", "2"],
+        ["4", "4", "2"],
+        ["4", "4", "4"],
+    ]
+    assert "The HPA keeps 2 to 6 replicas." in text
+    poster = table_after(text, "## Against the poster")
+    answered = [h.latency for h in record.healths if h.ok and h.latency is not None]
+    assert poster["health check"][1] == f"p50 {ms(percentile(answered, 50))}"
+    assert poster["recovery after a pod kill"][1] == "worst 6.2 s to the replacement Ready"
+    assert poster["concurrent users"][1] == (
+        f"peak {peak_concurrency(record.chats)} chats open at once"
+    )
+    e2e = [c.e2e for c in record.chats if c.outcome is Outcome.OK and c.e2e is not None]
+    assert poster["chat reply"][1] == f"p50 {s(percentile(e2e, 50))} end to end"
+    assert all(row[2] for row in poster.values())  # every row says whether it compares
+
+
+def test_untrusted_text_cannot_break_the_markdown(report: tuple[CockpitRecord, str, Path]) -> None:
+    _, text, _ = report
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text)
+    assert "<b>" not in text
+    for table in tables(text):
+        widths = {len(row) for row in table}
+        assert len(widths) == 1, table
+    # The escaped pod name still reads as itself, on one line.
+    assert "llm-backend-7f9c-x\\|2k4 ]0;owned&lt;b&gt;\\`x" in text
+
+
+def test_cell_escaping() -> None:
+    assert cell("a|b") == "a\\|b"
+    assert cell("line\nbreak\ttab") == "line break tab"
+    assert cell("\x1b[31mred\x9b") == "[31mred"
+    assert cell("back\\slash") == "back\\\\slash"
+
+
+def test_peak_concurrency() -> None:
+    def open_between(start: float, end: float) -> ChatSample:
+        return ChatSample(start, "load", Outcome.OK, 200, e2e=end - start)
+
+    assert peak_concurrency([]) == 0
+    # Back to back is not concurrent; three overlap at 2.5.
+    chats = [open_between(0, 1), open_between(1, 2), open_between(1.5, 3), open_between(2, 4)]
+    chats.append(open_between(2.5, 2.6))
+    assert peak_concurrency(chats) == 3
+
+
+def test_an_empty_record_still_reports(tmp_path: Path) -> None:
+    record = CockpitRecord(START, START + 5, "ctx", "ns", "http://127.0.0.1:8000")
+    text = write_report(record, tmp_path, written_at=START).read_text()
+    assert "No pod was killed." in text
+    assert "No replica counts were recorded." in text
+    assert table_after(text, "## Health checks")["p50"] == ["n/a"]
+
+
+def test_an_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    with pytest.raises(ReportError, match=r"cannot write the report in .*not-a-folder"):
+        write_report(make_record(), blocker / "reports")
