@@ -37,6 +37,7 @@ from tui.model import (
     Outcome,
     RecoveryTimeline,
 )
+from tui.recorder import Series
 from tui.sanitize import one_line
 from tui.screens import ConfirmScreen, HelpScreen
 from tui.session import CockpitSettings, Session, SessionSink
@@ -47,7 +48,13 @@ Connector = Callable[[CockpitSettings, SessionSink, Callable[[str], None]], Awai
 
 LATENCY_WINDOW = 60.0
 CHART_SPAN = 120.0
-CHART_BUCKETS = 60
+CHART_SERIES = {
+    "health": Series.HEALTH_P50,
+    "ttft": Series.TTFT_P50,
+    "e2e": Series.E2E_P50,
+    "rps": Series.REQUESTS_PER_SECOND,
+    "errors": Series.ERRORS_PER_SECOND,
+}
 DESTRUCTIVE = frozenset({"kill", "burst", "sustained", "burst_size"})
 """Actions that kill pods or send load: gone with --read-only, confirmed once off the sandbox."""
 
@@ -114,6 +121,7 @@ class CockpitApp(App[int]):
         """Why the session could not start or stopped, shown in the status line."""
         self._stream_buffer: list[str] = []
         self._flush_pending = False
+        self._chat_stop: asyncio.Event | None = None
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -226,7 +234,10 @@ class CockpitApp(App[int]):
             return
         now = self.clock()
         summary = session.recorder.summary(LATENCY_WINDOW, now)
-        series = session.recorder.series(now, span=CHART_SPAN, buckets=CHART_BUCKETS)
+        series = {
+            key: [value or 0.0 for value in session.recorder.series(name, CHART_SPAN, now=now)]
+            for key, name in CHART_SERIES.items()
+        }
         self.query_one(LatencyPanel).show(summary, series)
 
     def _refresh_cluster(self) -> None:
@@ -379,10 +390,8 @@ class CockpitApp(App[int]):
 
     @on(ChatPane.StopRequested)
     def _on_stop(self) -> None:
-        running = [w for w in self.workers if w.group == "chat" and w.is_running]
-        if running:
-            for worker in running:
-                worker.cancel()
+        if self._chat_stop is not None and not self._chat_stop.is_set():
+            self._chat_stop.set()
         else:
             self.query_one(PodsTable).focus()
 
@@ -392,9 +401,10 @@ class CockpitApp(App[int]):
         pane = self.query_one(ChatPane)
         pane.start_turn(prompt)
         started = self.clock()
+        self._chat_stop = stop = asyncio.Event()
         try:
-            sample = await self.session.chat(prompt, self._stream)
-        except asyncio.CancelledError:
+            sample = await self.session.chat(prompt, self._stream, stop)
+        except asyncio.CancelledError:  # the app is quitting
             self._flush_stream()
             pane.finish(
                 ChatSample(
@@ -406,6 +416,8 @@ class CockpitApp(App[int]):
                 )
             )
             raise
+        finally:
+            self._chat_stop = None
         self._flush_stream()
         pane.finish(sample)
 

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -30,6 +30,7 @@ from tui.model import (
     ClusterSnapshot,
     Connection,
     HealthSample,
+    Outcome,
     RecoveryTimeline,
     ReplicaPoint,
 )
@@ -86,8 +87,9 @@ class GatewayPort(Protocol):
         max_tokens: int,
         origin: str,
         on_text: Callable[[str], None] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> ChatSample:
-        """One streamed chat through the Service."""
+        """One streamed chat through the Service; setting `stop` ends it as `cancelled`."""
 
     async def health(self) -> HealthSample:
         """One timed `/healthz` through the Service."""
@@ -162,6 +164,7 @@ class Session:
         cluster_factory: ClusterFactory,
         gateway: GatewayPort,
         *,
+        namespace: str = "",
         context: str = "",
         sandbox: bool = False,
         target: str = "",
@@ -177,8 +180,10 @@ class Session:
         """How chats reach the backend, in words ("service proxy", or the --backend-url)."""
         self.clock = clock
         self.started_at = clock()
-        self.snapshot = ClusterSnapshot(namespace=settings.namespace or "", connection=Connection.CONNECTING)
-        self.recorder = Recorder()
+        self.snapshot = ClusterSnapshot(
+            namespace=namespace or settings.namespace or "", connection=Connection.CONNECTING
+        )
+        self.recorder = Recorder(clock=clock)
         self.tracker = RecoveryTracker()
         self.replicas: list[ReplicaPoint] = []
         self.actions: list[tuple[float, str]] = []
@@ -187,12 +192,17 @@ class Session:
         self.conversation = Conversation()
         self.gateway = gateway
         self.cluster = cluster_factory(self._on_snapshot, self._on_event)
-        self.load = LoadEngine(gateway, self._on_sample, max_tokens=settings.max_tokens)
-        self.prober = HealthProber(gateway, self.recorder.add_health, interval=health_interval)
+        # The services are typed on the real gateway; a scripted one in tests has its shape.
+        self.load = LoadEngine(gateway, self._on_sample, max_tokens=settings.max_tokens)  # type: ignore[arg-type]
+        self.prober = HealthProber(gateway, self.recorder.add_health, interval=health_interval)  # type: ignore[arg-type]
         self.poller = PodMetricsPoller(
-            gateway, self._live_pods, self._on_metrics, interval=metrics_interval
+            gateway,  # type: ignore[arg-type]
+            self._live_pods,
+            self._on_metrics,
+            interval=metrics_interval,
         )
         self._tasks: list[asyncio.Task[None]] = []
+        self._load_tasks: set[asyncio.Task[object]] = set()
 
     # -- running -------------------------------------------------------------------------
 
@@ -218,7 +228,7 @@ class Session:
 
     async def close(self) -> None:
         """Stop the load, cancel the background work and close the clients (T5: load stops)."""
-        await self.load.stop()
+        await self.stop_load()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -228,8 +238,12 @@ class Session:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            for timeline in self.tracker.tick(self.clock()):
-                self._recovered(timeline)
+            self.tick()
+
+    def tick(self, now: float | None = None) -> None:
+        """Close the recovery timelines that are due (run every second)."""
+        for timeline in self.tracker.tick(self.clock() if now is None else now):
+            self._recovered(timeline)
 
     # -- what the services report ---------------------------------------------------------
 
@@ -305,28 +319,56 @@ class Session:
         self.burst_users = max(MIN_BURST_USERS, min(MAX_BURST_USERS, self.burst_users + step))
         return self.burst_users
 
-    def burst(self) -> None:
-        """Start a burst: `burst_users` users x `chats_per_user` chats."""
+    def burst(self) -> bool:
+        """Start a burst of `burst_users` users x `chats_per_user` chats; False if one runs."""
+        if self.load.status.burst_running:
+            self._act("a burst is still running: wait for it to end", "warning")
+            return False
         users, chats = self.burst_users, self.settings.chats_per_user
-        self.load.burst(users, chats)
         self._act(f"load burst: {users} users x {chats} chats")
+        self._background(self._burst(users, chats))
+        return True
+
+    async def _burst(self, users: int, chats: int) -> None:
+        samples = await self.load.burst(users, chats)
+        ok = sum(1 for s in samples if s.outcome is Outcome.OK)
+        self._act(f"burst done: {ok}/{len(samples)} chats whole")
 
     def toggle_sustained(self) -> bool:
         """Start or stop sustained load; whether it runs now."""
         if self.load.status.sustained_users:
-            self.load.stop_sustained()
+            self._background(self.load.stop_sustained())
             self._act("sustained load stopped")
             return False
         self.load.start_sustained(self.settings.sustained_users)
         self._act(f"sustained load: {self.settings.sustained_users} users chatting back to back")
         return True
 
+    def _background(self, work: Coroutine[object, object, object]) -> None:
+        task: asyncio.Task[object] = asyncio.create_task(work)
+        self._load_tasks.add(task)
+        task.add_done_callback(self._load_task_done)
+
+    def _load_task_done(self, task: asyncio.Task[object]) -> None:
+        self._load_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._act(f"load failed: {task.exception()}", "error")
+
+    async def stop_load(self) -> None:
+        """Stop every burst and sustained user (on quit: T5)."""
+        await self.load.stop()
+        for task in list(self._load_tasks):
+            task.cancel()
+        await asyncio.gather(*self._load_tasks, return_exceptions=True)
+
     @property
     def load_status(self) -> LoadStatus:
         """What the load engine is doing."""
         return self.load.status
 
-    async def chat(self, prompt: str, on_text: Callable[[str], None]) -> ChatSample:
+    async def chat(
+        self, prompt: str, on_text: Callable[[str], None], stop: asyncio.Event | None = None
+    ) -> ChatSample:
         """One chat from the chat pane, with the conversation so far."""
         messages = self.conversation.ask(prompt)
         reply: list[str] = []
@@ -337,7 +379,11 @@ class Session:
 
         try:
             sample = await self.gateway.chat(
-                messages, max_tokens=self.settings.max_tokens * 4, origin="chat", on_text=collect
+                messages,
+                max_tokens=self.settings.max_tokens * 4,
+                origin="chat",
+                on_text=collect,
+                stop=stop,
             )
         except asyncio.CancelledError:
             self.conversation.forget_last()
@@ -366,7 +412,8 @@ class Session:
             healths=tuple(self.recorder.healths()),
             recoveries=tuple(self.tracker.completed) + tuple(self.tracker.active),
             replicas=tuple(self.replicas),
-            actions=tuple(self.actions),
+            events=tuple(self.actions),
+            hpa=self.snapshot.hpa,
         )
 
     def write_report(self) -> Path:

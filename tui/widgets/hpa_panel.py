@@ -61,27 +61,29 @@ class HpaPanel(Vertical):
             conditions.update("")
         else:
             self.border_title = f"HPA {one_line(hpa.name, 40)}"
-            arrow = "" if hpa.desired_replicas == hpa.current_replicas else " → "
-            desired = f"{arrow}{hpa.desired_replicas}" if arrow else ""
+            changing = hpa.desired_replicas != hpa.current_replicas
             replicas.update(
                 Text.assemble(
                     ("replicas ", "dim"),
-                    (f"{hpa.current_replicas}{desired}", "bold"),
-                    (f"   min {hpa.min_replicas}  max {hpa.max_replicas}", "dim"),
+                    (str(hpa.current_replicas), "bold"),
+                    (f" → {hpa.desired_replicas}" if changing else "", "bold"),
+                    (f"  (min {hpa.min_replicas}, max {hpa.max_replicas})", "dim"),
                 )
             )
             metrics.update(
                 Text(
                     "\n".join(
-                        f"{one_line(metric_label(m), 30):<16} {metric_value(m)}" for m in hpa.metrics
+                        f"{one_line(metric_label(m), 30):<16} {metric_value(m)}"
+                        for m in hpa.metrics
                     )
                     or "no metrics in the spec"
                 )
             )
             conditions.update(
                 Text(
-                    "  ".join(
-                        f"{'✓' if c.status == 'True' else '✗'} {one_line(c.type)}:{one_line(c.reason)}"
+                    "\n".join(
+                        f"{'✓' if c.status == 'True' else '✗'} {one_line(c.type, 30)}"
+                        f" ({one_line(c.reason, 40)})"
                         for c in hpa.conditions
                     ),
                     style="dim",

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from typing import ClassVar
+
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
 from tui.format import age, millicores, percent_of, share
@@ -29,11 +32,44 @@ COLUMNS = (
 
 
 class PodsTable(DataTable[Text]):
-    """The Deployment's pods; the cursor selects the pod that `k` and `K` hit."""
+    """The Deployment's pods; the highlighted row is the pod that `k` and `K` hit.
+
+    No row is highlighted until the user moves to one (arrow keys or a click), and Escape clears
+    the highlight: with none, the kill keys pick a random Ready pod.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "deselect", "Clear selection", show=False, id="pods.deselect"),
+    ]
 
     def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
-        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True, show_cursor=False)
         self.border_title = "Pods"
+
+    def action_cursor_down(self) -> None:
+        """Down: highlight the first row, then move down."""
+        if self._reveal():
+            super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        """Up: highlight the first row, then move up."""
+        if self._reveal():
+            super().action_cursor_up()
+
+    def _reveal(self) -> bool:
+        """Show the highlight; whether it was shown already (so the key should move it)."""
+        if self.show_cursor:
+            return True
+        self.show_cursor = True
+        return False
+
+    def on_click(self) -> None:
+        """A click highlights the clicked row."""
+        self.show_cursor = True
+
+    def action_deselect(self) -> None:
+        """Escape: no pod selected (the kill keys then pick a random Ready pod)."""
+        self.show_cursor = False
 
     def on_mount(self) -> None:
         """Lay out the columns."""
@@ -42,8 +78,8 @@ class PodsTable(DataTable[Text]):
 
     @property
     def selected_pod(self) -> str | None:
-        """The pod under the cursor, if the table has rows."""
-        if self.row_count == 0:
+        """The highlighted pod, if the user highlighted one."""
+        if self.row_count == 0 or not self.show_cursor:
             return None
         try:
             key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
@@ -61,6 +97,7 @@ class PodsTable(DataTable[Text]):
     ) -> None:
         """Show the snapshot, keeping the cursor on the same pod where it is still listed."""
         selected = self.selected_pod
+        row = self.cursor_row
         served = dict(summary.served_by)
         total_served = sum(served.values())
         ttft = dict(summary.ttft_p50_by_pod)
@@ -76,9 +113,9 @@ class PodsTable(DataTable[Text]):
             backend = metrics.get(pod.name)
             p50 = ttft.get(pod.name)
             cells = (
-                self._name(pod, now, watched_since),
+                self._name_cell(pod, now, watched_since),
                 Text(f"{pod.ready_containers}/{pod.total_containers}"),
-                self._status(pod),
+                self._status_cell(pod),
                 Text(str(pod.restarts)),
                 Text(age(pod.created_at, now)),
                 Text(cpu),
@@ -89,9 +126,12 @@ class PodsTable(DataTable[Text]):
             )
             self.add_row(*cells, key=pod.name)
         if selected is not None and selected in {p.name for p in pods}:
-            self.move_cursor(row=self.get_row_index(selected))
+            self.move_cursor(row=self.get_row_index(selected), animate=False)
+        elif self.row_count:
+            # The highlighted pod left: stay on the same row number rather than jump to the top.
+            self.move_cursor(row=min(row, self.row_count - 1), animate=False)
 
-    def _name(self, pod: PodView, now: float, watched_since: float) -> Text:
+    def _name_cell(self, pod: PodView, now: float, watched_since: float) -> Text:
         name = one_line(pod.name, 63)
         if pod.terminating:
             return Text(f"✖ {name}", style="strike dim")
@@ -100,7 +140,7 @@ class PodsTable(DataTable[Text]):
             return Text(f"✚ {name}", style="bold")
         return Text(f"  {name}")
 
-    def _status(self, pod: PodView) -> Text:
+    def _status_cell(self, pod: PodView) -> Text:
         status = one_line(pod.status, 30)
         variables = self.app.theme_variables
         if pod.terminating:

@@ -1,0 +1,7 @@
+"""Settings for every test: one time zone, so times on screen and in reports are the same everywhere."""
+
+import os
+import time
+
+os.environ["TZ"] = "UTC"
+time.tzset()

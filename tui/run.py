@@ -1,0 +1,146 @@
+"""Run the cockpit from the command line: `kube-llm tui` and `kube-llm demo`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from tui.app import make_cockpit
+from tui.gateway import Gateway, GatewayTarget
+from tui.k8s import ClusterWatcher
+from tui.kubeconfig import ClusterTarget, KubeconfigError, load_target
+from tui.launcher import SandboxFailed, SandboxLauncher
+from tui.model import ClusterEvent, ClusterSnapshot
+from tui.session import CockpitSettings, Session, SessionSink
+
+DEMO_CONTEXT = "kube-llm-sandbox-cockpit"
+"""The demo's cockpit acts as the cockpit's ServiceAccount: exactly the Role in the manifests."""
+DEMO_SANDBOX_ARGS = ("--hpa-sync-seconds", "5")
+"""A demo's HPA decides every 5 s instead of Kubernetes' 15 s, so scaling shows sooner."""
+NO_CLUSTER_HINT = (
+    "No cluster at hand? `make demo` (or `kube-llm demo`) opens the cockpit on a local sandbox."
+)
+
+
+def settings_from(parsed: argparse.Namespace) -> CockpitSettings:
+    """The cockpit's settings from parsed command-line flags."""
+    return CockpitSettings(
+        kubeconfig=getattr(parsed, "kubeconfig", None),
+        context=getattr(parsed, "context", None),
+        namespace=getattr(parsed, "namespace", None),
+        backend_url=getattr(parsed, "backend_url", None),
+        read_only=parsed.read_only,
+        deployment=parsed.deployment,
+        service=parsed.deployment,
+        burst_users=parsed.burst_users,
+        report_dir=parsed.report_dir,
+    )
+
+
+def gateway_for(target: ClusterTarget, settings: CockpitSettings) -> tuple[Gateway, str]:
+    """The gateway client, and how chats reach the backend in words."""
+    through_api = GatewayTarget.through_service_proxy(
+        target.server,
+        target.namespace,
+        settings.service,
+        headers=target.auth_headers(),
+        verify=target.ssl_context(),
+        cert=target.client_cert(),
+    )
+    if settings.backend_url:
+        direct = GatewayTarget.direct(settings.backend_url)
+        # Per-pod /metrics still go through the API server's pod proxy, with its credentials.
+        return Gateway(direct, pods=through_api), direct.display_url
+    return Gateway(through_api), "the API server's service proxy"
+
+
+def session_for(target: ClusterTarget, settings: CockpitSettings, sink: SessionSink) -> Session:
+    """The session on a loaded kubeconfig target."""
+    gateway, path = gateway_for(target, settings)
+
+    def cluster(
+        on_snapshot: Callable[[ClusterSnapshot], None], on_event: Callable[[ClusterEvent], None]
+    ) -> ClusterWatcher:
+        return ClusterWatcher(
+            target, deployment=settings.deployment, on_snapshot=on_snapshot, on_event=on_event
+        )
+
+    return Session(
+        settings,
+        sink,
+        cluster,
+        gateway,
+        namespace=target.namespace,
+        context=target.context,
+        sandbox=target.sandbox,
+        target=path,
+    )
+
+
+def _check_backend_url(settings: CockpitSettings) -> str | None:
+    if settings.backend_url is None:
+        return None
+    try:
+        GatewayTarget.direct(settings.backend_url)
+    except ValueError as error:
+        return f"--backend-url: {error}"
+    return None
+
+
+def run_tui(parsed: argparse.Namespace) -> int:
+    """`kube-llm tui`: the cockpit on a kubeconfig context."""
+    settings = settings_from(parsed)
+    problem = _check_backend_url(settings)
+    if problem:
+        print(f"kube-llm: {problem}", file=sys.stderr)
+        return 2
+    try:
+        target = load_target(settings.kubeconfig, settings.context, settings.namespace)
+    except KubeconfigError as error:
+        print(f"kube-llm: {error}\n{NO_CLUSTER_HINT}", file=sys.stderr)
+        return 2
+
+    async def connect(
+        settings: CockpitSettings, sink: SessionSink, progress: Callable[[str], None]
+    ) -> Session:
+        return session_for(target, settings, sink)
+
+    app = make_cockpit(settings, connect)
+    app.run()
+    return app.return_code or 0
+
+
+def run_demo(parsed: argparse.Namespace) -> int:
+    """`kube-llm demo`: start the sandbox, open the cockpit on it, stop the sandbox on quit."""
+    settings = settings_from(parsed)
+    extra = [*DEMO_SANDBOX_ARGS, *parsed.sandbox_arg]
+    launcher = SandboxLauncher(parsed.state_dir, extra)
+    print(f"kube-llm: starting the sandbox (its output: {launcher.paths.output})", flush=True)
+    launcher.start()
+
+    async def connect(
+        settings: CockpitSettings, sink: SessionSink, progress: Callable[[str], None]
+    ) -> Session:
+        kubeconfig = await launcher.wait_ready(progress)
+        try:
+            target = load_target(kubeconfig, DEMO_CONTEXT, None)
+        except KubeconfigError as error:
+            raise SandboxFailed(f"the sandbox's kubeconfig cannot be used: {error}") from None
+        return session_for(target, settings, sink)
+
+    app = make_cockpit(settings, connect)
+    try:
+        app.run()
+    finally:
+        print("kube-llm: stopping the sandbox and every process it started…", flush=True)
+        code = launcher.stop()
+    if code not in (0, None, -15):
+        print(
+            f"kube-llm: the sandbox ended with code {code}; its last output "
+            f"({launcher.paths.output}):\n{launcher.output_tail()}",
+            file=sys.stderr,
+        )
+        return app.return_code or 1
+    print("kube-llm: stopped; no process left behind.")
+    return app.return_code or 0
