@@ -1,0 +1,285 @@
+"""The load engine, health prober and pod metrics poller against the real backend on loopback,
+in front of the fake OpenAI engine."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from tests.backend.conftest import running_backend, running_engine
+from tests.fakes.engine import EngineConfig
+from tests.fakes.serve import free_port
+from tests.tui.test_gateway import NO_QUEUE
+from tui.gateway import Gateway, GatewayError, GatewayTarget
+from tui.load import HealthProber, LoadEngine, LoadError, LoadLimits, PodMetricsPoller
+from tui.model import BackendMetrics, ChatSample, HealthSample, Outcome
+from tui.prompts import PROMPTS, prompt_for
+
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[bool]] | Callable[[], bool], timeout: float, what: str
+) -> float:
+    """Poll `probe` until true; the seconds it took. Fails after `timeout`."""
+    started = time.monotonic()
+    while True:
+        result = probe()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return time.monotonic() - started
+        assert time.monotonic() - started < timeout, f"timed out after {timeout} s: {what}"
+        await asyncio.sleep(0.02)
+
+
+def direct(url: str) -> Gateway:
+    """A gateway straight at one backend, whose /metrics stand for its pod's."""
+    return Gateway(GatewayTarget.direct(url, pod_proxy=url))
+
+
+def inflight_is(gateway: Gateway, expected: float) -> Callable[[], Awaitable[bool]]:
+    async def probe() -> bool:
+        return (await gateway.pod_metrics("test-pod")).inflight == expected
+
+    return probe
+
+
+async def test_burst_of_10_users_by_3_chats_gives_30_samples_with_their_pod() -> None:
+    config = EngineConfig(token_delay=0.01)
+    with (
+        running_engine(config) as engine,
+        running_backend(engine.url, max_inflight=16) as backend,
+    ):
+        async with direct(backend.url) as gateway:
+            samples: list[ChatSample] = []
+            load = LoadEngine(gateway, samples.append, max_tokens=12)
+            burst = asyncio.create_task(load.burst(users=10, chats_per_user=3))
+            peak = 0
+            while not burst.done():
+                peak = max(peak, load.status.in_flight)
+                await asyncio.sleep(0)
+            finals = await burst
+            status = load.status
+    assert len(samples) == 30
+    assert list(finals) == samples
+    assert all(s.outcome is Outcome.OK for s in samples), [s.error_kind for s in samples]
+    assert {s.pod for s in samples} == {"test-pod"}
+    assert all(s.origin == "load" and s.output_tokens == 12 for s in samples)
+    assert peak == 10  # the users ran at once...
+    # ...each sending its own turns: every user's prompts reached the engine.
+    sent = Counter(r["messages"][0]["content"] for r in engine.stats.requests)
+    assert sent == Counter(prompt_for(u, t) for u in range(10) for t in range(3))
+    assert all(r["max_tokens"] == 12 for r in engine.stats.requests)
+    assert (status.burst_running, status.burst_done, status.burst_total) == (False, 30, 30)
+    assert (status.ok, status.shed, status.errors, status.in_flight) == (30, 0, 0, 0)
+
+
+async def test_429_is_recorded_as_shed_and_retried_after_retry_after() -> None:
+    config = EngineConfig(first_token_delay=0.3)
+    with (
+        running_engine(config) as engine,
+        running_backend(engine.url, max_inflight=1, **NO_QUEUE) as backend,
+    ):
+        async with direct(backend.url) as gateway:
+            samples: list[ChatSample] = []
+            load = LoadEngine(gateway, samples.append)
+            finals = await load.burst(users=2, chats_per_user=1)
+            status = load.status
+    assert [s.outcome for s in finals] == [Outcome.OK, Outcome.OK]
+    assert sorted(s.retries_after_429 for s in finals) == [0, 1]
+    shed = [s for s in samples if s.outcome is Outcome.SHED]
+    assert len(shed) == 1
+    assert (shed[0].status, shed[0].retry_after, shed[0].retries_after_429) == (429, 1.0, 0)
+    retried = next(s for s in finals if s.retries_after_429 == 1)
+    # The retry waited the Retry-After (1 s) after the 429.
+    assert retried.started_at - shed[0].ended_at >= 1.0
+    assert len(samples) == 3
+    assert (status.ok, status.shed, status.errors, status.retries_after_429) == (2, 1, 0, 1)
+    assert len(engine.stats.requests) == 2
+
+
+async def test_retries_after_429_are_bounded_and_the_wait_is_capped() -> None:
+    slow = EngineConfig(first_token_delay=5.0)
+    limits = LoadLimits(max_retries_after_429=2, max_retry_wait_seconds=0.1)
+    with (
+        running_engine(slow) as engine,
+        running_backend(engine.url, max_inflight=1, **NO_QUEUE) as backend,
+    ):
+        async with direct(backend.url) as gateway:
+            occupant = asyncio.create_task(gateway.chat(HELLO))  # holds the only slot
+            await eventually(inflight_is(gateway, 1), 5, "the slot taken")
+            samples: list[ChatSample] = []
+            load = LoadEngine(gateway, samples.append, limits=limits)
+            started = time.monotonic()
+            finals = await load.burst(users=1, chats_per_user=1)
+            took = time.monotonic() - started
+            occupant.cancel()
+    assert [s.outcome for s in samples] == [Outcome.SHED] * 3
+    assert [s.retries_after_429 for s in samples] == [0, 1, 2]
+    assert finals == (samples[-1],)
+    assert load.status.shed == 3
+    assert load.status.retries_after_429 == 2
+    assert took < 1.0  # two waits of 0.1 s, not of the 1 s the gateway asked for
+
+
+async def test_limits_are_enforced() -> None:
+    async with Gateway(GatewayTarget.direct("http://127.0.0.1:9"), model="m") as gateway:
+        load = LoadEngine(gateway, lambda _: None, limits=LoadLimits(max_burst_chats=20))
+        with pytest.raises(LoadError, match="users must be within 1 and 64"):
+            await load.burst(users=65)
+        with pytest.raises(LoadError, match="users must be within"):
+            await load.burst(users=0)
+        with pytest.raises(LoadError, match="chats per user"):
+            await load.burst(users=1, chats_per_user=101)
+        with pytest.raises(LoadError, match="more than the 20 allowed"):
+            await load.burst(users=7, chats_per_user=3)
+        with pytest.raises(LoadError, match="users must be within"):
+            load.start_sustained(100)
+        with pytest.raises(LoadError, match="at most 600 s"):
+            load.start_sustained(2, duration=601)
+        assert not load.running
+    with pytest.raises(LoadError, match="prompt set is empty"):
+        LoadEngine(gateway, lambda _: None, prompts=())
+    with pytest.raises(LoadError, match="max_tokens"):
+        LoadEngine(gateway, lambda _: None, max_tokens=0)
+    with pytest.raises(ValueError, match="max_users"):
+        LoadLimits(max_users=0)
+    with pytest.raises(ValueError, match="max_sustained_seconds"):
+        LoadLimits(max_sustained_seconds=float("inf"))
+
+
+async def test_one_burst_at_a_time() -> None:
+    config = EngineConfig(first_token_delay=0.5)
+    with running_engine(config) as engine, running_backend(engine.url) as backend:
+        async with direct(backend.url) as gateway:
+            load = LoadEngine(gateway, lambda _: None)
+            first = asyncio.create_task(load.burst(users=1, chats_per_user=1))
+            await eventually(lambda: load.status.burst_running, 2, "the burst started")
+            with pytest.raises(LoadError, match=r"already running \(0/1 done\)"):
+                await load.burst(users=1, chats_per_user=1)
+            assert len(await first) == 1
+
+
+async def test_sustained_load_stops_itself_at_the_duration_cap() -> None:
+    config = EngineConfig(token_delay=0.01)
+    with running_engine(config) as engine, running_backend(engine.url) as backend:
+        async with direct(backend.url) as gateway:
+            samples: list[ChatSample] = []
+            load = LoadEngine(gateway, samples.append, limits=LoadLimits(max_sustained_seconds=0.6))
+            started = time.time()
+            load.start_sustained(3)
+            status = load.status
+            assert status.sustained_users == 3
+            assert status.sustained_ends_at is not None
+            assert status.sustained_ends_at == pytest.approx(started + 0.6, abs=0.1)
+            await eventually(lambda: not load.running, 5, "the sustained load to stop by itself")
+            stopped_after = time.time() - started
+            count = len(samples)
+            await asyncio.sleep(0.3)
+            assert len(samples) == count  # nothing more after it stopped
+            await eventually(inflight_is(gateway, 0), 2, "the backend idle")
+    assert 0.6 <= stopped_after < 1.5
+    assert count >= 3
+    assert all(s.outcome is Outcome.OK for s in samples)
+    assert load.status.sustained_users == 0
+    assert load.status.sustained_ends_at is None
+
+
+async def test_sustained_users_can_be_changed_and_stopped() -> None:
+    config = EngineConfig(token_delay=0.05)
+    with running_engine(config) as engine, running_backend(engine.url) as backend:
+        async with direct(backend.url) as gateway:
+            load = LoadEngine(gateway, lambda _: None, max_tokens=4)
+            load.start_sustained(4, duration=30)
+            await eventually(inflight_is(gateway, 4), 5, "4 users chatting")
+            load.start_sustained(2, duration=30)
+            assert load.status.sustained_users == 2
+            await eventually(inflight_is(gateway, 2), 5, "2 users chatting")
+            await load.stop_sustained()
+            assert load.status.sustained_users == 0
+            assert not load.running
+            await eventually(inflight_is(gateway, 0), 2, "the backend idle")
+
+
+async def test_stop_cancels_in_flight_chats_promptly() -> None:
+    config = EngineConfig(token_delay=0.2, tokens=200)
+    with running_engine(config) as engine, running_backend(engine.url) as backend:
+        async with direct(backend.url) as gateway:
+            samples: list[ChatSample] = []
+            load = LoadEngine(gateway, samples.append, max_tokens=200)
+            load.start_sustained(2)
+            burst = asyncio.create_task(load.burst(users=2, chats_per_user=5))
+            await eventually(inflight_is(gateway, 4), 5, "4 chats streaming")
+            assert load.status.in_flight == 4
+            pressed = time.monotonic()
+            await load.stop()
+            stopped_in = time.monotonic() - pressed
+            finals = await asyncio.wait_for(burst, 1)
+            freed_in = await eventually(inflight_is(gateway, 0), 2, "the backend's slots freed")
+        await eventually(lambda: engine.stats.disconnected_streams == 4, 2, "streams closed")
+    assert stopped_in < 0.5
+    assert freed_in < 1.0
+    assert finals == ()
+    assert samples == []  # a chat stopped by the user is no sample of the service
+    status = load.status
+    assert (status.in_flight, status.sustained_users, status.burst_running) == (0, 0, False)
+
+
+async def test_an_unreachable_gateway_is_not_hammered() -> None:
+    # Sustained users back off after failures instead of spinning on refused connections.
+    nothing = GatewayTarget.direct(f"http://127.0.0.1:{free_port()}")
+    async with Gateway(nothing, model="m") as gateway:
+        samples: list[ChatSample] = []
+        load = LoadEngine(gateway, samples.append)
+        load.start_sustained(2)
+        await asyncio.sleep(1.0)
+        await load.stop()
+    assert samples
+    assert all(s.error_kind == "connect" for s in samples)
+    # 2 users, backoff 0.25 + 0.5 s: at most 3 chats each in one second.
+    assert len(samples) <= 6
+
+
+async def test_health_prober_samples_at_its_interval() -> None:
+    with running_engine(EngineConfig()) as engine, running_backend(engine.url) as backend:
+        async with direct(backend.url) as gateway:
+            samples: list[HealthSample] = []
+            await HealthProber(gateway, samples.append, interval=0.1).run(count=4)
+    assert len(samples) == 4
+    assert all(s.ok and s.pod == "test-pod" for s in samples)
+    spacing = [b.at - a.at for a, b in itertools.pairwise(samples)]
+    assert all(step >= 0.09 for step in spacing), spacing
+
+
+async def test_pod_metrics_poller_reports_each_pod_and_tolerates_failures() -> None:
+    with running_engine(EngineConfig()) as engine, running_backend(engine.url) as backend:
+        async with direct(backend.url) as gateway:
+            metrics: list[BackendMetrics] = []
+            errors: list[tuple[str, GatewayError]] = []
+            poller = PodMetricsPoller(
+                gateway,
+                lambda: ["test-pod", "Not_A_Pod"],
+                metrics.append,
+                interval=0.05,
+                on_error=lambda pod, error: errors.append((pod, error)),
+            )
+            await poller.run(count=2)
+    assert [m.pod for m in metrics] == ["test-pod", "test-pod"]
+    assert [pod for pod, _ in errors] == ["Not_A_Pod", "Not_A_Pod"]
+    assert "not a valid Kubernetes name" in str(errors[0][1])
+    assert set(poller.last_errors) == {"Not_A_Pod"}
+
+
+def test_prompts_are_varied_and_spread_over_users() -> None:
+    assert len(set(PROMPTS)) == len(PROMPTS) >= 20
+    assert all(0 < len(p) <= 80 for p in PROMPTS)
+    firsts = {prompt_for(user, 0) for user in range(10)}
+    assert len(firsts) == 10
+    with pytest.raises(ValueError, match="empty"):
+        prompt_for(0, 0, ())

@@ -1,0 +1,600 @@
+"""The cockpit's client to the gateway: streamed chats, health probes and each pod's metrics.
+
+One `Gateway` holds one pooled `httpx2.AsyncClient` per origin it talks to: the Service (through
+the API server's service proxy, or a `--backend-url`) and, for per-pod `/metrics`, the API
+server's pod proxy. Credentials given for one target are only ever sent to that target's
+origin, so a Kubernetes token never reaches a user's own backend URL.
+
+Everything the server sends back (error bodies, header values, pod names) is untrusted: it is
+kept as plain data in the samples and never formatted into markup here; the UI sanitises it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import ssl
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx2
+from prometheus_client.parser import text_string_to_metric_families
+
+from tui.model import BackendMetrics, ChatSample, HealthSample, Outcome
+
+__all__ = [
+    "BACKEND_PORT",
+    "Gateway",
+    "GatewayError",
+    "GatewayTarget",
+    "parse_backend_metrics",
+    "parse_retry_after",
+]
+
+CHAT_PATH = "/v1/chat/completions"
+MODELS_PATH = "/v1/models"
+HEALTH_PATH = "/healthz"
+METRICS_PATH = "/metrics"
+SERVED_BY = "x-served-by"
+BACKEND_PORT = 8000
+"""The backend container's port. The API server's pod proxy takes a number here (it does not
+resolve a pod's port names), so the pod proxy URL names 8000, not `http`."""
+
+# Kubernetes object names (DNS-1123 subdomain) and namespaces/services (DNS-1123 label): checked
+# before they go into a URL path, so a hostile name cannot walk to another API path.
+_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_PORT_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?|[0-9]{1,5})$")
+
+# A chat may wait long for its first token on a CPU model behind a queue; the backend enforces
+# its own first-token deadline, so the read timeout here is only a safety net per chunk.
+_CHAT_TIMEOUT = httpx2.Timeout(connect=5.0, read=120.0, write=10.0, pool=10.0)
+_PROBE_TIMEOUT = httpx2.Timeout(5.0)
+# The load engine's user cap (64) plus the chat pane, health probes and metrics polls.
+_LIMITS = httpx2.Limits(max_connections=96, max_keepalive_connections=96, keepalive_expiry=4.0)
+_ERROR_BODY_BYTES = 4096
+_DETAIL_CHARS = 300
+# After [DONE], how long to wait for the end of the body so the connection can be reused.
+_DRAIN_SECONDS = 1.0
+
+
+class GatewayError(Exception):
+    """A request to the gateway or a pod failed; `kind` is a short machine word.
+
+    Kinds: `connect`, `timeout`, `network`, `http_<code>`, `protocol`, `parse`, `no_pod_proxy`.
+    `detail` is the server's own words when it gave any (untrusted text).
+    """
+
+    def __init__(self, kind: str, detail: str = "", status: int | None = None) -> None:
+        """Describe a failure of `kind`, with the server's `detail` and HTTP `status`."""
+        super().__init__(f"{kind}: {detail}" if detail else kind)
+        self.kind = kind
+        self.detail = detail
+        self.status = status
+
+
+def _check_name(what: str, value: str, pattern: re.Pattern[str], limit: int) -> str:
+    if not isinstance(value, str) or len(value) > limit or not pattern.match(value):
+        raise ValueError(f"{what} {value!r} is not a valid Kubernetes name")
+    return value
+
+
+def _check_base_url(what: str, url: str) -> str:
+    try:
+        parsed = httpx2.URL(url)
+    except (httpx2.InvalidURL, TypeError) as error:
+        raise ValueError(f"{what} {url!r} is not a URL: {error}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"{what} must be an http:// or https:// URL with a host, not {url!r}")
+    return url.rstrip("/")
+
+
+def _redact(url: str) -> str:
+    """The URL without any user:password part, for display."""
+    parsed = httpx2.URL(url)
+    if not parsed.userinfo:
+        return url
+    return str(parsed.copy_with(username=None, password=None))
+
+
+@dataclass(frozen=True)
+class GatewayTarget:
+    """Where the gateway is and how to reach it; credentials are never part of its repr.
+
+    `base_url` is the Service (or a backend URL); `pod_proxy`, when set, is a URL with a `{pod}`
+    placeholder that reaches one pod's backend port (the API server's pod proxy). `headers`,
+    `verify` and `cert` go with every request to this target and nowhere else.
+    """
+
+    base_url: str
+    pod_proxy: str | None = None
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    verify: ssl.SSLContext | bool = field(default=True, repr=False)
+    cert: tuple[str, str | None] | None = field(default=None, repr=False)
+    """Client certificate and key file paths, for a kubeconfig with client-certificate auth."""
+
+    def __post_init__(self) -> None:
+        """Check the URLs, so a bad `--backend-url` is a clear error and not a traceback."""
+        object.__setattr__(self, "base_url", _check_base_url("the backend URL", self.base_url))
+        if self.pod_proxy is not None:
+            probe = self.pod_proxy.replace("{pod}", "pod")
+            _check_base_url("the pod proxy URL", probe)
+
+    def __repr__(self) -> str:
+        """Show where the target is, with header names but never their values."""
+        names = ", ".join(name for name, _ in self.headers)
+        return (
+            f"GatewayTarget(base_url={_redact(self.base_url)!r}, pod_proxy="
+            f"{None if self.pod_proxy is None else _redact(self.pod_proxy)!r}, "
+            f"headers=[{names}], client_cert={self.cert is not None})"
+        )
+
+    @property
+    def display_url(self) -> str:
+        """The Service URL without credentials, for the UI."""
+        return _redact(self.base_url)
+
+    @classmethod
+    def through_service_proxy(
+        cls,
+        server: str,
+        namespace: str,
+        service: str = "llm-backend",
+        headers: Mapping[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
+        cert: tuple[str, str | None] | None = None,
+        *,
+        port: str = "http",
+        pod_port: int = BACKEND_PORT,
+    ) -> GatewayTarget:
+        """The Service through the API server at `server`, and each pod through its pod proxy."""
+        server = _check_base_url("the API server URL", server)
+        _check_name("namespace", namespace, _LABEL, 63)
+        _check_name("service", service, _LABEL, 63)
+        _check_name("service port", port, _PORT_NAME, 15)
+        if not 0 < pod_port < 65536:
+            raise ValueError(f"pod port {pod_port} is out of range")
+        prefix = f"{server}/api/v1/namespaces/{namespace}"
+        return cls(
+            base_url=f"{prefix}/services/{service}:{port}/proxy",
+            pod_proxy=f"{prefix}/pods/{{pod}}:{pod_port}/proxy",
+            headers=tuple((headers or {}).items()),
+            verify=verify,
+            cert=cert,
+        )
+
+    @classmethod
+    def direct(
+        cls,
+        url: str,
+        *,
+        pod_proxy: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        verify: ssl.SSLContext | bool = True,
+    ) -> GatewayTarget:
+        """A backend URL reached directly (a NodePort, an Ingress, a port-forward)."""
+        return cls(
+            base_url=url, pod_proxy=pod_proxy, headers=tuple((headers or {}).items()), verify=verify
+        )
+
+    def pod_url(self, pod: str) -> str:
+        """The URL of one pod's backend, through the pod proxy."""
+        if self.pod_proxy is None:
+            raise GatewayError("no_pod_proxy", "this target has no pod proxy")
+        _check_name("pod", pod, _SUBDOMAIN, 253)
+        return self.pod_proxy.replace("{pod}", pod)
+
+
+def _ssl_context(target: GatewayTarget) -> ssl.SSLContext | bool:
+    """The TLS settings for a target; a client certificate needs a context to carry it."""
+    if target.cert is None:
+        return target.verify
+    if isinstance(target.verify, ssl.SSLContext):
+        context = target.verify
+    elif target.verify:
+        context = ssl.create_default_context()
+    else:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    certfile, keyfile = target.cert
+    context.load_cert_chain(certfile, keyfile)
+    return context
+
+
+def _client(target: GatewayTarget) -> httpx2.AsyncClient:
+    # trust_env=False: no proxy or CA from the environment, so load goes only to this target.
+    return httpx2.AsyncClient(
+        base_url=target.base_url,
+        headers=dict(target.headers),
+        verify=_ssl_context(target),
+        timeout=_CHAT_TIMEOUT,
+        limits=_LIMITS,
+        trust_env=False,
+        follow_redirects=False,
+    )
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date); None if absent
+    or unreadable."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        moment = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def _error_detail(body: bytes) -> str:
+    """The server's words from an error body: OpenAI's `error.message`, a Kubernetes Status
+    `message`, else the start of the text."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        return text.strip()[:_DETAIL_CHARS]
+    message: Any = None
+    if isinstance(parsed, dict):
+        error = parsed.get("error")
+        message = error.get("message") if isinstance(error, dict) else parsed.get("message")
+        if isinstance(error, dict) and isinstance(error.get("code"), str) and message:
+            message = f"{error['code']}: {message}"
+    return (message if isinstance(message, str) else text.strip())[:_DETAIL_CHARS]
+
+
+def _kind_of(error: httpx2.TransportError, answered: bool) -> str:
+    """The error kind of a transport failure; `answered` once a 200 stream has begun."""
+    if isinstance(error, httpx2.ConnectError | httpx2.ConnectTimeout):
+        return "connect"
+    if isinstance(error, httpx2.TimeoutException):
+        return "timeout"
+    if isinstance(error, httpx2.SSEError):
+        return "protocol"
+    # The connection broke: mid-reply the user got part of an answer.
+    return "truncated" if answered else "network"
+
+
+class _ChatProgress:
+    """What one chat attempt has seen so far; turned into a `ChatSample` when it ends."""
+
+    def __init__(self, origin: str, on_text: Callable[[str], None] | None) -> None:
+        self.origin = origin
+        self.on_text = on_text
+        self.started_at = time.time()
+        self.started = time.perf_counter()
+        self.status: int | None = None
+        self.pod: str | None = None
+        self.ttft: float | None = None
+        self.last_chunk: float | None = None
+        self.gaps: list[float] = []
+        self.chunks = 0
+        self.usage_tokens: int | None = None
+        self.finish_reason: str | None = None
+        self.done = False
+        self.error_kind: str | None = None
+        self.error_detail: str | None = None
+        self.retry_after: float | None = None
+
+    def take(self, data: str) -> bool:
+        """Account for one event's data; return True when the stream has ended (either way)."""
+        if data == "[DONE]":
+            if self.finish_reason is None:
+                self.fail("truncated", "the stream ended with no finish_reason")
+            else:
+                self.done = True
+            return True
+        try:
+            chunk = json.loads(data)
+        except ValueError:
+            chunk = None
+        if not isinstance(chunk, dict):
+            self.fail("protocol", "an event that is not a JSON object")
+            return True
+        if "error" in chunk:
+            error = chunk["error"]
+            self.fail("stream_error", _error_detail(json.dumps({"error": error}).encode()))
+            return True
+        usage = chunk.get("usage")
+        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+            self.usage_tokens = usage["completion_tokens"]
+        choices = chunk.get("choices")
+        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+            choice = choices[0]
+            delta = choice.get("delta")
+            content = delta.get("content") if isinstance(delta, dict) else None
+            if isinstance(content, str) and content:
+                self._content(content)
+            if isinstance(choice.get("finish_reason"), str):
+                self.finish_reason = choice["finish_reason"]
+        return False
+
+    def _content(self, content: str) -> None:
+        now = time.perf_counter()
+        if self.last_chunk is None:
+            self.ttft = now - self.started
+        else:
+            self.gaps.append(now - self.last_chunk)
+        self.last_chunk = now
+        self.chunks += 1
+        if self.on_text is not None:
+            self.on_text(content)
+
+    def fail(self, kind: str, detail: str = "") -> None:
+        """Note the first failure (a later one is a consequence of it)."""
+        if self.error_kind is None:
+            self.error_kind = kind
+            self.error_detail = detail or None
+
+    def sample(self) -> ChatSample:
+        """The chat as the user felt it, at this moment."""
+        if self.status == 429:
+            outcome = Outcome.SHED
+        elif self.done and self.error_kind is None:
+            outcome = Outcome.OK
+        else:
+            outcome = Outcome.ERROR
+            if self.error_kind is None:
+                self.error_kind = "truncated"  # the body ended with no [DONE]
+        from_usage = self.usage_tokens is not None
+        return ChatSample(
+            started_at=self.started_at,
+            origin=self.origin,
+            outcome=outcome,
+            status=self.status,
+            error_kind=None if outcome is Outcome.OK else self.error_kind,
+            pod=self.pod,
+            ttft=self.ttft,
+            e2e=time.perf_counter() - self.started,
+            gaps=tuple(self.gaps),
+            output_tokens=self.usage_tokens if self.usage_tokens is not None else self.chunks,
+            tokens_from_usage=from_usage,
+            retry_after=self.retry_after,
+            error_detail=self.error_detail,
+        )
+
+
+def _check_messages(messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
+    if not messages:
+        raise ValueError("a chat needs at least one message")
+    checked = []
+    for message in messages:
+        role, content = message.get("role"), message.get("content")
+        if not isinstance(role, str) or not isinstance(content, str):
+            raise ValueError("each message needs a string 'role' and 'content'")
+        checked.append({"role": role, "content": content})
+    return checked
+
+
+class Gateway:
+    """The gateway as the cockpit uses it: chats, health, models, and each pod's metrics.
+
+    `pods` is where per-pod `/metrics` come from; by default `target` itself (its pod proxy).
+    With a `--backend-url`, pass the API server's target here, so its token stays with it.
+    `model` is the model asked for; None asks the gateway (`/v1/models`) once, on first use.
+    """
+
+    def __init__(
+        self,
+        target: GatewayTarget,
+        model: str | None = None,
+        *,
+        pods: GatewayTarget | None = None,
+    ) -> None:
+        """Open the pooled clients (no connection is made until the first request)."""
+        self.target = target
+        self.pods_target = pods if pods is not None else target
+        self._model = model
+        self._client = _client(target)
+        self._pods_client = self._client if pods is None else _client(pods)
+        self._model_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> Gateway:
+        """Use the gateway in `async with`; it closes on exit."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Close the clients."""
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        await self._client.aclose()
+        if self._pods_client is not self._client:
+            await self._pods_client.aclose()
+
+    async def models(self) -> list[str]:
+        """The model ids the gateway serves (`GET /v1/models`)."""
+        response = await self._request(self._client, "GET", MODELS_PATH)
+        try:
+            data = response.json()["data"]
+            return [item["id"] for item in data if isinstance(item.get("id"), str)]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise GatewayError("protocol", "the model list is not in the OpenAI shape") from None
+
+    async def model(self) -> str:
+        """The model chats ask for: the one given, else the gateway's first (asked once)."""
+        async with self._model_lock:
+            if self._model is None:
+                names = await self.models()
+                if not names:
+                    raise GatewayError("protocol", "the gateway lists no model")
+                self._model = names[0]
+            return self._model
+
+    async def chat(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        max_tokens: int = 64,
+        origin: str = "chat",
+        on_text: Callable[[str], None] | None = None,
+        stop: asyncio.Event | None = None,
+    ) -> ChatSample:
+        """Stream one chat and return how it went; never raises for a failed request.
+
+        `on_text` gets each piece of the reply as it arrives. Setting `stop` (Escape) closes
+        the stream at once and returns a sample with error kind `cancelled`. Cancelling the
+        calling task also closes the stream, and `CancelledError` propagates as asyncio wants.
+        A 429 is `Outcome.SHED` with the server's `Retry-After` in `retry_after`.
+        """
+        checked = _check_messages(messages)
+        if not isinstance(max_tokens, int) or max_tokens < 1:
+            raise ValueError(f"max_tokens must be a positive integer, not {max_tokens!r}")
+        progress = _ChatProgress(origin, on_text)
+        try:
+            model = await self.model()
+        except GatewayError as error:
+            progress.status = error.status
+            progress.fail(error.kind, error.detail)
+            return progress.sample()
+        body = {
+            "model": model,
+            "messages": checked,
+            "max_tokens": max_tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if stop is None:
+            await self._stream(body, progress)
+            return progress.sample()
+        reader = asyncio.ensure_future(self._stream(body, progress))
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            if not reader.done():
+                reader.cancel()
+                # Waiting (not awaiting) lets the stream close without raising its
+                # CancelledError here; a cancellation of this task still propagates.
+                await asyncio.wait({reader})
+        if reader.cancelled():
+            progress.fail("cancelled", "stopped by the user")
+        else:
+            reader.result()  # a bug in on_text surfaces here
+        return progress.sample()
+
+    async def _stream(self, body: dict[str, Any], progress: _ChatProgress) -> None:
+        """Send the chat and read its events into `progress`."""
+        try:
+            async with self._client.sse(CHAT_PATH, method="POST", json=body) as source:
+                response = source.response
+                progress.status = response.status_code
+                progress.pod = response.headers.get(SERVED_BY)
+                if response.status_code != 200:
+                    await self._http_failure(response, progress)
+                    return
+                events = _events(source)
+                async for event in events:
+                    if progress.take(event.data):
+                        break
+                if progress.done:
+                    await _drain(events)
+        except httpx2.TransportError as error:
+            progress.fail(_kind_of(error, progress.status == 200), str(error)[:_DETAIL_CHARS])
+
+    @staticmethod
+    async def _http_failure(response: httpx2.Response, progress: _ChatProgress) -> None:
+        status = response.status_code
+        body = b""
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= _ERROR_BODY_BYTES:
+                break
+        progress.fail(f"http_{status}", _error_detail(body[:_ERROR_BODY_BYTES]))
+        progress.retry_after = parse_retry_after(response.headers.get("retry-after"))
+
+    async def health(self) -> HealthSample:
+        """`GET /healthz` through the Service, timed; failures are samples too."""
+        at = time.time()
+        started = time.perf_counter()
+        try:
+            response = await self._client.get(HEALTH_PATH, timeout=_PROBE_TIMEOUT)
+        except httpx2.TransportError as error:
+            return HealthSample(at=at, latency=None, error=_kind_of(error, answered=False))
+        latency = time.perf_counter() - started
+        status = response.status_code
+        return HealthSample(
+            at=at,
+            latency=latency,
+            status=status,
+            pod=response.headers.get(SERVED_BY),
+            error=None if status == 200 else f"http_{status}",
+        )
+
+    async def pod_metrics(self, pod: str) -> BackendMetrics:
+        """One pod's gateway counters from its `/metrics`, through the pod proxy."""
+        url = self.pods_target.pod_url(pod) + METRICS_PATH
+        at = time.time()
+        response = await self._request(self._pods_client, "GET", url)
+        return parse_backend_metrics(pod, response.text, at)
+
+    @staticmethod
+    async def _request(client: httpx2.AsyncClient, method: str, url: str) -> httpx2.Response:
+        """A short request; a transport failure or a non-200 answer is a `GatewayError`."""
+        try:
+            response = await client.request(method, url, timeout=_PROBE_TIMEOUT)
+        except httpx2.TransportError as error:
+            raise GatewayError(_kind_of(error, answered=False), str(error)) from None
+        if response.status_code != 200:
+            detail = _error_detail(response.content[:_ERROR_BODY_BYTES])
+            raise GatewayError(f"http_{response.status_code}", detail, response.status_code)
+        return response
+
+
+def _events(source: httpx2.EventSource) -> AsyncIterator[httpx2.ServerSentEvent]:
+    # One iterator for the whole stream, so reading can stop at [DONE] and resume to drain.
+    return source.__aiter__()
+
+
+async def _drain(events: AsyncIterator[httpx2.ServerSentEvent]) -> None:
+    """Read the rest of a finished stream briefly, so its connection goes back to the pool."""
+    with contextlib.suppress(TimeoutError, httpx2.TransportError):
+        async with asyncio.timeout(_DRAIN_SECONDS):
+            async for _ in events:
+                pass
+
+
+# Sample names in the backend's /metrics (backend/metrics.py); counters end in `_total`.
+_INFLIGHT = "kube_llm_inflight"
+_REQUESTS = "kube_llm_requests_total"
+_TTFT_SUM = "kube_llm_ttft_seconds_sum"
+_TTFT_COUNT = "kube_llm_ttft_seconds_count"
+_OUTPUT_TOKENS = "kube_llm_output_tokens_total"
+# Chats waiting for a slot in the backend's admission queue (absent from a backend without one).
+_QUEUED = "kube_llm_queue_depth"
+
+
+def parse_backend_metrics(pod: str, text: str, at: float) -> BackendMetrics:
+    """A pod's `BackendMetrics` from its Prometheus text (labelled series are summed)."""
+    totals: dict[str, float] = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                totals[sample.name] = totals.get(sample.name, 0.0) + float(sample.value)
+    except ValueError as error:
+        raise GatewayError("parse", f"not Prometheus text: {error}") from None
+    if _INFLIGHT not in totals:
+        raise GatewayError("parse", f"no {_INFLIGHT} in the metrics: not a kube-llm backend?")
+    return BackendMetrics(
+        pod=pod,
+        at=at,
+        inflight=totals[_INFLIGHT],
+        requests=totals.get(_REQUESTS, 0.0),
+        ttft_sum=totals.get(_TTFT_SUM, 0.0),
+        ttft_count=totals.get(_TTFT_COUNT, 0.0),
+        output_tokens=totals.get(_OUTPUT_TOKENS, 0.0),
+        queued=totals.get(_QUEUED),
+    )
