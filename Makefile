@@ -47,8 +47,10 @@ pytest: $(STAMP) $(CHECKOV)
 
 test: lint typecheck imports pytest
 
+# The sandbox as a child process (output in .sandbox/), the cockpit on it in this terminal;
+# quitting the cockpit (q or Ctrl+C) stops the sandbox and every process it started.
 demo: $(STAMP)
-	$(VENV)/bin/kube-llm sandbox
+	$(VENV)/bin/kube-llm demo
 
 bench: $(STAMP)
 	$(PY) bench/proxy_overhead.py
