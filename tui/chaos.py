@@ -23,7 +23,9 @@ How each moment is derived (the cockpit's Role cannot read Endpoints or Endpoint
   kill, never before the previous moment, never after the snapshot that showed it).
 - first chat: the first successful chat whose `X-Served-By` names the replacement; its moment is
   when its first token arrived.
-- what users felt: the chats that ended from the kill until the timeline completed, by outcome.
+- what users felt: the chats that ended from the kill until the timeline closed, by outcome.
+- closed: once the pod is gone and the replacement served its first chat (or stayed Ready for
+  `first_chat_wait` seconds without one), or when `budget` seconds passed (then incomplete).
 """
 
 from __future__ import annotations
@@ -102,7 +104,12 @@ class RecoveryTracker:
                 requested_at = kill.timeline.requested_at
                 self._active.remove(kill)
         timeline = RecoveryTimeline(
-            pod=pod, action=action, requested_at=requested_at, refused=reason, complete=True
+            pod=pod,
+            action=action,
+            requested_at=requested_at,
+            refused=reason,
+            complete=True,
+            closed_at=max(at, requested_at),
         )
         self._completed.append(timeline)
         return timeline
@@ -154,7 +161,9 @@ class RecoveryTracker:
                 ok_requests=timeline.ok_requests + (sample.outcome is Outcome.OK),
             )
             self._first_chat(kill)
-        return self._finish(lambda kill: _done(kill.timeline, None, 0.0), complete=True)
+        return self._finish(
+            lambda kill: _done(kill.timeline, None, 0.0), complete=True, at=sample.ended_at
+        )
 
     def tick(self, now: float) -> list[RecoveryTimeline]:
         """Close timelines whose replacement waited `first_chat_wait` for a chat, or that ran
@@ -220,20 +229,22 @@ class RecoveryTracker:
     def _expire(self, now: float) -> list[RecoveryTimeline]:
         """Close what waited long enough for a first chat, or ran past the budget."""
         done = self._finish(
-            lambda kill: _done(kill.timeline, now, self.first_chat_wait), complete=True
+            lambda kill: _done(kill.timeline, now, self.first_chat_wait), complete=True, at=now
         )
         return done + self._finish(
-            lambda kill: now - kill.timeline.requested_at >= self.budget, complete=False
+            lambda kill: now - kill.timeline.requested_at >= self.budget, complete=False, at=now
         )
 
     def _finish(
-        self, finished: Callable[[_Kill], bool], *, complete: bool
+        self, finished: Callable[[_Kill], bool], *, complete: bool, at: float
     ) -> list[RecoveryTimeline]:
+        """Move the kills `finished` picks to the completed list, closed at `at`."""
         done: list[RecoveryTimeline] = []
         for kill in list(self._active):
             if finished(kill):
                 self._active.remove(kill)
-                timeline = replace(kill.timeline, complete=complete)
+                closed_at = max(at, kill.timeline.requested_at)
+                timeline = replace(kill.timeline, complete=complete, closed_at=closed_at)
                 self._completed.append(timeline)
                 done.append(timeline)
         return done
@@ -298,10 +309,22 @@ def describe(timeline: RecoveryTimeline) -> list[str]:
     )
     lines = ["; ".join(parts)]
     if not timeline.complete:
-        if timeline.replacement_ready_at is None:
-            lines.append("unfinished: no replacement was Ready when the timeline closed")
+        missing = [
+            what
+            for what, moment in (
+                ("the pod to go", timeline.gone_at),
+                ("a Ready replacement", timeline.replacement_ready_at),
+                ("the replacement's first chat", timeline.first_chat_at),
+            )
+            if moment is None
+        ]
+        if timeline.closed_at is None:
+            lines.append("still open: waiting for " + ", ".join(missing or ["the next snapshot"]))
         else:
-            lines.append("unfinished: still waiting for the replacement's first chat")
+            lines.append(
+                f"closed unfinished after {timeline.closed_at - start:.0f} s, without "
+                + ", ".join(missing)
+            )
     elif timeline.replacement_ready_at is not None and timeline.first_chat_at is None:
         lines.append("the replacement served no chat while the timeline was open")
     return lines

@@ -29,6 +29,11 @@ _RESOURCE_METRIC_FAILURES = {"FailedGetResourceMetric", "FailedGetContainerResou
 _BACKOFF = {"BackoffBoth", "BackoffDownscale", "BackoffUpscale"}
 
 
+def _flat(text: str) -> str:
+    """API text on one line (the line is one line; control characters are the UI's to show)."""
+    return " ".join(text.split())
+
+
 def metric_label(metric: HpaMetric) -> str:
     """The metric's name as people say it: "engine CPU", "backend memory", "requests_per_second"."""
     if metric.name == "cpu":
@@ -36,9 +41,9 @@ def metric_label(metric: HpaMetric) -> str:
     elif metric.name == "memory":
         resource = "memory"
     else:
-        resource = metric.name
+        resource = _flat(metric.name)
     if metric.container:
-        return f"{metric.container} {resource}"
+        return f"{_flat(metric.container)} {resource}"
     if metric.source == "Resource":
         return f"pod {resource}"
     return resource
@@ -59,10 +64,11 @@ def metric_reading(metric: HpaMetric, *, with_target: bool = False, long: bool =
             f"a {metric.target_utilization} % target" if long else f"{metric.target_utilization} %"
         )
         return f"{label} {current} against {target}"
-    current = metric.current_value or "unknown"
+    current = _flat(metric.current_value or "") or "unknown"
     if not with_target or metric.target_value is None:
         return f"{label} {current}"
-    target = f"a {metric.target_value} target" if long else metric.target_value
+    value = _flat(metric.target_value)
+    target = f"a {value} target" if long else value
     return f"{label} {current} against {target}"
 
 
@@ -139,8 +145,9 @@ def _since(condition: HpaCondition, now: float) -> str:
 
 def _detail(condition: HpaCondition) -> str:
     """The condition's reason and (single-line) message, as the controller wrote them."""
-    message = " ".join(condition.message.split())
-    return f"{condition.reason}: {message}" if message else condition.reason
+    message = _flat(condition.message)
+    reason = _flat(condition.reason)
+    return f"{reason}: {message}" if message else reason
 
 
 def _cannot_scale(able: HpaCondition, now: float) -> str:

@@ -311,6 +311,9 @@ class RecoveryTimeline:
     complete: bool = False
     refused: str | None = None
     """Why the kill did not happen (a PDB refusal), if it did not."""
+    closed_at: float | None = None
+    """When the tracker finished the timeline (None while it is open): the end of the window in
+    which the users' requests were counted."""
 
     @property
     def recovery_seconds(self) -> float | None:

@@ -9,7 +9,6 @@ or inject markup.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -26,6 +25,7 @@ from tui.model import (
     RecoveryTimeline,
     ReplicaPoint,
 )
+from tui.sanitize import one_line
 from tui.stats import percentile, summarize
 
 POSTER_HEALTH_MS = 76.0
@@ -61,18 +61,12 @@ class CockpitRecord:
     """The model the backend serves, when the cockpit knows it."""
 
 
-# Control characters (C0, DEL, C1) and the Unicode line and paragraph separators.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
-def plain(text: str) -> str:
-    """Untrusted text on one line: whitespace runs become one space, control characters go."""
-    return _CONTROL.sub("", " ".join(text.split()))
-
-
 def cell(text: str) -> str:
-    """Untrusted text made safe for a Markdown table cell (and for prose)."""
-    escaped = plain(text).replace("\\", "\\\\").replace("|", "\\|")
+    """Untrusted text made safe for a Markdown table cell (and for prose): on one line (line
+    breaks and other whitespace runs become one space), every other control character shown as
+    the cockpit shows it (ESC as a visible stand-in), and Markdown's `|`, `\\`, `` ` `` and HTML
+    escaped."""
+    escaped = one_line(" ".join(text.split())).replace("\\", "\\\\").replace("|", "\\|")
     # No raw HTML and no code spans that could swallow the row's other cells.
     return escaped.replace("<", "&lt;").replace(">", "&gt;").replace("`", "\\`")
 
@@ -232,6 +226,14 @@ def _chats(record: CockpitRecord) -> list[str]:
     return [*lines, ""]
 
 
+def _state(timeline: RecoveryTimeline) -> str:
+    if timeline.refused:
+        return "refused"
+    if timeline.complete:
+        return "yes"
+    return "no" if timeline.closed_at is not None else "in progress"
+
+
 def _recoveries(recoveries: Sequence[RecoveryTimeline]) -> list[str]:
     lines = ["## Recoveries", ""]
     if not recoveries:
@@ -248,7 +250,7 @@ def _recoveries(recoveries: Sequence[RecoveryTimeline]) -> list[str]:
             [
                 cell(timeline.pod),
                 timeline.action,
-                "refused" if timeline.refused else ("yes" if timeline.complete else "no"),
+                _state(timeline),
                 "n/a" if recovery is None else f"{recovery:.1f} s",
                 "n/a" if first_chat is None else f"{first_chat:.1f} s",
                 str(timeline.failed_requests),
@@ -390,7 +392,6 @@ __all__ = [
     "ReportError",
     "cell",
     "peak_concurrency",
-    "plain",
     "render",
     "write_report",
 ]

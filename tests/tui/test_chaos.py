@@ -118,6 +118,7 @@ def test_eviction_timeline_moment_by_moment() -> None:
     (timeline,) = done
     assert timeline.first_chat_at == pytest.approx(1006.9)
     assert replace(timeline, first_chat_at=None) == RecoveryTimeline(
+        closed_at=1008.0,
         pod=A,
         action="evict",
         requested_at=1000.3,
@@ -202,6 +203,7 @@ def test_pdb_refusal_is_a_complete_timeline() -> None:
     assert refused.refused == reason
     assert refused.complete
     assert refused.requested_at == 20.0
+    assert refused.closed_at == 20.1
     clock = time.strftime("%H:%M:%S", time.localtime(20.0))
     assert describe(refused) == [f"{B} eviction refused at {clock}: {reason}"]
 
@@ -215,6 +217,7 @@ def test_ready_replacement_without_chats_completes_after_the_wait() -> None:
     )
     assert tracker.tick(20.9) == []
     (timeline,) = tracker.tick(21.0)
+    assert timeline.closed_at == 21.0
     assert timeline.complete
     assert timeline.first_chat_at is None
     assert describe(timeline)[-1] == "the replacement served no chat while the timeline was open"
@@ -228,7 +231,16 @@ def test_past_the_budget_the_timeline_closes_incomplete() -> None:
     (timeline,) = tracker.tick(300.0)
     assert not timeline.complete
     assert timeline.replacement == C
-    assert describe(timeline)[-1] == "unfinished: no replacement was Ready when the timeline closed"
+    assert timeline.closed_at == 300.0
+    assert describe(timeline)[-1] == (
+        "closed unfinished after 300 s, without a Ready replacement, the replacement's first chat"
+    )
+    # An open timeline says what it still waits for.
+    tracker.requested(B, "evict", 400.0, [B, C])
+    (open_timeline,) = tracker.active
+    assert describe(open_timeline)[-1] == (
+        "still open: waiting for the pod to go, a Ready replacement, the replacement's first chat"
+    )
 
 
 def test_a_chat_reported_before_the_ready_snapshot_counts_from_ready() -> None:

@@ -289,9 +289,9 @@ condition_strategy = st.builds(
             "ScaleDownLimit",
             "FailedGetResourceMetric",
             "BackoffBoth",
-            "x",
         ]
-    ),
+    )
+    | st.text(max_size=10),
     message=st.text(max_size=30),
     since=st.none() | st.floats(0, 2e9),
 )

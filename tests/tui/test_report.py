@@ -269,14 +269,14 @@ def test_untrusted_text_cannot_break_the_markdown(report: tuple[CockpitRecord, s
     for table in tables(text):
         widths = {len(row) for row in table}
         assert len(widths) == 1, table
-    # The escaped pod name still reads as itself, on one line.
-    assert "llm-backend-7f9c-x\\|2k4 ]0;owned&lt;b&gt;\\`x" in text
+    # The escaped pod name still reads as itself, on one line, its controls shown as in the UI.
+    assert "llm-backend-7f9c-x\\|2k4 \u241b]0;owned\u2407&lt;b&gt;\\`x" in text
 
 
 def test_cell_escaping() -> None:
     assert cell("a|b") == "a\\|b"
     assert cell("line\nbreak\ttab") == "line break tab"
-    assert cell("\x1b[31mred\x9b") == "[31mred"
+    assert cell("\x1b[31mred\x9b\u202e") == "\u241b[31mred\ufffd\ufffd"
     assert cell("back\\slash") == "back\\\\slash"
 
 
