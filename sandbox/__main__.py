@@ -22,6 +22,7 @@ from sandbox.cluster import (
     render_overlay,
 )
 from sandbox.engine import embedded_model_path
+from sandbox.statelock import AlreadyRunning, StateLock
 
 DESCRIPTION = """\
 Run kube-llm's sandbox overlay on this machine, with no cluster: an API server on 127.0.0.1
@@ -165,6 +166,21 @@ async def serve(options: SandboxOptions) -> int:
         if problem is not None:
             print(f"kube-llm sandbox: {problem}", file=sys.stderr)
             return 2
+    # Before anything is written to the state folder: a second sandbox there refuses.
+    lock = StateLock(options.kubeconfig.parent)
+    try:
+        lock.acquire()
+    except AlreadyRunning as error:
+        print(f"kube-llm sandbox: {error}", file=sys.stderr)
+        return 2
+    try:
+        return await _serve_locked(options, lock)
+    finally:
+        lock.release()
+
+
+async def _serve_locked(options: SandboxOptions, lock: StateLock) -> int:
+    """Run the sandbox once the state folder is this process's."""
     try:
         objects = await asyncio.to_thread(render_overlay, options.overlay)
     except RenderError as error:
@@ -177,6 +193,7 @@ async def serve(options: SandboxOptions) -> int:
             f"kube-llm sandbox: cannot listen on 127.0.0.1:{options.port}: {error}", file=sys.stderr
         )
         return 2
+    lock.record(sandbox.server_url)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, sandbox.stop)

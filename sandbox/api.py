@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import json
+import logging
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,7 +27,6 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 import httpx2
-import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -35,7 +35,6 @@ from starlette.types import ASGIApp
 
 from sandbox import proxy
 from sandbox.auth import (
-    PROTOBUF_MAGIC,
     USER_SCOPE_KEY,
     Authenticator,
     BearerAuth,
@@ -43,12 +42,22 @@ from sandbox.auth import (
     authorize,
     decode_access_review_protobuf,
 )
+from sandbox.bodies import (
+    PROTOBUF_MAGIC,
+    decode_object,
+    delete_options_protobuf,
+    dry_run,
+    eviction_protobuf,
+    int_param,
+    read_body,
+)
 from sandbox.disruption import begin_pod_deletion, evict_pod
 from sandbox.metrics import pod_metrics_list
 from sandbox.patch import apply_patch
 from sandbox.store import (
     DEPLOYMENTS,
     JSON,
+    NAMESPACES,
     PODS,
     RESOURCE_TYPES,
     SERVICEACCOUNTS,
@@ -64,6 +73,7 @@ from sandbox.store import (
     timestamp,
 )
 from sandbox.tables import table, wants_table
+from sandbox.validation import validate
 from sandbox.watch import WatchOptions, WatchStream
 
 SERVER_VERSION = {
@@ -77,6 +87,14 @@ SERVER_VERSION = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
+
+
+log = logging.getLogger("sandbox.api")
+
+_MAX_TOKEN_SECONDS = 48 * 3600
+
+_DEFAULT_WATCH_SECONDS = 1800.0
+"""The API server's `--min-request-timeout`: a watch without a timeout lasts 1 to 2 times it."""
 
 
 class Runtime(Protocol):
@@ -100,6 +118,42 @@ class Faults:
     fail_code: int = 500
     stall_next: int = 0
     stall_seconds: float = 0.0
+
+
+_FAULT_NUMBERS: dict[str, tuple[type, float, float]] = {
+    "fail_next": (int, 0, 1_000_000),
+    "fail_code": (int, 400, 599),
+    "stall_next": (int, 0, 1_000_000),
+    "stall_seconds": (float, 0.0, 600.0),
+}
+
+
+def fault_changes(spec: JSON) -> dict[str, int | float]:
+    """The Faults fields a `/sandbox/faults` body sets, every one checked (400 otherwise)."""
+    unknown = set(spec) - set(_FAULT_NUMBERS) - {"drop_watches", "compact"}
+    if unknown:
+        raise bad_request(
+            f"unknown fault fields {sorted(unknown)}; known: "
+            f"{sorted([*_FAULT_NUMBERS, 'drop_watches', 'compact'])}"
+        )
+    for flag in ("drop_watches", "compact"):
+        if flag in spec and not isinstance(spec[flag], bool):
+            raise bad_request(f"{flag}: Invalid value: {spec[flag]!r}: must be true or false")
+    changes: dict[str, int | float] = {}
+    for key, (kind, low, high) in _FAULT_NUMBERS.items():
+        if key not in spec:
+            continue
+        value = spec[key]
+        number_ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if kind is int:
+            number_ok = number_ok and float(value).is_integer()
+        if not number_ok or not low <= value <= high:  # NaN fails both bounds
+            what = "an integer" if kind is int else "a number of seconds"
+            raise bad_request(
+                f"{key}: Invalid value: {value!r}: must be {what} from {low:g} to {high:g}"
+            )
+        changes[key] = kind(value)
+    return changes
 
 
 def status_response(error: ApiError) -> JSONResponse:
@@ -244,15 +298,18 @@ class ApiServer:
         user: User = request.scope[USER_SCOPE_KEY]
         if not user.admin:
             return status_response(ApiError(403, "Forbidden", "fault injection is for the admin"))
-        spec = await request.json()
+        try:
+            spec = decode_object(await read_body(request), request.headers.get("content-type", ""))
+            # The whole request is checked before any of it applies.
+            changes = fault_changes(spec)
+        except ApiError as error:
+            return status_response(error)
         if spec.get("compact"):
             self.store.compact()
         if spec.get("drop_watches"):
             self.store.close_watches()
-        self.faults.fail_next = int(spec.get("fail_next", self.faults.fail_next))
-        self.faults.fail_code = int(spec.get("fail_code", self.faults.fail_code))
-        self.faults.stall_next = int(spec.get("stall_next", self.faults.stall_next))
-        self.faults.stall_seconds = float(spec.get("stall_seconds", self.faults.stall_seconds))
+        for key, value in changes.items():
+            setattr(self.faults, key, value)
         return JSONResponse(
             {
                 "fail_next": self.faults.fail_next,
@@ -384,7 +441,10 @@ class ApiServer:
             return self._list(request, target)
         if request.method == "POST":
             body = await self._json(request)
-            created = self.store.create(target.rt, body, target.namespace)
+            self._admit_new(target, body)
+            created = self.store.create(
+                target.rt, body, target.namespace, dry_run=_query_dry_run(request)
+            )
             return JSONResponse(created, status_code=201)
         raise _method_not_allowed()
 
@@ -392,20 +452,41 @@ class ApiServer:
         assert target.name is not None
         if request.method != "POST":
             raise ApiError(405, "MethodNotAllowed", "eviction accepts only POST")
-        body = await self._json(request)
-        grace = (body.get("deleteOptions") or {}).get("gracePeriodSeconds")
-        result = evict_pod(self.store, target.namespace or "", target.name, grace)
+        if "protobuf" in request.headers.get("content-type", ""):
+            body = eviction_protobuf(await read_body(request))
+        else:
+            body = await self._json(request)
+        options = _delete_options(body.get("deleteOptions"))
+        result = evict_pod(
+            self.store,
+            target.namespace or "",
+            target.name,
+            options.get("gracePeriodSeconds"),
+            dry_run=_query_dry_run(request) or dry_run(options.get("dryRun")),
+        )
         return JSONResponse(result, status_code=201)
 
     async def _put(self, request: Request, target: Target) -> Response:
+        assert target.name is not None
         body = await self._json(request)
-        body.setdefault("metadata", {})
-        if body["metadata"].get("name") not in (None, target.name):
+        metadata = body.setdefault("metadata", {})
+        if not isinstance(metadata, dict):
+            raise bad_request("metadata: Invalid value: must be an object")
+        if metadata.get("name") not in (None, target.name):
             raise bad_request("the name of the object does not match the name on the URL")
-        body["metadata"]["name"] = target.name
-        body["metadata"]["namespace"] = target.namespace or ""
+        metadata["name"] = target.name
+        metadata["namespace"] = target.namespace or ""
+        current = self.store.get(target.rt, target.namespace or "", target.name)
+        if target.subresource == "status":
+            validate(target.rt, {**current, "status": body.get("status")})
+        else:
+            validate(target.rt, {**body, "metadata": {**current["metadata"], **metadata}})
         updated = self.store.update(
-            target.rt, body, subresource=target.subresource, check_version=True
+            target.rt,
+            body,
+            subresource=target.subresource,
+            check_version=True,
+            dry_run=_query_dry_run(request),
         )
         return JSONResponse(updated)
 
@@ -414,30 +495,60 @@ class ApiServer:
         namespace = target.namespace or ""
         current = self.store.get(target.rt, namespace, target.name)
         patched = apply_patch(
-            current, await request.body(), request.headers.get("content-type", "")
+            current, await read_body(request), request.headers.get("content-type", "")
         )
+        if not isinstance(patched.get("metadata", {}), dict):
+            raise bad_request("metadata: Invalid value: must be an object")
         patched.setdefault("metadata", {})
         patched["metadata"]["name"] = target.name
         patched["metadata"]["namespace"] = namespace
-        updated = self.store.update(target.rt, patched, subresource=target.subresource)
+        validate(target.rt, patched)
+        updated = self.store.update(
+            target.rt, patched, subresource=target.subresource, dry_run=_query_dry_run(request)
+        )
         return JSONResponse(updated)
 
     async def _delete(self, request: Request, target: Target) -> Response:
         assert target.name is not None
         rt, namespace, params = target.rt, target.namespace or "", request.query_params
         if "protobuf" in request.headers.get("content-type", ""):
-            options = {}  # DeleteOptions as protobuf: the query parameters still apply
+            options = delete_options_protobuf(await read_body(request))
         else:
-            options = await self._json(request, allow_empty=True)
-        grace_text = params.get("gracePeriodSeconds")
-        grace = int(grace_text) if grace_text is not None else options.get("gracePeriodSeconds")
+            options = _delete_options(await self._json(request, allow_empty=True))
+        grace = int_param(params, "gracePeriodSeconds")
+        if grace is None:
+            grace = options.get("gracePeriodSeconds")
+        dry = _query_dry_run(request) or dry_run(options.get("dryRun"))
         if rt is PODS:
-            return JSONResponse(begin_pod_deletion(self.store, namespace, target.name, grace))
-        deleted = self.store.delete(rt, namespace, target.name)
+            return JSONResponse(
+                begin_pod_deletion(self.store, namespace, target.name, grace, dry_run=dry)
+            )
+        deleted = self.store.delete(rt, namespace, target.name, dry_run=dry)
         propagation = params.get("propagationPolicy") or options.get("propagationPolicy")
-        if rt is DEPLOYMENTS and propagation != "Orphan":
+        if rt is DEPLOYMENTS and propagation != "Orphan" and not dry:
             self._cascade(deployed=deleted)
         return JSONResponse(deleted)
+
+    def _admit_new(self, target: Target, body: JSON) -> None:
+        """What the API server checks before a create: the namespace and the object."""
+        metadata = body.get("metadata")
+        if isinstance(metadata, dict) and target.rt.namespaced:
+            given = metadata.get("namespace")
+            if given not in (None, "", target.namespace) and target.namespace is not None:
+                raise bad_request(
+                    "the namespace of the provided object does not match the namespace sent "
+                    "on the request"
+                )
+        validate(target.rt, body)
+        if target.rt.namespaced:
+            namespace = target.namespace or (metadata or {}).get("namespace") or "default"
+            if self.store.find(NAMESPACES, "", namespace) is None:
+                raise ApiError(
+                    404,
+                    "NotFound",
+                    f'namespaces "{namespace}" not found',
+                    {"name": namespace, "kind": "namespaces"},
+                )
 
     def _cascade(self, deployed: JSON) -> None:
         """Background cascading deletion: the pods a deleted Deployment owned go too."""
@@ -449,23 +560,9 @@ class ApiServer:
                 )
 
     async def _json(self, request: Request, allow_empty: bool = False) -> JSON:
-        body = await request.body()
-        if not body.strip():
-            if allow_empty:
-                return {}
-            raise bad_request("the request body is empty")
-        try:
-            content_type = request.headers.get("content-type", "")
-            value = yaml.safe_load(body) if "yaml" in content_type else json.loads(body)
-        except (ValueError, yaml.YAMLError) as error:
-            raise ApiError(
-                415,
-                "UnsupportedMediaType",
-                f"the sandbox reads JSON and YAML bodies only, not {content_type!r}: {error}",
-            ) from error
-        if not isinstance(value, dict):
-            raise bad_request("the request body must be an object")
-        return value
+        body = await read_body(request)
+        content_type = request.headers.get("content-type", "")
+        return decode_object(body, content_type, allow_empty=allow_empty)
 
     def _selectors(self, request: Request) -> tuple[list[Any], list[tuple[str, bool, str]]]:
         params = request.query_params
@@ -509,7 +606,10 @@ class ApiServer:
             since = None if rv_text in ("", "0") else int(rv_text)
         except ValueError as error:
             raise bad_request(f"invalid resource version {rv_text!r}") from error
-        timeout_text = params.get("timeoutSeconds")
+        # As the API server: no timeout (or 0) means its own, 30 to 60 minutes at random.
+        timeout = int_param(params, "timeoutSeconds", minimum=0) or _DEFAULT_WATCH_SECONDS * (
+            1 + random.random()
+        )
         options = WatchOptions(
             namespace=target.namespace,
             labels=labels,
@@ -519,7 +619,7 @@ class ApiServer:
             bookmark_seconds=self.bookmark_seconds
             if params.get("allowWatchBookmarks") in ("true", "1")
             else None,
-            timeout_seconds=float(timeout_text) if timeout_text else None,
+            timeout_seconds=float(timeout),
             as_table=wants_table(request.headers.get("accept", "")),
         )
         return StreamingResponse(
@@ -546,13 +646,16 @@ class ApiServer:
                     f"choose one of: [{names}]"
                 )
             container = containers[0]["name"]
-        path = self.runtime.log_path(target.namespace or "", target.name, container)
+        try:
+            path = self.runtime.log_path(target.namespace or "", target.name, container)
+        except ValueError:
+            path = None
         if path is None or not path.exists():
             raise bad_request(f'container "{container}" in pod "{target.name}" is waiting to start')
         text = path.read_bytes()
-        tail = request.query_params.get("tailLines")
+        tail = int_param(request.query_params, "tailLines", minimum=0)
         if tail is not None:
-            text = b"".join(text.splitlines(keepends=True)[-int(tail) :])
+            text = b"".join(text.splitlines(keepends=True)[-tail:]) if tail else b""
         if request.query_params.get("follow") not in ("true", "1"):
             return Response(text, media_type="text/plain")
         store, namespace, uid = self.store, target.namespace or "", pod["metadata"]["uid"]
@@ -581,11 +684,11 @@ class ApiServer:
         """SelfSubjectAccessReview (`kubectl auth can-i`): may the caller do this?"""
         if request.method != "POST":
             raise ApiError(405, "MethodNotAllowed", "selfsubjectaccessreviews accept only POST")
-        body = await request.body()
+        body = await read_body(request)
         if body.startswith(PROTOBUF_MAGIC):
             spec = decode_access_review_protobuf(body)
         else:
-            spec = (await self._json(request)).get("spec") or {}
+            spec = _review_spec((await self._json(request)).get("spec"))
         user: User = request.scope[USER_SCOPE_KEY]
         attributes = spec.get("resourceAttributes")
         allowed = True
@@ -628,12 +731,24 @@ class ApiServer:
             raise ApiError(405, "MethodNotAllowed", "token accepts only POST")
         namespace = target.namespace or "default"
         self.store.get(SERVICEACCOUNTS, namespace, target.name)
+        if _query_dry_run(request):
+            # A dry-run token would be a real credential the caller did not mean to get.
+            raise bad_request("the sandbox does not issue tokens in a dry run")
         # kubectl sends this request as protobuf, which the sandbox does not decode: only
         # expirationSeconds matters, and the default serves.
         protobuf = "protobuf" in request.headers.get("content-type", "")
         body = {} if protobuf else await self._json(request, allow_empty=True)
         spec = body.get("spec") or {}
-        seconds = int(spec.get("expirationSeconds") or 3600)
+        if not isinstance(spec, dict):
+            raise bad_request("spec: Invalid value: must be an object")
+        seconds = spec.get("expirationSeconds") or 3600
+        if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 600:
+            raise bad_request(
+                f"spec.expirationSeconds: Invalid value: {seconds!r}: may not specify a "
+                "duration less than 10 minutes"
+            )
+        # As the API server's --service-account-max-token-expiration: a longer ask is clamped.
+        seconds = min(seconds, _MAX_TOKEN_SECONDS)
         token = self.authenticator.issue(namespace, target.name, seconds)
         return JSONResponse(
             {
@@ -681,18 +796,20 @@ class ApiServer:
             wanted = await self._json(request)
         elif request.method == "PATCH":
             wanted = apply_patch(
-                current, await request.body(), request.headers.get("content-type", "")
+                current, await read_body(request), request.headers.get("content-type", "")
             )
         else:
             raise ApiError(405, "MethodNotAllowed", "scale accepts GET, PUT and PATCH")
-        version = (wanted.get("metadata") or {}).get("resourceVersion")
+        wanted_meta = wanted.get("metadata")
+        version = wanted_meta.get("resourceVersion") if isinstance(wanted_meta, dict) else None
         if (
             request.method == "PUT"
             and version
             and version != deployment["metadata"]["resourceVersion"]
         ):
             raise conflict(target.rt, target.name)
-        replicas = (wanted.get("spec") or {}).get("replicas")
+        wanted_spec = wanted.get("spec")
+        replicas = wanted_spec.get("replicas") if isinstance(wanted_spec, dict) else None
         if not isinstance(replicas, int) or replicas < 0:
             raise ApiError(
                 422,
@@ -704,7 +821,9 @@ class ApiServer:
         def set_replicas(obj: JSON) -> None:
             obj["spec"]["replicas"] = replicas
 
-        updated = self.store.mutate(target.rt, namespace, target.name, set_replicas)
+        updated = self.store.mutate(
+            target.rt, namespace, target.name, set_replicas, dry_run=_query_dry_run(request)
+        )
         return JSONResponse(scale_of(updated))
 
     def _metrics(self, target: Target) -> Response:
@@ -765,6 +884,61 @@ def _method_not_allowed() -> ApiError:
     )
 
 
+_REVIEW_FIELDS = {
+    "resourceAttributes": (
+        "namespace",
+        "verb",
+        "group",
+        "version",
+        "resource",
+        "subresource",
+        "name",
+    ),
+    "nonResourceAttributes": ("path", "verb"),
+}
+
+
+def _review_spec(value: Any) -> JSON:
+    """A SelfSubjectAccessReview's spec with the types of its attributes checked (400)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request("spec: Invalid value: must be an object")
+    for section, fields in _REVIEW_FIELDS.items():
+        attributes = value.get(section)
+        if attributes is None:
+            continue
+        if not isinstance(attributes, dict):
+            raise bad_request(f"spec.{section}: Invalid value: must be an object")
+        for field in fields:
+            if not isinstance(attributes.get(field, ""), str):
+                raise bad_request(f"spec.{section}.{field}: Invalid value: must be a string")
+    return value
+
+
+def _query_dry_run(request: Request) -> bool:
+    """Whether the query asks for a dry run (`?dryRun=All`); 400 for an unknown value."""
+    return dry_run(request.query_params.getlist("dryRun") or None)
+
+
+def _delete_options(value: Any) -> JSON:
+    """DeleteOptions from a JSON body, with the types of the fields the sandbox reads checked."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request("deleteOptions: Invalid value: must be an object")
+    grace = value.get("gracePeriodSeconds")
+    if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)):
+        raise bad_request("gracePeriodSeconds: Invalid value: must be an integer")
+    policy = value.get("propagationPolicy")
+    if policy is not None and policy not in ("Orphan", "Background", "Foreground"):
+        raise bad_request(
+            f'propagationPolicy: Unsupported value: "{policy}": supported values: '
+            '"Foreground", "Background", "Orphan"'
+        )
+    return value
+
+
 def _verb(request: Request, target: Target) -> str:
     """The RBAC verb of a request, as the API server derives it."""
     method = request.method
@@ -802,5 +976,13 @@ def create_app(server: ApiServer) -> ASGIApp:
     async def unknown(request: Request, exc: Exception) -> Response:
         return status_response(_not_found())
 
+    async def internal(request: Request, exc: Exception) -> Response:
+        # A bug, not the caller's mistake; it is logged (with its traceback) by the server.
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        return status_response(
+            ApiError(500, "InternalError", f"Internal error occurred: {type(exc).__name__}")
+        )
+
     app.add_exception_handler(404, unknown)
+    app.add_exception_handler(Exception, internal)
     return BearerAuth(app, server.authenticator)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sandbox.bodies import protobuf_object, wire_fields
 from sandbox.store import JSON, ROLEBINDINGS, ROLES, ApiError, Store, bad_request
 
 
@@ -155,70 +156,39 @@ def authorize(
     )
 
 
-PROTOBUF_MAGIC = b"k8s\x00"
-
-
-def _protobuf_fields(data: bytes) -> dict[int, list[bytes]]:
-    """Length-delimited fields of one protobuf message (varint fields are skipped)."""
-    fields: dict[int, list[bytes]] = {}
-    index = 0
-
-    def varint() -> int:
-        nonlocal index
-        value = shift = 0
-        while True:
-            byte = data[index]
-            index += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return value
-
-    while index < len(data):
-        key = varint()
-        number, wire_type = key >> 3, key & 7
-        if wire_type == 0:
-            varint()
-        elif wire_type == 2:
-            length = varint()
-            fields.setdefault(number, []).append(data[index : index + length])
-            index += length
-        elif wire_type == 1:
-            index += 8
-        elif wire_type == 5:
-            index += 4
-        else:
-            raise bad_request(f"unsupported protobuf wire type {wire_type}")
-    return fields
-
-
 def decode_access_review_protobuf(body: bytes) -> JSON:
     """The spec of a SelfSubjectAccessReview sent as Kubernetes protobuf (as kubectl does).
 
     The envelope is `k8s\\0` plus a runtime.Unknown whose field 2 holds the object; the
-    spec's field 1 is resourceAttributes, field 2 nonResourceAttributes.
+    review's field 2 is its spec, whose field 1 is resourceAttributes and field 2
+    nonResourceAttributes. Anything malformed is a 400.
     """
-    try:
-        envelope = _protobuf_fields(body[len(PROTOBUF_MAGIC) :])
-        review = _protobuf_fields(envelope[2][0])
-        spec_fields = _protobuf_fields(review[2][0]) if 2 in review else {}
-    except (IndexError, KeyError) as error:
-        raise bad_request("malformed protobuf SelfSubjectAccessReview") from error
-    spec: JSON = {}
     names = {1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource"}
     names.update({6: "subresource", 7: "name"})
-    if 1 in spec_fields:
-        attributes = _protobuf_fields(spec_fields[1][0])
-        spec["resourceAttributes"] = {
-            names[number]: values[0].decode()
-            for number, values in attributes.items()
-            if number in names
-        }
-    if 2 in spec_fields:
-        attributes = _protobuf_fields(spec_fields[2][0])
-        spec["nonResourceAttributes"] = {
-            name: attributes[number][0].decode()
-            for number, name in ((1, "path"), (2, "verb"))
-            if number in attributes
-        }
+    spec: JSON = {}
+    try:
+        review = wire_fields(protobuf_object(body))
+        spec_fields = wire_fields(_message(review[2][0])) if 2 in review else {}
+        if 1 in spec_fields:
+            attributes = wire_fields(_message(spec_fields[1][0]))
+            spec["resourceAttributes"] = {
+                names[number]: _message(values[0]).decode()
+                for number, values in attributes.items()
+                if number in names
+            }
+        if 2 in spec_fields:
+            attributes = wire_fields(_message(spec_fields[2][0]))
+            spec["nonResourceAttributes"] = {
+                name: _message(attributes[number][0]).decode()
+                for number, name in ((1, "path"), (2, "verb"))
+                if number in attributes
+            }
+    except (ValueError, UnicodeDecodeError) as error:
+        raise bad_request(f"malformed protobuf SelfSubjectAccessReview: {error}") from None
     return spec
+
+
+def _message(value: int | bytes) -> bytes:
+    if not isinstance(value, bytes):
+        raise ValueError("expected a length-delimited field")
+    return value

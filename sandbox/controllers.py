@@ -33,6 +33,7 @@ from sandbox.disruption import (
     service_pods,
 )
 from sandbox.events import EventRecorder
+from sandbox.isolation import FIRST_RETRY_SECONDS, ObjectFailures, object_key
 from sandbox.metrics import PodSample, ProcessTreeSampler, pod_metrics
 from sandbox.store import (
     DEPLOYMENTS,
@@ -99,10 +100,13 @@ def _set_condition(
 class Reconciler:
     """Runs `reconcile` whenever one of the watched resources changes (coalescing bursts)."""
 
-    def __init__(self, store: Store, watched: tuple[ResourceType, ...]) -> None:
+    def __init__(
+        self, store: Store, watched: tuple[ResourceType, ...], component: str = "controller"
+    ) -> None:
         self.store = store
         self._watched = watched
         self._dirty = asyncio.Event()
+        self.failures = ObjectFailures(component, EventRecorder(store, component))
 
     def reconcile(self) -> None:
         """Bring the world towards the desired state (synchronous: one consistent view)."""
@@ -114,6 +118,7 @@ class Reconciler:
 
     async def run(self) -> None:
         """Reconcile on every change until cancelled."""
+        loop = asyncio.get_running_loop()
         queues = [self.store.subscribe(rt)[1] for rt in self._watched]
         forwarders = [asyncio.create_task(self._forward(q)) for q in queues]
         try:
@@ -123,9 +128,13 @@ class Reconciler:
                 self._dirty.clear()
                 try:
                     self.reconcile()
-                except ApiError as error:
-                    log.warning("reconcile failed: %s", error.message)
-                    self._dirty.set()
+                except Exception:  # one failed pass is retried; the controller keeps running
+                    log.exception("reconcile failed; retrying in %g s", FIRST_RETRY_SECONDS)
+                    loop.call_later(FIRST_RETRY_SECONDS, self._dirty.set)
+                retry = self.failures.next_retry_in()
+                if retry is not None:
+                    # An object waiting out its backoff is tried again when it ends.
+                    loop.call_later(retry, self._dirty.set)
                 await asyncio.sleep(0)
         finally:
             for task in forwarders:
@@ -143,7 +152,7 @@ class DeploymentController(Reconciler):
     """Keeps each Deployment's pods at `spec.replicas`, replacing and rolling them."""
 
     def __init__(self, store: Store) -> None:
-        super().__init__(store, (DEPLOYMENTS, PODS))
+        super().__init__(store, (DEPLOYMENTS, PODS), "deployment-controller")
         self.recorder = EventRecorder(store, "deployment-controller")
         self.pod_recorder = EventRecorder(store, "replicaset-controller")
         self._last_replicas: dict[str, int] = {}
@@ -151,9 +160,10 @@ class DeploymentController(Reconciler):
     def reconcile(self) -> None:
         deployments = self.store.list(DEPLOYMENTS)
         for deployment in deployments:
-            self._reconcile(deployment)
+            self.failures.run(deployment, self._reconcile)
         # Forget deleted Deployments (a new one by the same name has another uid).
         live = {d["metadata"]["uid"] for d in deployments}
+        self.failures.forget_except({object_key(d) for d in deployments})
         for uid in set(self._last_replicas) - live:
             del self._last_replicas[uid]
 
@@ -355,37 +365,43 @@ class DisruptionController(Reconciler):
     """Keeps PodDisruptionBudget status and Service endpoints in step with the pods."""
 
     def __init__(self, store: Store) -> None:
-        super().__init__(store, (PDBS, PODS, SERVICES))
+        super().__init__(store, (PDBS, PODS, SERVICES), "disruption-controller")
 
     def reconcile(self) -> None:
-        for pdb in self.store.list(PDBS):
-            numbers = pdb_numbers(self.store, pdb)
+        pdbs = self.store.list(PDBS)
+        services = self.store.list(SERVICES)
+        for pdb in pdbs:
+            self.failures.run(pdb, self._budget)
+        for service in services:
+            self.failures.run(service, self._endpoints)
+        self.failures.forget_except({object_key(o) for o in pdbs + services})
 
-            def write(obj: JSON, numbers: JSON = numbers) -> None:
-                status = obj.setdefault("status", {})
-                conditions = [
-                    dict(c)
-                    for c in status.get("conditions") or []
-                    if c.get("type") == "DisruptionAllowed"
-                ]
-                allowed = numbers["disruptionsAllowed"] > 0
-                _set_condition(
-                    conditions,
-                    "DisruptionAllowed",
-                    allowed,
-                    "SufficientPods" if allowed else "InsufficientPods",
-                    "",
-                )
-                for condition in conditions:
-                    condition.pop("lastUpdateTime", None)
-                    condition["observedGeneration"] = int(obj["metadata"].get("generation", 1))
-                status.update(numbers)
-                status["observedGeneration"] = int(obj["metadata"].get("generation", 1))
-                status["conditions"] = conditions
+    def _budget(self, pdb: JSON) -> None:
+        numbers = pdb_numbers(self.store, pdb)
 
-            self.store.mutate(PDBS, pdb["metadata"]["namespace"], pdb["metadata"]["name"], write)
-        for service in self.store.list(SERVICES):
-            self._endpoints(service)
+        def write(obj: JSON) -> None:
+            status = obj.setdefault("status", {})
+            conditions = [
+                dict(c)
+                for c in status.get("conditions") or []
+                if c.get("type") == "DisruptionAllowed"
+            ]
+            allowed = numbers["disruptionsAllowed"] > 0
+            _set_condition(
+                conditions,
+                "DisruptionAllowed",
+                allowed,
+                "SufficientPods" if allowed else "InsufficientPods",
+                "",
+            )
+            for condition in conditions:
+                condition.pop("lastUpdateTime", None)
+                condition["observedGeneration"] = int(obj["metadata"].get("generation", 1))
+            status.update(numbers)
+            status["observedGeneration"] = int(obj["metadata"].get("generation", 1))
+            status["conditions"] = conditions
+
+        self.store.mutate(PDBS, pdb["metadata"]["namespace"], pdb["metadata"]["name"], write)
 
     def _endpoints(self, service: JSON) -> None:
         namespace = service["metadata"]["namespace"]
@@ -498,6 +514,7 @@ class HpaController:
         self.sync_seconds = sync_seconds
         self.recorder = EventRecorder(store, "horizontal-pod-autoscaler")
         self.histories: dict[str, hpa_algorithm.HPAHistory] = {}
+        self.failures = ObjectFailures("horizontal-pod-autoscaler", self.recorder)
         self._wake = asyncio.Event()
 
     def sync(self, hpa: JSON) -> None:
@@ -578,10 +595,8 @@ class HpaController:
         """One sync of every HPA."""
         hpas = self.store.list(HPAS)
         for hpa in hpas:
-            try:
-                self.sync(hpa)
-            except ApiError as error:
-                log.warning("HPA sync failed: %s", error.message)
+            self.failures.run(hpa, self.sync)
+        self.failures.forget_except({object_key(hpa) for hpa in hpas})
         # A deleted HPA's recommendations and scale events go with it.
         live = {hpa["metadata"]["uid"] for hpa in hpas}
         for uid in set(self.histories) - live:

@@ -53,8 +53,12 @@ def service_pods(store: Store, service: JSON) -> list[JSON]:
     ]
 
 
-def begin_pod_deletion(store: Store, namespace: str, name: str, grace: int | None) -> JSON:
+def begin_pod_deletion(
+    store: Store, namespace: str, name: str, grace: int | None, *, dry_run: bool = False
+) -> JSON:
     """Delete a pod as the API server does: mark it terminating, or remove it for grace 0.
+
+    With `dry_run`, the answer is the pod as the delete would leave it, and nothing changes.
 
     The kubelet sees the deletionTimestamp, runs preStop, sends SIGTERM and removes the object
     once the containers stopped; with grace 0 (force) the object goes at once and the kubelet
@@ -65,7 +69,7 @@ def begin_pod_deletion(store: Store, namespace: str, name: str, grace: int | Non
         grace = int((pod.get("spec") or {}).get("terminationGracePeriodSeconds", 30))
     grace = max(0, grace)
     if grace == 0:
-        return store.delete(PODS, namespace, name)
+        return store.delete(PODS, namespace, name, dry_run=dry_run)
     current = pod["metadata"].get("deletionGracePeriodSeconds")
     if current is not None and int(current) <= grace:
         return pod
@@ -77,7 +81,7 @@ def begin_pod_deletion(store: Store, namespace: str, name: str, grace: int | Non
         if "generation" in obj["metadata"]:
             obj["metadata"]["generation"] = int(obj["metadata"]["generation"]) + 1
 
-    return store.mutate(PODS, namespace, name, mark)
+    return store.mutate(PODS, namespace, name, mark, dry_run=dry_run)
 
 
 def scaled_int_or_percent(value: Any, total: int, round_up: bool) -> int:
@@ -120,8 +124,13 @@ def pdb_numbers(store: Store, pdb: JSON) -> JSON:
     }
 
 
-def evict_pod(store: Store, namespace: str, name: str, grace: int | None) -> JSON:
-    """The Eviction API: delete the pod unless that would break its disruption budget (429)."""
+def evict_pod(
+    store: Store, namespace: str, name: str, grace: int | None, *, dry_run: bool = False
+) -> JSON:
+    """The Eviction API: delete the pod unless that would break its disruption budget (429).
+
+    With `dry_run`, the budget is checked and the answer given, and nothing is deleted.
+    """
     pod = store.get(PODS, namespace, name)
     if pod["metadata"].get("deletionTimestamp"):
         return success_status(201)
@@ -164,5 +173,5 @@ def evict_pod(store: Store, namespace: str, name: str, grace: int | None) -> JSO
                     ]
                 },
             )
-    begin_pod_deletion(store, namespace, name, grace)
+    begin_pod_deletion(store, namespace, name, grace, dry_run=dry_run)
     return success_status(201)

@@ -21,6 +21,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
@@ -39,6 +40,8 @@ from sandbox.events import EventRecorder
 from sandbox.store import CONFIGMAPS, JSON, PODS, ApiError, Store, WatchEvent, timestamp
 
 log = logging.getLogger("sandbox.kubelet")
+
+_SAFE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 NODE_NAME = "sandbox"
 NODE_IP = "127.0.0.1"
@@ -882,7 +885,14 @@ class Kubelet:
         self._on_change: list[Callable[[], None]] = []
 
     def log_path(self, namespace: str, pod: str, container: str | None) -> Path:
-        """Where a container's output goes."""
+        """Where a container's output goes: always a file directly in the log folder.
+
+        The API server admits only DNS-1123 names, which have no `/` and no `_`; this check
+        holds the line should any other name ever get here (ValueError).
+        """
+        parts = (namespace, pod, container or "")
+        if not all(_SAFE_NAME.fullmatch(part) for part in parts):
+            raise ValueError(f"no log file for names outside DNS-1123: {parts!r}")
         return self.config.log_dir / f"{namespace}_{pod}_{container}.log"
 
     def pod_port(self, namespace: str, pod: str, port: str | int) -> int | None:
@@ -965,6 +975,25 @@ class Kubelet:
         self._background.add(worker.terminate_task)
         worker.terminate_task.add_done_callback(self._background.discard)
 
+    def _isolated(self, pod: JSON, action: Callable[[JSON], None]) -> None:
+        """Run `action` for one pod; a failure stays with that pod (a log line and a Warning
+        event on it) and the kubelet goes on running every other pod."""
+        try:
+            action(pod)
+        except Exception as error:  # isolation: one pod must never stop the kubelet
+            metadata = pod.get("metadata") or {}
+            log.exception("kubelet: handling pod %r failed", metadata.get("name"))
+            with contextlib.suppress(Exception):
+                self.recorder.record(
+                    pod, "Warning", "FailedSync", f"the kubelet failed on this pod: {error!r}"
+                )
+
+    def _isolated_event(self, event: WatchEvent) -> None:
+        def handle(_pod: JSON) -> None:
+            self._handle(event)
+
+        self._isolated(event.obj, handle)
+
     def _handle(self, event: WatchEvent) -> None:
         pod = event.obj
         key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
@@ -1000,12 +1029,12 @@ class Kubelet:
             _, queue = self.store.subscribe(PODS)
             try:
                 for pod in self.store.list(PODS):
-                    self._start(pod)
+                    self._isolated(pod, self._start)
                 while True:
                     event = await queue.get()
                     if event is None:
                         continue  # the API's watches were dropped; this subscription stays
-                    self._handle(event)
+                    self._isolated_event(event)
             finally:
                 self.store.unsubscribe(PODS, queue)
                 await self.shutdown()

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import yaml
-
+from sandbox.bodies import decode
 from sandbox.store import JSON, ApiError, bad_request
 
 
@@ -103,13 +102,7 @@ def json_patch(target: JSON, operations: list[JSON]) -> JSON:
 def apply_patch(target: JSON, body: bytes, content_type: str) -> JSON:
     """Apply a PATCH body of any content type Kubernetes accepts."""
     media = content_type.split(";")[0].strip()
-    try:
-        if media == "application/apply-patch+yaml":
-            patch = yaml.safe_load(body)
-        else:
-            patch = json.loads(body or b"{}")
-    except (ValueError, yaml.YAMLError) as error:
-        raise bad_request(f"the patch body is not valid: {error}") from error
+    patch = decode(body or b"{}", media)
     if media == "application/json-patch+json":
         if not isinstance(patch, list):
             raise bad_request("a JSON patch must be a list of operations")

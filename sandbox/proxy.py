@@ -122,6 +122,13 @@ async def pod_proxy(
     return await forward(server, request, port, tail)
 
 
+async def _stream(request: Request) -> AsyncIterator[bytes]:
+    """The request body, chunk by chunk as the client sends it."""
+    async for chunk in request.stream():
+        if chunk:
+            yield chunk
+
+
 async def forward(server: ApiServer, request: Request, port: int, tail: str) -> Response:
     """Send the request to 127.0.0.1:port and stream the answer back."""
     assert server.http is not None
@@ -131,9 +138,13 @@ async def forward(server: ApiServer, request: Request, port: int, tail: str) -> 
     headers = [
         (key, value) for key, value in request.headers.items() if key.lower() not in _DROP_REQUEST
     ]
-    body = await request.body()
+    # The body streams through as it arrives, never held whole (a chat may be large, and the
+    # backend enforces its own limit); a request that declares none sends none.
+    has_body = "content-length" in request.headers or "transfer-encoding" in request.headers
+    if "content-length" in request.headers:
+        headers.append(("content-length", request.headers["content-length"]))
     upstream_request = server.http.build_request(
-        request.method, url, headers=headers, content=body or None
+        request.method, url, headers=headers, content=_stream(request) if has_body else None
     )
     try:
         upstream = await server.http.send(upstream_request, stream=True)

@@ -518,8 +518,13 @@ class Store:
 
     # -- writes --------------------------------------------------------------------------------
 
-    def create(self, rt: ResourceType, obj: JSON, namespace: str | None = None) -> JSON:
-        """Store a new object, filling in the metadata the API server owns."""
+    def create(
+        self, rt: ResourceType, obj: JSON, namespace: str | None = None, *, dry_run: bool = False
+    ) -> JSON:
+        """Store a new object, filling in the metadata the API server owns.
+
+        With `dry_run`, everything but the storing: the answer is the object as it would be.
+        """
         obj = copy.deepcopy(obj)
         metadata = obj.setdefault("metadata", {})
         if rt.namespaced:
@@ -540,9 +545,11 @@ class Store:
         obj["kind"] = rt.kind
         metadata["uid"] = str(uuid.uuid4())
         metadata["creationTimestamp"] = timestamp()
-        metadata["resourceVersion"] = str(self._next_rv())
         if "spec" in obj:
             metadata["generation"] = 1
+        if dry_run:
+            return obj
+        metadata["resourceVersion"] = str(self._next_rv())
         self._objects[rt.key][key] = obj
         self._emit(rt, "ADDED", obj)
         return copy.deepcopy(obj)
@@ -554,8 +561,10 @@ class Store:
         *,
         subresource: str | None = None,
         check_version: bool = False,
+        dry_run: bool = False,
     ) -> JSON:
-        """Replace an object (or only its status with `subresource="status"`)."""
+        """Replace an object (or only its status with `subresource="status"`); with `dry_run`,
+        the answer is the object as it would be, and nothing changes."""
         metadata = obj.get("metadata") or {}
         name = metadata.get("name", "")
         namespace = metadata.get("namespace", "") if rt.namespaced else ""
@@ -584,12 +593,19 @@ class Store:
             if subresource is None and "status" in obj and rt.plural in ("events",):
                 new["status"] = copy.deepcopy(obj["status"])
             _bump_generation(new, current)
-        return self._replace(rt, (namespace, name), current, new)
+        return self._replace(rt, (namespace, name), current, new, dry_run)
 
     def mutate(
-        self, rt: ResourceType, namespace: str, name: str, change: Callable[[JSON], None]
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        change: Callable[[JSON], None],
+        *,
+        dry_run: bool = False,
     ) -> JSON:
-        """Apply `change` to a copy of the object and store it (spec, metadata and status)."""
+        """Apply `change` to a copy of the object and store it (spec, metadata and status);
+        with `dry_run`, only answer what it would store."""
         current = self._objects[rt.key].get((namespace if rt.namespaced else "", name))
         if current is None:
             raise not_found(rt, name)
@@ -603,23 +619,37 @@ class Store:
         # The kubelet binding a pod to the node (spec.nodeName) is no new generation.
         if rt is not PODS:
             _bump_generation(new, current)
-        return self._replace(rt, (namespace if rt.namespaced else "", name), current, new)
+        key = (namespace if rt.namespaced else "", name)
+        return self._replace(rt, key, current, new, dry_run)
 
-    def _replace(self, rt: ResourceType, key: tuple[str, str], current: JSON, new: JSON) -> JSON:
-        """Store `new` in place of `current` with a new resourceVersion, unless nothing changed."""
-        if new == current:
-            return copy.deepcopy(current)
+    def _replace(
+        self,
+        rt: ResourceType,
+        key: tuple[str, str],
+        current: JSON,
+        new: JSON,
+        dry_run: bool = False,
+    ) -> JSON:
+        """Store `new` in place of `current` with a new resourceVersion, unless nothing changed
+        (or this is a dry run)."""
+        if new == current or dry_run:
+            return copy.deepcopy(new)
         new["metadata"]["resourceVersion"] = str(self._next_rv())
         self._objects[rt.key][key] = new
         self._emit(rt, "MODIFIED", new, current)
         return copy.deepcopy(new)
 
-    def delete(self, rt: ResourceType, namespace: str, name: str) -> JSON:
-        """Remove an object at once; the DELETED event carries a new resourceVersion."""
+    def delete(self, rt: ResourceType, namespace: str, name: str, *, dry_run: bool = False) -> JSON:
+        """Remove an object at once; the DELETED event carries a new resourceVersion.
+
+        With `dry_run`, the object stays and the answer is it as it is."""
         key = (namespace if rt.namespaced else "", name)
-        current = self._objects[rt.key].pop(key, None)
+        current = self._objects[rt.key].get(key)
         if current is None:
             raise not_found(rt, name)
+        if dry_run:
+            return copy.deepcopy(current)
+        del self._objects[rt.key][key]
         # A copy: the stored object is also the last event's in the watch history, which
         # must keep its own resourceVersion.
         deleted = {**current, "metadata": {**current["metadata"]}}
