@@ -1,6 +1,6 @@
 """``python -m backend``: serve the app with uvicorn, settings from the environment.
 
-SIGTERM (or SIGINT) starts a drain: ``/readyz`` and new chats answer 503, open streams may
+SIGTERM (or SIGINT) starts a drain: ``/readyz``, new and queued chats answer 503, open streams may
 finish until ``SHUTDOWN_TIMEOUT``, then the rest end with a terminal "shutting down" event,
 and the process exits 0. A second signal stops at once.
 """
@@ -59,6 +59,8 @@ class DrainingServer(uvicorn.Server):
         self._loop.call_soon_threadsafe(self._start_drain)
 
     def _start_drain(self) -> None:
+        # Queued chats get their 503 now, from the loop (not from the signal handler).
+        self._gate.refuse_queued()
         self._drain_task = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:

@@ -1,12 +1,33 @@
-"""Admission control and drain: how many chats run at once, and stopping them on shutdown."""
+"""Admission control and drain: chats at once, the bounded FIFO queue past that, and shutdown.
+
+At most ``limit`` chats run at once. Past that a chat waits in first-in, first-out order for a
+slot, as an engine queues (Ollama's ``OLLAMA_MAX_QUEUE``): a Service routes blindly, so a
+refusal at once would shed load that a moment's wait could serve. A chat is refused only when
+``max_queue`` chats already wait, or when its wait passes ``queue_timeout``. A freed slot goes
+straight to the first waiter, so a newcomer cannot overtake the queue.
+"""
 
 from __future__ import annotations
+
+import collections
+import time
 
 import anyio
 
 from backend.metrics import Metrics
 
-__all__ = ["ActiveChat", "Gate"]
+__all__ = ["ActiveChat", "Gate", "Refused"]
+
+
+class Refused(Exception):
+    """The gate will not admit this chat: ``reason`` is ``busy``, ``queue_timeout`` or
+    ``draining``."""
+
+    def __init__(self, reason: str, waited: float = 0.0) -> None:
+        """Keep why, and how long the chat waited in the queue first."""
+        super().__init__(reason)
+        self.reason = reason
+        self.waited = waited
 
 
 class ActiveChat:
@@ -32,15 +53,32 @@ class ActiveChat:
             self.scope.cancel()
 
 
-class Gate:
-    """At most ``limit`` chats at once; none at all once draining has begun."""
+class _Waiter:
+    """A queued chat: woken with a slot (``chat``) or a refusal (``refusal``)."""
 
-    def __init__(self, limit: int, metrics: Metrics) -> None:
-        """Admit up to ``limit`` chats, reporting the count on ``metrics.inflight``."""
+    __slots__ = ("chat", "event", "refusal")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.chat: ActiveChat | None = None
+        self.refusal: str | None = None
+
+
+class Gate:
+    """At most ``limit`` chats at once, ``max_queue`` more waiting; none once draining."""
+
+    def __init__(
+        self, limit: int, metrics: Metrics, max_queue: int = 0, queue_timeout: float = 0.0
+    ) -> None:
+        """Admit up to ``limit`` chats and queue up to ``max_queue`` for ``queue_timeout`` s,
+        reporting the counts on ``metrics``."""
         self.limit = limit
+        self.max_queue = max_queue
+        self.queue_timeout = queue_timeout
         self.draining = False
         self._metrics = metrics
         self._active: set[ActiveChat] = set()
+        self._waiters: collections.deque[_Waiter] = collections.deque()
         self._idle: anyio.Event | None = None
 
     @property
@@ -48,25 +86,91 @@ class Gate:
         """The number of chats admitted and not yet finished."""
         return len(self._active)
 
-    def try_admit(self) -> ActiveChat | None:
-        """Admit one chat, or return ``None`` when the gate is full."""
-        if len(self._active) >= self.limit:
-            return None
+    @property
+    def queued(self) -> int:
+        """The number of chats waiting for a slot."""
+        return len(self._waiters)
+
+    def _start(self) -> ActiveChat:
         chat = ActiveChat()
         self._active.add(chat)
         self._metrics.inflight.set(len(self._active))
         return chat
 
+    def try_admit(self) -> ActiveChat | None:
+        """Admit one chat at once, or return ``None`` when every slot is taken or spoken for."""
+        if self.draining or len(self._active) >= self.limit or self._waiters:
+            return None
+        return self._start()
+
+    async def admit(self) -> ActiveChat:
+        """Admit one chat, waiting in the queue for a slot if need be; raise ``Refused``.
+
+        A caller cancelled while it waits (its client went away) leaves the queue; a slot
+        granted in that same moment is passed on to the next waiter.
+        """
+        if self.draining:
+            raise Refused("draining")
+        chat = self.try_admit()
+        if chat is not None:
+            return chat
+        if len(self._waiters) >= self.max_queue:
+            raise Refused("busy")
+        waiter = _Waiter()
+        self._waiters.append(waiter)
+        self._metrics.queue_depth.set(len(self._waiters))
+        started = time.perf_counter()
+        try:
+            with anyio.move_on_after(self.queue_timeout):
+                await waiter.event.wait()
+        except BaseException:
+            self._leave(waiter)  # cancelled: the client went away, or the server stops
+            raise
+        finally:
+            waited = time.perf_counter() - started
+            self._metrics.queue_wait.observe(waited)
+        if waiter.chat is not None:
+            return waiter.chat
+        self._leave(waiter)
+        raise Refused(waiter.refusal or "queue_timeout", waited)
+
+    def _leave(self, waiter: _Waiter) -> None:
+        """Take ``waiter`` out of the queue, passing on a slot it was granted."""
+        if waiter.chat is not None:
+            chat, waiter.chat = waiter.chat, None
+            self.release(chat)
+        elif waiter in self._waiters:
+            self._waiters.remove(waiter)
+            self._metrics.queue_depth.set(len(self._waiters))
+
     def release(self, chat: ActiveChat) -> None:
-        """Free the slot of a finished chat (idempotent)."""
+        """Free the slot of a finished chat (idempotent), handing it to the first waiter."""
+        if chat not in self._active:
+            return
         self._active.discard(chat)
+        self._grant()
         self._metrics.inflight.set(len(self._active))
         if not self._active and self._idle is not None:
             self._idle.set()
 
+    def _grant(self) -> None:
+        while self._waiters and len(self._active) < self.limit and not self.draining:
+            waiter = self._waiters.popleft()
+            waiter.chat = self._start()
+            waiter.event.set()
+        self._metrics.queue_depth.set(len(self._waiters))
+
     def begin_drain(self) -> None:
-        """Refuse new chats from now on; running chats carry on."""
+        """Refuse new chats from now on; running chats carry on (safe in a signal handler)."""
         self.draining = True
+
+    def refuse_queued(self) -> None:
+        """Answer every queued chat with a refusal (``draining``) at once."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            waiter.refusal = "draining"
+            waiter.event.set()
+        self._metrics.queue_depth.set(0)
 
     def abort_all(self, reason: str) -> None:
         """Abort every running chat with ``reason``."""

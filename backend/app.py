@@ -88,7 +88,9 @@ def create_app(
     metrics = Metrics()
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.gate = Gate(settings.max_inflight, metrics)
+    app.state.gate = Gate(
+        settings.max_inflight, metrics, settings.max_queue, settings.queue_timeout
+    )
     app.state.engine_transport = engine_transport
     app.state.served_by = settings.pod_name.encode("ascii")
     return app

@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -17,7 +17,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from backend.admission import ActiveChat
+from backend.admission import ActiveChat, Refused
 from backend.engine import parse_json, sse_batches
 from backend.errors import ApiError, error_response, error_type_for, sse_error_event
 from backend.metrics import Metrics
@@ -41,6 +41,10 @@ _ENGINE_HEADERS = {
     "accept-encoding": "identity",
     "user-agent": "kube-llm-backend",
 }
+_ENGINE_PLAIN_HEADERS = {**_ENGINE_HEADERS, "accept": "application/json"}
+# The largest plain (non-streamed) engine reply read; a completion of MAX_TOKENS_CAP tokens is
+# a small fraction of it.
+_MAX_PLAIN_BYTES = 8 * 1024 * 1024
 # Status recorded for a chat whose client went away (nginx's convention; never sent).
 _CLIENT_CLOSED = 499
 # After [DONE], how long the relay waits for the end of the engine's body (to reuse the connection).
@@ -72,14 +76,19 @@ class Outcome:
     """What happened to one admitted chat, for metrics and the log line."""
 
     status: int = 200
-    tokens: int = 0
+    chunks: int = 0  # streamed chunks that carried content
     ttft: float | None = None
     error_kind: str | None = None
-    content: list[str] = field(default_factory=list)
     finish_reason: str | None = None
     usage: dict[str, Any] | None = None
-    first_chunk: dict[str, Any] | None = None
+    completion: dict[str, Any] | None = None  # a plain reply, as the client gets it
     engine_headers: float | None = None
+
+    @property
+    def completion_tokens(self) -> int | None:
+        """The output tokens the engine reported in its usage, if it did."""
+        tokens = (self.usage or {}).get("completion_tokens")
+        return tokens if isinstance(tokens, int) and tokens >= 0 else None
 
     @property
     def started(self) -> bool:
@@ -130,16 +139,17 @@ def _shutting_down() -> ApiError:
     return ApiError(503, "The server is shutting down.", code="shutting_down", headers=_RETRY_SOON)
 
 
-def _busy() -> ApiError:
-    return ApiError(
-        429, "Too many chats in progress, retry shortly.", code="busy", headers=_RETRY_SOON
-    )
+def _busy(refused: Refused) -> ApiError:
+    if refused.reason == "queue_timeout":
+        message = f"No chat slot came free within {refused.waited:.0f} s, retry shortly."
+    else:
+        message = "Too many chats in progress and queued, retry shortly."
+    return ApiError(429, message, code=refused.reason, headers=_RETRY_SOON)
 
 
 async def chat_completions(request: Request) -> Response:
     """Serve ``POST /v1/chat/completions`` (streamed as SSE when ``stream`` is true)."""
     state = backend_state(request)
-    arrived = anyio.current_time()
     arrived_perf = time.perf_counter()
     try:
         if state.gate.draining:
@@ -152,7 +162,7 @@ async def chat_completions(request: Request) -> Response:
     except ApiError as error:
         state.metrics.refused(_reason_for(error), error.status)
         return error.response()
-    return ChatRelay(state, chat, arrived, arrived_perf)
+    return ChatRelay(state, chat, arrived_perf)
 
 
 async def models_endpoint(request: Request) -> Response:
@@ -165,11 +175,12 @@ async def models_endpoint(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": data})
 
 
-def _engine_request(url: httpx2.URL, payload: dict[str, Any]) -> httpx2.Request:
+def _engine_request(url: httpx2.URL, chat: ChatRequest) -> httpx2.Request:
     # A Request built directly costs a fraction of client.build_request's URL and header
     # merging; the headers it needs are all here.
-    body = json.dumps(payload, separators=(",", ":")).encode()
-    return httpx2.Request("POST", url, content=body, headers=_ENGINE_HEADERS)
+    body = json.dumps(chat.engine_payload, separators=(",", ":")).encode()
+    headers = _ENGINE_HEADERS if chat.stream else _ENGINE_PLAIN_HEADERS
+    return httpx2.Request("POST", url, content=body, headers=headers)
 
 
 def _raw_stream(response: httpx2.Response) -> AsyncIterator[bytes]:
@@ -224,21 +235,30 @@ async def _status_failure(upstream: httpx2.Response) -> Failure:
 class _EngineEvents:
     """Reads the engine's events into an ``Outcome`` and says what goes on to the client.
 
-    ``take`` handles one batch of SSE data payloads: it counts tokens (and the token metric),
-    notes the time to the first token, the finish reason and usage, keeps a plain reply's
-    content, and returns the events to forward to a streamed reply. It stops at ``[DONE]``
+    ``take`` handles one batch of SSE data payloads: it counts content chunks, notes the time
+    to the first token, the finish reason and usage, and returns the events to forward (the
+    usage chunk only when the client asked for it). It stops at ``[DONE]``
     (then ``done``) or at the first event that ends the chat (then ``failure``).
     """
 
-    __slots__ = ("_arrived_perf", "_metrics", "_outcome", "_stream", "done", "failure")
+    __slots__ = (
+        "_arrived_perf",
+        "_include_usage",
+        "_metrics",
+        "_outcome",
+        "_stream",
+        "done",
+        "failure",
+    )
 
     def __init__(
-        self, outcome: Outcome, metrics: Metrics, stream: bool, arrived_perf: float
+        self, outcome: Outcome, metrics: Metrics, chat: ChatRequest, arrived_perf: float
     ) -> None:
-        """Account into ``outcome`` for a chat that arrived at ``arrived_perf``."""
+        """Account into ``outcome`` for ``chat``, which arrived at ``arrived_perf``."""
         self._outcome = outcome
         self._metrics = metrics
-        self._stream = stream
+        self._stream = chat.stream
+        self._include_usage = chat.include_usage
         self._arrived_perf = arrived_perf
         self.done = False
         self.failure: Failure | None = None
@@ -248,7 +268,6 @@ class _EngineEvents:
         outcome = self._outcome
         stream = self._stream
         forward: list[bytes] = []
-        tokens = 0
         for data in batch:
             if data == b"[DONE]":
                 self.end()
@@ -266,25 +285,20 @@ class _EngineEvents:
                 )
                 break
             content, finish = _delta(chunk)
-            if "usage" in chunk and isinstance(chunk["usage"], dict):
-                outcome.usage = chunk["usage"]
+            usage = chunk.get("usage")
+            if isinstance(usage, dict):
+                outcome.usage = usage
+                if not chunk.get("choices") and not self._include_usage:
+                    continue  # the usage chunk was asked for the metrics, not by the client
             if finish is not None:
                 outcome.finish_reason = finish
             if content:
-                tokens += 1
+                outcome.chunks += 1
             if outcome.ttft is None and (content or finish is not None):
                 outcome.ttft = time.perf_counter() - self._arrived_perf
                 self._metrics.ttft.observe(outcome.ttft)
             if stream:
                 forward.append(b"data: " + data + b"\n\n")
-            else:
-                if outcome.first_chunk is None:
-                    outcome.first_chunk = chunk
-                if content:
-                    outcome.content.append(content)
-        if tokens:
-            outcome.tokens += tokens
-            self._metrics.output_tokens.inc(tokens)
         return forward
 
     def end(self) -> None:
@@ -335,13 +349,17 @@ class _Reply:
     async def succeed(self, events: list[bytes], outcome: Outcome) -> None:
         """End a good reply: the last ``events`` and ``[DONE]``, or the whole completion."""
         if not self._stream:
-            await self._respond(_completion(outcome, self._model))
+            await self._respond(JSONResponse(outcome.completion))
             return
         if not self.committed:
             events = self._held + events
             await self._commit()
         events.append(_DONE)
         await self._last(b"".join(events))
+
+    async def refuse(self, response: Response) -> None:
+        """Answer with ``response`` (a refusal) instead of a chat."""
+        await self._respond(response)
 
     async def fail(self, failure: Failure) -> None:
         """End the reply with ``failure``: a terminal event once committed, else an error."""
@@ -368,25 +386,59 @@ class _Reply:
         await self._send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _completion(outcome: Outcome, model: str) -> JSONResponse:
-    first = outcome.first_chunk or {}
+def _plain_completion(body: bytes, model: str, outcome: Outcome) -> Failure | None:
+    """Check the engine's plain reply; keep it on ``outcome`` in the OpenAI shape, with usage."""
+    try:
+        reply = parse_json(body)
+    except (ValueError, RecursionError):
+        reply = None
+    if not isinstance(reply, dict):
+        return Failure(502, "engine_protocol", "The engine sent bad data.")
+    if "error" in reply:
+        return Failure(502, "engine_failed", "The engine failed while answering.")
+    choices = reply.get("choices")
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    message = choice.get("message") if isinstance(choice, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    finish = choice.get("finish_reason") if isinstance(choice, dict) else None
+    if not isinstance(content, str):
+        return Failure(502, "engine_protocol", "The engine sent bad data.")
+    if not isinstance(finish, str):
+        # As in a stream: a reply with no finish reason was cut short.
+        return Failure(502, "engine_truncated", "The engine reply ended early.")
+    outcome.finish_reason = finish
+    usage = reply.get("usage")
     completion: dict[str, Any] = {
-        "id": first.get("id") or f"chatcmpl-{uuid.uuid4().hex}",
+        "id": reply.get("id") or f"chatcmpl-{uuid.uuid4().hex}",
         "object": "chat.completion",
-        "created": first.get("created") or int(time.time()),
+        "created": reply.get("created") or int(time.time()),
         "model": model,
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": "".join(outcome.content)},
-                "finish_reason": outcome.finish_reason or "stop",
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish,
                 "logprobs": None,
             }
         ],
     }
-    if outcome.usage is not None:
-        completion["usage"] = outcome.usage
-    return JSONResponse(completion)
+    if isinstance(usage, dict):
+        outcome.usage = usage
+        completion["usage"] = usage
+    outcome.completion = completion
+    return None
+
+
+async def _read_plain(upstream: httpx2.Response) -> bytes | None:
+    """Read a plain engine reply whole; ``None`` when it is larger than any reply can be."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in _raw_stream(upstream):
+        size += len(chunk)
+        if size > _MAX_PLAIN_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class _Deadline:
@@ -397,14 +449,18 @@ class _Deadline:
     never past the total deadline. A shutdown cancels the scope through the ``ActiveChat``.
     """
 
-    __slots__ = ("_clock", "_next_move", "_read_timeout", "scope", "total")
+    __slots__ = ("_clock", "_next_move", "_read_timeout", "_streamed", "scope", "total")
 
-    def __init__(self, arrived: float, settings: Settings) -> None:
-        """Set the deadlines of a chat that arrived at ``arrived`` (anyio's clock)."""
+    def __init__(self, arrived: float, settings: Settings, streamed: bool) -> None:
+        """Set the deadlines of a chat that arrived at ``arrived`` (anyio's clock).
+
+        A plain (not ``streamed``) chat has only the total deadline: its engine call sends no
+        token before the whole reply, so no first token can be waited for.
+        """
         self.total = arrived + settings.request_timeout
-        self.scope = anyio.CancelScope(
-            deadline=min(arrived + settings.first_token_timeout, self.total)
-        )
+        self._streamed = streamed
+        first = arrived + settings.first_token_timeout if streamed else self.total
+        self.scope = anyio.CancelScope(deadline=min(first, self.total))
         self._read_timeout = settings.engine_read_timeout
         self._next_move = float("-inf")
         self._clock = asyncio.get_running_loop().time  # anyio's deadline clock, minus a layer
@@ -432,7 +488,7 @@ class _Deadline:
         """Say why the scope was cancelled: shutdown, or which deadline passed."""
         if active.abort_reason == "shutting_down":
             return Failure(503, "shutting_down", "The server is shutting down.", 1)
-        if not started:
+        if not started and self._streamed:
             return Failure(504, "first_token_timeout", "The engine sent no token in time.")
         if anyio.current_time() >= self.total:
             return Failure(504, "request_timeout", "The reply took too long.")
@@ -442,31 +498,23 @@ class _Deadline:
 class ChatRelay(Response):
     """The ASGI response for an admitted chat: admission, relay, deadlines and disconnects."""
 
-    def __init__(
-        self, state: BackendState, chat: ChatRequest, arrived: float, arrived_perf: float
-    ) -> None:
-        """Relay ``chat`` for a request that arrived at ``arrived`` (anyio's clock, for
-        deadlines) and ``arrived_perf`` (``time.perf_counter``, precise, for metrics)."""
+    def __init__(self, state: BackendState, chat: ChatRequest, arrived_perf: float) -> None:
+        """Relay ``chat`` for a request that arrived at ``arrived_perf`` (``time.perf_counter``,
+        for the metrics: TTFT and duration include any wait in the queue)."""
         self.state = state
         self.chat = chat
-        self.arrived = arrived
         self.arrived_perf = arrived_perf
         self.status_code = 200
         self.background = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Admit the chat (or refuse it at once), then relay it until done or disconnected."""
+        """Admit the chat (queued if need be, or refused), then relay it until done or
+        disconnected. A client that leaves while queued gives up its place in the queue."""
         state = self.state
-        if state.gate.draining:
-            await self._refuse(scope, receive, send, "draining", _shutting_down())
-            return
-        active = state.gate.try_admit()
-        if active is None:
-            await self._refuse(scope, receive, send, "busy", _busy())
-            return
         outcome = Outcome()
         reply = _Reply(send, self.chat)
         client_gone = False
+        active: ActiveChat | None = None
         try:
             async with anyio.create_task_group() as group:
 
@@ -479,26 +527,33 @@ class ChatRelay(Response):
                         group.cancel_scope.cancel()
 
                 group.start_soon(watch_disconnect)
-                await self._relay(reply, active, outcome)
+                try:
+                    active = await state.gate.admit()
+                except Refused as refused:
+                    error = _shutting_down() if refused.reason == "draining" else _busy(refused)
+                    state.metrics.refused(refused.reason, error.status)
+                    await reply.refuse(error.response())
+                else:
+                    await self._relay(reply, active, outcome)
                 group.cancel_scope.cancel()
         finally:
-            state.gate.release(active)
-            if client_gone:
-                outcome.status = _CLIENT_CLOSED
-                outcome.error_kind = outcome.error_kind or "client_disconnected"
-            self._record(outcome)
-
-    async def _refuse(
-        self, scope: Scope, receive: Receive, send: Send, reason: str, error: ApiError
-    ) -> None:
-        self.state.metrics.refused(reason, error.status)
-        await error.response()(scope, receive, send)
+            if active is not None:
+                state.gate.release(active)
+                if client_gone:
+                    outcome.status = _CLIENT_CLOSED
+                    outcome.error_kind = outcome.error_kind or "client_disconnected"
+                self._record(outcome)
+            elif client_gone:
+                # Left while queued: no chat ran, but the request was answered (by leaving).
+                state.metrics.requests.labels(str(_CLIENT_CLOSED)).inc()
 
     async def _relay(self, reply: _Reply, active: ActiveChat, outcome: Outcome) -> None:
         """Send the chat to the engine and pass its reply on, within the deadlines."""
         state = self.state
-        request = _engine_request(state.chat_url, self.chat.engine_payload)
-        deadline = _Deadline(self.arrived, state.settings)
+        request = _engine_request(state.chat_url, self.chat)
+        # The engine's deadlines run from admission: a wait in the queue is not the engine's
+        # slowness (QUEUE_TIMEOUT bounds it). TTFT is still measured from arrival.
+        deadline = _Deadline(anyio.current_time(), state.settings, self.chat.stream)
         active.attach(deadline.scope)
         failure: Failure | None = None
         upstream: httpx2.Response | None = None
@@ -510,7 +565,10 @@ class ChatRelay(Response):
                     failure = await _status_failure(upstream)
                 else:
                     state.readiness.engine_answered()
-                    failure = await self._pass_on(upstream, reply, deadline, outcome)
+                    if self.chat.stream:
+                        failure = await self._pass_on(upstream, reply, deadline, outcome)
+                    else:
+                        failure = await self._pass_on_plain(upstream, reply, outcome)
             except (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout):
                 failure = Failure(503, "engine_unavailable", "The engine is unavailable.", 1)
             except httpx2.TimeoutException:
@@ -534,7 +592,7 @@ class ChatRelay(Response):
         self, upstream: httpx2.Response, reply: _Reply, deadline: _Deadline, outcome: Outcome
     ) -> Failure | None:
         """Relay the engine's events to ``reply``; return the failure that ended it, if any."""
-        events = _EngineEvents(outcome, self.state.metrics, self.chat.stream, self.arrived_perf)
+        events = _EngineEvents(outcome, self.state.metrics, self.chat, self.arrived_perf)
         # Each batch holds the events of every chunk already received, so a busy backend
         # forwards several events with one write instead of one each.
         batches = sse_batches(_raw_stream(upstream))
@@ -559,12 +617,32 @@ class ChatRelay(Response):
             await reply.succeed([], outcome)
         return events.failure
 
+    async def _pass_on_plain(
+        self, upstream: httpx2.Response, reply: _Reply, outcome: Outcome
+    ) -> Failure | None:
+        """Read the engine's plain reply and answer with it; return the failure, if any."""
+        body = await _read_plain(upstream)
+        if body is None:
+            return Failure(502, "engine_protocol", "The engine sent an oversized reply.")
+        failure = _plain_completion(body, self.chat.model, outcome)
+        if failure is None:
+            self.state.readiness.engine_answered()
+            await reply.succeed([], outcome)
+        return failure
+
     def _record(self, outcome: Outcome) -> None:
         """Count the finished chat in the metrics and write its log line."""
         metrics = self.state.metrics
         elapsed = time.perf_counter() - self.arrived_perf
         metrics.requests.labels(str(outcome.status)).inc()
         metrics.request_seconds.observe(elapsed)
+        tokens = outcome.completion_tokens
+        if tokens is not None:
+            metrics.output_tokens.inc(tokens)
+        elif outcome.chunks:
+            # The engine gave no usage (llama-cpp-python's server in a stream): count what
+            # can be counted, under its own name, rather than call chunks tokens.
+            metrics.output_chunks.inc(outcome.chunks)
         if outcome.error_kind and outcome.error_kind not in (
             "client_disconnected",
             "shutting_down",
@@ -578,7 +656,8 @@ class ChatRelay(Response):
                     "model": self.chat.model,
                     "stream": self.chat.stream,
                     "prompt_chars": self.chat.prompt_chars,
-                    "output_tokens": outcome.tokens,
+                    "output_tokens": tokens,
+                    "output_chunks": outcome.chunks,
                     "engine_headers_ms": _ms(outcome.engine_headers),
                     "ttft_ms": _ms(outcome.ttft),
                     "duration_ms": round(elapsed * 1e3, 1),

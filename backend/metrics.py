@@ -11,6 +11,7 @@ __all__ = ["Metrics", "metrics_endpoint"]
 
 # Latency buckets from a fast fake engine (milliseconds) to a slow CPU model (minutes).
 _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_QUEUE_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60)
 _REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -29,6 +30,17 @@ class Metrics:
         self.inflight = Gauge(
             "kube_llm_inflight",
             "Chat completions currently admitted and running.",
+            registry=self.registry,
+        )
+        self.queue_depth = Gauge(
+            "kube_llm_queue_depth",
+            "Chat completions waiting for a slot (at most MAX_QUEUE).",
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "kube_llm_queue_wait_seconds",
+            "Time chats spent waiting for a slot, whether they got one or not.",
+            buckets=_QUEUE_BUCKETS,
             registry=self.registry,
         )
         self.rejected = Counter(
@@ -51,7 +63,12 @@ class Metrics:
         )
         self.output_tokens = Counter(
             "kube_llm_output_tokens",
-            "Output tokens relayed from the engine.",
+            "Output tokens of finished chats, as the engine's usage reports them.",
+            registry=self.registry,
+        )
+        self.output_chunks = Counter(
+            "kube_llm_output_chunks",
+            "Streamed content chunks of chats whose engine reported no usage.",
             registry=self.registry,
         )
         self.engine_errors = Counter(

@@ -31,6 +31,8 @@ class Settings:
     model: str = "tinyllama"
     models: tuple[str, ...] = ("tinyllama",)
     max_inflight: int = 4
+    max_queue: int = 16
+    queue_timeout: float = 30.0
     first_token_timeout: float = 60.0
     request_timeout: float = 300.0
     engine_read_timeout: float = 30.0
@@ -62,6 +64,8 @@ class Settings:
                 f"FIRST_TOKEN_TIMEOUT ({self.first_token_timeout}) must not exceed "
                 f"REQUEST_TIMEOUT ({self.request_timeout})"
             )
+        if self.max_queue < 0 or self.queue_timeout <= 0:
+            raise SettingsError("MAX_QUEUE must be 0 or more and QUEUE_TIMEOUT greater than 0")
         _check_choice("ENGINE_TRANSPORT", self.engine_transport, ENGINE_TRANSPORTS)
         _check_choice("LOG_LEVEL", self.log_level, LOG_LEVELS)
         if not self.pod_name or not self.pod_name.isascii() or not self.pod_name.isprintable():
@@ -85,6 +89,8 @@ class Settings:
             model=model,
             models=models,
             max_inflight=get("MAX_INFLIGHT", _positive_int, default.max_inflight),
+            max_queue=get("MAX_QUEUE", _non_negative_int, default.max_queue),
+            queue_timeout=get("QUEUE_TIMEOUT", _positive_float, default.queue_timeout),
             first_token_timeout=get(
                 "FIRST_TOKEN_TIMEOUT", _positive_float, default.first_token_timeout
             ),
@@ -137,6 +143,13 @@ def _positive_int(name: str, raw: str) -> int:
     value = _int(name, raw, "a whole number")
     if value < 1:
         raise SettingsError(f"{name} must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(name: str, raw: str) -> int:
+    value = _int(name, raw, "a whole number")
+    if value < 0:
+        raise SettingsError(f"{name} must be 0 or more, got {value}")
     return value
 
 

@@ -35,6 +35,17 @@ class NumberRange:
     high: int
     integer: bool = False
 
+    def describe(self) -> str:
+        """Say in words what is allowed, for an error message a person reads."""
+        kind = "a whole number" if self.integer else "a number"
+        if self.low == self.high:
+            return f"{self.low}"
+        if self.high >= 2**31:  # no real bound above: do not print a 10-digit number
+            if self.low <= -(2**31):
+                return "a 64-bit whole number" if self.integer else "a number"
+            return f"{kind} of at least {self.low}"
+        return f"{kind} from {self.low} to {self.high}"
+
 
 NUMBER_FIELDS = {
     "n": NumberRange(1, 1, integer=True),  # only one choice is ever produced
@@ -56,6 +67,7 @@ class ChatRequest:
 
     model: str
     stream: bool
+    include_usage: bool
     engine_payload: dict[str, Any]
     prompt_chars: int
 
@@ -76,8 +88,32 @@ def _number(body: dict[str, Any], name: str) -> float | int | None:
     if allowed.integer and not isinstance(value, int):
         raise _invalid(f"'{name}' must be an integer.", name, "invalid_type")
     if not math.isfinite(value) or not allowed.low <= value <= allowed.high:
-        raise _invalid(f"'{name}' must be between {allowed.low:g} and {allowed.high:g}.", name)
+        why = _WHY.get(name, "")
+        raise _invalid(f"'{name}' must be {allowed.describe()}{why}, got {value!r}.", name)
     return value
+
+
+# Why a range is what it is, where a person could not guess it.
+_WHY = {"n": ": only one choice is produced"}
+
+
+def _unicode(text: str, param: str) -> str:
+    """Refuse text the engine cannot encode: a lone UTF-16 surrogate such as ``"\\ud800"``.
+
+    JSON may carry one as an escape and Python decodes it into a string, but it is not a
+    Unicode character: UTF-8 cannot encode it, so the engine would fail on it mid-request.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        surrogate = f"\\u{ord(text[exc.start]):04x}"
+        raise _invalid(
+            f"Text contains a lone surrogate ({surrogate}) at character {exc.start}, which is "
+            "not valid Unicode; send a whole character instead.",
+            param,
+            "invalid_unicode",
+        ) from None
+    return text
 
 
 def _content_text(content: Any, param: str) -> str:
@@ -122,7 +158,9 @@ def _messages(body: dict[str, Any], settings: Settings) -> tuple[list[dict[str, 
                 f"{param}.role",
                 "invalid_role",
             )
-        text = _content_text(message.get("content"), f"{param}.content")
+        text = _unicode(
+            _content_text(message.get("content"), f"{param}.content"), f"{param}.content"
+        )
         if len(text) > settings.max_message_chars:
             raise _invalid(
                 f"Message too long: at most {settings.max_message_chars} characters.",
@@ -153,7 +191,7 @@ def _stop(body: dict[str, Any]) -> list[str] | None:
         raise _invalid(
             f"'stop' must be a string or up to {MAX_STOP_SEQUENCES} non-empty strings.", "stop"
         )
-    return list(items)
+    return [_unicode(item, "stop") for item in items]
 
 
 def validate_chat(body: Any, settings: Settings) -> ChatRequest:
@@ -191,7 +229,9 @@ def validate_chat(body: Any, settings: Settings) -> ChatRequest:
     payload: dict[str, Any] = {
         "model": model,
         "messages": messages,
-        "stream": True,
+        "stream": stream,
+        # A larger request is lowered to the cap, not refused: clients often send a generous
+        # default, and the reply then ends with finish_reason "length" as at any limit.
         "max_tokens": min(max_tokens, settings.max_tokens_cap),
     }
     for name in _PASSED_ON:
@@ -202,13 +242,21 @@ def validate_chat(body: Any, settings: Settings) -> ChatRequest:
     if stop is not None:
         payload["stop"] = stop
     options = body.get("stream_options")
+    include_usage = False
     if options is not None:
         if not isinstance(options, dict) or not isinstance(
             options.get("include_usage", False), bool
         ):
             raise _invalid("'stream_options' must be an object.", "stream_options")
-        if stream and options.get("include_usage"):
-            payload["stream_options"] = {"include_usage": True}
+        include_usage = stream and bool(options.get("include_usage"))
+    if stream:
+        # Usage is always asked of the engine, for the token metric; the client gets the usage
+        # chunk only when it asked for one. Engines that do not know the option ignore it.
+        payload["stream_options"] = {"include_usage": True}
     return ChatRequest(
-        model=model, stream=stream, engine_payload=payload, prompt_chars=prompt_chars
+        model=model,
+        stream=stream,
+        include_usage=include_usage,
+        engine_payload=payload,
+        prompt_chars=prompt_chars,
     )

@@ -105,3 +105,40 @@ def test_smollm2_reply_streams_through_the_backend_to_the_sdk(llama_server: str)
     assert content_chunks <= 32
     assert 'kube_llm_requests_total{code="200"} 1.0' in metrics
     assert "kube_llm_ttft_seconds_count 1.0" in metrics
+
+
+def test_smollm2_usage_reaches_the_sdk_as_the_engine_reports_it(llama_server: str) -> None:
+    """llama-cpp-python reports usage on a plain reply and none in a stream, however asked:
+    the plain chat's usage reaches the SDK and the token metric; the stream's chunks are
+    counted as chunks, and no usage is made up for it."""
+    with running_backend(
+        llama_server, model=MODEL, models=(MODEL,), request_timeout=120, max_tokens_cap=16
+    ) as backend:
+        client = openai.OpenAI(base_url=backend.url + "/v1", api_key="unused", max_retries=0)
+        messages = [{"role": "user", "content": "Name a colour."}]
+        plain = client.chat.completions.create(
+            model=MODEL, messages=messages, temperature=0, max_tokens=8
+        )
+        after_plain = httpx2.get(backend.url + "/metrics").text
+        chunks = list(
+            client.chat.completions.create(
+                model=MODEL,
+                messages=messages,
+                temperature=0,
+                max_tokens=8,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        after_stream = httpx2.get(backend.url + "/metrics").text
+    assert plain.usage is not None
+    assert 0 < plain.usage.completion_tokens <= 8
+    assert plain.usage.prompt_tokens > 0
+    tokens = f"kube_llm_output_tokens_total {float(plain.usage.completion_tokens)}"
+    assert tokens in after_plain
+    assert "kube_llm_output_chunks_total 0.0" in after_plain
+    content = sum(1 for c in chunks if c.choices and c.choices[0].delta.content)
+    assert content > 0
+    assert all(c.usage is None for c in chunks)
+    assert f"kube_llm_output_chunks_total {float(content)}" in after_stream
+    assert tokens in after_stream

@@ -16,6 +16,7 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.model == "tinyllama"
     assert settings.models == ("tinyllama",)
     assert settings.max_inflight == 4
+    assert (settings.max_queue, settings.queue_timeout) == (16, 30)
     assert (settings.host, settings.port) == ("0.0.0.0", 8000)
     assert settings.shutdown_timeout == 20
     assert settings.engine_transport == "lean"
@@ -44,6 +45,8 @@ def test_every_variable_is_read() -> None:
         "LOG_LEVEL": "DEBUG",
         "ENGINE_TRANSPORT": "HTTPX",
         "WARMUP": "True",
+        "MAX_QUEUE": "0",
+        "QUEUE_TIMEOUT": "2.5",
     }
     settings = Settings.from_env(env)
     assert settings.engine_url == "http://10.0.0.1:8080"
@@ -63,6 +66,7 @@ def test_every_variable_is_read() -> None:
     assert settings.log_level == "debug"
     assert settings.engine_transport == "httpx"
     assert settings.warmup is True
+    assert (settings.max_queue, settings.queue_timeout) == (0, 2.5)
 
 
 @pytest.mark.parametrize(
@@ -82,6 +86,8 @@ def test_every_variable_is_read() -> None:
         ({"POD_NAME": "pod name"}, "POD_NAME must not contain spaces"),
         ({"ENGINE_TRANSPORT": "httpcore"}, "ENGINE_TRANSPORT must be one of lean, httpx, got"),
         ({"WARMUP": "maybe"}, "WARMUP must be true or false, got 'maybe'"),
+        ({"MAX_QUEUE": "-1"}, "MAX_QUEUE must be 0 or more, got -1"),
+        ({"QUEUE_TIMEOUT": "0"}, "QUEUE_TIMEOUT must be greater than 0"),
     ],
 )
 def test_bad_values_name_the_variable(env: dict[str, str], fragment: str) -> None:

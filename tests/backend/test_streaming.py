@@ -93,7 +93,11 @@ def test_chats_relay_on_each_engine_transport(
 
 
 async def test_past_max_inflight_429_at_once_without_engine_call() -> None:
-    with running_engine(SLOW) as engine, running_backend(engine.url, max_inflight=2) as backend:
+    """With no queue (MAX_QUEUE=0); tests/backend/test_queue.py covers a full queue."""
+    with (
+        running_engine(SLOW) as engine,
+        running_backend(engine.url, max_inflight=2, max_queue=0) as backend,
+    ):
         async with (
             httpx2.AsyncClient(base_url=backend.url, timeout=10) as client,
             open_streams(client, 2),
@@ -208,7 +212,7 @@ def test_engine_503_is_503_with_retry_after_and_no_retry(stream: bool) -> None:
 # S8 --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fail", "stream"), [("drip", True), ("drip", False), ("hang", True)])
+@pytest.mark.parametrize(("fail", "stream"), [("drip", True), ("hang", True)])
 def test_first_token_deadline_fires_on_a_dripping_or_silent_engine(
     fail: str, stream: bool, transport_name: str
 ) -> None:
@@ -228,6 +232,32 @@ def test_first_token_deadline_fires_on_a_dripping_or_silent_engine(
         assert response.status_code == 504
         assert assert_openai_error(response.json())["code"] == "first_token_timeout"
         assert 0.9 < elapsed < 2.5, elapsed
+        deadline = time.monotonic() + 1
+        while engine.stats.open_streams and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert engine.stats.open_streams == 0
+
+
+@pytest.mark.parametrize("fail", ["drip", "hang"])
+def test_a_plain_chat_has_only_the_total_deadline(fail: str, transport_name: str) -> None:
+    """A plain chat's engine call sends nothing before the whole reply: no first token to
+    wait for, so the total deadline bounds it, dripping or silent."""
+    with (
+        running_engine(EngineConfig(fail=fail, drip_interval=0.5)) as engine,
+        running_backend(
+            engine.url,
+            first_token_timeout=0.5,
+            request_timeout=1.5,
+            engine_read_timeout=30,
+            engine_transport=transport_name,
+        ) as backend,
+    ):
+        started = time.perf_counter()
+        response = httpx2.post(backend.url + CHAT, json=chat_body(), timeout=10)
+        elapsed = time.perf_counter() - started
+        assert response.status_code == 504
+        assert assert_openai_error(response.json())["code"] == "request_timeout"
+        assert 1.4 < elapsed < 3.0, elapsed
         deadline = time.monotonic() + 1
         while engine.stats.open_streams and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -308,14 +338,22 @@ def test_midstream_engine_error_is_one_terminal_error_event(
 
 
 @pytest.mark.parametrize(
-    ("style", "code"), [("event", "engine_midstream"), ("interrupt", "engine_truncated")]
+    ("style", "status", "code"),
+    [
+        ("event", 503, "engine_500"),  # the engine's 500 before any reply: worth a retry
+        ("interrupt", 502, "engine_truncated"),  # a reply with no finish reason
+        ("abort", 502, "engine_disconnected"),  # half a body, then the connection broke
+    ],
 )
-def test_midstream_error_without_stream_is_502(style: str, code: str, transport_name: str) -> None:
+def test_engine_failure_without_stream_is_one_json_error(
+    style: str, status: int, code: str, transport_name: str
+) -> None:
     config = EngineConfig(fail="midstream", midstream_style=style)  # type: ignore[arg-type]
     with (
         running_engine(config) as engine,
         running_backend(engine.url, engine_transport=transport_name) as backend,
     ):
         response = httpx2.post(backend.url + CHAT, json=chat_body(), timeout=10)
-    assert response.status_code == 502
+        assert len(engine.stats.requests) == 1
+    assert response.status_code == status
     assert assert_openai_error(response.json())["code"] == code

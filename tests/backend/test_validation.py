@@ -307,3 +307,65 @@ def test_message_limits_are_4xx_without_engine_call(
         ok = httpx2.post(backend.url + CHAT, json={"messages": [{"role": "user", "content": "x"}]})
         assert ok.status_code == 200
     assert len(engine.stats.requests) == 1
+
+
+# Inputs the engine cannot take -------------------------------------------------------------
+
+LONE = "\ud800"
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (chat_body(f"a{LONE}b"), "messages[0].content"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "text", "text": LONE}]}]},
+            "messages[0].content",
+        ),
+        (chat_body("hi", stop=["ok", f"x{LONE}"]), "stop"),
+        (chat_body("hi", stop="\udfff"), "stop"),
+    ],
+)
+def test_lone_surrogate_is_400_without_engine_call(
+    engine: FakeEngine, backend: Backend, body: dict[str, Any], param: str
+) -> None:
+    # json.dumps escapes the surrogate as \ud800, which is valid JSON the backend must parse.
+    raw = json.dumps(body).encode()
+    assert b"\\ud" in raw or b"\\udfff" in raw
+    response = httpx2.post(backend.url + CHAT, content=raw)
+    assert response.status_code == 400, response.text
+    error = assert_openai_error(response.json())
+    assert (error["code"], error["param"]) == ("invalid_unicode", param)
+    assert "surrogate" in error["message"]
+    assert engine.stats.requests == []
+    metrics = httpx2.get(backend.url + "/metrics").text
+    assert "kube_llm_engine_errors_total{" not in metrics
+
+
+def test_escaped_surrogate_pair_is_one_character_and_reaches_the_engine(
+    engine: FakeEngine, backend: Backend
+) -> None:
+    raw = b'{"messages": [{"role": "user", "content": "smile \\ud83d\\ude00"}]}'
+    response = httpx2.post(backend.url + CHAT, content=raw)
+    assert response.status_code == 200, response.text
+    assert engine.stats.requests[0]["messages"][0]["content"] == "smile \U0001f600"
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        ({"max_tokens": 0}, "'max_tokens' must be a whole number of at least 1, got 0."),
+        ({"max_completion_tokens": -3}, "a whole number of at least 1, got -3"),
+        ({"n": 2}, "'n' must be 1: only one choice is produced, got 2."),
+        ({"temperature": 2.5}, "'temperature' must be a number from 0 to 2, got 2.5."),
+        ({"seed": 2**64}, "'seed' must be a 64-bit whole number"),
+    ],
+)
+def test_range_errors_say_what_is_allowed_in_words(
+    engine: FakeEngine, backend: Backend, extra: dict[str, Any], words: str
+) -> None:
+    response = httpx2.post(backend.url + CHAT, json=chat_body(**extra))
+    assert response.status_code == 400
+    message = assert_openai_error(response.json())["message"]
+    assert words in message
+    assert "e+" not in message  # no number in scientific notation

@@ -9,9 +9,15 @@ As a process::
         [--fail {none,refuse,503,drip,midstream,hang}] [--busy-ms-per-token MS] [--reply TEXT]
 
 Failures: ``refuse`` (the process listens on nothing, so connections are refused), ``503``
-(every chat answers 503 with Retry-After), ``drip`` (a 200 whose stream arrives one byte every
-half second), ``midstream`` (half the tokens, then an error event; ``midstream_style="abort"``
-in-process breaks the connection instead), ``hang`` (the request is read, nothing is sent).
+(every chat answers 503 with Retry-After), ``drip`` (a 200 whose stream, or plain reply,
+arrives one byte every half second), ``midstream`` (half the tokens, then an error event;
+``midstream_style="abort"`` in-process breaks the connection instead; a plain reply is a 500,
+or with ``abort`` half a body, or with ``interrupt`` half the text and no finish reason),
+``hang`` (the request is read, nothing is sent).
+
+Usage: plain replies carry ``usage``; streams carry a usage chunk when the request asks with
+``stream_options.include_usage`` (``--no-stream-usage`` turns that off, as llama-cpp-python's
+server behaves).
 """
 
 from __future__ import annotations
@@ -55,6 +61,11 @@ class EngineConfig:
     # listing takes the model lock that a generation holds).
     models_wait_for_streams: bool = False
     listed_models: list[str] | None = None
+    # Streams carry a usage chunk when asked (``stream_options.include_usage``) and plain
+    # replies always carry usage, as Ollama and vLLM do; turning these off gives what
+    # llama-cpp-python's server does in a stream (no usage however asked).
+    stream_usage: bool = True
+    plain_usage: bool = True
 
     def models(self) -> list[str]:
         """The model ids ``GET /v1/models`` lists."""
@@ -231,6 +242,31 @@ async def _wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
+class _PlainBody(Response):
+    """A plain reply sent badly: dripped a byte at a time (``drip``) or cut off (``midstream``
+    with ``midstream_style="abort"``)."""
+
+    def __init__(self, config: EngineConfig, body: bytes) -> None:
+        self.config = config
+        self.body = body
+        self.background = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(self.body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if self.config.fail != "drip":
+            half = self.body[: len(self.body) // 2]
+            await send({"type": "http.response.body", "body": half, "more_body": True})
+            raise RuntimeError("fake engine breaks the connection mid-reply")
+        for byte in self.body:
+            await send({"type": "http.response.body", "body": bytes([byte]), "more_body": True})
+            await anyio.sleep(self.config.drip_interval)
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 class _Hang(Response):
     """Read the request, then send nothing until the client goes away."""
 
@@ -285,31 +321,47 @@ def create_engine_app(config: EngineConfig | None = None) -> Starlette:
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body["messages"])
         ident = counter.next_id()
         if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            include_usage = config.stream_usage and bool(
+                (body.get("stream_options") or {}).get("include_usage")
+            )
             return _Stream(config, stats, ident, pieces, include_usage, prompt_tokens)
         await anyio.sleep(config.first_token_delay + config.token_delay * len(pieces))
+        if config.busy_ms_per_token:
+            _burn(config.busy_ms_per_token * len(pieces))
+        finish: str | None = "stop"
+        if config.fail == "midstream":
+            # The plain-reply forms of a failure while generating (see the module docstring).
+            if config.midstream_style == "event":
+                return _error(500, "fake engine failure")
+            pieces = pieces[: len(pieces) // 2]
+            finish = None
         text = "".join(pieces)
-        return JSONResponse(
-            {
-                "id": ident,
-                "object": "chat.completion",
-                "created": int(time.time()),
-                "model": config.model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                        "logprobs": None,
-                    }
-                ],
-                "usage": {
-                    "prompt_tokens": prompt_tokens,
-                    "completion_tokens": len(pieces),
-                    "total_tokens": prompt_tokens + len(pieces),
-                },
+        reply: dict[str, Any] = {
+            "id": ident,
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": config.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text},
+                    "finish_reason": finish,
+                    "logprobs": None,
+                }
+            ],
+        }
+        if config.plain_usage:
+            reply["usage"] = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": len(pieces),
+                "total_tokens": prompt_tokens + len(pieces),
             }
-        )
+        body = json.dumps(reply).encode()
+        if config.fail == "drip" or (
+            config.fail == "midstream" and config.midstream_style == "abort"
+        ):
+            return _PlainBody(config, body)
+        return Response(body, media_type="application/json")
 
     app = Starlette(
         routes=[
@@ -333,6 +385,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fail", choices=FAILURES, default="none")
     parser.add_argument("--busy-ms-per-token", type=float, default=0.0)
     parser.add_argument("--reply", default=None, help="reply with these words instead")
+    parser.add_argument(
+        "--no-stream-usage",
+        action="store_true",
+        help="never send a usage chunk in a stream, as llama-cpp-python's server does",
+    )
     args = parser.parse_args(argv)
     if args.fail == "refuse":
         # Listen on nothing: every connection to the port is refused, as by a dead engine.
@@ -346,6 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         fail=args.fail,
         busy_ms_per_token=args.busy_ms_per_token,
         reply=args.reply,
+        stream_usage=not args.no_stream_usage,
     )
     uvicorn.run(
         create_engine_app(config),

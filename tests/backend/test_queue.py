@@ -1,0 +1,243 @@
+"""The bounded FIFO wait queue past MAX_INFLIGHT: order, bounds, leaving, probes and drain."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import httpx2
+
+from tests.backend.conftest import (
+    CHAT,
+    Backend,
+    assert_openai_error,
+    backend_process,
+    chat_body,
+    content_of,
+    running_backend,
+    running_engine,
+    sse_events,
+)
+from tests.backend.test_streaming import metric, open_streams
+from tests.fakes.engine import EngineConfig
+
+SLOW = EngineConfig(token_delay=0.2, tokens=40)
+
+
+async def wait_until(predicate: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``predicate`` until it holds; fail with ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, f"not within {seconds} s: {what}"
+        await anyio.sleep(0.01)
+
+
+def queued(backend: Backend) -> int:
+    """Chats waiting in the backend's queue."""
+    count: int = backend.app.state.gate.queued
+    return count
+
+
+@asynccontextmanager
+async def queued_chat(
+    client: httpx2.AsyncClient, backend: Backend, text: str, results: dict[str, int]
+) -> AsyncIterator[anyio.CancelScope]:
+    """Send one chat that will queue; wait until it has; yield a scope that cancels it."""
+    before = queued(backend)
+    async with anyio.create_task_group() as group:
+
+        async def send() -> None:
+            response = await client.post(CHAT, json=chat_body(text), timeout=30)
+            results[text] = response.status_code
+
+        group.start_soon(send)
+        await wait_until(lambda: queued(backend) > before, 5, f"{text} is queued")
+        yield group.cancel_scope
+
+
+async def test_past_max_inflight_chats_wait_and_are_served_in_arrival_order() -> None:
+    config = EngineConfig(token_delay=0.03, tokens=8)
+    with (
+        running_engine(config) as engine,
+        running_backend(engine.url, max_inflight=1, max_queue=3, queue_timeout=20) as backend,
+    ):
+        results: dict[str, int] = {}
+        async with httpx2.AsyncClient(base_url=backend.url, timeout=30) as client:
+            async with anyio.create_task_group() as group:
+
+                async def send(text: str) -> None:
+                    response = await client.post(CHAT, json=chat_body(text))
+                    results[text] = response.status_code
+
+                for index in range(4):
+                    group.start_soon(send, f"chat-{index}")
+                    # Each arrives once the one before is running or queued: a known order.
+                    await wait_until(
+                        lambda n=index: len(engine.stats.requests) + queued(backend) > n,
+                        5,
+                        f"chat-{index} admitted or queued",
+                    )
+                assert queued(backend) == 3
+            metrics = (await client.get("/metrics")).text
+    assert results == {f"chat-{i}": 200 for i in range(4)}
+    order = [r["messages"][0]["content"] for r in engine.stats.requests]
+    assert order == [f"chat-{i}" for i in range(4)]
+    assert metric(metrics, "kube_llm_queue_wait_seconds_count") == 3
+    assert metric(metrics, "kube_llm_queue_depth") == 0
+    assert 'kube_llm_rejected_total{reason="busy"}' not in metrics
+
+
+async def test_a_full_queue_is_429_at_once_without_engine_call() -> None:
+    with (
+        running_engine(SLOW) as engine,
+        running_backend(engine.url, max_inflight=1, max_queue=1) as backend,
+    ):
+        results: dict[str, int] = {}
+        async with (
+            httpx2.AsyncClient(base_url=backend.url, timeout=10) as client,
+            open_streams(client, 1),
+            queued_chat(client, backend, "waiting", results) as waiting,
+        ):
+            started = time.perf_counter()
+            response = await client.post(CHAT, json=chat_body())
+            elapsed = time.perf_counter() - started
+            assert response.status_code == 429
+            assert response.headers["retry-after"].isdigit()
+            error = assert_openai_error(response.json())
+            assert (error["code"], error["type"]) == ("busy", "rate_limit_error")
+            assert elapsed < 0.1, elapsed
+            assert len(engine.stats.requests) == 1
+            metrics = (await client.get("/metrics")).text
+            assert metric(metrics, 'kube_llm_rejected_total{reason="busy"}') == 1
+            assert metric(metrics, "kube_llm_queue_depth") == 1
+            waiting.cancel()
+
+
+async def test_a_wait_past_queue_timeout_is_429() -> None:
+    with (
+        running_engine(SLOW) as engine,
+        running_backend(engine.url, max_inflight=1, max_queue=4, queue_timeout=0.5) as backend,
+    ):
+        async with (
+            httpx2.AsyncClient(base_url=backend.url, timeout=10) as client,
+            open_streams(client, 1),
+        ):
+            started = time.perf_counter()
+            response = await client.post(CHAT, json=chat_body(stream=True))
+            elapsed = time.perf_counter() - started
+            assert response.status_code == 429
+            assert response.headers["retry-after"].isdigit()
+            assert assert_openai_error(response.json())["code"] == "queue_timeout"
+            assert 0.45 < elapsed < 2.0, elapsed
+            assert queued(backend) == 0
+            assert len(engine.stats.requests) == 1
+            metrics = (await client.get("/metrics")).text
+    assert metric(metrics, 'kube_llm_rejected_total{reason="queue_timeout"}') == 1
+    assert metric(metrics, "kube_llm_queue_wait_seconds_sum") >= 0.45
+
+
+async def test_a_client_that_leaves_the_queue_frees_its_place() -> None:
+    with (
+        running_engine(EngineConfig(token_delay=0.1, tokens=10)) as engine,
+        running_backend(engine.url, max_inflight=1, max_queue=1, queue_timeout=20) as backend,
+    ):
+        results: dict[str, int] = {}
+        async with httpx2.AsyncClient(base_url=backend.url, timeout=30) as client:
+            async with open_streams(client, 1):
+                async with queued_chat(client, backend, "leaves", results) as leaving:
+                    leaving.cancel()  # the client gives up while queued
+                gone = time.perf_counter()
+                await wait_until(lambda: queued(backend) == 0, 1, "the place is freed")
+                assert time.perf_counter() - gone < 1
+                # The freed place takes the next chat, which is then served.
+                async with queued_chat(client, backend, "stays", results):
+                    pass
+            assert results == {"stays": 200}
+            metrics = (await client.get("/metrics")).text
+    sent = [r["messages"][0]["content"] for r in engine.stats.requests]
+    assert "leaves" not in sent
+    assert sent[-1] == "stays"
+    assert metric(metrics, 'kube_llm_requests_total{code="499"}') == 1
+    assert backend.app.state.gate.inflight == 0
+
+
+async def test_probes_are_never_queued() -> None:
+    with (
+        running_engine(SLOW) as engine,
+        running_backend(
+            engine.url, max_inflight=1, max_queue=2, queue_timeout=20, ready_cache_seconds=0
+        ) as backend,
+    ):
+        results: dict[str, int] = {}
+        async with (
+            httpx2.AsyncClient(base_url=backend.url, timeout=10) as client,
+            open_streams(client, 1),
+            queued_chat(client, backend, "a", results) as first,
+            queued_chat(client, backend, "b", results) as second,
+        ):
+            for path in ("/healthz", "/readyz", "/metrics", "/v1/models"):
+                started = time.perf_counter()
+                response = await client.get(path)
+                assert response.status_code == 200, (path, response.text)
+                assert time.perf_counter() - started < 1.0
+            assert queued(backend) == 2
+            first.cancel()
+            second.cancel()
+
+
+# SIGTERM on a real process ---------------------------------------------------------------
+
+
+def test_sigterm_answers_queued_chats_503_at_once(tmp_path: Path) -> None:
+    with (
+        running_engine(EngineConfig(token_delay=0.1, tokens=20)) as engine,
+        backend_process(
+            engine.url, tmp_path, MAX_INFLIGHT="1", MAX_QUEUE="4", SHUTDOWN_TIMEOUT="10"
+        ) as proc,
+        httpx2.Client(base_url=proc.url, timeout=30) as client,
+    ):
+        streamed: list[str] = []
+        queued_replies: list[tuple[float, httpx2.Response]] = []
+
+        def stream() -> None:
+            with client.stream("POST", CHAT, json=chat_body(stream=True)) as response:
+                streamed.append(response.read().decode())
+
+        def wait_in_queue() -> None:
+            response = httpx2.post(proc.url + CHAT, json=chat_body(), timeout=30)
+            queued_replies.append((time.monotonic(), response))
+
+        threads = [threading.Thread(target=stream, daemon=True)]
+        threads[0].start()
+        deadline = time.monotonic() + 10
+        while engine.stats.open_streams < 1:
+            assert time.monotonic() < deadline, "the first chat never reached the engine"
+            time.sleep(0.02)
+        threads += [threading.Thread(target=wait_in_queue, daemon=True) for _ in range(2)]
+        for thread in threads[1:]:
+            thread.start()
+        while metric(client.get("/metrics").text, "kube_llm_queue_depth") < 2:
+            assert time.monotonic() < deadline, "the chats never queued"
+            time.sleep(0.02)
+        signalled = time.monotonic()
+        proc.process.send_signal(signal.SIGTERM)
+        for thread in threads:
+            thread.join(15)
+        assert proc.process.wait(15) == 0
+    assert len(queued_replies) == 2
+    for answered, response in queued_replies:
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert assert_openai_error(response.json())["code"] == "shutting_down"
+        assert answered - signalled < 1.0  # at once, not after the open stream's 2 s
+    events = sse_events(streamed[0])
+    assert events[-1] == "[DONE]"
+    assert len(content_of(events)) > 0
+    assert len(engine.stats.requests) == 1
+    assert all(json.loads(e).get("choices") for e in events[:-1])
