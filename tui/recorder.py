@@ -1,9 +1,11 @@
 """The cockpit's memory of samples: sliding-window summaries and time series for the charts.
 
-`Recorder` keeps the chat and health samples (bounded in count and age) in time order, so a
-window is two binary searches and a slice, and `summary()` hands only the window to
-`tui.stats.summarize`. The charts' series come from per-interval buckets filled as samples
-arrive; a closed bucket's median is computed once and kept until a late sample lands in it.
+`Recorder` keeps the chat and health samples (bounded in count and age) in time order, and folds
+each one as it arrives into a per-interval `Bucket`. A window's summary is merged from its whole
+buckets plus the few samples at its two edges, so it costs about one sort of the window's
+latencies rather than a walk over every sample; it equals `tui.stats.summarize` on the same
+samples. Chart series read the same buckets; a closed bucket's median is computed once and kept
+until a late sample lands in it.
 
 Which moment places a sample: a chat's end (`ChatSample.ended_at`, as in `summarize`), a health
 probe's start (`HealthSample.at`).
@@ -11,132 +13,27 @@ probe's start (`HealthSample.at`).
 
 from __future__ import annotations
 
-import bisect
 import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import TypeVar
 
-from tui.model import ChatSample, HealthSample, LatencySummary, Outcome
+from tui.model import ChatSample, HealthSample, LatencySummary
 from tui.stats import summarize
+from tui.windows import LATENCY_SERIES, Bucket, Series, Timeline, merged_summary
 
 __all__ = ["Recorder", "Series"]
 
-T = TypeVar("T")
+_S = TypeVar("_S", ChatSample, HealthSample)
 
 
-class Series(StrEnum):
-    """The time series the latency panel charts.
-
-    Latency series (`*_p50`) give None for a bucket with no sample: no data is not a zero
-    latency. Rate series (`*_per_second`) give 0.0 for such a bucket: nothing happened.
-    """
-
-    HEALTH_P50 = "health_p50"
-    """Median `/healthz` latency of the successful probes, seconds."""
-    TTFT_P50 = "ttft_p50"
-    """Median time to first token of the successful chats, seconds."""
-    E2E_P50 = "e2e_p50"
-    """Median end-to-end time of the successful chats, seconds."""
-    REQUESTS_PER_SECOND = "requests_per_second"
-    """Chats that ended, whatever their outcome (429s included)."""
-    ERRORS_PER_SECOND = "errors_per_second"
-    """Chats that failed (429s are shed, not errors)."""
-    TOKENS_PER_SECOND = "tokens_per_second"
-    """Output tokens of the successful chats, counted when each chat ends."""
+def _chat_key(chat: ChatSample) -> float:
+    return chat.ended_at
 
 
-_LATENCIES = (Series.HEALTH_P50, Series.TTFT_P50, Series.E2E_P50)
-
-
-class _Timeline(Generic[T]):
-    """Items in order of a time key: the newest `max_items` of them, and none older than
-    `max_age` seconds before the newest.
-
-    Items past those bounds are invisible at once but leave memory in batches (deleting a
-    list's prefix moves the whole list), so up to `_TRIM_SLACK` of them may wait for it.
-    """
-
-    _TRIM_SLACK = 1024
-
-    def __init__(self, key: Callable[[T], float], max_items: int, max_age: float) -> None:
-        self._key = key
-        self._max_items = max_items
-        self._max_age = max_age
-        self._slack = min(self._TRIM_SLACK, max(1, max_items // 10))
-        self._keys: list[float] = []
-        self._items: list[T] = []
-
-    def __len__(self) -> int:
-        return len(self._items) - self._start()
-
-    def _start(self) -> int:
-        """Index of the first item within the bounds."""
-        if not self._keys:
-            return 0
-        by_count = len(self._items) - self._max_items
-        by_age = bisect.bisect_left(self._keys, self._keys[-1] - self._max_age)
-        return max(0, by_count, by_age)
-
-    def add(self, item: T) -> None:
-        at = self._key(item)
-        if not self._keys or at >= self._keys[-1]:
-            self._keys.append(at)
-            self._items.append(item)
-        else:  # a late arrival: rare, and it lands near the end
-            index = bisect.bisect_right(self._keys, at)
-            self._keys.insert(index, at)
-            self._items.insert(index, item)
-        start = self._start()
-        if start > self._slack:
-            del self._keys[:start]
-            del self._items[:start]
-
-    def window(self, since: float, until: float) -> list[T]:
-        """Items within the bounds whose key is within [since, until]."""
-        start = max(self._start(), bisect.bisect_left(self._keys, since))
-        end = bisect.bisect_right(self._keys, until)
-        return self._items[start:end]
-
-    def all(self) -> tuple[T, ...]:
-        """Every item within the bounds, oldest first."""
-        return tuple(self._items[self._start() :])
-
-
-@dataclass
-class _Bucket:
-    """What happened in one base interval; medians cached until the bucket changes."""
-
-    health: list[float] = field(default_factory=list)
-    ttft: list[float] = field(default_factory=list)
-    e2e: list[float] = field(default_factory=list)
-    requests: int = 0
-    errors: int = 0
-    tokens: int = 0
-    medians: dict[Series, float | None] = field(default_factory=dict)
-
-    def values(self, series: Series) -> list[float]:
-        if series is Series.HEALTH_P50:
-            return self.health
-        if series is Series.TTFT_P50:
-            return self.ttft
-        return self.e2e
-
-    def median(self, series: Series) -> float | None:
-        if series not in self.medians:
-            values = self.values(series)
-            self.medians[series] = statistics.median(values) if values else None
-        return self.medians[series]
-
-    def count(self, series: Series) -> int:
-        if series is Series.REQUESTS_PER_SECOND:
-            return self.requests
-        if series is Series.ERRORS_PER_SECOND:
-            return self.errors
-        return self.tokens
+def _health_key(probe: HealthSample) -> float:
+    return probe.at
 
 
 class Recorder:
@@ -162,15 +59,15 @@ class Recorder:
             raise ValueError("the sample caps must be at least 1")
         if not (max_age_seconds > 0 and resolution_seconds > 0 and series_horizon_seconds > 0):
             raise ValueError("ages, resolution and horizon must be positive")
-        self._chats: _Timeline[ChatSample] = _Timeline(
+        self._chats: Timeline[ChatSample] = Timeline(
             lambda c: c.ended_at, max_chats, max_age_seconds
         )
-        self._healths: _Timeline[HealthSample] = _Timeline(
+        self._healths: Timeline[HealthSample] = Timeline(
             lambda h: h.at, max_healths, max_age_seconds
         )
         self.resolution = resolution_seconds
         self._horizon_buckets = math.ceil(series_horizon_seconds / resolution_seconds)
-        self._buckets: dict[int, _Bucket] = {}
+        self._buckets: dict[int, Bucket] = {}
         self._newest_bucket: int | None = None
         self._clock = clock
 
@@ -185,31 +82,17 @@ class Recorder:
         """Record a chat sample."""
         self._chats.add(sample)
         bucket = self._bucket(sample.ended_at)
-        if bucket is None:
-            return
-        bucket.requests += 1
-        if sample.outcome is Outcome.ERROR:
-            bucket.errors += 1
-        elif sample.outcome is Outcome.OK:
-            bucket.tokens += sample.output_tokens
-            if sample.ttft is not None:
-                bucket.ttft.append(sample.ttft)
-                bucket.medians.pop(Series.TTFT_P50, None)
-            if sample.e2e is not None:
-                bucket.e2e.append(sample.e2e)
-                bucket.medians.pop(Series.E2E_P50, None)
+        if bucket is not None:
+            bucket.add_chat(sample)
 
     def add_health(self, sample: HealthSample) -> None:
         """Record a health sample."""
         self._healths.add(sample)
-        if not sample.ok or sample.latency is None:
-            return
         bucket = self._bucket(sample.at)
         if bucket is not None:
-            bucket.health.append(sample.latency)
-            bucket.medians.pop(Series.HEALTH_P50, None)
+            bucket.add_health(sample)
 
-    def _bucket(self, at: float) -> _Bucket | None:
+    def _bucket(self, at: float) -> Bucket | None:
         """The bucket for moment `at`, made on demand; None if it is past the horizon."""
         index = math.floor(at / self.resolution)
         newest = self._newest_bucket
@@ -222,7 +105,7 @@ class Recorder:
                 del self._buckets[old]
         bucket = self._buckets.get(index)
         if bucket is None:
-            bucket = self._buckets[index] = _Bucket()
+            bucket = self._buckets[index] = Bucket()
         return bucket
 
     def chats(self, since: float | None = None) -> tuple[ChatSample, ...]:
@@ -247,9 +130,47 @@ class Recorder:
             raise ValueError(f"the window must be positive, not {window_seconds!r}")
         now = self._clock() if now is None else now
         since = now - window_seconds
-        return summarize(
-            self._chats.window(since, now), self._healths.window(since, now), window_seconds, now
-        )
+        # Whole buckets first..last-1 lie inside the window; the edges are read sample by sample.
+        first = math.ceil(since / self.resolution)
+        last = math.floor(now / self.resolution)
+        if last - first < 1 or not self._buckets_cover(since, first):
+            return summarize(
+                self._chats.window(since, now),
+                self._healths.window(since, now),
+                window_seconds,
+                now,
+            )
+        parts = [self._buckets[i] for i in range(first, last) if i in self._buckets]
+        edges = Bucket()
+        for chat in self._edge(self._chats.window(since, now), first, last, _chat_key):
+            edges.add_chat(chat)
+        for probe in self._edge(self._healths.window(since, now), first, last, _health_key):
+            edges.add_health(probe)
+        return merged_summary([*parts, edges], window_seconds, now)
+
+    def _buckets_cover(self, since: float, first: int) -> bool:
+        """Whether the buckets hold every kept sample from `since` on: none of the window is
+        past the buckets' horizon, and no sample in it was dropped from the timelines."""
+        if self._newest_bucket is None or first <= self._newest_bucket - self._horizon_buckets:
+            return False
+        return since > self._chats.gone_until and since > self._healths.gone_until
+
+    def _edge(
+        self, samples: list[_S], first: int, last: int, key: Callable[[_S], float]
+    ) -> list[_S]:
+        """The samples of a window that are not in its whole buckets (at its two ends)."""
+        resolution = self.resolution
+        head: list[_S] = []
+        for sample in samples:
+            if math.floor(key(sample) / resolution) >= first:
+                break
+            head.append(sample)
+        tail: list[_S] = []
+        for sample in reversed(samples):
+            if math.floor(key(sample) / resolution) < last:
+                break
+            tail.append(sample)
+        return head + tail
 
     def series(
         self,
@@ -285,9 +206,9 @@ class Recorder:
         return tuple(values)
 
 
-def _value(series: Series, parts: list[_Bucket], step: float) -> float | None:
+def _value(series: Series, parts: list[Bucket], step: float) -> float | None:
     """One chart point from the base buckets it spans."""
-    if series in _LATENCIES:
+    if series in LATENCY_SERIES:
         if len(parts) == 1:
             return parts[0].median(series)
         merged: list[float] = [v for part in parts for v in part.values(series)]

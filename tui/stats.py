@@ -60,7 +60,7 @@ def summarize(
         chats=len(chats_in),
         ok=len(ok),
         shed=sum(1 for c in chats_in if c.outcome is Outcome.SHED),
-        errors=tuple(errors.most_common()),
+        errors=errors_by_count(errors),
         served_by=tuple(sorted(served.items())),
         ttft_p50_by_pod=tuple(
             sorted(
@@ -70,6 +70,12 @@ def summarize(
             )
         ),
     )
+
+
+def errors_by_count(errors: Counter[str]) -> tuple[tuple[str, int], ...]:
+    """Errors by kind, most frequent first, ties by name: an order that does not depend on
+    which failure came first, so the panel's list does not reshuffle as the window slides."""
+    return tuple(sorted(errors.items(), key=lambda item: (-item[1], item[0])))
 
 
 def _busy_span(chats: Sequence[ChatSample], since: float, now: float) -> float:

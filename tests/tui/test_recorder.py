@@ -60,16 +60,38 @@ def random_samples(rng: random.Random, start: float, seconds: float, rate: int) 
 def test_summary_is_summarize_over_the_window() -> None:
     rng = random.Random(1)
     samples = random_samples(rng, 1000.0, 120, 50)
-    healths = [health(1000.0 + i * 0.5, rng.uniform(0.001, 0.01)) for i in range(240)]
-    recorder = Recorder(clock=lambda: 1120.0)
-    for sample in [*samples, *healths]:
+    healths = [
+        health(1000.0 + i * 0.5, rng.uniform(0.001, 0.01), status=rng.choice([200, 200, 503]))
+        for i in range(240)
+    ]
+    arrivals: list[ChatSample | HealthSample] = [*samples, *healths]
+    rng.shuffle(arrivals)  # arrival order is not time order
+    recorder = Recorder(series_horizon_seconds=300, clock=lambda: 1120.0)
+    for sample in arrivals:
         recorder.add(sample)
-    for window in (1.0, 10.0, 60.0, 500.0):
-        assert recorder.summary(window) == summarize(samples, healths, window, 1120.0)
+    kept = recorder.chats()
+    assert len(kept) == len(samples)
+    # Whole buckets with both edges, windows narrower than two buckets, windows reaching past
+    # the chart horizon (read sample by sample): all equal summarize over the same samples.
+    for now in (1120.0, 1119.37, 1090.5, 1060.999):
+        for window in (0.5, 1.0, 1.5, 10.3, 60.0, 299.0, 500.0):
+            assert recorder.summary(window, now=now) == summarize(samples, healths, window, now)
     inside = [s for s in samples if 1060.0 <= s.ended_at <= 1120.0]
     assert recorder.summary(60.0).chats == len(inside) < len(samples)
     with pytest.raises(ValueError, match="window"):
         recorder.summary(0)
+
+
+def test_summary_after_samples_were_dropped_counts_only_those_kept() -> None:
+    rng = random.Random(2)
+    samples = random_samples(rng, 1000.0, 60, 50)
+    recorder = Recorder(max_chats=1000)
+    for sample in samples:
+        recorder.add_chat(sample)
+    kept = recorder.chats()
+    assert len(kept) == 1000
+    for window in (5.0, 30.0, 59.0):
+        assert recorder.summary(window, now=1060.0) == summarize(kept, [], window, 1060.0)
 
 
 def test_old_samples_leave_the_window() -> None:

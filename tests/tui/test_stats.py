@@ -119,3 +119,16 @@ def test_summarize_flags_counted_chunks_and_handles_an_empty_window() -> None:
         None,
     )
     assert empty.requests_per_second == 0.0
+
+
+def test_errors_are_ordered_by_count_then_name_whatever_came_first() -> None:
+    def failed(kind: str, ended: float) -> ChatSample:
+        return ChatSample(
+            started_at=ended - 1, origin="load", outcome=Outcome.ERROR, error_kind=kind, e2e=1.0
+        )
+
+    kinds = ["truncated", "http_503", "connect", "http_503", "truncated", "timeout"]
+    first = summarize([failed(k, 10.0 + i) for i, k in enumerate(kinds)], [], 60, 60.0)
+    again = summarize([failed(k, 10.0 + i) for i, k in enumerate(reversed(kinds))], [], 60, 60.0)
+    expected = (("http_503", 2), ("truncated", 2), ("connect", 1), ("timeout", 1))
+    assert first.errors == again.errors == expected
