@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from tui.gateway import Gateway, GatewayError
+from tui.gateway import GatewayError
 from tui.model import BackendMetrics, ChatSample, HealthSample, Outcome
 from tui.prompts import PROMPTS, prompt_for
 
 __all__ = [
+    "GatewayClient",
     "HealthProber",
     "LoadEngine",
     "LoadError",
@@ -32,6 +33,25 @@ __all__ = [
 # a dead gateway is not hammered by a tight loop of refused connections.
 _ERROR_BACKOFF_START = 0.25
 _ERROR_BACKOFF_CAP = 5.0
+
+
+class GatewayClient(Protocol):
+    """What the load engine, prober and poller use of `tui.gateway.Gateway` (a test or the
+    cockpit's scripted gateway may stand in with the same shape)."""
+
+    async def chat(
+        self, messages: Sequence[dict[str, str]], *, max_tokens: int, origin: str
+    ) -> ChatSample:
+        """One streamed chat; a failed one is a sample too."""
+        ...
+
+    async def health(self) -> HealthSample:
+        """One timed `/healthz` through the Service."""
+        ...
+
+    async def pod_metrics(self, pod: str) -> BackendMetrics:
+        """A pod's gateway counters; a failure raises `GatewayError`."""
+        ...
 
 
 class LoadError(ValueError):
@@ -95,7 +115,7 @@ class LoadEngine:
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: GatewayClient,
         on_sample: Callable[[ChatSample], None],
         prompts: tuple[str, ...] = PROMPTS,
         max_tokens: int = 64,
@@ -339,7 +359,7 @@ class HealthProber:
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: GatewayClient,
         on_sample: Callable[[HealthSample], None],
         interval: float = 1.0,
     ) -> None:
@@ -366,7 +386,7 @@ class PodMetricsPoller:
 
     def __init__(
         self,
-        gateway: Gateway,
+        gateway: GatewayClient,
         pods: Callable[[], list[str]],
         on_metrics: Callable[[BackendMetrics], None],
         interval: float = 2.0,
