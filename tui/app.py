@@ -110,7 +110,6 @@ class CockpitApp(App[int]):
         self.refresh_interval = refresh_interval
         self.session: Session | None = None
         """The connected session, once the connector has made it."""
-        self.watching_since = clock()
         self.snapshot = ClusterSnapshot(
             namespace=settings.namespace or "", connection=Connection.CONNECTING
         )
@@ -251,7 +250,7 @@ class CockpitApp(App[int]):
         else:
             summary = session.recorder.summary(LATENCY_WINDOW, now)
             why, history = session.hpa_line(), session.replicas
-        self.query_one(PodsTable).show(self.snapshot, self.metrics, summary, now, self.watching_since)
+        self.query_one(PodsTable).show(self.snapshot, self.metrics, summary, now)
         self.query_one(HpaPanel).show(self.snapshot.hpa, why, history, now)
 
     def _refresh_status(self) -> None:

@@ -164,6 +164,8 @@ class ScriptedGateway:
     reply: str = "Kubernetes keeps two pods of me running, and the HPA adds more under load."
     pod: str = "llm-backend-5d8f-abcde"
     piece_delay: float = 0.0
+    hold: asyncio.Event | None = None
+    """When set, each chat waits for this event before its first piece (a load in progress)."""
     chats: list[Sequence[Mapping[str, str]]] = field(default_factory=list)
     closed: bool = False
 
@@ -178,6 +180,8 @@ class ScriptedGateway:
     ) -> ChatSample:
         """Stream the reply word by word; `stop` ends it as `cancelled`."""
         self.chats.append(messages)
+        if self.hold is not None:
+            await self.hold.wait()
         words = self.reply.split(" ")
         for index, word in enumerate(words):
             if stop is not None and stop.is_set():
@@ -234,6 +238,7 @@ def rig(
     first: ClusterSnapshot | None = TWO_PODS,
     gateway: ScriptedGateway | None = None,
     fail_with: BaseException | None = None,
+    connecting: bool = False,
     refuse_evictions: bool = False,
     clock: Callable[[], float] = lambda: NOW,
 ) -> Rig:
@@ -258,6 +263,9 @@ def rig(
     ) -> Session:
         if fail_with is not None:
             raise fail_with
+        if connecting:
+            progress("starting the sandbox (3 s): rendering the overlay, TLS, API")
+            await asyncio.Event().wait()
         return Session(
             settings,
             sink,

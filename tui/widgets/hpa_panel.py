@@ -82,8 +82,7 @@ class HpaPanel(Vertical):
             conditions.update(
                 Text(
                     "\n".join(
-                        f"{'✓' if c.status == 'True' else '✗'} {one_line(c.type, 30)}"
-                        f" ({one_line(c.reason, 40)})"
+                        f"{one_line(c.type, 30)}={one_line(c.status, 8)} ({one_line(c.reason, 40)})"
                         for c in hpa.conditions
                     ),
                     style="dim",

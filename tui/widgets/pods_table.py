@@ -15,7 +15,7 @@ from tui.model import BackendMetrics, ClusterSnapshot, LatencySummary, PodView
 from tui.sanitize import one_line
 
 NEW_POD_SECONDS = 60.0
-"""A pod younger than this (created while the cockpit watched) is marked new."""
+"""A pod younger than this is marked new."""
 
 COLUMNS = (
     ("name", "NAME"),
@@ -23,12 +23,14 @@ COLUMNS = (
     ("status", "STATUS"),
     ("restarts", "RESTARTS"),
     ("age", "AGE"),
-    ("cpu", "CPU/req"),
-    ("memory", "MEM/req"),
-    ("inflight", "IN-FLIGHT"),
+    ("cpu", "CPU"),
+    ("memory", "MEM"),
+    ("inflight", "INFL"),
     ("share", "SERVED"),
-    ("ttft", "TTFT p50"),
+    ("ttft", "TTFT50"),
 )
+"""CPU and MEM are percent of the pod's requests; INFL the chats in flight in its gateway;
+SERVED its share of the chats the cockpit saw answered; TTFT50 their median first token."""
 
 
 class PodsTable(DataTable[Text]):
@@ -93,7 +95,6 @@ class PodsTable(DataTable[Text]):
         metrics: Mapping[str, BackendMetrics],
         summary: LatencySummary,
         now: float,
-        watched_since: float,
     ) -> None:
         """Show the snapshot, keeping the cursor on the same pod where it is still listed."""
         selected = self.selected_pod
@@ -113,7 +114,7 @@ class PodsTable(DataTable[Text]):
             backend = metrics.get(pod.name)
             p50 = ttft.get(pod.name)
             cells = (
-                self._name_cell(pod, now, watched_since),
+                self._name_cell(pod, now),
                 Text(f"{pod.ready_containers}/{pod.total_containers}"),
                 self._status_cell(pod),
                 Text(str(pod.restarts)),
@@ -131,12 +132,11 @@ class PodsTable(DataTable[Text]):
             # The highlighted pod left: stay on the same row number rather than jump to the top.
             self.move_cursor(row=min(row, self.row_count - 1), animate=False)
 
-    def _name_cell(self, pod: PodView, now: float, watched_since: float) -> Text:
+    def _name_cell(self, pod: PodView, now: float) -> Text:
         name = one_line(pod.name, 63)
         if pod.terminating:
             return Text(f"✖ {name}", style="strike dim")
-        created = pod.created_at or 0.0
-        if created >= watched_since - 1 and now - created < NEW_POD_SECONDS:
+        if pod.created_at is not None and now - pod.created_at < NEW_POD_SECONDS:
             return Text(f"✚ {name}", style="bold")
         return Text(f"  {name}")
 
