@@ -17,9 +17,6 @@ headless `kube-llm load` or `scenario` can use it as it is.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import random
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -28,7 +25,7 @@ from functools import partial
 from typing import Any
 
 import aiohttp
-from kubernetes.aio import client, watch
+from kubernetes.aio import client
 from kubernetes.aio.client.exceptions import ApiException
 
 from tui.k8s_convert import (
@@ -41,6 +38,7 @@ from tui.k8s_convert import (
     pod_view,
 )
 from tui.k8s_errors import Permission, describe, forbidden, status_causes, status_message
+from tui.k8s_watch import Backoff, Collection, CollectionWatch, WatchSettings, read_json
 from tui.kubeconfig import ClusterTarget
 from tui.model import (
     ActionResult,
@@ -53,70 +51,28 @@ from tui.model import (
     PodView,
 )
 
-log = logging.getLogger(__name__)
-
 SnapshotCallback = Callable[[ClusterSnapshot], None]
 EventCallback = Callable[[ClusterEvent], None]
-Lister = Callable[..., Awaitable[aiohttp.ClientResponse]]
 
+# The snapshot shows the worst state among the watches.
 _SEVERITY = {Connection.LIVE: 0, Connection.CONNECTING: 1, Connection.RETRYING: 2,
              Connection.FORBIDDEN: 3}  # fmt: skip
+_CONNECTING = (Connection.CONNECTING, "connecting")
 
 
 @dataclass(frozen=True)
-class Backoff:
-    """Capped exponential backoff with jitter: base, 2 x base, 4 x base ... up to `cap`."""
+class _Apis:
+    """The API groups the adapter calls, and the collections it watches."""
 
-    base: float = 0.5
-    cap: float = 15.0
-    jitter: float = 0.2
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number `attempt` (1 for the first)."""
-        nominal = min(self.cap, self.base * 2 ** max(0, attempt - 1))
-        return min(self.cap, nominal * random.uniform(1 - self.jitter, 1 + self.jitter))
+    core: client.CoreV1Api
+    custom: client.CustomObjectsApi
+    collections: dict[str, Collection]
 
 
-@dataclass(frozen=True)
-class _Kind:
-    """One watched collection: how to list it, which permission that needs, what it feeds."""
-
-    key: str
-    lister: Lister
-    permission: Permission
-    field_selector: str | None = None
-
-
-@dataclass
-class _Stream:
-    """The connection state of one watched collection."""
-
-    connection: Connection = Connection.CONNECTING
-    detail: str = "connecting"
-
-
-class _RawWatch(watch.Watch):
-    """The library's watch, handing over each event's object as the API server's JSON."""
-
-    def get_return_type(self, func: Any) -> None:
-        """No model class: the adapter converts the JSON itself."""
-        return None
-
-
-async def read_json(response: aiohttp.ClientResponse) -> JSON:
-    """The body of a response as a JSON object; an `ApiException` for any non-2xx status."""
-    try:
-        data = await response.read()
-    finally:
-        response.release()
-    if not 200 <= response.status < 300:
-        raise ApiException(
-            status=response.status, reason=response.reason, body=data.decode("utf-8", "replace")
-        )
-    parsed = json.loads(data)
-    if not isinstance(parsed, dict):
-        raise ValueError("the API server's answer is not a JSON object")
-    return parsed
+def _api_classes() -> tuple[type[Any], ...]:
+    """The generated API classes: touching them loads their modules (CoreV1Api's alone takes
+    seconds), so this runs once, in a thread, and never stalls the caller's event loop."""
+    return client.CoreV1Api, client.AppsV1Api, client.AutoscalingV2Api, client.CustomObjectsApi
 
 
 class ClusterWatcher:
@@ -145,44 +101,20 @@ class ClusterWatcher:
         self._on_snapshot = on_snapshot
         self._on_event = on_event
         self._request_timeout = request_timeout
-        self._idle_timeout = watch_idle_timeout
-        self._watch_timeout = watch_timeout
+        self._settings = WatchSettings(
+            request_timeout=request_timeout,
+            idle_timeout=watch_idle_timeout,
+            watch_timeout=watch_timeout,
+            backoff=backoff or Backoff(),
+        )
         self._metrics_interval = metrics_interval
         self._metrics_retry = metrics_retry
-        self._backoff = backoff or Backoff()
         self._initial_events = initial_events
 
         self._api = target.api_client()
-        core = client.CoreV1Api(self._api)
-        self._core = core
-        self._custom = client.CustomObjectsApi(self._api)
-        self._kinds = {
-            "deployment": _Kind(
-                "deployment",
-                client.AppsV1Api(self._api).list_namespaced_deployment_without_preload_content,
-                Permission("watch", "deployments", "apps", "get/list/watch"),
-                f"metadata.name={deployment}",
-            ),
-            "hpa": _Kind(
-                "hpa",
-                client.AutoscalingV2Api(
-                    self._api
-                ).list_namespaced_horizontal_pod_autoscaler_without_preload_content,
-                Permission("watch", "horizontalpodautoscalers", "autoscaling", "get/list/watch"),
-                f"metadata.name={self.hpa}",
-            ),
-            "events": _Kind(
-                "events",
-                core.list_namespaced_event_without_preload_content,
-                Permission("watch", "events", "", "get/list/watch"),
-            ),
-            "pods": _Kind(
-                "pods",
-                core.list_namespaced_pod_without_preload_content,
-                Permission("watch", "pods", "", "get/list/watch"),
-            ),
-        }
-        self._streams: dict[str, _Stream] = {}
+        self._apis: _Apis | None = None
+        self._apis_lock = asyncio.Lock()
+        self._states: dict[str, tuple[Connection, str]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopped = asyncio.Event()
         self._failure: BaseException | None = None
@@ -195,27 +127,62 @@ class ClusterWatcher:
         self._metrics_available: bool | None = None
         self._metrics_detail = ""
         self._seen_events: OrderedDict[str, int] = OrderedDict()
-        self._events_listed = False
         self._last: ClusterSnapshot | None = None
+
+    async def _connect(self) -> _Apis:
+        async with self._apis_lock:
+            if self._apis is None:
+                core_api, apps_api, autoscaling_api, custom_api = await asyncio.to_thread(
+                    _api_classes
+                )
+                core: client.CoreV1Api = core_api(self._api)
+                apps: client.AppsV1Api = apps_api(self._api)
+                autoscaling: client.AutoscalingV2Api = autoscaling_api(self._api)
+                self._apis = _Apis(
+                    core=core,
+                    custom=custom_api(self._api),
+                    collections={
+                        "deployment": Collection(
+                            "deployment",
+                            apps.list_namespaced_deployment_without_preload_content,
+                            Permission("watch", "deployments", "apps", "get/list/watch"),
+                            field_selector=f"metadata.name={self.deployment}",
+                        ),
+                        "hpa": Collection(
+                            "hpa",
+                            autoscaling.list_namespaced_horizontal_pod_autoscaler_without_preload_content,
+                            Permission(
+                                "watch", "horizontalpodautoscalers", "autoscaling", "get/list/watch"
+                            ),
+                            field_selector=f"metadata.name={self.hpa}",
+                        ),
+                        "events": Collection(
+                            "events",
+                            core.list_namespaced_event_without_preload_content,
+                            Permission("watch", "events", "", "get/list/watch"),
+                        ),
+                        "pods": Collection(
+                            "pods",
+                            core.list_namespaced_pod_without_preload_content,
+                            Permission("watch", "pods", "", "get/list/watch"),
+                        ),
+                    },
+                )
+            return self._apis
 
     # -- the snapshot --------------------------------------------------------------------------
 
     def snapshot(self) -> ClusterSnapshot:
         """Everything known now."""
-        streams = list(self._streams.values()) or [_Stream()]
-        worst = max(streams, key=lambda s: _SEVERITY[s.connection])
-        detail = worst.detail
-        if worst.connection is Connection.LIVE:
-            detail = "watching"
-            if self._streams.get("deployment", _Stream()).connection is Connection.LIVE and (
-                self._deployment is None
-            ):
-                detail = f"watching; no deployment {self.deployment} in {self.namespace}"
+        states = list(self._states.values()) or [_CONNECTING]
+        connection, detail = max(states, key=lambda state: _SEVERITY[state[0]])
+        if connection is Connection.LIVE and self._deployment is None:
+            detail = f"watching; no deployment {self.deployment} in {self.namespace}"
         pods = sorted(self._pods.values(), key=lambda p: (p.created_at or 0.0, p.name))
         names = {p.name for p in pods}
         return ClusterSnapshot(
             namespace=self.namespace,
-            connection=worst.connection,
+            connection=connection,
             detail=detail,
             pods=tuple(pods),
             deployment=self._deployment,
@@ -235,8 +202,7 @@ class ClusterWatcher:
             self._on_snapshot(snapshot)
 
     def _set(self, key: str, connection: Connection, detail: str) -> None:
-        stream = self._streams.setdefault(key, _Stream())
-        stream.connection, stream.detail = connection, detail
+        self._states[key] = (connection, detail)
         self._publish()
 
     # -- running -------------------------------------------------------------------------------
@@ -245,10 +211,11 @@ class ClusterWatcher:
         """Watch until cancelled (or `close()`); API trouble shows in the snapshots, never
         as an exception."""
         for key in ("deployment", "hpa", "events"):
-            self._streams[key] = _Stream()
+            self._states[key] = _CONNECTING
         self._publish()
+        apis = await self._connect()
         for key in ("deployment", "hpa", "events"):
-            self._start(key, self._watch_loop(self._kinds[key]))
+            self._start(key, self._watch(apis.collections[key]).run())
         self._start("metrics", self._poll_metrics())
         try:
             await self._stopped.wait()
@@ -282,121 +249,16 @@ class ClusterWatcher:
         await self._stop_tasks()
         await self._api.close()
 
-    # -- list and watch ------------------------------------------------------------------------
-
-    def _selectors(self, kind: _Kind) -> dict[str, Any]:
-        if kind.key == "pods":
-            return {"label_selector": self._selector}
-        return {"field_selector": kind.field_selector} if kind.field_selector else {}
-
-    async def _list(self, kind: _Kind) -> tuple[list[JSON], str | None]:
-        async with asyncio.timeout(self._request_timeout):
-            response = await kind.lister(namespace=self.namespace, **self._selectors(kind))
-            body = await read_json(response)
-        items = [i for i in body.get("items") or [] if isinstance(i, dict)]
-        version = (body.get("metadata") or {}).get("resourceVersion")
-        return items, str(version) if version else None
-
-    async def _open_watch(self, kind: _Kind, **kwargs: Any) -> aiohttp.ClientResponse:
-        kwargs.pop("_preload_content", None)
-        async with asyncio.timeout(self._request_timeout):
-            response = await kind.lister(**kwargs)
-            if response.status != 200:
-                await read_json(response)  # raises the API's error
-        self._set(kind.key, Connection.LIVE, "watching")
-        return response
-
-    async def _watch_loop(self, kind: _Kind) -> None:
-        """LIST, then WATCH from its resourceVersion, forever; relist only after 410 Gone."""
-        version: str | None = None
-        failures = 0
-        quick_ends = 0
-        stream = _RawWatch()
-        try:
-            while True:
-                try:
-                    if version is None:
-                        items, version = await self._list(kind)
-                        self._replace(kind.key, items)
-                        self._set(kind.key, Connection.LIVE, "watching")
-                    version, ended_early = await self._watch_once(stream, kind, version)
-                    failures = 0
-                    if ended_early:
-                        quick_ends += 1
-                        self._set(
-                            kind.key, Connection.RETRYING, "the API server ended a watch; resuming"
-                        )
-                        if quick_ends > 1:  # a server that keeps ending watches: back off
-                            await asyncio.sleep(self._backoff.delay(quick_ends - 1))
-                    else:
-                        quick_ends = 0
-                except asyncio.CancelledError:
-                    raise
-                except ApiException as error:
-                    if error.status == 410:
-                        version = None
-                        self._set(
-                            kind.key,
-                            Connection.RETRYING,
-                            "410 Gone: the resource version is too old; listing again",
-                        )
-                        continue
-                    failures += 1
-                    await self._retry(kind, error, failures, "list" if version is None else "watch")
-                except Exception as error:  # any API trouble: retry, never end the watch
-                    if not isinstance(error, aiohttp.ClientError | TimeoutError | OSError):
-                        log.warning("watching %s failed", kind.key, exc_info=error)
-                    failures += 1
-                    await self._retry(kind, error, failures, "list" if version is None else "watch")
-        finally:
-            await stream.close()
-
-    async def _retry(self, kind: _Kind, error: BaseException, failures: int, verb: str) -> None:
-        delay = self._backoff.delay(failures)
-        if isinstance(error, ApiException) and error.status == 403:
-            permission = replace(kind.permission, verb=verb)
-            self._set(kind.key, Connection.FORBIDDEN, forbidden(permission, self.namespace))
-        else:
-            why = describe(error, self._request_timeout)
-            self._set(kind.key, Connection.RETRYING, f"retrying in {_seconds(delay)}: {why}")
-        await asyncio.sleep(delay)
-
-    async def _watch_once(
-        self, stream: _RawWatch, kind: _Kind, version: str | None
-    ) -> tuple[str | None, bool]:
-        """One watch request until it ends; the last resourceVersion seen and whether the
-        server ended it before its timeout (a dropped watch)."""
-        low, high = self._watch_timeout
-        timeout = random.randint(low, high)
-        started = time.monotonic()
-        events = stream.stream(
-            partial(self._open_watch, kind),
-            namespace=self.namespace,
-            resource_version=version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=timeout,
-            _request_timeout=float(timeout + 30),
-            **self._selectors(kind),
+    def _watch(self, collection: Collection) -> CollectionWatch:
+        key = collection.key
+        return CollectionWatch(
+            collection,
+            self.namespace,
+            self._settings,
+            on_list=partial(self._replace, key),
+            on_change=partial(self._apply, key),
+            on_state=partial(self._set, key),
         )
-        try:
-            while True:
-                try:
-                    async with asyncio.timeout(self._idle_timeout):
-                        event = await anext(events)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    # Quiet for too long: maybe a stalled connection. Resume (no relist); if
-                    # the server really stalls, reopening times out and shows as retrying.
-                    return stream.resource_version or version, False
-                if not isinstance(event, dict) or "raw_object" not in event:
-                    raise ValueError("the watch sent a line that is not a watch event")
-                if event["type"] != "BOOKMARK":
-                    self._apply(kind.key, str(event["type"]), event["raw_object"])
-        finally:
-            await stream.close()
-        ended_early = time.monotonic() - started < timeout - 1
-        return stream.resource_version or version, ended_early
 
     # -- state changes -------------------------------------------------------------------------
 
@@ -438,8 +300,10 @@ class ClusterWatcher:
             old = self._tasks.pop("pods", None)
             if old is not None:
                 old.cancel()
-            self._streams["pods"] = _Stream()
-            self._start("pods", self._watch_loop(self._kinds["pods"]))
+            self._states["pods"] = _CONNECTING
+            assert self._apis is not None  # the deployment's watch runs only once connected
+            pods = replace(self._apis.collections["pods"], label_selector=selector)
+            self._start("pods", self._watch(pods).run())
 
     # -- events --------------------------------------------------------------------------------
 
@@ -495,7 +359,8 @@ class ClusterWatcher:
             if self._selector is not None:
                 try:
                     async with asyncio.timeout(self._request_timeout):
-                        lister = self._custom.list_namespaced_custom_object_without_preload_content
+                        apis = await self._connect()
+                        lister = apis.custom.list_namespaced_custom_object_without_preload_content
                         response = await lister(
                             group="metrics.k8s.io",
                             version="v1beta1",
@@ -544,7 +409,7 @@ class ClusterWatcher:
             "evict",
             pod,
             permission,
-            lambda: self._core.create_namespaced_pod_eviction_without_preload_content(
+            lambda apis: apis.core.create_namespaced_pod_eviction_without_preload_content(
                 name=pod, namespace=self.namespace, body=body
             ),
             f"evicted {pod}",
@@ -557,7 +422,7 @@ class ClusterWatcher:
             "delete",
             pod,
             permission,
-            lambda: self._core.delete_namespaced_pod_without_preload_content(
+            lambda apis: apis.core.delete_namespaced_pod_without_preload_content(
                 name=pod, namespace=self.namespace, grace_period_seconds=0
             ),
             f"force-deleted {pod} (grace period 0)",
@@ -568,14 +433,15 @@ class ClusterWatcher:
         action: str,
         pod: str,
         permission: Permission,
-        call: Callable[[], Awaitable[aiohttp.ClientResponse]],
+        call: Callable[[_Apis], Awaitable[aiohttp.ClientResponse]],
         done: str,
     ) -> ActionResult:
         if not pod:
             return ActionResult(action, pod, ok=False, message="no pod given", at=time.time())
+        apis = await self._connect()
         try:
             async with asyncio.timeout(self._request_timeout):
-                response = await call()
+                response = await call(apis)
                 await read_json(response)
         except ApiException as error:
             status = error.status
@@ -605,8 +471,4 @@ def _name(obj: JSON) -> str:
     return str((obj.get("metadata") or {}).get("name") or "")
 
 
-def _seconds(delay: float) -> str:
-    return f"{delay:.1f} s" if delay < 10 else f"{delay:.0f} s"
-
-
-__all__ = ["Backoff", "ClusterWatcher", "read_json"]
+__all__ = ["Backoff", "ClusterWatcher"]

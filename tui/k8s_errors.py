@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from kubernetes.aio.client.exceptions import ApiException
@@ -32,33 +33,30 @@ class Permission:
         return f"{self.resource}.{self.group}" if self.group else self.resource
 
 
-def status_message(error: ApiException) -> str:
-    """The `message` of the API's Status body, else its reason."""
+def status_body(error: ApiException) -> dict[str, Any]:
+    """The API's `Status` object from an error's body, or {} when the body is not one."""
     body = error.body
     if isinstance(body, bytes):
         body = body.decode("utf-8", "replace")
-    if isinstance(body, str) and body:
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, dict) and parsed.get("message"):
-            return str(parsed["message"])
-    reason = str(error.reason or "")
-    # The watch helper puts "Reason: message" in `reason` for an ERROR event.
-    return reason
+    if not isinstance(body, str) or not body:
+        return {}
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def status_message(error: ApiException) -> str:
+    """The `message` of the API's Status body, else the reason the client recorded (the watch
+    helper puts "Reason: message" there for an ERROR event)."""
+    message = status_body(error).get("message")
+    return str(message) if message else str(error.reason or "")
 
 
 def status_causes(error: ApiException) -> list[dict[str, str]]:
     """The `details.causes` of the API's Status body (a PDB refusal names the budget there)."""
-    body = error.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    try:
-        parsed = json.loads(body) if isinstance(body, str) and body else None
-    except ValueError:
-        return []
-    details = parsed.get("details") if isinstance(parsed, dict) else None
+    details = status_body(error).get("details")
     causes = details.get("causes") if isinstance(details, dict) else None
     return [c for c in causes if isinstance(c, dict)] if isinstance(causes, list) else []
 
@@ -119,14 +117,5 @@ def describe(error: BaseException, timeout: float | None = None) -> str:
 
 
 def _status_reason(error: ApiException) -> str:
-    body = error.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    try:
-        parsed = json.loads(body) if isinstance(body, str) and body else None
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict) and parsed.get("reason"):
-        return str(parsed["reason"])
-    reason = str(error.reason or "")
-    return reason.split(":", 1)[0]
+    reason = status_body(error).get("reason")
+    return str(reason) if reason else str(error.reason or "").split(":", 1)[0]

@@ -1,0 +1,675 @@
+"""Contract tests of shapes: the adapter against kmock, an independent Kubernetes API emulator.
+
+The objects below are written as a real API server returns them (a Deployment with its
+defaults, an autoscaling/v2 HPA with status, pods in the states kubectl names, core/v1 Events).
+kmock serves them over real HTTP to the real `kubernetes.aio` client; the adapter must turn them
+into the right frozen values. kmock ignores resourceVersion on watches and replays everything as
+ADDED, so resume semantics are tested against the sandbox instead (test_k8s_sandbox.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+import yaml
+
+from tui.k8s import Backoff, ClusterWatcher
+from tui.kubeconfig import ClusterTarget, load_target
+from tui.model import ClusterEvent, ClusterSnapshot, Connection
+
+NS = "kube-llm"
+SELECTOR = {"app.kubernetes.io/name": "llm-backend"}
+
+DEPLOYMENT = yaml.safe_load("""
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: llm-backend
+  namespace: kube-llm
+  uid: 0b5c2d1e-1111-4a3b-9c1d-000000000001
+  resourceVersion: "1201"
+  generation: 3
+  creationTimestamp: "2026-01-10T09:00:00Z"
+  labels: {app.kubernetes.io/name: llm-backend, app.kubernetes.io/part-of: kube-llm}
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app.kubernetes.io/name: llm-backend}
+    matchExpressions:
+      - {key: tier, operator: In, values: [web, chat]}
+      - {key: canary, operator: DoesNotExist}
+  strategy:
+    type: RollingUpdate
+    rollingUpdate: {maxSurge: 1, maxUnavailable: 0}
+  template:
+    metadata:
+      labels: {app.kubernetes.io/name: llm-backend, tier: chat}
+    spec:
+      containers: [{name: backend, image: "kube-llm-backend:dev"}]
+status:
+  observedGeneration: 3
+  replicas: 3
+  updatedReplicas: 3
+  readyReplicas: 2
+  availableReplicas: 2
+  unavailableReplicas: 1
+""")
+
+HPA = yaml.safe_load("""
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: llm-backend
+  namespace: kube-llm
+  uid: 0b5c2d1e-2222-4a3b-9c1d-000000000002
+  resourceVersion: "1300"
+  creationTimestamp: "2026-01-10T09:00:00Z"
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: llm-backend}
+  minReplicas: 2
+  maxReplicas: 6
+  metrics:
+    - type: ContainerResource
+      containerResource:
+        name: cpu
+        container: engine
+        target: {type: Utilization, averageUtilization: 70}
+    - type: ContainerResource
+      containerResource:
+        name: memory
+        container: backend
+        target: {type: Utilization, averageUtilization: 80}
+    - type: Pods
+      pods:
+        metric: {name: inflight_requests}
+        target: {type: AverageValue, averageValue: "2"}
+  behavior:
+    scaleUp:
+      stabilizationWindowSeconds: 15
+      policies: [{type: Pods, value: 2, periodSeconds: 15}]
+    scaleDown:
+      stabilizationWindowSeconds: 600
+status:
+  currentReplicas: 3
+  desiredReplicas: 4
+  lastScaleTime: "2026-01-10T09:05:00Z"
+  currentMetrics:
+    - type: ContainerResource
+      containerResource:
+        name: cpu
+        container: engine
+        current: {averageUtilization: 187, averageValue: 374m}
+    - type: ContainerResource
+      containerResource:
+        name: memory
+        container: backend
+        current: {averageUtilization: 41, averageValue: "55574528"}
+  conditions:
+    - type: AbleToScale
+      status: "True"
+      lastTransitionTime: "2026-01-10T09:00:30Z"
+      reason: SucceededRescale
+      message: the HPA controller was able to update the target scale to 4
+    - type: ScalingActive
+      status: "True"
+      lastTransitionTime: "2026-01-10T09:00:30Z"
+      reason: ValidMetricFound
+      message: >-
+        the HPA was able to successfully calculate a replica count from cpu container
+        resource utilization (percentage of request)
+    - type: ScalingLimited
+      status: "False"
+      lastTransitionTime: "2026-01-10T09:00:30Z"
+      reason: DesiredWithinRange
+      message: the desired count is within the acceptable range
+""")
+
+_POD_SPEC = yaml.safe_load("""
+terminationGracePeriodSeconds: 35
+initContainers:
+  - name: engine
+    image: ollama/ollama:0.21.2
+    restartPolicy: Always
+    resources:
+      requests: {cpu: 500m, memory: 1Gi}
+      limits: {memory: 2Gi}
+  - name: model-pull
+    image: ollama/ollama:0.21.2
+    resources:
+      requests: {cpu: 100m, memory: 64Mi}
+containers:
+  - name: backend
+    image: kube-llm-backend:dev
+    resources:
+      requests: {cpu: "0.25", memory: 128Mi}
+      limits: {memory: 256Mi}
+""")
+
+
+def _pod(name: str, status: dict[str, Any], **metadata: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": f"uid-{name}",
+            "resourceVersion": "1400",
+            "creationTimestamp": "2026-01-10T09:01:00Z",
+            "labels": {**SELECTOR, "tier": "chat"},
+            "ownerReferences": [
+                {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "llm-backend-7d9f8c6b5"}
+            ],
+            **metadata,
+        },
+        "spec": _POD_SPEC,
+        "status": status,
+    }
+
+
+def _conditions(ready: bool, initialized: bool = True) -> list[dict[str, str]]:
+    def condition(kind: str, value: bool, at: str) -> dict[str, str]:
+        return {"type": kind, "status": str(value), "lastTransitionTime": at}
+
+    return [
+        condition("PodReadyToStartContainers", True, "2026-01-10T09:01:02Z"),
+        condition("Initialized", initialized, "2026-01-10T09:01:05Z"),
+        condition("Ready", ready, "2026-01-10T09:01:20Z"),
+        condition("ContainersReady", ready, "2026-01-10T09:01:20Z"),
+        condition("PodScheduled", True, "2026-01-10T09:01:00Z"),
+    ]
+
+
+_ENGINE_RUNNING = {
+    "name": "engine",
+    "ready": True,
+    "started": True,
+    "restartCount": 1,
+    "state": {"running": {"startedAt": "2026-01-10T09:01:03Z"}},
+}
+_PULL_DONE = {
+    "name": "model-pull",
+    "ready": True,
+    "started": False,
+    "restartCount": 0,
+    "state": {"terminated": {"exitCode": 0, "reason": "Completed"}},
+}
+
+RUNNING = _pod(
+    "llm-backend-7d9f8c6b5-aaaaa",
+    {
+        "phase": "Running",
+        "startTime": "2026-01-10T09:01:01Z",
+        "conditions": _conditions(ready=True),
+        "initContainerStatuses": [_ENGINE_RUNNING, _PULL_DONE],
+        "containerStatuses": [
+            {
+                "name": "backend",
+                "ready": True,
+                "started": True,
+                "restartCount": 2,
+                "state": {"running": {"startedAt": "2026-01-10T09:01:06Z"}},
+            }
+        ],
+    },
+)
+INITIALIZING = _pod(
+    "llm-backend-7d9f8c6b5-bbbbb",
+    {
+        "phase": "Pending",
+        "startTime": "2026-01-10T09:02:01Z",
+        "conditions": _conditions(ready=False, initialized=False),
+        "initContainerStatuses": [
+            {**_ENGINE_RUNNING, "restartCount": 0},
+            {
+                "name": "model-pull",
+                "ready": False,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-01-10T09:02:03Z"}},
+            },
+        ],
+        "containerStatuses": [
+            {
+                "name": "backend",
+                "ready": False,
+                "started": False,
+                "restartCount": 0,
+                "state": {"waiting": {"reason": "PodInitializing"}},
+            }
+        ],
+    },
+)
+CRASHING = _pod(
+    "llm-backend-7d9f8c6b5-ccccc",
+    {
+        "phase": "Running",
+        "startTime": "2026-01-10T09:01:01Z",
+        "conditions": _conditions(ready=False),
+        "initContainerStatuses": [_ENGINE_RUNNING, _PULL_DONE],
+        "containerStatuses": [
+            {
+                "name": "backend",
+                "ready": False,
+                "started": False,
+                "restartCount": 5,
+                "state": {
+                    "waiting": {
+                        "reason": "CrashLoopBackOff",
+                        "message": "back-off 2m40s restarting failed container=backend",
+                    }
+                },
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error"}},
+            }
+        ],
+    },
+)
+TERMINATING = _pod(
+    "llm-backend-7d9f8c6b5-ddddd",
+    {
+        "phase": "Running",
+        "startTime": "2026-01-10T09:01:01Z",
+        "conditions": _conditions(ready=False),
+        "initContainerStatuses": [_ENGINE_RUNNING, _PULL_DONE],
+        "containerStatuses": [
+            {
+                "name": "backend",
+                "ready": False,
+                "started": True,
+                "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-01-10T09:01:06Z"}},
+            }
+        ],
+    },
+    deletionTimestamp="2026-01-10T09:10:35Z",
+    deletionGracePeriodSeconds=35,
+)
+
+
+def _event(name: str, kind: str, involved: str, reason: str, message: str, **extra: Any) -> Any:
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {
+            "name": name,
+            "namespace": NS,
+            "uid": f"uid-{name}",
+            "creationTimestamp": "2026-01-10T09:03:00Z",
+        },
+        "involvedObject": {"kind": kind, "name": involved, "namespace": NS},
+        "reason": reason,
+        "message": message,
+        "source": {"component": "kubelet"},
+        "type": extra.pop("type", "Normal"),
+        **extra,
+    }
+
+
+EVENTS = [
+    _event(
+        "e1",
+        "Pod",
+        RUNNING["metadata"]["name"],
+        "Started",
+        "Started container backend",
+        count=1,
+        firstTimestamp="2026-01-10T09:01:06Z",
+        lastTimestamp="2026-01-10T09:01:06Z",
+    ),
+    _event(
+        "e2",
+        "Pod",
+        CRASHING["metadata"]["name"],
+        "BackOff",
+        "Back-off restarting failed container backend",
+        type="Warning",
+        count=7,
+        firstTimestamp="2026-01-10T09:02:00Z",
+        lastTimestamp="2026-01-10T09:06:00Z",
+    ),
+    # An events.k8s.io-style event: eventTime and series instead of timestamps and count.
+    _event(
+        "e3",
+        "HorizontalPodAutoscaler",
+        "llm-backend",
+        "SuccessfulRescale",
+        "New size: 4; reason: cpu resource utilization above target",
+        eventTime="2026-01-10T09:05:00.123456Z",
+        series={"count": 2, "lastObservedTime": "2026-01-10T09:05:30.000000Z"},
+    ),
+    _event(
+        "e4",
+        "Pod",
+        "other-app-5f6d7-xxxxx",
+        "Started",
+        "not ours",
+        count=1,
+        lastTimestamp="2026-01-10T09:04:00Z",
+    ),
+    _event(
+        "e5",
+        "Deployment",
+        "other-app",
+        "ScalingReplicaSet",
+        "not ours either",
+        lastTimestamp="2026-01-10T09:04:00Z",
+    ),
+]
+
+
+@pytest.fixture
+def emulator(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
+    """kmock serving the Deployment, its HPA, four pods and some events."""
+    kmock.objects["apps/v1/deployments", NS, "llm-backend"] = DEPLOYMENT
+    kmock.objects["autoscaling/v2/horizontalpodautoscalers", NS, "llm-backend"] = HPA
+    for pod in (RUNNING, INITIALIZING, CRASHING, TERMINATING):
+        kmock.objects["v1/pods", NS, pod["metadata"]["name"]] = pod
+    for event in EVENTS:
+        kmock.objects["v1/events", NS, event["metadata"]["name"]] = event
+    return kmock
+
+
+def _target(tmp_path: Path, server: str, namespace: str | None = None) -> ClusterTarget:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "mock", "cluster": {"server": server}}],
+        "users": [{"name": "mock", "user": {"token": "kmock-token"}}],
+        "contexts": [{"name": "mock", "context": {"cluster": "mock", "user": "mock"}}],
+        "current-context": "mock",
+    }
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return load_target(path, None, namespace)
+
+
+class Recorder:
+    """Collects what the watcher hands over, and waits for a condition on it."""
+
+    def __init__(self) -> None:
+        self.snapshots: list[ClusterSnapshot] = []
+        self.events: list[ClusterEvent] = []
+
+    @property
+    def last(self) -> ClusterSnapshot:
+        return self.snapshots[-1]
+
+    async def until(self, predicate: Callable[[ClusterSnapshot], bool], timeout: float = 30) -> Any:
+        """The first snapshot that satisfies `predicate` (the first connect loads the client's
+        API modules, which takes seconds on a busy machine)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.snapshots and predicate(self.last):
+                return self.last
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"timed out; last snapshot: {self.snapshots[-1:]!r}")
+
+    async def events_at_least(self, count: int, timeout: float = 30) -> None:
+        """Wait until `count` events arrived."""
+        deadline = time.monotonic() + timeout
+        while len(self.events) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert len(self.events) >= count, self.events
+
+
+async def _watching(target: ClusterTarget, **options: Any) -> tuple[ClusterWatcher, Recorder]:
+    recorder = Recorder()
+    watcher = ClusterWatcher(
+        target,
+        on_snapshot=recorder.snapshots.append,
+        on_event=recorder.events.append,
+        backoff=Backoff(base=0.05, cap=0.2),
+        metrics_retry=0.5,
+        **options,
+    )
+    return watcher, recorder
+
+
+async def test_objects_become_the_right_values(
+    emulator: kmock.KubernetesEmulator, tmp_path: Path
+) -> None:
+    watcher, seen = await _watching(_target(tmp_path, str(emulator.url)))
+    task = asyncio.create_task(watcher.run())
+    try:
+        snapshot = await seen.until(
+            lambda s: len(s.pods) == 4 and s.hpa is not None and s.deployment is not None
+        )
+        await seen.events_at_least(3)
+        await asyncio.sleep(0.3)  # an event that should have been filtered out would be here
+    finally:
+        task.cancel()
+        await watcher.close()
+
+    assert snapshot.connection is Connection.LIVE
+    deployment = snapshot.deployment
+    assert deployment.selector == ("app.kubernetes.io/name=llm-backend,tier in (chat,web),!canary")
+    assert (deployment.replicas, deployment.ready_replicas, deployment.available_replicas) == (
+        3,
+        2,
+        2,
+    )
+
+    hpa = snapshot.hpa
+    assert (hpa.min_replicas, hpa.max_replicas) == (2, 6)
+    assert (hpa.current_replicas, hpa.desired_replicas) == (3, 4)
+    assert (hpa.scale_up_window_seconds, hpa.scale_down_window_seconds) == (15, 600)
+    cpu, memory, inflight = hpa.metrics
+    assert (cpu.source, cpu.name, cpu.container) == ("ContainerResource", "cpu", "engine")
+    assert (cpu.target_utilization, cpu.current_utilization) == (70, 187)
+    assert (memory.container, memory.target_utilization, memory.current_utilization) == (
+        "backend",
+        80,
+        41,
+    )
+    # A metric the status does not report yet has a target and no current value.
+    assert (inflight.source, inflight.name, inflight.target_value) == (
+        "Pods",
+        "inflight_requests",
+        "2",
+    )
+    assert inflight.current_value is None
+    assert inflight.current_utilization is None
+    assert [c.type for c in hpa.conditions] == ["AbleToScale", "ScalingActive", "ScalingLimited"]
+    assert hpa.conditions[2].status == "False"
+    assert hpa.conditions[2].reason == "DesiredWithinRange"
+    assert hpa.last_scale_at == pytest.approx(1768035900.0)
+
+    by_name = {p.name: p for p in snapshot.pods}
+    running = by_name[RUNNING["metadata"]["name"]]
+    assert (running.status, running.ready, running.ready_containers, running.total_containers) == (
+        "Running",
+        True,
+        2,
+        2,
+    )
+    # kubectl counts the sidecar's restarts with the app containers' once initialised.
+    assert running.restarts == 3
+    assert [c.name for c in running.containers] == ["engine", "backend"]
+    engine, backend = running.containers
+    assert engine.sidecar
+    assert not backend.sidecar
+    assert (engine.cpu_request_millicores, engine.memory_request_bytes) == (500, 1024**3)
+    assert (backend.cpu_request_millicores, backend.memory_request_bytes) == (250, 128 * 1024**2)
+    assert running.cpu_request_millicores == 750
+    assert running.memory_request_bytes == 1024**3 + 128 * 1024**2
+    assert running.ready_at == pytest.approx(1768035680.0)
+    assert running.started_at == pytest.approx(1768035661.0)
+
+    initializing = by_name[INITIALIZING["metadata"]["name"]]
+    assert (initializing.status, initializing.ready, initializing.ready_containers) == (
+        "Init:1/2",
+        False,
+        1,
+    )
+    assert initializing.ready_at is None
+    assert initializing.containers[1].state == "waiting: PodInitializing"
+
+    crashing = by_name[CRASHING["metadata"]["name"]]
+    assert (crashing.status, crashing.ready_containers, crashing.restarts) == (
+        "CrashLoopBackOff",
+        1,
+        6,
+    )
+    assert crashing.containers[1].state == "waiting: CrashLoopBackOff"
+
+    terminating = by_name[TERMINATING["metadata"]["name"]]
+    assert terminating.status == "Terminating"
+    assert terminating.terminating
+    assert terminating.deleting_at == pytest.approx(1768036235.0)
+    assert not terminating.ready
+
+    # Only the events about our deployment, its pods and its HPA, oldest first.
+    assert [(e.reason, e.kind, e.count) for e in seen.events] == [
+        ("Started", "Pod", 1),
+        ("SuccessfulRescale", "HorizontalPodAutoscaler", 2),
+        ("BackOff", "Pod", 7),
+    ]
+    rescale = seen.events[1]
+    assert rescale.at == pytest.approx(1768035930.0)
+    assert seen.events[2].type == "Warning"
+
+
+async def test_a_new_event_is_handed_over_once(
+    emulator: kmock.KubernetesEmulator, tmp_path: Path
+) -> None:
+    watcher, seen = await _watching(_target(tmp_path, str(emulator.url)))
+    task = asyncio.create_task(watcher.run())
+    try:
+        await seen.until(lambda s: s.deployment is not None)
+        await seen.events_at_least(3)
+        new = _event(
+            "e6",
+            "Pod",
+            RUNNING["metadata"]["name"],
+            "Killing",
+            "Stopping container backend",
+            lastTimestamp="2026-01-10T09:07:00Z",
+        )
+        async with emulator.post(f"/api/v1/namespaces/{NS}/events", json=new) as response:
+            assert response.status < 300
+        await seen.events_at_least(4)
+        await asyncio.sleep(0.3)  # a duplicate (kmock replays as ADDED) would arrive by now
+    finally:
+        task.cancel()
+        await watcher.close()
+    assert [e.reason for e in seen.events].count("Killing") == 1
+    assert seen.events[-1].message == "Stopping container backend"
+
+
+async def test_no_metrics_server_is_said_in_words(
+    emulator: kmock.KubernetesEmulator, tmp_path: Path
+) -> None:
+    watcher, seen = await _watching(_target(tmp_path, str(emulator.url)))
+    task = asyncio.create_task(watcher.run())
+    try:
+        snapshot = await seen.until(lambda s: s.metrics_available is False)
+    finally:
+        task.cancel()
+        await watcher.close()
+    assert "no metrics-server" in snapshot.metrics_detail
+    assert snapshot.usage == ()
+    # The rest of the cockpit is unaffected.
+    assert snapshot.connection is Connection.LIVE
+
+
+async def test_a_403_names_the_missing_permission(
+    emulator: kmock.KubernetesEmulator, tmp_path: Path
+) -> None:
+    forbidden = kmock.KubernetesError(
+        status=403,
+        reason="Forbidden",
+        message='pods is forbidden: User "system:serviceaccount:kube-llm:viewer" cannot list '
+        'resource "pods" in API group "" in the namespace "kube-llm"',
+        details={"kind": "pods"},
+    )
+    emulator["get", kmock.resource("", "v1", "pods")] << forbidden
+    emulator["post", kmock.resource("", "v1", "pods"), kmock.subresource("eviction")] << forbidden
+    watcher, seen = await _watching(_target(tmp_path, str(emulator.url)))
+    task = asyncio.create_task(watcher.run())
+    try:
+        snapshot = await seen.until(lambda s: s.connection is Connection.FORBIDDEN)
+        result = await watcher.evict(RUNNING["metadata"]["name"])
+    finally:
+        task.cancel()
+        await watcher.close()
+    assert snapshot.detail == (
+        "403: the cockpit may not list pods in kube-llm "
+        "(needs get/list/watch pods, see kustomize/base/cockpit-role.yaml)"
+    )
+    assert not result.ok
+    assert result.status == 403
+    assert not result.refused_by_pdb
+    assert result.message == (
+        "403: the cockpit may not create pods/eviction in kube-llm "
+        "(needs create pods/eviction, see kustomize/base/cockpit-role.yaml)"
+    )
+
+
+async def test_force_delete_asks_for_grace_zero_and_the_pod_leaves(
+    emulator: kmock.KubernetesEmulator, tmp_path: Path
+) -> None:
+    victim = CRASHING["metadata"]["name"]
+    watcher, seen = await _watching(_target(tmp_path, str(emulator.url)))
+    task = asyncio.create_task(watcher.run())
+    try:
+        await seen.until(lambda s: len(s.pods) == 4)
+        result = await watcher.force_delete(victim)
+        snapshot = await seen.until(lambda s: len(s.pods) == 3)
+    finally:
+        task.cancel()
+        await watcher.close()
+    assert result.ok
+    assert (result.action, result.pod, result.status) == ("delete", victim, 200)
+    assert snapshot.pod(victim) is None
+    deletes = [r for r in emulator if str(r.method).upper().endswith("DELETE")]
+    assert [(r.url.path, r.params.get("gracePeriodSeconds")) for r in deletes] == [
+        (f"/api/v1/namespaces/{NS}/pods/{victim}", "0")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("causes", "by_pdb"),
+    [
+        (
+            [
+                {
+                    "reason": "DisruptionBudget",
+                    "message": "The disruption budget llm-backend needs 1 healthy pods "
+                    "and has 1 currently",
+                }
+            ],
+            True,
+        ),
+        # API priority and fairness also answers 429: that is not the budget's refusal.
+        ([], False),
+    ],
+)
+async def test_an_eviction_429_is_a_pdb_refusal_only_when_the_budget_says_so(
+    emulator: kmock.KubernetesEmulator, tmp_path: Path, causes: list[Any], by_pdb: bool
+) -> None:
+    message = (
+        "Cannot evict pod as it would violate the pod's disruption budget."
+        if by_pdb
+        else "Too many requests, please try again later."
+    )
+    refusal = kmock.KubernetesError(
+        status=429, reason="TooManyRequests", message=message, details={"causes": causes}
+    )
+    emulator["post", kmock.resource("", "v1", "pods"), kmock.subresource("eviction")] << refusal
+    watcher, _ = await _watching(_target(tmp_path, str(emulator.url)))
+    try:
+        result = await watcher.evict(RUNNING["metadata"]["name"])
+    finally:
+        await watcher.close()
+    assert not result.ok
+    assert result.status == 429
+    assert result.refused_by_pdb is by_pdb
+    assert message in result.message
+    if by_pdb:
+        assert "needs 1 healthy pods and has 1 currently" in result.message
