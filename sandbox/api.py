@@ -33,17 +33,15 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from sandbox import proxy
+from sandbox import proxy, reviews
 from sandbox.auth import (
     USER_SCOPE_KEY,
     Authenticator,
     BearerAuth,
     User,
     authorize,
-    decode_access_review_protobuf,
 )
 from sandbox.bodies import (
-    PROTOBUF_MAGIC,
     decode_object,
     delete_options_protobuf,
     dry_run,
@@ -74,24 +72,14 @@ from sandbox.store import (
 )
 from sandbox.tables import table, wants_table
 from sandbox.validation import validate
+from sandbox.version import FALLBACK_MINOR, ServedVersion
 from sandbox.watch import WatchOptions, WatchStream
-
-SERVER_VERSION = {
-    "major": "1",
-    "minor": "31",
-    "gitVersion": "v1.31.0-kube-llm-sandbox",
-    "gitCommit": "0000000000000000000000000000000000000000",
-    "gitTreeState": "clean",
-    "buildDate": "2026-01-01T00:00:00Z",
-    "goVersion": "go1.22.0",
-    "compiler": "gc",
-    "platform": "linux/amd64",
-}
-
 
 log = logging.getLogger("sandbox.api")
 
 _MAX_TOKEN_SECONDS = 48 * 3600
+
+_SELF_REVIEWS = ("selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews")
 
 _DEFAULT_WATCH_SECONDS = 1800.0
 """The API server's `--min-request-timeout`: a watch without a timeout lasts 1 to 2 times it."""
@@ -247,12 +235,14 @@ class ApiServer:
         *,
         bookmark_seconds: float = 10.0,
         faults: Faults | None = None,
+        version: ServedVersion | None = None,
     ) -> None:
         self.store = store
         self.runtime = runtime
         self.authenticator = authenticator
         self.bookmark_seconds = bookmark_seconds
         self.faults = faults or Faults()
+        self.version = version or ServedVersion(FALLBACK_MINOR)
         self.http: httpx2.AsyncClient | None = None
         self.proxy_rotation: dict[tuple[str, str], int] = {}
 
@@ -277,7 +267,7 @@ class ApiServer:
         return Response("ok", media_type="text/plain")
 
     async def _version(self, request: Request) -> Response:
-        return JSONResponse(SERVER_VERSION)
+        return JSONResponse(self.version.info())
 
     async def _core_versions(self, request: Request) -> Response:
         server = f"{request.url.hostname}:{request.url.port}"
@@ -371,9 +361,9 @@ class ApiServer:
                     }
                 )
             target = self._target(group, version, parts)
-            if target.rt.plural == "selfsubjectaccessreviews":
-                # Anyone may ask what they may do (system:basic-user).
-                return await self._access_review(request)
+            if target.rt.plural in _SELF_REVIEWS:
+                # Anyone may ask what they may do and who they are (system:basic-user).
+                return await self._review(request, target)
             authorize(
                 self.store,
                 request.scope[USER_SCOPE_KEY],
@@ -680,49 +670,20 @@ class ApiServer:
 
         return StreamingResponse(follow(), media_type="text/plain")
 
-    async def _access_review(self, request: Request) -> Response:
-        """SelfSubjectAccessReview (`kubectl auth can-i`): may the caller do this?"""
+    async def _review(self, request: Request, target: Target) -> Response:
+        """The self reviews (`kubectl auth can-i [--list]`, `kubectl auth whoami`)."""
         if request.method != "POST":
-            raise ApiError(405, "MethodNotAllowed", "selfsubjectaccessreviews accept only POST")
-        body = await read_body(request)
-        if body.startswith(PROTOBUF_MAGIC):
-            spec = decode_access_review_protobuf(body)
-        else:
-            spec = _review_spec((await self._json(request)).get("spec"))
+            raise ApiError(405, "MethodNotAllowed", f"{target.rt.plural} accept only POST")
         user: User = request.scope[USER_SCOPE_KEY]
-        attributes = spec.get("resourceAttributes")
-        allowed = True
-        if attributes is not None:
-            resource = attributes.get("resource", "")
-            if attributes.get("subresource"):
-                resource += "/" + attributes["subresource"]
-            try:
-                authorize(
-                    self.store,
-                    user,
-                    attributes.get("verb", ""),
-                    attributes.get("group", ""),
-                    resource,
-                    attributes.get("namespace") or None,
-                    attributes.get("name") or None,
-                )
-            except ApiError:
-                allowed = False  # RBAC gives no reason for a denial
-        elif not user.admin:
-            # Non-resource URLs: discovery and health for everyone, the rest for the admin.
-            path = (spec.get("nonResourceAttributes") or {}).get("path", "")
-            allowed = path.startswith(("/api", "/version", "/healthz", "/livez", "/readyz"))
-        status: JSON = {"allowed": allowed}
-        return JSONResponse(
-            {
-                "kind": "SelfSubjectAccessReview",
-                "apiVersion": "authorization.k8s.io/v1",
-                "metadata": {"creationTimestamp": None},
-                "spec": spec,
-                "status": status,
-            },
-            status_code=201,
-        )
+        body = await read_body(request)
+        content_type = request.headers.get("content-type", "")
+        if target.rt.plural == "selfsubjectaccessreviews":
+            answer = reviews.access_review(self.store, user, body, content_type)
+        elif target.rt.plural == "selfsubjectrulesreviews":
+            answer = reviews.rules_review(self.store, user, body, content_type)
+        else:
+            answer = reviews.self_review(user)
+        return JSONResponse(answer, status_code=201)
 
     async def _token_request(self, request: Request, target: Target) -> Response:
         """TokenRequest (`kubectl create token SA`): a token acting as the ServiceAccount."""
@@ -882,38 +843,6 @@ def _method_not_allowed() -> ApiError:
     return ApiError(
         405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
     )
-
-
-_REVIEW_FIELDS = {
-    "resourceAttributes": (
-        "namespace",
-        "verb",
-        "group",
-        "version",
-        "resource",
-        "subresource",
-        "name",
-    ),
-    "nonResourceAttributes": ("path", "verb"),
-}
-
-
-def _review_spec(value: Any) -> JSON:
-    """A SelfSubjectAccessReview's spec with the types of its attributes checked (400)."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise bad_request("spec: Invalid value: must be an object")
-    for section, fields in _REVIEW_FIELDS.items():
-        attributes = value.get(section)
-        if attributes is None:
-            continue
-        if not isinstance(attributes, dict):
-            raise bad_request(f"spec.{section}: Invalid value: must be an object")
-        for field in fields:
-            if not isinstance(attributes.get(field, ""), str):
-                raise bad_request(f"spec.{section}.{field}: Invalid value: must be a string")
-    return value
 
 
 def _query_dry_run(request: Request) -> bool:

@@ -3,7 +3,7 @@
 The kubeconfig's admin token may do anything; a token issued to a ServiceAccount (TokenRequest,
 `kubectl create token`) may do what the Roles bound to it in its namespace allow, so the
 cockpit's own Role can be tried against the sandbox. A SelfSubjectAccessReview (`kubectl auth
-can-i`) may arrive as Kubernetes protobuf, which is decoded here as far as the review needs.
+can-i`) is answered in `sandbox.reviews`.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sandbox.bodies import protobuf_object, wire_fields
-from sandbox.store import JSON, ROLEBINDINGS, ROLES, ApiError, Store, bad_request
+from sandbox.store import JSON, ROLEBINDINGS, ROLES, ApiError, Store
 
 
 @dataclass(frozen=True)
@@ -110,6 +109,30 @@ def _rule_allows(rule: JSON, verb: str, group: str, resource: str, name: str | N
     return not names or (name is not None and name in names)
 
 
+def bound_rules(store: Store, user: User, namespace: str) -> list[JSON]:
+    """The rules of every Role bound to the user's ServiceAccount in `namespace`."""
+    if user.service_account is None:
+        return []
+    sa_namespace, sa_name = user.service_account
+    rules: list[JSON] = []
+    for binding in store.list(ROLEBINDINGS, namespace):
+        subjects = binding.get("subjects") or []
+        if not any(
+            s.get("kind") == "ServiceAccount"
+            and s.get("name") == sa_name
+            and (s.get("namespace") or namespace) == sa_namespace
+            for s in subjects
+        ):
+            continue
+        ref = binding.get("roleRef") or {}
+        if ref.get("kind") != "Role":
+            continue
+        role = store.find(ROLES, namespace, ref.get("name", ""))
+        if role is not None:
+            rules.extend(rule for rule in role.get("rules") or [] if isinstance(rule, dict))
+    return rules
+
+
 def authorize(
     store: Store,
     user: User,
@@ -122,28 +145,10 @@ def authorize(
     """RBAC for ServiceAccounts through namespaced Roles and RoleBindings (403 when denied)."""
     if user.admin:
         return
-    allowed = False
-    if namespace and user.service_account is not None:
-        sa_namespace, sa_name = user.service_account
-        for binding in store.list(ROLEBINDINGS, namespace):
-            subjects = binding.get("subjects") or []
-            if not any(
-                s.get("kind") == "ServiceAccount"
-                and s.get("name") == sa_name
-                and (s.get("namespace") or namespace) == sa_namespace
-                for s in subjects
-            ):
-                continue
-            ref = binding.get("roleRef") or {}
-            if ref.get("kind") != "Role":
-                continue
-            role = store.find(ROLES, namespace, ref.get("name", ""))
-            if role and any(
-                _rule_allows(rule, verb, group, resource, name) for rule in role.get("rules") or []
-            ):
-                allowed = True
-                break
-    if allowed:
+    if namespace and any(
+        _rule_allows(rule, verb, group, resource, name)
+        for rule in bound_rules(store, user, namespace)
+    ):
         return
     subject = f'{resource} "{name}"' if name else resource
     where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
@@ -154,41 +159,3 @@ def authorize(
         f'in API group "{group}"{where}',
         {"name": name or "", "group": group, "kind": resource.split("/")[0]},
     )
-
-
-def decode_access_review_protobuf(body: bytes) -> JSON:
-    """The spec of a SelfSubjectAccessReview sent as Kubernetes protobuf (as kubectl does).
-
-    The envelope is `k8s\\0` plus a runtime.Unknown whose field 2 holds the object; the
-    review's field 2 is its spec, whose field 1 is resourceAttributes and field 2
-    nonResourceAttributes. Anything malformed is a 400.
-    """
-    names = {1: "namespace", 2: "verb", 3: "group", 4: "version", 5: "resource"}
-    names.update({6: "subresource", 7: "name"})
-    spec: JSON = {}
-    try:
-        review = wire_fields(protobuf_object(body))
-        spec_fields = wire_fields(_message(review[2][0])) if 2 in review else {}
-        if 1 in spec_fields:
-            attributes = wire_fields(_message(spec_fields[1][0]))
-            spec["resourceAttributes"] = {
-                names[number]: _message(values[0]).decode()
-                for number, values in attributes.items()
-                if number in names
-            }
-        if 2 in spec_fields:
-            attributes = wire_fields(_message(spec_fields[2][0]))
-            spec["nonResourceAttributes"] = {
-                name: _message(attributes[number][0]).decode()
-                for number, name in ((1, "path"), (2, "verb"))
-                if number in attributes
-            }
-    except (ValueError, UnicodeDecodeError) as error:
-        raise bad_request(f"malformed protobuf SelfSubjectAccessReview: {error}") from None
-    return spec
-
-
-def _message(value: int | bytes) -> bytes:
-    if not isinstance(value, bytes):
-        raise ValueError("expected a length-delimited field")
-    return value

@@ -39,6 +39,7 @@ from sandbox.store import (
     resource_for_kind,
     timestamp,
 )
+from sandbox.version import served_version
 
 log = logging.getLogger("sandbox")
 
@@ -111,7 +112,7 @@ def _namespace(name: str) -> JSON:
     }
 
 
-def _node() -> JSON:
+def _node(kubelet_version: str) -> JSON:
     cpus = str(os.cpu_count() or 1)
     stamp = timestamp()
     return {
@@ -134,7 +135,7 @@ def _node() -> JSON:
                     "lastTransitionTime": stamp,
                 }
             ],
-            "nodeInfo": {"kubeletVersion": "v1.31.0-kube-llm-sandbox", "operatingSystem": "linux"},
+            "nodeInfo": {"kubeletVersion": kubelet_version, "operatingSystem": "linux"},
         },
     }
 
@@ -216,7 +217,8 @@ class Sandbox:
         self.options = options
         self.store = Store(history_size=options.watch_history)
         self.token = secrets.token_urlsafe(32)
-        self.store.create(NODES, _node())
+        self.version = served_version(find_kubectl())
+        self.store.create(NODES, _node(self.version.git_version))
         self.skipped = load_objects(self.store, objects)
         log_dir = options.kubeconfig.parent / "logs"
         self.kubelet = Kubelet(
@@ -238,6 +240,7 @@ class Sandbox:
             self.authenticator,
             bookmark_seconds=options.bookmark_seconds,
             faults=Faults(),
+            version=self.version,
         )
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -134,6 +134,24 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         (),
         ("create",),
     ),
+    ResourceType(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+        False,
+        (),
+        ("create",),
+    ),
+    ResourceType(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        False,
+        (),
+        ("create",),
+    ),
 )
 
 
@@ -148,7 +166,7 @@ def resource_type(group: str, plural: str) -> ResourceType | None:
 def resource_for_kind(api_version: str, kind: str) -> ResourceType | None:
     """The served resource for a manifest's `apiVersion` and `kind`, if any."""
     group = api_version.rpartition("/")[0]
-    virtual = ("metrics.k8s.io", "authorization.k8s.io")
+    virtual = ("metrics.k8s.io", "authorization.k8s.io", "authentication.k8s.io")
     for rt in RESOURCE_TYPES:
         if rt.group == group and rt.kind == kind and rt.group not in virtual:
             return rt

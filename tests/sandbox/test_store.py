@@ -200,15 +200,21 @@ def test_a_watch_that_falls_behind_the_history_is_ended() -> None:
 
 
 def test_merge_patches() -> None:
-    target = {"a": {"b": 1, "c": 2}, "list": [{"name": "x", "v": 1}, {"name": "y", "v": 2}]}
+    target = {
+        "a": {"b": 1, "c": 2},
+        "containers": [{"name": "x", "v": 1}, {"name": "y", "v": 2}],
+    }
     assert merge_patch(target, {"a": {"b": None, "d": 3}}) == {
         "a": {"c": 2, "d": 3},
-        "list": target["list"],
+        "containers": target["containers"],
     }
-    strategic = merge_patch(target, {"list": [{"name": "y", "v": 9}]}, strategic=True)
-    assert strategic["list"] == [{"name": "x", "v": 1}, {"name": "y", "v": 9}]
-    plain = merge_patch(target, {"list": [{"name": "y", "v": 9}]})
-    assert plain["list"] == [{"name": "y", "v": 9}]
+    strategic = merge_patch(target, {"containers": [{"name": "y", "v": 9}]}, strategic=True)
+    assert strategic["containers"] == [{"name": "x", "v": 1}, {"name": "y", "v": 9}]
+    plain = merge_patch(target, {"containers": [{"name": "y", "v": 9}]})
+    assert plain["containers"] == [{"name": "y", "v": 9}]
+    # A list Kubernetes gives no merge key is replaced, even in a strategic merge.
+    other = merge_patch({"args": [{"name": "x"}]}, {"args": [{"name": "y"}]}, strategic=True)
+    assert other == {"args": [{"name": "y"}]}
     patched = apply_patch(
         {"spec": {"replicas": 2}}, b'{"spec":{"replicas":4}}', "application/merge-patch+json"
     )

@@ -1,0 +1,92 @@
+"""Issue 9, items 7 to 14: what users hit with kubectl, against one live sandbox (fake engine)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+
+import pytest
+
+from tests.sandbox.harness import (
+    NAMESPACE,
+    RunningSandbox,
+    fake_engine_cmd,
+    start_sandbox,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+COCKPIT = ("--context", "kube-llm-sandbox-cockpit")
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    running = start_sandbox(
+        tmp_path_factory.mktemp("fidelity"),
+        "--hpa-sync-seconds",
+        "600",
+        engine_cmd=fake_engine_cmd(busy_ms_per_token=0),
+    )
+    yield running
+    running.stop()
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def backend_env(sandbox: RunningSandbox) -> list[str]:
+    with sandbox.http() as client:
+        deployment = client.get(
+            f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/llm-backend"
+        ).json()
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    backend = next(c for c in containers if c["name"] == "backend")
+    return [variable["name"] for variable in backend.get("env") or []]
+
+
+def test_kubectl_set_env_adds_and_removes_a_variable(sandbox: RunningSandbox) -> None:
+    ns = ("-n", NAMESPACE)
+    ok(sandbox.kubectl(*ns, "set", "env", "deploy/llm-backend", "-c", "backend", "EXTRA=1"))
+    assert "EXTRA" in backend_env(sandbox)
+    ok(sandbox.kubectl(*ns, "set", "env", "deploy/llm-backend", "-c", "backend", "EXTRA-"))
+    assert "EXTRA" not in backend_env(sandbox)
+    assert "POD_NAME" in backend_env(sandbox)
+    ok(sandbox.kubectl(*ns, "rollout", "status", "deploy/llm-backend", "--timeout=90s"))
+
+
+def test_auth_can_i_list_shows_the_cockpits_role(sandbox: RunningSandbox) -> None:
+    listed = ok(sandbox.kubectl(*COCKPIT, "auth", "can-i", "--list", "-n", NAMESPACE))
+    lines = {" ".join(line.split()) for line in listed.splitlines()}
+    assert any(line.startswith("pods/eviction [] [] [create]") for line in lines), listed
+    assert any(line.startswith("pods [] [] [get list watch delete]") for line in lines), listed
+    assert not any(line.startswith("secrets") for line in lines)
+    admin = ok(sandbox.kubectl("auth", "can-i", "--list", "-n", NAMESPACE))
+    assert any(line.split()[:1] == ["*.*"] for line in admin.splitlines()), admin
+
+
+def test_auth_whoami_names_the_caller(sandbox: RunningSandbox) -> None:
+    cockpit = json.loads(ok(sandbox.kubectl(*COCKPIT, "auth", "whoami", "-o", "json")))
+    info = cockpit["status"]["userInfo"]
+    assert info["username"] == f"system:serviceaccount:{NAMESPACE}:kube-llm-cockpit"
+    assert f"system:serviceaccounts:{NAMESPACE}" in info["groups"]
+    admin = json.loads(ok(sandbox.kubectl("auth", "whoami", "-o", "json")))
+    assert "system:masters" in admin["status"]["userInfo"]["groups"]
+
+
+def test_kubectl_version_has_no_skew_warning(sandbox: RunningSandbox) -> None:
+    result = sandbox.kubectl("version")
+    assert result.returncode == 0, result.stderr
+    assert "skew" not in (result.stdout + result.stderr).lower()
+    client_minor = json.loads(sandbox.kubectl("version", "-o", "json").stdout)
+    served = int(client_minor["serverVersion"]["minor"])
+    assert abs(served - int(client_minor["clientVersion"]["minor"])) <= 1
+    node = json.loads(ok(sandbox.kubectl("get", "node", "sandbox", "-o", "json")))
+    assert node["status"]["nodeInfo"]["kubeletVersion"].startswith(f"v1.{served}.")
+
+
+def test_pods_settle(sandbox: RunningSandbox) -> None:
+    wait_for(lambda: len(sandbox.ready_pods()) == 2, 90, "two Ready pods")
