@@ -18,9 +18,10 @@ How each moment is derived (the cockpit's Role cannot read Endpoints or Endpoint
   the kill was requested and that no earlier kill claimed. (A pod the HPA adds at the same moment
   is indistinguishable from a replacement; the earliest new pod is taken.)
 - created, started, Ready: the pod's `creationTimestamp`, `status.startTime` and the Ready
-  condition's `lastTransitionTime`. The API server writes them with whole-second resolution, so
-  each is kept within the interval in which the tracker saw the change happen (never before the
-  kill, never before the previous moment, never after the snapshot that showed it).
+  condition's `lastTransitionTime`. The API server writes them in whole seconds, so each is
+  kept within the interval in which the tracker saw the change happen (never before the kill,
+  never before the previous moment, never after the snapshot that showed it) and within its
+  second; the latest moment that fits is taken.
 - first chat: the first successful chat whose `X-Served-By` names the replacement; its moment is
   when its first token arrived.
 - what users felt: the chats that ended from the kill until the timeline closed, by outcome.
@@ -262,10 +263,18 @@ def _done(timeline: RecoveryTimeline, now: float | None, first_chat_wait: float)
 
 
 def _moment(api_time: float | None, floor: float, seen_at: float) -> float:
-    """An API timestamp (whole seconds) kept within when the change can have happened."""
+    """The moment of a change first seen at `seen_at` that cannot precede `floor`.
+
+    An API timestamp in whole seconds means "within that second": the change happened before
+    its end. The latest moment that fits both that and the sighting is taken, since a live watch
+    sees a change within milliseconds (a timestamp with a fraction is taken as it is).
+    """
+    latest = max(floor, seen_at)
     if api_time is None:
-        return max(floor, seen_at)
-    return min(max(api_time, floor), max(floor, seen_at))
+        return latest
+    if api_time == int(api_time):
+        api_time += 1.0
+    return min(max(api_time, floor), latest)
 
 
 def _offset(moment: float | None, start: float) -> str | None:

@@ -17,6 +17,7 @@ controller sets). The condition reasons are upstream's (pkg/controller/podautosc
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 from tui.model import HpaCondition, HpaMetric, HpaView
@@ -107,8 +108,8 @@ def recommended_replicas(hpa: HpaView, ready_pods: int | None = None) -> int | N
 def explain(hpa: HpaView | None, now: float, ready_pods: int | None = None) -> str:
     """One plain-words line saying what the HPA is doing and why, from its spec and status alone.
 
-    `now` (epoch seconds) dates conditions ("for 40 s"); `ready_pods`, when the caller knows it,
-    makes the recommended replica count match the controller's (it counts ready pods only).
+    `now` (epoch seconds) is the present, to date conditions; `ready_pods`, when the caller knows
+    it, makes the recommended replica count match the controller's (it counts ready pods only).
     """
     if hpa is None:
         return "no HPA"
@@ -133,14 +134,19 @@ def explain(hpa: HpaView | None, now: float, ready_pods: int | None = None) -> s
         return _scaling_up(hpa, limit, wants)
     if desired < current:
         return _scaling_down(hpa, limit, wants)
-    return _holding(hpa, able, limit, wants)
+    return _holding(hpa, able, limit, wants, ready_pods)
 
 
 def _since(condition: HpaCondition, now: float) -> str:
-    """ " for 40 s" when the condition says since when it holds, else nothing."""
-    if condition.since is None or now < condition.since:
+    """' since 12:00:01' when the condition says since when it holds, else nothing.
+
+    A moment rather than a duration, so the line stays the same from one refresh to the next (an
+    event log can show each change once); a date is added when it is a day old or more.
+    """
+    if condition.since is None:
         return ""
-    return f" for {now - condition.since:.0f} s"
+    form = "%H:%M:%S" if now - condition.since < 86400 else "%Y-%m-%d %H:%M:%S"
+    return " since " + time.strftime(form, time.localtime(condition.since))
 
 
 def _detail(condition: HpaCondition) -> str:
@@ -215,7 +221,13 @@ def _scaling_down(hpa: HpaView, limit: str | None, wants: int | None) -> str:
     return line
 
 
-def _holding(hpa: HpaView, able: HpaCondition | None, limit: str | None, wants: int | None) -> str:
+def _holding(
+    hpa: HpaView,
+    able: HpaCondition | None,
+    limit: str | None,
+    wants: int | None,
+    ready_pods: int | None,
+) -> str:
     """Desired equals current: say what holds the count where it is."""
     current = hpa.current_replicas
     stabilised = able.reason if able is not None else None
@@ -244,6 +256,15 @@ def _holding(hpa: HpaView, able: HpaCondition | None, limit: str | None, wants: 
             f"at maximum {hpa.max_replicas}: {readings}"
             if readings
             else (f"at maximum {hpa.max_replicas}")
+        )
+    if above and ready_pods is not None and ready_pods < current:
+        # For a CPU scale-up the controller counts pods that are not Ready yet as idle, which
+        # can bring the average back within the tolerance until they are Ready.
+        waiting = current - ready_pods
+        verbs = "is not Ready yet and counts" if waiting == 1 else "are not Ready yet and count"
+        return (
+            f"holding at {current}: {_readings(above, with_target=True)}, but {waiting} of the "
+            f"{current} pods {verbs} as idle"
         )
     if limit in ("ScaleUpLimit", "ScaleDownLimit"):
         kind = "scale-up" if limit == "ScaleUpLimit" else "scale-down"

@@ -64,11 +64,11 @@ class CockpitRecord:
 def cell(text: str) -> str:
     """Untrusted text made safe for a Markdown table cell (and for prose): on one line (line
     breaks and other whitespace runs become one space), every other control character shown as
-    the cockpit shows it (ESC as a visible stand-in), and Markdown's `|`, `\\`, `` ` `` and HTML
+    the cockpit shows it (ESC as a visible stand-in), and Markdown's `|`, `\\`, `` ` `` and `<`
     escaped."""
     escaped = one_line(" ".join(text.split())).replace("\\", "\\\\").replace("|", "\\|")
-    # No raw HTML and no code spans that could swallow the row's other cells.
-    return escaped.replace("<", "&lt;").replace(">", "&gt;").replace("`", "\\`")
+    # No raw HTML (a tag needs a "<") and no code spans that could swallow the row's other cells.
+    return escaped.replace("<", "&lt;").replace("`", "\\`")
 
 
 def _ms(seconds: float | None) -> str:

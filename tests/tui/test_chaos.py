@@ -126,17 +126,19 @@ def test_eviction_timeline_moment_by_moment() -> None:
         left_endpoints_at=1000.4,
         gone_at=1008.0,
         replacement=C,
-        # creationTimestamp 1000 (whole seconds) cannot precede the kill: the kill's moment.
-        replacement_created_at=1000.3,
-        # startTime 1000 was first seen at 1000.7, and not at 1000.4: between those two.
-        replacement_started_at=1000.4,
-        replacement_ready_at=1006.0,
+        # Whole-second timestamps mean "within that second"; each moment is the latest that
+        # fits its second and the snapshots around it. creationTimestamp 1000 and first seen at
+        # 1000.4: 1000.4. startTime 1000, not seen at 1000.4 but at 1000.7: 1000.7. Ready
+        # since 1006 and seen at 1006.5: 1006.5.
+        replacement_created_at=1000.4,
+        replacement_started_at=1000.7,
+        replacement_ready_at=1006.5,
         failed_requests=1,
         shed_requests=1,
         ok_requests=2,
         complete=True,
     )
-    assert timeline.recovery_seconds == pytest.approx(5.7)
+    assert timeline.recovery_seconds == pytest.approx(6.2)
 
 
 def test_force_delete_vanishes_at_once() -> None:
@@ -251,8 +253,18 @@ def test_a_chat_reported_before_the_ready_snapshot_counts_from_ready() -> None:
     (done,) = tracker.observe(
         snap(5.5, pod(B, ready=True), pod(C, 0.0, started=1.0, ready=True, ready_at=5.0))
     )
-    assert done.first_chat_at == pytest.approx(5.1)
+    # Ready is placed at its sighting (5.5); the chat cannot precede it.
+    assert done.replacement_ready_at == 5.5
+    assert done.first_chat_at == 5.5
     assert done.ok_requests == 1
+
+
+def test_timestamps_with_a_fraction_are_taken_as_they_are() -> None:
+    tracker = RecoveryTracker()
+    tracker.requested(A, "delete", 100.0, [A, B])
+    tracker.observe(snap(101.0, pod(B, ready=True), pod(C, 100.25, started=100.5)))
+    (timeline,) = tracker.active
+    assert (timeline.replacement_created_at, timeline.replacement_started_at) == (100.25, 100.5)
 
 
 def test_describe_reads_like_the_event_log() -> None:

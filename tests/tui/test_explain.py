@@ -25,6 +25,10 @@ from tui.model import HpaCondition, HpaMetric, HpaView
 NOW = 1_700_000_000.0
 
 
+def clock(moment: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(moment))
+
+
 def cpu(current: int | None, target: int = 70) -> HpaMetric:
     return HpaMetric(
         source="ContainerResource",
@@ -186,8 +190,8 @@ CASES: list[tuple[str, HpaView | None, int | None, str]] = [
             active_message=NO_METRICS,
         ),
         None,
-        f"not scaling for 40 s: no metrics (FailedGetContainerResourceMetric: {NO_METRICS}); "
-        "is metrics-server running?",
+        f"not scaling since {clock(NOW - 40)}: no metrics "
+        f"(FailedGetContainerResourceMetric: {NO_METRICS}); is metrics-server running?",
     ),
     (
         "no custom metrics",
@@ -199,26 +203,33 @@ CASES: list[tuple[str, HpaView | None, int | None, str]] = [
             active_message="unable to fetch metrics from custom metrics API",
         ),
         None,
-        "not scaling for 40 s: no metrics (FailedGetPodsMetric: unable to fetch metrics from "
-        "custom metrics API); is the custom or external metrics adapter running?",
+        f"not scaling since {clock(NOW - 40)}: no metrics (FailedGetPodsMetric: unable to fetch "
+        "metrics from custom metrics API); is the custom or external metrics adapter running?",
     ),
     (
         "scaling disabled",
         make(0, 0, active=("False", "ScalingDisabled")),
         None,
-        "not scaling for 40 s: autoscaling is disabled (the target has 0 replicas)",
+        f"not scaling since {clock(NOW - 40)}: autoscaling is disabled (the target has 0 replicas)",
     ),
     (
         "cannot get the scale",
         make(2, 2, able="FailedGetScale", able_status="False"),
         None,
-        "not scaling for 100 s: cannot read the target's scale (FailedGetScale)",
+        f"not scaling since {clock(NOW - 100)}: cannot read the target's scale (FailedGetScale)",
     ),
     (
         "backoff",
         make(2, 2, able="BackoffBoth", able_status="False"),
         None,
-        "holding for 100 s: waiting after the last resize (BackoffBoth)",
+        f"holding since {clock(NOW - 100)}: waiting after the last resize (BackoffBoth)",
+    ),
+    (
+        "above target while a new pod is not Ready yet",
+        make(3, 3, (cpu(98), memory(29))),
+        2,
+        "holding at 3: engine CPU 98 % against 70 %, but 1 of the 3 pods is not Ready yet and "
+        "counts as idle",
     ),
     (
         "a value metric",

@@ -270,7 +270,7 @@ def test_untrusted_text_cannot_break_the_markdown(report: tuple[CockpitRecord, s
         widths = {len(row) for row in table}
         assert len(widths) == 1, table
     # The escaped pod name still reads as itself, on one line, its controls shown as in the UI.
-    assert "llm-backend-7f9c-x\\|2k4 \u241b]0;owned\u2407&lt;b&gt;\\`x" in text
+    assert "llm-backend-7f9c-x\\|2k4 \u241b]0;owned\u2407&lt;b>\\`x" in text
 
 
 def test_cell_escaping() -> None:
