@@ -13,7 +13,10 @@ How each moment is derived (the cockpit's Role cannot read Endpoints or Endpoint
 - left endpoints: the endpoints controller lists only pods whose Ready condition is True and that
   are not terminating, so the pod left the Service's endpoints at the first of: its Ready
   condition turning False, its deletionTimestamp appearing, or the pod vanishing from the list.
-- gone: the first snapshot from a live watch in which the pod is missing.
+- gone: the first snapshot in which the pod is missing, unless that snapshot may simply not
+  know the pods yet (still connecting, or no pods at all while a watch is down). The adapter's
+  snapshot state is the worst of its watches, so a forbidden Events watch must not hide a pod
+  that is gone.
 - the replacement: the first pod of the Deployment, in creation order, that was not there when
   the kill was requested and that no earlier kill claimed. (A pod the HPA adds at the same moment
   is indistinguishable from a replacement; the earliest new pod is taken.)
@@ -180,8 +183,10 @@ class RecoveryTracker:
         pod = snapshot.pod(timeline.pod)
         moment = max(timeline.requested_at, seen_at)
         if pod is None:
-            # Only a live list proves absence; a snapshot taken while reconnecting may be empty.
-            if snapshot.connection is not Connection.LIVE or timeline.gone_at is not None:
+            unknown = snapshot.connection is Connection.CONNECTING or (
+                not snapshot.pods and snapshot.connection is not Connection.LIVE
+            )
+            if unknown or timeline.gone_at is not None:
                 return timeline
             return replace(
                 timeline,

@@ -164,13 +164,18 @@ def test_unready_before_terminating_leaves_endpoints_first() -> None:
     assert timeline.terminating_at == 11.0
 
 
-def test_a_snapshot_from_a_broken_watch_does_not_mean_gone() -> None:
+def test_a_snapshot_that_knows_no_pods_does_not_mean_gone() -> None:
     tracker = RecoveryTracker()
     tracker.requested(A, "evict", 10.0, [A, B])
     tracker.observe(snap(10.5, connection=Connection.RETRYING))
+    tracker.observe(snap(10.6, pod(B, ready=True), connection=Connection.CONNECTING))
     (timeline,) = tracker.active
     assert timeline.gone_at is None
     assert timeline.left_endpoints_at is None
+    # A snapshot whose pods are known is believed even while another watch is refused.
+    tracker.observe(snap(11.0, pod(B, ready=True), connection=Connection.FORBIDDEN))
+    (timeline,) = tracker.active
+    assert timeline.gone_at == 11.0
 
 
 def test_overlapping_kills_get_replacements_in_creation_order() -> None:
