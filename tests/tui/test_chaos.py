@@ -17,8 +17,8 @@ from tests.sandbox.harness import (
     start_sandbox,
     wait_for,
 )
-from tests.tui.kube_json import pod_view
 from tui.chaos import RecoveryTracker, describe
+from tui.k8s_convert import pod_view
 from tui.model import ChatSample, ClusterSnapshot, Connection, Outcome, PodView, RecoveryTimeline
 
 A, B, C, D = (f"llm-backend-7f9c-{s}" for s in ("x2k4", "b8mq", "abcd", "zz91"))

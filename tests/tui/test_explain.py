@@ -18,8 +18,8 @@ from tests.sandbox.harness import (
     start_sandbox,
     wait_for,
 )
-from tests.tui.kube_json import hpa_view
 from tui.explain import explain, metric_label, recommended_replicas
+from tui.k8s_convert import hpa_view
 from tui.model import HpaCondition, HpaMetric, HpaView
 
 NOW = 1_700_000_000.0
