@@ -1,4 +1,4 @@
-"""Settings for every test: one time zone, so times on screen and in reports are the same everywhere."""
+"""Settings for every test: one time zone, so times on screen and in reports match everywhere."""
 
 import os
 import time

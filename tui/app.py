@@ -17,6 +17,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
@@ -65,24 +66,42 @@ class CockpitApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "kube-llm"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("k", "kill(False)", "Evict pod", id="evict",
-                tooltip="Evict the selected pod (else a random Ready one); the PDB may refuse"),
-        Binding("K", "kill(True)", "Force delete", id="force-delete",
-                tooltip="FORCE delete a pod with grace period 0: its streams are cut"),
+        Binding(
+            "k",
+            "kill(False)",
+            "Evict pod",
+            id="evict",
+            tooltip="Evict the selected pod (else a random Ready one); the PDB may refuse",
+        ),
+        Binding(
+            "K",
+            "kill(True)",
+            "Force delete",
+            id="force-delete",
+            tooltip="FORCE delete a pod with grace period 0: its streams are cut",
+        ),
         Binding("l", "burst", "Burst", id="burst", tooltip="N users x 3 chats at once"),
-        Binding("L", "sustained", "Sustained", id="sustained",
-                tooltip="Sustained load on or off"),
+        Binding("L", "sustained", "Sustained", id="sustained", tooltip="Sustained load on or off"),
         Binding("plus,equals_sign", "burst_size(1)", "+user", id="burst-bigger", show=False),
         Binding("minus", "burst_size(-1)", "-user", id="burst-smaller", show=False),
-        Binding("r", "report", "Report", id="report",
-                tooltip="Write a Markdown report of what the cockpit has seen"),
+        Binding(
+            "r",
+            "report",
+            "Report",
+            id="report",
+            tooltip="Write a Markdown report of what the cockpit has seen",
+        ),
         Binding("c,slash", "focus_chat", "Chat", id="chat"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
         Binding("ctrl+c", "quit", "Quit", id="quit-ctrl-c", show=False, priority=True),
     ]
     KEYS_HELP: ClassVar[list[tuple[str, str, str]]] = [
-        ("k", "evict a pod (the selected one, else a random Ready one; the PDB may refuse)", "kill"),
+        (
+            "k",
+            "evict a pod (the selected one, else a random Ready one; the PDB may refuse)",
+            "kill",
+        ),
         ("K", "FORCE delete a pod (grace period 0: its open streams are cut)", "kill"),
         ("l", "load burst: N users x 3 chats (N is the burst size)", "burst"),
         ("L", "sustained load on/off", "sustained"),
@@ -157,7 +176,9 @@ class CockpitApp(App[int]):
         self.sub_title = " · ".join(
             part for part in (one_line(session.context, 60), session.snapshot.namespace) if part
         )
-        self.log_note(f"connected to {session.context or 'the cluster'}; chats via {session.target}")
+        self.log_note(
+            f"connected to {session.context or 'the cluster'}; chats via {session.target}"
+        )
         self._refresh_panels()
         try:
             await session.run()
@@ -211,7 +232,9 @@ class CockpitApp(App[int]):
             self.log_note(line)
         seconds = message.timeline.recovery_seconds
         if seconds is not None:
-            self.notify(f"{one_line(message.timeline.pod, 63)}: replacement Ready in {seconds:.1f} s")
+            self.notify(
+                f"{one_line(message.timeline.pod, 63)}: replacement Ready in {seconds:.1f} s"
+            )
 
     @on(CockpitNote)
     def _on_note(self, message: CockpitNote) -> None:
@@ -269,11 +292,9 @@ class CockpitApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """--read-only removes every key that kills pods or sends load (T2)."""
-        if self.settings.read_only and action in DESTRUCTIVE:
-            return False
-        return True
+        return not (self.settings.read_only and action in DESTRUCTIVE)
 
-    def _confirmed(self, what: str, then: Callable[[], None]) -> None:
+    def _confirmed(self, what: str, then: Callable[[], object]) -> None:
         """Run `then`, asking first if this is the first destructive action off the sandbox."""
         if self.destructive_allowed:
             then()
@@ -371,13 +392,21 @@ class CockpitApp(App[int]):
         """The command palette (ctrl+p) offers the cockpit's actions too."""
         yield from super().get_system_commands(screen)
         if not self.settings.read_only:
-            yield SystemCommand("Evict a pod", "k: the selected pod, else a random Ready one",
-                                lambda: self.action_kill(False))
-            yield SystemCommand("Force delete a pod (grace 0)", "K: cuts its open streams",
-                                lambda: self.action_kill(True))
+            yield SystemCommand(
+                "Evict a pod",
+                "k: the selected pod, else a random Ready one",
+                lambda: self.action_kill(False),
+            )
+            yield SystemCommand(
+                "Force delete a pod (grace 0)",
+                "K: cuts its open streams",
+                lambda: self.action_kill(True),
+            )
             yield SystemCommand("Load burst", "l: N users x 3 chats", self.action_burst)
             yield SystemCommand("Sustained load on/off", "L", self.action_sustained)
-        yield SystemCommand("Write report", "r: Markdown of what the cockpit saw", self.action_report)
+        yield SystemCommand(
+            "Write report", "r: Markdown of what the cockpit saw", self.action_report
+        )
         yield SystemCommand("Help", "?: keys and panels", self.action_help)
 
     # -- chat ------------------------------------------------------------------------------------
@@ -469,8 +498,12 @@ class _Sink:
         self.app.post_message(CockpitNote(text, severity))
 
 
-def _severity(severity: str) -> str:
-    return severity if severity in {"information", "warning", "error"} else "information"
+def _severity(severity: str) -> SeverityLevel:
+    if severity == "warning":
+        return "warning"
+    if severity == "error":
+        return "error"
+    return "information"
 
 
 def make_cockpit(

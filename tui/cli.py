@@ -123,9 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "sandbox":
         return _exec_module("sandbox", args[1:])
-    if not args or (args[0] not in COMMANDS and args[0] not in {"-h", "--help"}):
-        if not args or args[0].startswith("-"):
-            args = ["tui", *args]
+    # No command, or only flags: the cockpit (`tui`) is the default command.
+    if not args or (args[0].startswith("-") and args[0] not in {"-h", "--help"}):
+        args = ["tui", *args]
     parser = build_parser()
     parsed = parser.parse_args(args)
     # Textual and the cockpit's services load only when the cockpit runs: --help stays quick.

@@ -33,9 +33,7 @@ def mebibytes(value: float) -> str:
     return f"{value / 2**20:.0f}Mi"
 
 
-def percent_of(
-    value: float, request: float | None, absolute: Callable[[float], str] | None
-) -> str:
+def percent_of(value: float, request: float | None, absolute: Callable[[float], str] | None) -> str:
     """Usage against the request ("37%"), or the absolute value when there is no request."""
     if request:
         return f"{100 * value / request:.0f}%"

@@ -111,12 +111,12 @@ class SandboxLauncher:
         return BANNER_MARK in text and READY_MARK in text
 
     async def wait_ready(
-        self, progress: Callable[[str], None], timeout: float = 120.0, interval: float = 0.2
+        self, progress: Callable[[str], None], limit: float = 120.0, interval: float = 0.2
     ) -> Path:
         """Wait for the banner, reporting progress; raise SandboxFailed if it exits or stalls."""
         if self.process is None:
             raise SandboxFailed("the sandbox was not started")
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit
         while not self.ready():
             code = self.exit_code
             if code is not None:
@@ -142,10 +142,8 @@ class SandboxLauncher:
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
         # The group may still hold grandchildren (engines, backends) if the sandbox died hard.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)

@@ -44,7 +44,7 @@ class PodView:
     uid: str
     phase: str
     status: str
-    """What `kubectl get pods` prints in STATUS: Running, Init:0/2, Terminating, CrashLoopBackOff..."""
+    """What `kubectl get pods` prints in STATUS: Running, Init:0/2, Terminating, ..."""
     ready: bool
     """The pod's Ready condition is True (it is in the Service's endpoints)."""
     ready_containers: int
@@ -173,7 +173,7 @@ class ClusterSnapshot:
     namespace: str
     connection: Connection
     detail: str = ""
-    """Plain words about the connection: "watching", "retrying in 4 s: ...", the missing permission."""
+    """Plain words about the connection: "watching", "retrying in 4 s: ...", what is missing."""
     pods: tuple[PodView, ...] = ()
     deployment: DeploymentView | None = None
     hpa: HpaView | None = None
@@ -227,7 +227,7 @@ class ChatSample:
     outcome: Outcome
     status: int | None = None
     error_kind: str | None = None
-    """For errors and shed requests: `http_503`, `connect`, `timeout`, `truncated`, `stream_error`..."""
+    """For errors and shed requests: `http_503`, `connect`, `timeout`, `truncated`, ..."""
     pod: str | None = None
     """The serving pod, from `X-Served-By`."""
     ttft: float | None = None

@@ -193,10 +193,10 @@ class Session:
         self.gateway = gateway
         self.cluster = cluster_factory(self._on_snapshot, self._on_event)
         # The services are typed on the real gateway; a scripted one in tests has its shape.
-        self.load = LoadEngine(gateway, self._on_sample, max_tokens=settings.max_tokens)  # type: ignore[arg-type]
-        self.prober = HealthProber(gateway, self.recorder.add_health, interval=health_interval)  # type: ignore[arg-type]
+        self.load = LoadEngine(gateway, self._on_sample, max_tokens=settings.max_tokens)
+        self.prober = HealthProber(gateway, self.recorder.add_health, interval=health_interval)
         self.poller = PodMetricsPoller(
-            gateway,  # type: ignore[arg-type]
+            gateway,
             self._live_pods,
             self._on_metrics,
             interval=metrics_interval,
@@ -252,7 +252,9 @@ class Session:
         hpa = snapshot.hpa
         if hpa is not None:
             ready = sum(1 for p in snapshot.pods if p.ready and not p.terminating)
-            point = ReplicaPoint(snapshot.at or self.clock(), hpa.current_replicas, hpa.desired_replicas, ready)
+            point = ReplicaPoint(
+                snapshot.at or self.clock(), hpa.current_replicas, hpa.desired_replicas, ready
+            )
             last = self.replicas[-1] if self.replicas else None
             if last is None or (last.current, last.desired, last.ready) != (
                 point.current,

@@ -7,10 +7,11 @@ Markdown: a Markdown reply could carry links, and T1 says a reply must not creat
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
 from textual.message import Message
 from textual.widgets import Input, Static
@@ -71,7 +72,7 @@ class ChatTurn(Vertical):
 class ChatPane(Vertical):
     """The conversation and the box to type in."""
 
-    BINDINGS = [
+    BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop reply", id="chat.stop", tooltip="Stop the reply or leave"),
     ]
 
@@ -85,7 +86,7 @@ class ChatPane(Vertical):
     class StopRequested(Message):
         """The user pressed Escape in the chat pane."""
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.border_title = "Chat"
         self.current: ChatTurn | None = None

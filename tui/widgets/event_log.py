@@ -15,7 +15,7 @@ MAX_LINES = 1000
 class EventLog(RichLog):
     """A scrolling log of what happened, newest at the bottom; untrusted text shown literally."""
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, max_lines=MAX_LINES, wrap=True, markup=False, highlight=False)
         self.border_title = "Events"
 

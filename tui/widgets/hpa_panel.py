@@ -18,7 +18,7 @@ HISTORY_BUCKETS = 60
 
 
 def metric_label(metric: HpaMetric) -> str:
-    """"engine cpu", "backend memory", or the metric's name."""
+    """ "engine cpu", "backend memory", or the metric's name."""
     if metric.container:
         return f"{metric.container} {metric.name}"
     return metric.name
@@ -36,7 +36,7 @@ def metric_value(metric: HpaMetric) -> str:
 class HpaPanel(Vertical):
     """The HorizontalPodAutoscaler at a glance."""
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.border_title = "HPA"
 
@@ -95,4 +95,3 @@ class HpaPanel(Vertical):
         sparkline = self.query_one("#hpa-history", Sparkline)
         sparkline.data = series or [0.0]
         sparkline.tooltip = "replicas over the last 10 minutes"
-

@@ -26,7 +26,7 @@ CHARTS = (
 class LatencyPanel(Vertical):
     """What the users feel, over a sliding window."""
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.border_title = "Latency"
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-
 from typing import ClassVar
 
 from rich.text import Text
@@ -44,7 +43,7 @@ class PodsTable(DataTable[Text]):
         Binding("escape", "deselect", "Clear selection", show=False, id="pods.deselect"),
     ]
 
-    def __init__(self, *, id: str | None = None) -> None:  # noqa: A002 - Textual's name
+    def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, show_cursor=False)
         self.border_title = "Pods"
 
@@ -85,7 +84,7 @@ class PodsTable(DataTable[Text]):
             return None
         try:
             key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key
-        except Exception:  # the cursor may point past a row that just left  # noqa: BLE001
+        except Exception:  # the cursor may point past a row that just left
             return None
         return key.value
 
