@@ -285,6 +285,8 @@ class BackendMetrics:
     ttft_count: float
     output_tokens: float
     queued: float | None = None
+    output_chunks: float = 0.0
+    """Content chunks of replies whose engine gave no token count (`usage`), counted apart."""
 
 
 @dataclass(frozen=True)
