@@ -203,7 +203,11 @@ def _ssl_context(target: GatewayTarget) -> ssl.SSLContext | bool:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     certfile, keyfile = target.cert
-    context.load_cert_chain(certfile, keyfile)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise ValueError(f"cannot load the client certificate {certfile!r}: {reason}") from None
     return context
 
 
@@ -289,6 +293,8 @@ class _ChatProgress:
 
     def take(self, data: str) -> bool:
         """Account for one event's data; return True when the stream has ended (either way)."""
+        if not data:
+            return False  # an event with no data carries nothing (a keep-alive)
         if data == "[DONE]":
             if self.finish_reason is None:
                 self.fail("truncated", "the stream ended with no finish_reason")
@@ -573,6 +579,8 @@ _REQUESTS = "kube_llm_requests_total"
 _TTFT_SUM = "kube_llm_ttft_seconds_sum"
 _TTFT_COUNT = "kube_llm_ttft_seconds_count"
 _OUTPUT_TOKENS = "kube_llm_output_tokens_total"
+# Chunks of replies the engine gave no usage for (llama-cpp-python's server when streaming).
+_OUTPUT_CHUNKS = "kube_llm_output_chunks_total"
 # Chats waiting for a slot in the backend's admission queue (absent from a backend without one).
 _QUEUED = "kube_llm_queue_depth"
 
@@ -597,4 +605,5 @@ def parse_backend_metrics(pod: str, text: str, at: float) -> BackendMetrics:
         ttft_count=totals.get(_TTFT_COUNT, 0.0),
         output_tokens=totals.get(_OUTPUT_TOKENS, 0.0),
         queued=totals.get(_QUEUED),
+        output_chunks=totals.get(_OUTPUT_CHUNKS, 0.0),
     )

@@ -9,17 +9,27 @@ its service proxy and pod proxy, with the kubeconfig's bearer token and CA.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import datetime as dt
 import json
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import httpx2
 import pytest
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from backend.settings import Settings
+from sandbox.pki import Pki, make_pki
 from tests.backend.conftest import running_backend, running_engine
 from tests.fakes.engine import EngineConfig, create_engine_app
 from tests.fakes.serve import free_port, serve_in_thread
@@ -139,10 +149,18 @@ async def test_without_usage_the_tokens_are_counted_chunks() -> None:
     engine_app = _IgnoresUsage(create_engine_app(EngineConfig(tokens=9)))
     with serve_in_thread(engine_app) as engine_url, running_backend(engine_url) as backend:
         async with direct(backend.url) as gateway:
+            before = await gateway.pod_metrics("test-pod")
             sample = await gateway.chat(HELLO, max_tokens=64)
+            after = await gateway.pod_metrics("test-pod")
+            raw = httpx2.get(backend.url + "/metrics").text
     assert sample.outcome is Outcome.OK, sample
     assert sample.output_tokens == 9
     assert not sample.tokens_from_usage
+    if "kube_llm_output_chunks_total" in raw:  # a backend that counts chunks apart
+        assert after.output_chunks - before.output_chunks == 9
+        assert after.output_tokens == before.output_tokens
+    else:
+        assert after.output_tokens - before.output_tokens == 9
 
 
 async def test_models_and_the_model_asked_for() -> None:
@@ -477,3 +495,97 @@ async def test_sandbox_refuses_a_wrong_token_and_a_missing_pod(
         await proxied.pod_metrics("llm-backend-gone")
     assert raised.value.kind == "http_404"
     assert raised.value.detail  # the API server's Status message, kept as data
+
+
+# --------------------------------------------------------------------------------------------
+# Client certificates (minikube's kubeconfig authenticates with one)
+
+
+def _client_pki(directory: Path) -> tuple[Path, Path, Path]:
+    """A client CA, and a client certificate and key it signed: (ca, cert, key)."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-client-ca")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cockpit")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = directory / "client-ca.crt", directory / "client.crt", directory / "client.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return paths
+
+
+@contextlib.contextmanager
+def _serve_mutual_tls(app: ASGIApp, server_pki: Pki, client_ca: Path) -> Iterator[str]:
+    """Serve `app` over HTTPS on loopback, requiring a client certificate signed by `client_ca`."""
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ssl_certfile=str(server_pki.server_cert),
+        ssl_keyfile=str(server_pki.server_key),
+        ssl_ca_certs=str(client_ca),
+        ssl_cert_reqs=ssl.CERT_REQUIRED,
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive(), "the TLS server did not start"
+        assert time.monotonic() < deadline, "the TLS server did not start in 10 s"
+        time.sleep(0.01)
+    try:
+        yield f"https://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+async def test_a_client_certificate_is_presented(tmp_path: Path) -> None:
+    server_pki = make_pki(tmp_path / "server")
+    client_ca, cert, key = _client_pki(tmp_path)
+    with _serve_mutual_tls(create_engine_app(EngineConfig()), server_pki, client_ca) as url:
+
+        def trusting() -> ssl.SSLContext:
+            return ssl.create_default_context(cafile=str(server_pki.ca_cert))
+
+        with_cert = GatewayTarget(url, verify=trusting(), cert=(str(cert), str(key)))
+        async with Gateway(with_cert) as gateway:
+            assert await gateway.models() == ["tinyllama"]
+            assert (await gateway.chat(HELLO, max_tokens=3)).outcome is Outcome.OK
+        async with Gateway(GatewayTarget(url, verify=trusting())) as gateway:
+            with pytest.raises(GatewayError) as raised:
+                await gateway.models()
+        assert raised.value.kind in ("network", "connect")
+    with pytest.raises(ValueError, match="cannot load the client certificate"):
+        Gateway(GatewayTarget(url, cert=(str(tmp_path / "missing.crt"), None)))
