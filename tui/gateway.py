@@ -3,7 +3,8 @@
 One `Gateway` holds one pooled `httpx2.AsyncClient` per origin it talks to: the Service (through
 the API server's service proxy, or a `--backend-url`) and, for per-pod `/metrics`, the API
 server's pod proxy. Credentials given for one target are only ever sent to that target's
-origin, so a Kubernetes token never reaches a user's own backend URL.
+origin, so a Kubernetes token never reaches a user's own backend URL. Targets and their
+credentials are in `tui.target` (re-exported here).
 
 Everything the server sends back (error bodies, header values, pod names) is untrusted: it is
 kept as plain data in the samples and never formatted into markup here; the UI sanitises it.
@@ -14,11 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import re
-import ssl
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -26,6 +24,7 @@ import httpx2
 from prometheus_client.parser import text_string_to_metric_families
 
 from tui.model import BackendMetrics, ChatSample, HealthSample, Outcome
+from tui.target import BACKEND_PORT, GatewayError, GatewayTarget, ssl_context_for
 
 __all__ = [
     "BACKEND_PORT",
@@ -41,15 +40,6 @@ MODELS_PATH = "/v1/models"
 HEALTH_PATH = "/healthz"
 METRICS_PATH = "/metrics"
 SERVED_BY = "x-served-by"
-BACKEND_PORT = 8000
-"""The backend container's port. The API server's pod proxy takes a number here (it does not
-resolve a pod's port names), so the pod proxy URL names 8000, not `http`."""
-
-# Kubernetes object names (DNS-1123 subdomain) and namespaces/services (DNS-1123 label): checked
-# before they go into a URL path, so a hostile name cannot walk to another API path.
-_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_PORT_NAME = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?|[0-9]{1,5})$")
 
 # A chat may wait long for its first token on a CPU model behind a queue; the backend enforces
 # its own first-token deadline, so the read timeout here is only a safety net per chunk.
@@ -63,160 +53,12 @@ _DETAIL_CHARS = 300
 _DRAIN_SECONDS = 1.0
 
 
-class GatewayError(Exception):
-    """A request to the gateway or a pod failed; `kind` is a short machine word.
-
-    Kinds: `connect`, `timeout`, `network`, `http_<code>`, `protocol`, `parse`, `no_pod_proxy`.
-    `detail` is the server's own words when it gave any (untrusted text).
-    """
-
-    def __init__(self, kind: str, detail: str = "", status: int | None = None) -> None:
-        """Describe a failure of `kind`, with the server's `detail` and HTTP `status`."""
-        super().__init__(f"{kind}: {detail}" if detail else kind)
-        self.kind = kind
-        self.detail = detail
-        self.status = status
-
-
-def _check_name(what: str, value: str, pattern: re.Pattern[str], limit: int) -> str:
-    if not isinstance(value, str) or len(value) > limit or not pattern.match(value):
-        raise ValueError(f"{what} {value!r} is not a valid Kubernetes name")
-    return value
-
-
-def _check_base_url(what: str, url: str) -> str:
-    try:
-        parsed = httpx2.URL(url)
-    except (httpx2.InvalidURL, TypeError) as error:
-        raise ValueError(f"{what} {url!r} is not a URL: {error}") from None
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValueError(f"{what} must be an http:// or https:// URL with a host, not {url!r}")
-    return url.rstrip("/")
-
-
-def _redact(url: str) -> str:
-    """The URL without any user:password part, for display."""
-    parsed = httpx2.URL(url)
-    if not parsed.userinfo:
-        return url
-    return str(parsed.copy_with(username=None, password=None))
-
-
-@dataclass(frozen=True)
-class GatewayTarget:
-    """Where the gateway is and how to reach it; credentials are never part of its repr.
-
-    `base_url` is the Service (or a backend URL); `pod_proxy`, when set, is a URL with a `{pod}`
-    placeholder that reaches one pod's backend port (the API server's pod proxy). `headers`,
-    `verify` and `cert` go with every request to this target and nowhere else.
-    """
-
-    base_url: str
-    pod_proxy: str | None = None
-    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    verify: ssl.SSLContext | bool = field(default=True, repr=False)
-    cert: tuple[str, str | None] | None = field(default=None, repr=False)
-    """Client certificate and key file paths, for a kubeconfig with client-certificate auth."""
-
-    def __post_init__(self) -> None:
-        """Check the URLs, so a bad `--backend-url` is a clear error and not a traceback."""
-        object.__setattr__(self, "base_url", _check_base_url("the backend URL", self.base_url))
-        if self.pod_proxy is not None:
-            probe = self.pod_proxy.replace("{pod}", "pod")
-            _check_base_url("the pod proxy URL", probe)
-
-    def __repr__(self) -> str:
-        """Show where the target is, with header names but never their values."""
-        names = ", ".join(name for name, _ in self.headers)
-        return (
-            f"GatewayTarget(base_url={_redact(self.base_url)!r}, pod_proxy="
-            f"{None if self.pod_proxy is None else _redact(self.pod_proxy)!r}, "
-            f"headers=[{names}], client_cert={self.cert is not None})"
-        )
-
-    @property
-    def display_url(self) -> str:
-        """The Service URL without credentials, for the UI."""
-        return _redact(self.base_url)
-
-    @classmethod
-    def through_service_proxy(
-        cls,
-        server: str,
-        namespace: str,
-        service: str = "llm-backend",
-        headers: Mapping[str, str] | None = None,
-        verify: ssl.SSLContext | bool = True,
-        cert: tuple[str, str | None] | None = None,
-        *,
-        port: str = "http",
-        pod_port: int = BACKEND_PORT,
-    ) -> GatewayTarget:
-        """The Service through the API server at `server`, and each pod through its pod proxy."""
-        server = _check_base_url("the API server URL", server)
-        _check_name("namespace", namespace, _LABEL, 63)
-        _check_name("service", service, _LABEL, 63)
-        _check_name("service port", port, _PORT_NAME, 15)
-        if not 0 < pod_port < 65536:
-            raise ValueError(f"pod port {pod_port} is out of range")
-        prefix = f"{server}/api/v1/namespaces/{namespace}"
-        return cls(
-            base_url=f"{prefix}/services/{service}:{port}/proxy",
-            pod_proxy=f"{prefix}/pods/{{pod}}:{pod_port}/proxy",
-            headers=tuple((headers or {}).items()),
-            verify=verify,
-            cert=cert,
-        )
-
-    @classmethod
-    def direct(
-        cls,
-        url: str,
-        *,
-        pod_proxy: str | None = None,
-        headers: Mapping[str, str] | None = None,
-        verify: ssl.SSLContext | bool = True,
-    ) -> GatewayTarget:
-        """A backend URL reached directly (a NodePort, an Ingress, a port-forward)."""
-        return cls(
-            base_url=url, pod_proxy=pod_proxy, headers=tuple((headers or {}).items()), verify=verify
-        )
-
-    def pod_url(self, pod: str) -> str:
-        """The URL of one pod's backend, through the pod proxy."""
-        if self.pod_proxy is None:
-            raise GatewayError("no_pod_proxy", "this target has no pod proxy")
-        _check_name("pod", pod, _SUBDOMAIN, 253)
-        return self.pod_proxy.replace("{pod}", pod)
-
-
-def _ssl_context(target: GatewayTarget) -> ssl.SSLContext | bool:
-    """The TLS settings for a target; a client certificate needs a context to carry it."""
-    if target.cert is None:
-        return target.verify
-    if isinstance(target.verify, ssl.SSLContext):
-        context = target.verify
-    elif target.verify:
-        context = ssl.create_default_context()
-    else:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    certfile, keyfile = target.cert
-    try:
-        context.load_cert_chain(certfile, keyfile)
-    except (OSError, ssl.SSLError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
-        raise ValueError(f"cannot load the client certificate {certfile!r}: {reason}") from None
-    return context
-
-
 def _client(target: GatewayTarget) -> httpx2.AsyncClient:
     # trust_env=False: no proxy or CA from the environment, so load goes only to this target.
     return httpx2.AsyncClient(
         base_url=target.base_url,
         headers=dict(target.headers),
-        verify=_ssl_context(target),
+        verify=ssl_context_for(target),
         timeout=_CHAT_TIMEOUT,
         limits=_LIMITS,
         trust_env=False,
