@@ -175,7 +175,10 @@ class ClusterWatcher:
     def snapshot(self) -> ClusterSnapshot:
         """Everything known now."""
         states = list(self._states.values()) or [_CONNECTING]
-        connection, detail = max(states, key=lambda state: _SEVERITY[state[0]])
+        connection = max((state[0] for state in states), key=_SEVERITY.__getitem__)
+        # Every distinct reason at the worst state: a 403 on three collections names all three
+        # missing permissions at once.
+        detail = "; ".join(dict.fromkeys(d for c, d in states if c is connection))
         if connection is Connection.LIVE and self._deployment is None:
             detail = f"watching; no deployment {self.deployment} in {self.namespace}"
         pods = sorted(self._pods.values(), key=lambda p: (p.created_at or 0.0, p.name))

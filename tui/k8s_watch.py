@@ -220,12 +220,15 @@ class CollectionWatch:
         )
         try:
             while True:
+                idle = asyncio.timeout(self.settings.idle_timeout)
                 try:
-                    async with asyncio.timeout(self.settings.idle_timeout):
+                    async with idle:
                         event = await anext(events)
                 except StopAsyncIteration:
                     break
                 except TimeoutError:
+                    if not idle.expired():
+                        raise  # the request's own timeout (opening it, or reading): a failure
                     # Quiet for too long: maybe a stalled connection. Resume (no relist); if
                     # the server really stalls, reopening times out and shows as retrying.
                     return stream.resource_version or version, False

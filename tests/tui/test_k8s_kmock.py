@@ -10,8 +10,6 @@ ADDED, so resume semantics are tested against the sandbox instead (test_k8s_sand
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +17,10 @@ import kmock
 import pytest
 import yaml
 
-from tui.k8s import Backoff, ClusterWatcher
+from tests.tui.k8s_helpers import Recorder, watching
+from tui.k8s import ClusterWatcher
 from tui.kubeconfig import ClusterTarget, load_target
-from tui.model import ClusterEvent, ClusterSnapshot, Connection
+from tui.model import Connection
 
 NS = "kube-llm"
 SELECTOR = {"app.kubernetes.io/name": "llm-backend"}
@@ -389,46 +388,8 @@ def _target(tmp_path: Path, server: str, namespace: str | None = None) -> Cluste
     return load_target(path, None, namespace)
 
 
-class Recorder:
-    """Collects what the watcher hands over, and waits for a condition on it."""
-
-    def __init__(self) -> None:
-        self.snapshots: list[ClusterSnapshot] = []
-        self.events: list[ClusterEvent] = []
-
-    @property
-    def last(self) -> ClusterSnapshot:
-        return self.snapshots[-1]
-
-    async def until(self, predicate: Callable[[ClusterSnapshot], bool], timeout: float = 30) -> Any:
-        """The first snapshot that satisfies `predicate` (the first connect loads the client's
-        API modules, which takes seconds on a busy machine)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.snapshots and predicate(self.last):
-                return self.last
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"timed out; last snapshot: {self.snapshots[-1:]!r}")
-
-    async def events_at_least(self, count: int, timeout: float = 30) -> None:
-        """Wait until `count` events arrived."""
-        deadline = time.monotonic() + timeout
-        while len(self.events) < count and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert len(self.events) >= count, self.events
-
-
-async def _watching(target: ClusterTarget, **options: Any) -> tuple[ClusterWatcher, Recorder]:
-    recorder = Recorder()
-    watcher = ClusterWatcher(
-        target,
-        on_snapshot=recorder.snapshots.append,
-        on_event=recorder.events.append,
-        backoff=Backoff(base=0.05, cap=0.2),
-        metrics_retry=0.5,
-        **options,
-    )
-    return watcher, recorder
+async def _watching(target: ClusterTarget) -> tuple[ClusterWatcher, Recorder]:
+    return watching(target, metrics_retry=0.5)
 
 
 async def test_objects_become_the_right_values(
