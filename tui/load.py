@@ -1,4 +1,4 @@
-"""The load engine, the health prober and the per-pod metrics poller.
+"""The load engine (and, re-exported from `tui.probes`, the health prober and metrics poller).
 
 Nothing here knows about a UI: the cockpit runs these in Textual async workers, and
 `kube-llm load` runs them headless under `asyncio.run`. Every sample goes to a callback as it
@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from tui.gateway import GatewayError
-from tui.model import BackendMetrics, ChatSample, HealthSample, Outcome
+from tui.model import ChatSample, Outcome
+from tui.probes import GatewayClient, HealthProber, PodMetricsPoller
 from tui.prompts import PROMPTS, prompt_for
 
 __all__ = [
@@ -35,25 +35,6 @@ _ERROR_BACKOFF_START = 0.25
 _ERROR_BACKOFF_CAP = 5.0
 
 
-class GatewayClient(Protocol):
-    """What the load engine, prober and poller use of `tui.gateway.Gateway` (a test or the
-    cockpit's scripted gateway may stand in with the same shape)."""
-
-    async def chat(
-        self, messages: Sequence[dict[str, str]], *, max_tokens: int, origin: str
-    ) -> ChatSample:
-        """One streamed chat; a failed one is a sample too."""
-        ...
-
-    async def health(self) -> HealthSample:
-        """One timed `/healthz` through the Service."""
-        ...
-
-    async def pod_metrics(self, pod: str) -> BackendMetrics:
-        """A pod's gateway counters; a failure raises `GatewayError`."""
-        ...
-
-
 class LoadError(ValueError):
     """Load that cannot start: beyond the limits, or a burst while one is running."""
 
@@ -67,7 +48,8 @@ class LoadLimits:
     max_burst_chats: int = 1000
     max_burst_seconds: float = 600.0
     max_sustained_seconds: float = 600.0
-    """Sustained load stops by itself after this long (10 minutes unless configured)."""
+    """Sustained and rate load stop by themselves after this long (10 minutes by default)."""
+    max_rate_per_second: float = 50.0
     max_retries_after_429: int = 5
     max_retry_wait_seconds: float = 30.0
     """A longer `Retry-After` is cut to this; a 429 without one waits `default_retry_wait`."""
@@ -78,9 +60,14 @@ class LoadLimits:
         for name in ("max_users", "max_chats_per_user", "max_burst_chats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
-        for name in ("max_burst_seconds", "max_sustained_seconds", "max_retry_wait_seconds"):
+        for name in (
+            "max_burst_seconds",
+            "max_sustained_seconds",
+            "max_retry_wait_seconds",
+            "max_rate_per_second",
+        ):
             if not 0 < getattr(self, name) < float("inf"):
-                raise ValueError(f"{name} must be a positive number of seconds")
+                raise ValueError(f"{name} must be a positive, finite number")
         if self.max_retries_after_429 < 0 or self.default_retry_wait_seconds < 0:
             raise ValueError("retries and waits cannot be negative")
 
@@ -96,6 +83,9 @@ class LoadStatus:
     sustained_users: int = 0
     sustained_ends_at: float | None = None
     """Wall-clock moment the sustained load stops by itself."""
+    rate_per_second: float | None = None
+    """New chats started each second by rate load, while it runs."""
+    rate_ends_at: float | None = None
     in_flight: int = 0
     ok: int = 0
     shed: int = 0
@@ -105,7 +95,12 @@ class LoadStatus:
 
 
 class LoadEngine:
-    """Simulated users chatting with the gateway: bursts and sustained load.
+    """Simulated users chatting with the gateway: bursts, sustained load, and rate load.
+
+    A burst is N users at once, M chats each; sustained load is N users chatting back to back
+    (a closed loop: the next chat waits for the answer); rate load starts chats at a fixed rate
+    whatever the answers (an open loop), at most `limits.max_users` open at once. Chats the
+    engine itself cancels (on `stop()`) give no sample: the user stopped them, not the service.
 
     Each finished chat and each 429 goes to `on_sample` (a 429 is a `SHED` sample; the chat is
     retried after its `Retry-After`, at most `limits.max_retries_after_429` times, and the final
@@ -138,6 +133,11 @@ class LoadEngine:
         self._sustained: dict[int, asyncio.Task[None]] = {}
         self._sustained_timer: asyncio.Task[None] | None = None
         self._sustained_ends_at: float | None = None
+        self._sustained_stopped: asyncio.Event | None = None
+        self._rate: float | None = None
+        self._rate_ends_at: float | None = None
+        self._rate_task: asyncio.Task[None] | None = None
+        self._rate_chats: set[asyncio.Task[None]] = set()
         self._in_flight = 0
         self._ok = 0
         self._shed = 0
@@ -154,6 +154,8 @@ class LoadEngine:
             burst_total=self._burst_total,
             sustained_users=len(self._sustained),
             sustained_ends_at=self._sustained_ends_at if self._sustained else None,
+            rate_per_second=self._rate,
+            rate_ends_at=self._rate_ends_at,
             in_flight=self._in_flight,
             ok=self._ok,
             shed=self._shed,
@@ -164,7 +166,7 @@ class LoadEngine:
     @property
     def running(self) -> bool:
         """Whether any burst or sustained user is running."""
-        return self._burst_running or bool(self._sustained)
+        return self._burst_running or bool(self._sustained) or self._rate_task is not None
 
     def _check_users(self, users: int) -> None:
         if not isinstance(users, int) or not 1 <= users <= self.limits.max_users:
@@ -227,11 +229,7 @@ class LoadEngine:
         (at most `limits.max_sustained_seconds`, the default). Called again, it changes the
         number of users and restarts the clock. Needs a running event loop."""
         self._check_users(users)
-        cap = self.limits.max_sustained_seconds
-        if duration is None:
-            duration = cap
-        if not 0 < duration <= cap:
-            raise LoadError(f"sustained load lasts more than 0 and at most {cap:g} s")
+        duration = self._check_duration(duration)
         for index in sorted(self._sustained)[users:]:
             self._sustained.pop(index).cancel()
         for index in range(users):
@@ -241,16 +239,48 @@ class LoadEngine:
                 self._sustained[index] = task
         if self._sustained_timer is not None:
             self._sustained_timer.cancel()
+        if self._sustained_stopped is None:
+            self._sustained_stopped = asyncio.Event()
         self._sustained_ends_at = time.time() + duration
         self._sustained_timer = asyncio.create_task(self._expire(duration))
+
+    async def run_sustained(self, users: int, duration: float) -> None:
+        """Headless: sustained load for `duration` seconds; returns once it has stopped.
+        Cancelling this stops the load too."""
+        self.start_sustained(users, duration)
+        stopped = self._sustained_stopped
+        assert stopped is not None
+        try:
+            await stopped.wait()
+        finally:
+            if not stopped.is_set():
+                await self.stop_sustained()
+        self._raise_failures()
+
+    def _check_duration(self, duration: float | None) -> float:
+        cap = self.limits.max_sustained_seconds
+        if duration is None:
+            return cap
+        if not 0 < duration <= cap:
+            raise LoadError(f"load lasts more than 0 and at most {cap:g} s, not {duration!r}")
+        return duration
 
     def _sustained_user_ended(self, task: asyncio.Task[None]) -> None:
         for index, running in list(self._sustained.items()):
             if running is task:
                 del self._sustained[index]
-        if not task.cancelled() and task.exception() is not None:
-            # Kept for stop_sustained() to raise: a bug (in on_sample, say) is not swallowed.
-            self._failures.append(task.exception())  # type: ignore[arg-type]
+        self._note_failure(task)
+
+    def _note_failure(self, task: asyncio.Task[None]) -> None:
+        failure = None if task.cancelled() else task.exception()
+        if failure is not None:
+            # Kept for the stop to raise: a bug (in on_sample, say) is not swallowed.
+            self._failures.append(failure)
+
+    def _raise_failures(self) -> None:
+        failures, self._failures = self._failures, []
+        if failures:
+            raise failures[0]
 
     async def _expire(self, duration: float) -> None:
         await asyncio.sleep(duration)
@@ -278,13 +308,80 @@ class LoadEngine:
         self._sustained.clear()
         self._sustained_ends_at = None
         await _cancel_all(tasks)
-        failures, self._failures = self._failures, []
-        if failures:
-            raise failures[0]
+        stopped, self._sustained_stopped = self._sustained_stopped, None
+        if stopped is not None:
+            stopped.set()
+        self._raise_failures()
+
+    def start_rate(self, per_second: float, duration: float | None = None) -> None:
+        """Start `per_second` new chats each second, whatever the answers, for `duration`
+        seconds (at most `limits.max_sustained_seconds`, the default) or until stopped. Each
+        chat is a new simulated user; at most `limits.max_users` are open at once, and past
+        that new ones wait for a free slot. Needs a running event loop."""
+        cap = self.limits.max_rate_per_second
+        if not isinstance(per_second, int | float) or not 0 < per_second <= cap:
+            raise LoadError(f"the rate must be more than 0 and at most {cap:g}/s")
+        duration = self._check_duration(duration)
+        if self._rate_task is not None:
+            raise LoadError(f"rate load is already running ({self._rate:g}/s)")
+        self._rate = float(per_second)
+        self._rate_ends_at = time.time() + duration
+        self._rate_task = asyncio.create_task(self._arrivals(float(per_second), duration))
+
+    async def _arrivals(self, per_second: float, duration: float) -> None:
+        """Start chats on schedule until `duration` ends, then wait for the last ones."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        slots = asyncio.Semaphore(self.limits.max_users)
+        number = 0
+        try:
+            # Arrival n is due at n / rate after the start: a late one does not shift the rest.
+            while (due := start + number / per_second) < start + duration:
+                await asyncio.sleep(max(0.0, due - loop.time()))
+                await slots.acquire()
+                task = asyncio.create_task(self._rate_chat(number, slots))
+                self._rate_chats.add(task)
+                task.add_done_callback(self._rate_chat_ended)
+                number += 1
+            if self._rate_chats:
+                await asyncio.wait(set(self._rate_chats))
+        finally:
+            self._rate = None
+            self._rate_ends_at = None
+            if self._rate_task is asyncio.current_task():
+                self._rate_task = None
+
+    async def _rate_chat(self, number: int, slots: asyncio.Semaphore) -> None:
+        try:
+            await self._one_chat(number, 0)
+        finally:
+            slots.release()
+
+    def _rate_chat_ended(self, task: asyncio.Task[None]) -> None:
+        self._rate_chats.discard(task)
+        self._note_failure(task)
+
+    async def run_rate(self, per_second: float, duration: float) -> None:
+        """Headless: rate load for `duration` seconds; returns when its last chat has ended.
+        Cancelling this stops the load too."""
+        self.start_rate(per_second, duration)
+        task = self._rate_task
+        assert task is not None
+        try:
+            await asyncio.wait({task})
+        finally:
+            await self.stop_rate()
+
+    async def stop_rate(self) -> None:
+        """Stop rate load: no new chats, and the open ones are closed."""
+        task, self._rate_task = self._rate_task, None
+        await _cancel_all([*([task] if task is not None else []), *self._rate_chats])
+        self._raise_failures()
 
     async def stop(self) -> None:
-        """Stop everything (on quit): bursts and sustained users, their chats closed."""
+        """Stop everything (on quit): bursts, sustained users and rate load, chats closed."""
         await _cancel_all(list(self._burst_tasks))
+        await self.stop_rate()
         await self.stop_sustained()
 
     async def _one_chat(self, user: int, turn: int) -> ChatSample:
@@ -330,101 +427,3 @@ async def _cancel_all(tasks: Iterable[asyncio.Task[Any]]) -> None:
         task.cancel()
     if pending:
         await asyncio.wait(pending)
-
-
-class _Ticker:
-    """Runs a step every `interval` seconds on a fixed schedule (a slow step skips ticks)."""
-
-    def __init__(self, interval: float) -> None:
-        if not interval > 0:
-            raise ValueError(f"the interval must be positive, not {interval!r}")
-        self.interval = interval
-
-    async def run(self, step: Callable[[], Coroutine[Any, Any, None]], count: int | None) -> None:
-        loop = asyncio.get_running_loop()
-        next_tick = loop.time()
-        done = 0
-        while count is None or done < count:
-            await step()
-            done += 1
-            next_tick += self.interval
-            now = loop.time()
-            if next_tick < now:  # the step overran: keep the rhythm, drop the missed ticks
-                next_tick = now + self.interval - (now - next_tick) % self.interval
-            await asyncio.sleep(next_tick - now)
-
-
-class HealthProber:
-    """`GET /healthz` through the Service every `interval` seconds, each one a sample."""
-
-    def __init__(
-        self,
-        gateway: GatewayClient,
-        on_sample: Callable[[HealthSample], None],
-        interval: float = 1.0,
-    ) -> None:
-        """Probe `gateway`, reporting to `on_sample`."""
-        self.gateway = gateway
-        self.on_sample = on_sample
-        self._ticker = _Ticker(interval)
-
-    async def run(self, count: int | None = None) -> None:
-        """Probe until cancelled (or `count` times)."""
-
-        async def step() -> None:
-            self.on_sample(await self.gateway.health())
-
-        await self._ticker.run(step, count)
-
-
-class PodMetricsPoller:
-    """Each pod's `/metrics` every `interval` seconds, through the pod proxy.
-
-    `pods()` names the pods to poll at each tick. A pod that fails (gone, not ready, not
-    answering) goes to `on_error(pod, error)`; the others are still reported.
-    """
-
-    def __init__(
-        self,
-        gateway: GatewayClient,
-        pods: Callable[[], list[str]],
-        on_metrics: Callable[[BackendMetrics], None],
-        interval: float = 2.0,
-        on_error: Callable[[str, GatewayError], None] | None = None,
-        concurrency: int = 8,
-    ) -> None:
-        """Poll the pods `pods()` names through `gateway`, at most `concurrency` at once."""
-        self.gateway = gateway
-        self.pods = pods
-        self.on_metrics = on_metrics
-        self.on_error = on_error
-        self.last_errors: dict[str, GatewayError] = {}
-        """The latest failure of each pod whose last poll failed."""
-        self._ticker = _Ticker(interval)
-        self._gate = asyncio.Semaphore(concurrency)
-
-    async def poll_once(self) -> None:
-        """Poll every pod once."""
-        names = list(dict.fromkeys(self.pods()))
-        await asyncio.gather(*(self._poll(name) for name in names))
-        for gone in set(self.last_errors) - set(names):
-            del self.last_errors[gone]
-
-    async def _poll(self, pod: str) -> None:
-        async with self._gate:
-            try:
-                metrics = await self.gateway.pod_metrics(pod)
-            except (GatewayError, ValueError) as error:
-                failure = (
-                    error if isinstance(error, GatewayError) else GatewayError("pod", str(error))
-                )
-                self.last_errors[pod] = failure
-                if self.on_error is not None:
-                    self.on_error(pod, failure)
-                return
-        self.last_errors.pop(pod, None)
-        self.on_metrics(metrics)
-
-    async def run(self, count: int | None = None) -> None:
-        """Poll until cancelled (or `count` times)."""
-        await self._ticker.run(self.poll_once, count)

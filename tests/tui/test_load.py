@@ -208,26 +208,29 @@ async def test_sustained_users_can_be_changed_and_stopped() -> None:
 
 async def test_stop_cancels_in_flight_chats_promptly() -> None:
     config = EngineConfig(token_delay=0.2, tokens=200)
-    with running_engine(config) as engine, running_backend(engine.url) as backend:
+    with running_engine(config) as engine, running_backend(engine.url, max_inflight=8) as backend:
         async with direct(backend.url) as gateway:
             samples: list[ChatSample] = []
             load = LoadEngine(gateway, samples.append, max_tokens=200)
             load.start_sustained(2)
+            load.start_rate(0.1, duration=60)  # its first chat starts at once
             burst = asyncio.create_task(load.burst(users=2, chats_per_user=5))
-            await eventually(inflight_is(gateway, 4), 5, "4 chats streaming")
-            assert load.status.in_flight == 4
+            await eventually(inflight_is(gateway, 5), 5, "5 chats streaming")
+            assert load.status.in_flight == 5
             pressed = time.monotonic()
             await load.stop()
             stopped_in = time.monotonic() - pressed
             finals = await asyncio.wait_for(burst, 1)
             freed_in = await eventually(inflight_is(gateway, 0), 2, "the backend's slots freed")
-        await eventually(lambda: engine.stats.disconnected_streams == 4, 2, "streams closed")
+        await eventually(lambda: engine.stats.disconnected_streams == 5, 2, "streams closed")
     assert stopped_in < 0.5
     assert freed_in < 1.0
     assert finals == ()
     assert samples == []  # a chat stopped by the user is no sample of the service
     status = load.status
     assert (status.in_flight, status.sustained_users, status.burst_running) == (0, 0, False)
+    assert status.rate_per_second is None
+    assert not load.running
 
 
 async def test_an_unreachable_gateway_is_not_hammered() -> None:
@@ -284,3 +287,61 @@ def test_prompts_are_varied_and_spread_over_users() -> None:
     assert len(firsts) == 10
     with pytest.raises(ValueError, match="empty"):
         prompt_for(0, 0, ())
+
+
+async def test_rate_load_starts_chats_on_schedule() -> None:
+    config = EngineConfig(token_delay=0.01)
+    with running_engine(config) as engine, running_backend(engine.url) as backend:
+        async with direct(backend.url) as gateway:
+            samples: list[ChatSample] = []
+            load = LoadEngine(gateway, samples.append, max_tokens=4)
+            started = time.time()
+            task = asyncio.create_task(load.run_rate(20, duration=1.0))
+            await eventually(lambda: load.status.rate_per_second == 20.0, 2, "rate load running")
+            await task
+            status = load.status
+    # Arrivals at 0, 0.05 ... 0.95 s: twenty, each a new user with its own first prompt.
+    assert len(samples) == 20
+    assert all(s.outcome is Outcome.OK for s in samples)
+    starts = sorted(s.started_at - started for s in samples)
+    assert starts[-1] - starts[0] >= 0.9
+    assert Counter(r["messages"][0]["content"] for r in engine.stats.requests) == Counter(
+        prompt_for(n, 0) for n in range(20)
+    )
+    assert (status.rate_per_second, status.rate_ends_at, load.running) == (None, None, False)
+
+
+async def test_rate_load_is_bounded_by_the_user_cap() -> None:
+    config = EngineConfig(first_token_delay=0.3)
+    limits = LoadLimits(max_users=2, max_rate_per_second=10)
+    with running_engine(config) as engine, running_backend(engine.url) as backend:
+        async with direct(backend.url) as gateway:
+            samples: list[ChatSample] = []
+            load = LoadEngine(gateway, samples.append, limits=limits)
+            with pytest.raises(LoadError, match="at most 10/s"):
+                load.start_rate(11)
+            started = time.monotonic()
+            task = asyncio.create_task(load.run_rate(10, duration=0.4))
+            peak = 0
+            while not task.done():
+                peak = max(peak, load.status.in_flight)
+                await asyncio.sleep(0.01)
+            await task
+            took = time.monotonic() - started
+    assert len(samples) == 4  # due at 0, 0.1, 0.2, 0.3 s
+    assert peak == 2
+    assert took >= 0.6  # two at a time, 0.3 s each
+
+
+async def test_run_sustained_returns_when_its_time_is_up() -> None:
+    config = EngineConfig(token_delay=0.01)
+    with running_engine(config) as engine, running_backend(engine.url) as backend:
+        async with direct(backend.url) as gateway:
+            samples: list[ChatSample] = []
+            load = LoadEngine(gateway, samples.append, max_tokens=4)
+            started = time.monotonic()
+            await load.run_sustained(2, duration=0.5)
+            took = time.monotonic() - started
+    assert 0.5 <= took < 1.5
+    assert samples
+    assert not load.running
