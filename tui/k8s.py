@@ -334,11 +334,10 @@ class ClusterWatcher:
             self._remember(event)
 
     def _unseen(self, event: JSON) -> bool:
-        key = str((event.get("metadata") or {}).get("uid") or id(event))
-        return self._seen_events.get(key) != cluster_event(event).count
+        return self._seen_events.get(_event_key(event)) != cluster_event(event).count
 
     def _remember(self, event: JSON) -> None:
-        key = str((event.get("metadata") or {}).get("uid") or id(event))
+        key = _event_key(event)
         self._seen_events[key] = cluster_event(event).count
         self._seen_events.move_to_end(key)
         while len(self._seen_events) > 5000:
@@ -472,6 +471,12 @@ class ClusterWatcher:
 
 def _name(obj: JSON) -> str:
     return str((obj.get("metadata") or {}).get("name") or "")
+
+
+def _event_key(event: JSON) -> str:
+    """An Event's identity: its uid (its name where a source left the uid out)."""
+    metadata = event.get("metadata") or {}
+    return str(metadata.get("uid") or metadata.get("name") or "")
 
 
 __all__ = ["Backoff", "ClusterWatcher"]

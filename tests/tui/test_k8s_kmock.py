@@ -634,3 +634,64 @@ async def test_an_eviction_429_is_a_pdb_refusal_only_when_the_budget_says_so(
     assert message in result.message
     if by_pdb:
         assert "needs 1 healthy pods and has 1 currently" in result.message
+
+
+def _pod_metrics(pod: dict[str, Any], engine: dict[str, str], backend: dict[str, str]) -> Any:
+    return {
+        "apiVersion": "metrics.k8s.io/v1beta1",
+        "kind": "PodMetrics",
+        "metadata": {
+            "name": pod["metadata"]["name"],
+            "namespace": NS,
+            "labels": pod["metadata"]["labels"],
+        },
+        "timestamp": "2026-01-10T09:08:00Z",
+        "window": "10.53s",
+        "containers": [
+            {"name": "engine", "usage": engine},
+            {"name": "backend", "usage": backend},
+        ],
+    }
+
+
+async def test_pod_metrics_become_usage_summed_over_containers(
+    emulator: kmock.KubernetesEmulator, tmp_path: Path
+) -> None:
+    # metrics-server writes CPU in nanocores and memory in Ki; other writers use m and bytes.
+    name = RUNNING["metadata"]["name"]
+    emulator.objects["metrics.k8s.io/v1beta1/pods", NS, name] = _pod_metrics(
+        RUNNING, {"cpu": "187654321n", "memory": "716800Ki"}, {"cpu": "12m", "memory": "55574528"}
+    )
+    watcher, seen = await _watching(_target(tmp_path, str(emulator.url)))
+    task = asyncio.create_task(watcher.run())
+    try:
+        snapshot = await seen.until(lambda s: s.usage_of(name) is not None)
+    finally:
+        task.cancel()
+        await watcher.close()
+    usage = snapshot.usage_of(name)
+    assert usage is not None
+    assert usage.cpu_millicores == pytest.approx(187.654321 + 12)
+    assert usage.memory_bytes == 716800 * 1024 + 55574528
+    assert usage.at == pytest.approx(1768036080.0)
+    assert snapshot.metrics_available is True
+    assert snapshot.metrics_detail == ""
+
+
+async def test_metrics_forbidden_names_the_permission_and_keeps_watching(
+    emulator: kmock.KubernetesEmulator, tmp_path: Path
+) -> None:
+    denied = kmock.KubernetesError(status=403, reason="Forbidden", message="pods.metrics.k8s.io")
+    emulator["get", kmock.resource("metrics.k8s.io", "v1beta1", "pods")] << denied
+    watcher, seen = await _watching(_target(tmp_path, str(emulator.url)))
+    task = asyncio.create_task(watcher.run())
+    try:
+        snapshot = await seen.until(lambda s: s.metrics_available is False)
+    finally:
+        task.cancel()
+        await watcher.close()
+    assert snapshot.metrics_detail == (
+        "403: the cockpit may not list pods.metrics.k8s.io in kube-llm "
+        "(needs get/list pods.metrics.k8s.io, see kustomize/base/cockpit-role.yaml)"
+    )
+    assert snapshot.connection is Connection.LIVE
