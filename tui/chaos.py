@@ -29,7 +29,9 @@ How each moment is derived (the cockpit's Role cannot read Endpoints or Endpoint
   when its first token arrived.
 - what users felt: the chats that ended from the kill until the timeline closed, by outcome.
 - closed: once the pod is gone and the replacement served its first chat (or stayed Ready for
-  `first_chat_wait` seconds without one), or when `budget` seconds passed (then incomplete).
+  `first_chat_wait` seconds without one); incomplete once the pod is gone and its replacement
+  was deleted before it was Ready (the ReplicaSet deletes unready pods first when the HPA
+  scales down), or when `budget` seconds passed.
 """
 
 from __future__ import annotations
@@ -122,7 +124,7 @@ class RecoveryTracker:
         """Take in a snapshot (its `at` is when it was taken); the timelines completed just now."""
         seen_at = snapshot.at
         claimed = {k.timeline.replacement for k in self._active if k.timeline.replacement}
-        # Newest first, then the oldest unclaimed kill gets it: overlapping kills each get their
+        # Oldest first, to the oldest kill still without one: overlapping kills each get their
         # own replacement in creation order.
         newcomers = sorted(
             (p for p in snapshot.pods if p.name not in claimed and not p.terminating),
@@ -145,6 +147,15 @@ class RecoveryTracker:
                 replacement = snapshot.pod(kill.timeline.replacement)
                 if replacement is not None:
                     self._replacement(kill, replacement, seen_at)
+                if kill.timeline.replacement_ready_at is None and (
+                    (replacement is None and _knows_pods(snapshot))
+                    or (replacement is not None and replacement.terminating)
+                ):
+                    # The ReplicaSet deletes its unready pods first when it scales down: the
+                    # kill needs no replacement any more.
+                    kill.timeline = replace(
+                        kill.timeline, replacement_removed_at=max(kill.last_seen_at, seen_at)
+                    )
         return self._expire(seen_at)
 
     def observe_chat(self, sample: ChatSample) -> list[RecoveryTimeline]:
@@ -183,10 +194,7 @@ class RecoveryTracker:
         pod = snapshot.pod(timeline.pod)
         moment = max(timeline.requested_at, seen_at)
         if pod is None:
-            unknown = snapshot.connection is Connection.CONNECTING or (
-                not snapshot.pods and snapshot.connection is not Connection.LIVE
-            )
-            if unknown or timeline.gone_at is not None:
+            if not _knows_pods(snapshot) or timeline.gone_at is not None:
                 return timeline
             return replace(
                 timeline,
@@ -237,6 +245,14 @@ class RecoveryTracker:
         done = self._finish(
             lambda kill: _done(kill.timeline, now, self.first_chat_wait), complete=True, at=now
         )
+        done += self._finish(
+            lambda kill: (
+                kill.timeline.gone_at is not None
+                and kill.timeline.replacement_removed_at is not None
+            ),
+            complete=False,
+            at=now,
+        )
         return done + self._finish(
             lambda kill: now - kill.timeline.requested_at >= self.budget, complete=False, at=now
         )
@@ -254,6 +270,14 @@ class RecoveryTracker:
                 self._completed.append(timeline)
                 done.append(timeline)
         return done
+
+
+def _knows_pods(snapshot: ClusterSnapshot) -> bool:
+    """A pod missing from this snapshot is really gone (it is not still connecting, and it does
+    not hold an empty list while a watch is down)."""
+    if snapshot.connection is Connection.CONNECTING:
+        return False
+    return bool(snapshot.pods) or snapshot.connection is Connection.LIVE
 
 
 def _done(timeline: RecoveryTimeline, now: float | None, first_chat_wait: float) -> bool:
@@ -310,6 +334,7 @@ def describe(timeline: RecoveryTimeline) -> list[str]:
                 ("created", timeline.replacement_created_at),
                 ("started", timeline.replacement_started_at),
                 ("Ready", timeline.replacement_ready_at),
+                ("removed before Ready", timeline.replacement_removed_at),
                 ("first chat", timeline.first_chat_at),
             )
             if (offset := _offset(moment, start)) is not None
@@ -332,7 +357,12 @@ def describe(timeline: RecoveryTimeline) -> list[str]:
             )
             if moment is None
         ]
-        if timeline.closed_at is None:
+        if timeline.replacement_removed_at is not None:
+            lines.append(
+                "the replacement was deleted before it was Ready (the Deployment scaled down, "
+                "or someone deleted it): nothing left to recover"
+            )
+        elif timeline.closed_at is None:
             lines.append("still open: waiting for " + ", ".join(missing or ["the next snapshot"]))
         else:
             lines.append(

@@ -313,6 +313,8 @@ class RecoveryTimeline:
     complete: bool = False
     refused: str | None = None
     """Why the kill did not happen (a PDB refusal), if it did not."""
+    replacement_removed_at: float | None = None
+    """The replacement was deleted before it was Ready (a scale-down took it), if it was."""
     closed_at: float | None = None
     """When the tracker finished the timeline (None while it is open): the end of the window in
     which the users' requests were counted."""

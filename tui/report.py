@@ -231,6 +231,8 @@ def _state(timeline: RecoveryTimeline) -> str:
         return "refused"
     if timeline.complete:
         return "yes"
+    if timeline.replacement_removed_at is not None:
+        return "no: replacement removed"
     return "no" if timeline.closed_at is not None else "in progress"
 
 

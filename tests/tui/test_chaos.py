@@ -250,6 +250,33 @@ def test_past_the_budget_the_timeline_closes_incomplete() -> None:
     )
 
 
+def test_a_replacement_removed_by_a_scale_down_closes_the_timeline() -> None:
+    tracker = RecoveryTracker()
+    tracker.requested(A, "delete", 0.0, [A, B, D])
+    tracker.observe(snap(0.1, pod(B, ready=True), pod(D, ready=True), pod(C, 0.0)))
+    # The HPA scales down at once: the ReplicaSet deletes its unready pod, the replacement.
+    (done,) = tracker.observe(snap(3.0, pod(B, ready=True), pod(D, ready=True)))
+    assert done.replacement == C
+    assert done.replacement_removed_at == 3.0
+    assert done.replacement_ready_at is None
+    assert not done.complete
+    assert done.closed_at == 3.0
+    assert tracker.active == ()
+    assert describe(done)[-1].startswith("the replacement was deleted before it was Ready")
+
+
+def test_a_terminating_replacement_counts_as_removed() -> None:
+    tracker = RecoveryTracker()
+    tracker.requested(A, "evict", 0.0, [A, B])
+    tracker.observe(snap(0.1, pod(A, ready=True, deleting=30.0), pod(B, ready=True), pod(C, 0.0)))
+    tracker.observe(snap(2.0, pod(A, deleting=30.0), pod(B, ready=True), pod(C, 0.0, deleting=2.0)))
+    (timeline,) = tracker.active  # the killed pod is still draining
+    assert timeline.replacement_removed_at == 2.0
+    (done,) = tracker.observe(snap(9.0, pod(B, ready=True)))
+    assert done.gone_at == 9.0
+    assert not done.complete
+
+
 def test_a_chat_reported_before_the_ready_snapshot_counts_from_ready() -> None:
     tracker = RecoveryTracker()
     tracker.requested(A, "delete", 0.0, [A, B])

@@ -90,6 +90,19 @@ def make_record(*, usage: bool = True, seed: int = 7) -> CockpitRecord:
         refused="Cannot evict pod as it would violate the pod's disruption budget.",
         complete=True,
     )
+    removed = RecoveryTimeline(
+        pod=pods[1],
+        action="delete",
+        requested_at=START + 400,
+        gone_at=START + 400.2,
+        replacement="llm-backend-7f9c-dddd",
+        replacement_created_at=START + 400.3,
+        replacement_removed_at=START + 403,
+        closed_at=START + 403,
+    )
+    still_open = RecoveryTimeline(
+        pod="llm-backend-7f9c-eeee", action="evict", requested_at=START + 590
+    )
     replicas = [ReplicaPoint(START + s, 2, 2, 2) for s in range(0, 100, 5)]
     replicas += [ReplicaPoint(START + 100, 2, 4, 2), ReplicaPoint(START + 101, 4, 4, 2)]
     replicas += [ReplicaPoint(START + 110, 4, 4, 4), ReplicaPoint(START + 115, 4, 4, 4)]
@@ -112,7 +125,7 @@ def make_record(*, usage: bool = True, seed: int = 7) -> CockpitRecord:
         backend="service proxy through the API server",
         chats=tuple(chats),
         healths=tuple(healths),
-        recoveries=(recovery, refused),
+        recoveries=(recovery, refused, removed, still_open),
         replicas=tuple(replicas),
         events=((START + 300, f"evict {EVIL_POD}"), (START + 5, "Scheduled | \x1b[2J")),
         hpa=hpa,
@@ -235,11 +248,13 @@ def test_chunks_are_called_chunks(tmp_path: Path) -> None:
 
 def test_recoveries_scaling_and_poster(report: tuple[CockpitRecord, str, Path]) -> None:
     record, text, _ = report
-    recovery, refused = record.recoveries
+    recovery, refused, removed, still_open = record.recoveries
     rows = table_after(text, "## Recoveries")
-    assert rows[cell(EVIL_POD)] == ["evict", "yes", "6.2 s", "6.9 s", "1", "2", "14"]
+    assert rows[removed.pod][:2] == ["delete", "no: replacement removed"]
+    assert rows[still_open.pod][:4] == ["evict", "in progress", "n/a", "n/a"]
+    assert rows[cell(recovery.pod)] == ["evict", "yes", "6.2 s", "6.9 s", "1", "2", "14"]
     assert rows[cell(refused.pod)][:4] == ["evict", "refused", "n/a", "n/a"]
-    for line in describe(recovery) + describe(refused):
+    for line in [line for r in record.recoveries for line in describe(r)]:
         assert f"- {cell(line)}" in text
     scaling = tables(text.split("## Scaling", 1)[1])[0]
     # Only the changes: the first point, 2 -> desired 4, 4 current, 4 ready.
