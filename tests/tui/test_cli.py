@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -22,24 +23,79 @@ def _kube_llm() -> list[str]:
     return [found]
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*_kube_llm(), *args], capture_output=True, text=True, cwd=ROOT, timeout=60, check=False
+        [*_kube_llm(), *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
 
 
 def test_help_lists_only_existing_subcommands() -> None:
     result = run("--help")
     assert result.returncode == 0, result.stderr
-    assert "sandbox" in result.stdout
+    listed = result.stdout.split("positional arguments")[-1].split()
+    for command in ("tui", "demo", "sandbox"):
+        assert command in listed
     for missing in ("scenario", "report", "load"):
-        assert missing not in result.stdout.split("positional arguments")[-1].split()
+        assert missing not in listed
 
 
-def test_no_command_prints_help() -> None:
-    result = run()
-    assert result.returncode == 0
-    assert "usage: kube-llm" in result.stdout
+def test_tui_takes_kubectl_flags() -> None:
+    result = run("tui", "--help")
+    assert result.returncode == 0, result.stderr
+    for flag in ("--kubeconfig", "--context", "-n", "--namespace", "--backend-url", "--read-only"):
+        assert flag in result.stdout
+
+
+def test_no_command_opens_the_cockpit_and_a_missing_kubeconfig_is_a_clear_error(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "nowhere" / "config"
+    env = {**os.environ, "KUBECONFIG": str(missing)}
+    for args in ((), ("-n", "kube-llm")):
+        result = run(*args, env=env)
+        assert result.returncode == 2
+        assert str(missing) in result.stderr
+        assert "make demo" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_a_malformed_kubeconfig_names_the_file_and_line(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text("apiVersion: v1\nclusters:\n  - name: a\n    cluster: [unclosed\n")
+    result = run("tui", "--kubeconfig", str(config))
+    assert result.returncode == 2
+    assert str(config) in result.stderr
+    assert "line" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unknown_context_lists_the_known_ones(tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: here\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: secret-token-value}}]\n"
+        "contexts: [{name: here, context: {cluster: c, user: u}}]\n"
+    )
+    result = run("tui", "--kubeconfig", str(config), "--context", "there")
+    assert result.returncode == 2
+    assert "'there'" in result.stderr
+    assert "here" in result.stderr
+    assert "secret-token-value" not in result.stderr + result.stdout
+
+
+def test_a_bad_backend_url_is_a_clear_error(tmp_path: Path) -> None:
+    result = run("tui", "--backend-url", "ftp://nope", "--kubeconfig", str(tmp_path / "x"))
+    assert result.returncode == 2
+    assert "--backend-url" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_unknown_command_is_a_clear_error_without_traceback() -> None:
