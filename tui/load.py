@@ -144,6 +144,8 @@ class LoadEngine:
         self._errors = 0
         self._retries = 0
         self._failures: list[BaseException] = []
+        # All load together (bursts, sustained and rate) has at most max_users chats open.
+        self._open = asyncio.Semaphore(self.limits.max_users)
 
     @property
     def status(self) -> LoadStatus:
@@ -390,13 +392,14 @@ class LoadEngine:
         messages = [{"role": "user", "content": prompt_for(user, turn, self.prompts)}]
         retries = 0
         while True:
-            self._in_flight += 1
-            try:
-                sample = await self.gateway.chat(
-                    messages, max_tokens=self.max_tokens, origin="load"
-                )
-            finally:
-                self._in_flight -= 1
+            async with self._open:
+                self._in_flight += 1
+                try:
+                    sample = await self.gateway.chat(
+                        messages, max_tokens=self.max_tokens, origin="load"
+                    )
+                finally:
+                    self._in_flight -= 1
             if sample.outcome is Outcome.SHED and retries < limits.max_retries_after_429:
                 self._report(dataclasses.replace(sample, retries_after_429=retries))
                 wait = sample.retry_after

@@ -345,3 +345,22 @@ async def test_run_sustained_returns_when_its_time_is_up() -> None:
     assert 0.5 <= took < 1.5
     assert samples
     assert not load.running
+
+
+async def test_all_load_together_stays_within_the_user_cap() -> None:
+    config = EngineConfig(first_token_delay=0.3)
+    limits = LoadLimits(max_users=3)
+    with running_engine(config) as engine, running_backend(engine.url, max_inflight=8) as backend:
+        async with direct(backend.url) as gateway:
+            samples: list[ChatSample] = []
+            load = LoadEngine(gateway, samples.append, limits=limits)
+            load.start_sustained(3, duration=30)
+            burst = asyncio.create_task(load.burst(users=3, chats_per_user=1))
+            peak = 0
+            while not burst.done():
+                peak = max(peak, load.status.in_flight)
+                await asyncio.sleep(0.01)
+            await load.stop()
+    assert peak == 3
+    assert len(await burst) == 3
+    assert all(s.outcome is Outcome.OK for s in samples)
