@@ -133,6 +133,12 @@ class _ChatProgress:
         self.error_detail: str | None = None
         self.retry_after: float | None = None
 
+    def begin(self) -> None:
+        """The request is about to go out: its times count from here (a first chat's model
+        lookup is not in its TTFT)."""
+        self.started_at = time.time()
+        self.started = time.perf_counter()
+
     def take(self, data: str) -> bool:
         """Account for one event's data; return True when the stream has ended (either way)."""
         if not data:
@@ -336,6 +342,7 @@ class Gateway:
 
     async def _stream(self, body: dict[str, Any], progress: _ChatProgress) -> None:
         """Send the chat and read its events into `progress`."""
+        progress.begin()
         try:
             async with self._client.sse(CHAT_PATH, method="POST", json=body) as source:
                 response = source.response

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import email.utils
 import json
 import ssl
 import threading
@@ -34,7 +35,13 @@ from tests.backend.conftest import running_backend, running_engine
 from tests.fakes.engine import EngineConfig, create_engine_app
 from tests.fakes.serve import free_port, serve_in_thread
 from tests.sandbox.harness import NAMESPACE, RunningSandbox, fake_engine_cmd, start_sandbox
-from tui.gateway import Gateway, GatewayError, GatewayTarget, parse_backend_metrics
+from tui.gateway import (
+    Gateway,
+    GatewayError,
+    GatewayTarget,
+    parse_backend_metrics,
+    parse_retry_after,
+)
 from tui.load import LoadEngine
 from tui.model import ChatSample, Outcome
 
@@ -589,3 +596,15 @@ async def test_a_client_certificate_is_presented(tmp_path: Path) -> None:
         assert raised.value.kind in ("network", "connect")
     with pytest.raises(ValueError, match="cannot load the client certificate"):
         Gateway(GatewayTarget(url, cert=(str(tmp_path / "missing.crt"), None)))
+
+
+def test_retry_after_in_seconds_or_as_a_date() -> None:
+    now = 1_800_000_000.0
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after(" 0 ") == 0.0
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert parse_retry_after(date, now=now) == pytest.approx(30.0)
+    assert parse_retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("-5") is None
