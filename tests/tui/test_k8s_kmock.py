@@ -695,3 +695,38 @@ async def test_metrics_forbidden_names_the_permission_and_keeps_watching(
         "(needs get/list pods.metrics.k8s.io, see kustomize/base/cockpit-role.yaml)"
     )
     assert snapshot.connection is Connection.LIVE
+
+
+async def test_the_first_list_hands_over_only_the_most_recent_events(
+    emulator: kmock.KubernetesEmulator, tmp_path: Path
+) -> None:
+    watcher, seen = watching(_target(tmp_path, str(emulator.url)), initial_events=2)
+    task = asyncio.create_task(watcher.run())
+    try:
+        await seen.until(lambda s: s.deployment is not None)
+        await seen.events_at_least(2)
+        await asyncio.sleep(0.5)  # kmock replays every event as ADDED on its watch, too
+    finally:
+        task.cancel()
+        await watcher.close()
+    assert [e.reason for e in seen.events] == ["SuccessfulRescale", "BackOff"]
+
+
+async def test_a_missing_deployment_is_said_and_no_pod_is_guessed(
+    emulator: kmock.KubernetesEmulator, tmp_path: Path
+) -> None:
+    watcher, seen = watching(_target(tmp_path, str(emulator.url)), deployment="chat-gateway")
+    task = asyncio.create_task(watcher.run())
+    try:
+        snapshot = await seen.until(
+            lambda s: s.connection is Connection.LIVE and "no deployment" in s.detail
+        )
+        await asyncio.sleep(0.5)
+    finally:
+        task.cancel()
+        await watcher.close()
+    assert snapshot.detail == "watching; no deployment chat-gateway in kube-llm"
+    assert seen.last.pods == ()
+    assert seen.last.deployment is None
+    assert seen.last.hpa is None  # the HPA defaults to the deployment's name
+    assert seen.events == []
