@@ -173,13 +173,25 @@ def _inactive(active: HpaCondition, now: float) -> str:
     if active.reason == "ScalingDisabled":
         return f"not scaling{since}: autoscaling is disabled (the target has 0 replicas)"
     if active.reason in _RESOURCE_METRIC_FAILURES:
-        return f"not scaling{since}: no metrics ({_detail(active)}); is metrics-server running?"
+        return f"not scaling{since}: no metrics ({_detail(active)}); {_resource_hint(active)}"
     if active.reason.startswith("FailedGet") and active.reason.endswith("Metric"):
         return (
             f"not scaling{since}: no metrics ({_detail(active)}); "
             "is the custom or external metrics adapter running?"
         )
     return f"not scaling{since}: {_detail(active)}"
+
+
+def _resource_hint(active: HpaCondition) -> str:
+    """What to check, from upstream's error text (the reason alone does not say)."""
+    message = active.message.lower()
+    if "missing request" in message:
+        return "a container the HPA measures sets no request for that resource"
+    if "might be unready" in message:
+        # Upstream's words when no pod has a sample yet: new pods, or a metrics pipeline that
+        # has not scraped them.
+        return "the pods may be too new to have metrics; if it lasts, is metrics-server running?"
+    return "is metrics-server running?"
 
 
 def _readings(metrics: Sequence[HpaMetric], *, with_target: bool, long: bool = False) -> str:

@@ -194,6 +194,37 @@ CASES: list[tuple[str, HpaView | None, int | None, str]] = [
         f"(FailedGetContainerResourceMetric: {NO_METRICS}); is metrics-server running?",
     ),
     (
+        "no metrics for new pods",
+        make(
+            2,
+            2,
+            (cpu(None), memory(None)),
+            active=("False", "FailedGetContainerResourceMetric"),
+            active_message="the HPA was unable to compute the replica count: failed to get cpu "
+            "utilization: did not receive metrics for targeted pods (pods might be unready)",
+        ),
+        None,
+        f"not scaling since {clock(NOW - 40)}: no metrics (FailedGetContainerResourceMetric: the "
+        "HPA was unable to compute the replica count: failed to get cpu utilization: did not "
+        "receive metrics for targeted pods (pods might be unready)); the pods may be too new to "
+        "have metrics; if it lasts, is metrics-server running?",
+    ),
+    (
+        "a container without a request",
+        make(
+            2,
+            2,
+            (cpu(None), memory(None)),
+            active=("False", "FailedGetResourceMetric"),
+            active_message="failed to get cpu utilization: missing request for cpu in container "
+            "engine of Pod llm-backend-1",
+        ),
+        None,
+        f"not scaling since {clock(NOW - 40)}: no metrics (FailedGetResourceMetric: failed to get "
+        "cpu utilization: missing request for cpu in container engine of Pod llm-backend-1); a "
+        "container the HPA measures sets no request for that resource",
+    ),
+    (
         "no custom metrics",
         make(
             2,
