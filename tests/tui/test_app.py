@@ -311,6 +311,18 @@ async def test_connection_state_follows_the_adapter() -> None:
         assert "connection refused" in status_text(made)
 
 
+async def test_a_repeating_event_is_shown_once_a_minute() -> None:
+    made = rig()
+    async with made.app.run_test(size=SIZE) as pilot:
+        await connected(pilot, made)
+        for count, at in ((1, NOW), (2, NOW + 2), (3, NOW + 4), (40, NOW + 70)):
+            made.cluster.on_event(
+                ClusterEvent(at, "Warning", "Unhealthy", "Pod", "p", "probe failed", count)
+            )
+        await wait_until(pilot, lambda: "(x40)" in log_text(made))
+        assert log_text(made).count("probe failed") == 2
+
+
 async def test_kubernetes_events_reach_the_log() -> None:
     made = rig()
     async with made.app.run_test(size=SIZE) as pilot:
