@@ -147,9 +147,14 @@ class RecoveryTracker:
                 replacement = snapshot.pod(kill.timeline.replacement)
                 if replacement is not None:
                     self._replacement(kill, replacement, seen_at)
-                if kill.timeline.replacement_ready_at is None and (
-                    (replacement is None and _knows_pods(snapshot))
-                    or (replacement is not None and replacement.terminating)
+                waiting = kill.timeline.replacement_ready_at is None
+                if (
+                    waiting
+                    and kill.timeline.replacement_removed_at is None
+                    and (
+                        (replacement is None and _knows_pods(snapshot))
+                        or (replacement is not None and replacement.terminating)
+                    )
                 ):
                     # The ReplicaSet deletes its unready pods first when it scales down: the
                     # kill needs no replacement any more.

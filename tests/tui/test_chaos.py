@@ -274,6 +274,7 @@ def test_a_terminating_replacement_counts_as_removed() -> None:
     assert timeline.replacement_removed_at == 2.0
     (done,) = tracker.observe(snap(9.0, pod(B, ready=True)))
     assert done.gone_at == 9.0
+    assert done.replacement_removed_at == 2.0
     assert not done.complete
 
 
