@@ -167,7 +167,7 @@ class LoadEngine:
 
     @property
     def running(self) -> bool:
-        """Whether any burst or sustained user is running."""
+        """Whether any burst, sustained user or rate load is running."""
         return self._burst_running or bool(self._sustained) or self._rate_task is not None
 
     def _check_users(self, users: int) -> None:
