@@ -206,11 +206,11 @@ def _above_target(hpa: HpaView) -> list[HpaMetric]:
 
 
 def _scaling_up(hpa: HpaView, limit: str | None, wants: int | None) -> str:
-    above = _above_target(hpa) or list(hpa.metrics)
-    reason = _readings(above, with_target=True, long=True)
-    line = f"scaling up: {reason}, {hpa.current_replicas} -> {hpa.desired_replicas}"
-    if hpa.current_replicas < hpa.min_replicas and not _above_target(hpa):
+    above = _above_target(hpa)
+    if hpa.current_replicas < hpa.min_replicas and not above:
         return f"scaling up to the minimum: {hpa.current_replicas} -> {hpa.desired_replicas}"
+    reason = _readings(above or list(hpa.metrics), with_target=True, long=True)
+    line = f"scaling up: {reason}, {hpa.current_replicas} -> {hpa.desired_replicas}"
     if limit == "TooManyReplicas":
         return f"{line} (capped at the maximum {hpa.max_replicas})"
     if limit == "ScaleUpLimit":
@@ -264,11 +264,7 @@ def _holding(
     above = _above_target(hpa)
     if limit == "TooManyReplicas" or (current >= hpa.max_replicas and above):
         readings = _readings(above or list(hpa.metrics), with_target=True)
-        return (
-            f"at maximum {hpa.max_replicas}: {readings}"
-            if readings
-            else (f"at maximum {hpa.max_replicas}")
-        )
+        return f"at maximum {hpa.max_replicas}" + (f": {readings}" if readings else "")
     if above and ready_pods is not None and ready_pods < current:
         # For a CPU scale-up the controller counts pods that are not Ready yet as idle, which
         # can bring the average back within the tolerance until they are Ready.
@@ -292,11 +288,9 @@ def _holding(
     if limit == "TooFewReplicas" or (current <= hpa.min_replicas and all_below):
         readings = _readings(hpa.metrics, with_target=False)
         suffix = ", all below target" if all_below else ""
-        return (
-            f"at minimum {hpa.min_replicas}: {readings}{suffix}"
-            if readings
-            else (f"at minimum {hpa.min_replicas}")
-        )
-    if hpa.metrics:
-        return f"holding at {current}: {_readings(hpa.metrics, with_target=True)}"
-    return f"holding at {current}"
+        return f"at minimum {hpa.min_replicas}" + (f": {readings}{suffix}" if readings else "")
+    if not hpa.metrics:
+        return f"holding at {current}"
+    # Below target, yet one pod fewer would push a metric past it: the count is what it asks.
+    needed = f" (the metrics still ask for {wants})" if wants == current else ""
+    return f"holding at {current}: {_readings(hpa.metrics, with_target=True)}{needed}"

@@ -263,6 +263,13 @@ CASES: list[tuple[str, HpaView | None, int | None, str]] = [
         "counts as idle",
     ),
     (
+        "below target but every pod still needed",
+        make(4, 4, (cpu(55), memory(36))),
+        None,
+        "holding at 4: engine CPU 55 % against 70 %, backend memory 36 % against 80 % "
+        "(the metrics still ask for 4)",
+    ),
+    (
         "a value metric",
         make(
             3,
