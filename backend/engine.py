@@ -1,4 +1,5 @@
-"""The engine side: one HTTP client, model listing and server-sent event parsing."""
+"""The engine side: model listing and server-sent event parsing (the clients are in
+``engine_clients``)."""
 
 from __future__ import annotations
 
@@ -6,25 +7,22 @@ import json
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
-import httpx2
-
-from backend.settings import Settings
-from backend.transport import LeanHTTPTransport
+from backend.engine_clients import (
+    MODELS_PATH,
+    EngineClient,
+    EngineError,
+    EngineNoConnection,
+    EngineTimedOut,
+)
 
 __all__ = [
-    "CHAT_PATH",
-    "MODELS_PATH",
     "EngineBusy",
     "EngineUnavailable",
-    "engine_transport",
     "list_models",
     "model_listed",
-    "open_engine_client",
+    "parse_json",
     "sse_batches",
 ]
-
-CHAT_PATH = "/v1/chat/completions"
-MODELS_PATH = "/v1/models"
 
 
 class EngineUnavailable(Exception):
@@ -35,64 +33,20 @@ class EngineBusy(EngineUnavailable):
     """The engine accepted the request for its models but did not answer in time."""
 
 
-def engine_transport(settings: Settings) -> httpx2.AsyncBaseTransport:
-    """Return the transport to the engine that ``ENGINE_TRANSPORT`` names.
-
-    ``lean`` (the default) is the keep-alive HTTP/1.1 transport of backend.transport; ``httpx``
-    is httpx2's own (httpcore), the stock way back. Both get the same limits, and the client's
-    timeouts apply to either.
-    """
-    # Every admitted chat holds one connection; a few more serve the readiness checks. Idle
-    # connections are dropped before a typical server's own idle timeout (uvicorn's is 5 s).
-    connections = settings.max_inflight + 4
-    limits = httpx2.Limits(
-        max_connections=connections,
-        max_keepalive_connections=connections,
-        keepalive_expiry=4.0,
-    )
-    if settings.engine_transport == "httpx":
-        return httpx2.AsyncHTTPTransport(limits=limits, trust_env=False)
-    return LeanHTTPTransport(limits)
-
-
-def open_engine_client(
-    settings: Settings, transport: httpx2.AsyncBaseTransport
-) -> httpx2.AsyncClient:
-    """Return the one client the app uses to talk to the engine, over ``transport``.
-
-    The read timeout is only a safety net: the chat relay enforces the first-token, per-chunk
-    and total deadlines itself, so the engine may take as long to its first byte as the
-    first-token deadline allows.
-    """
-    timeout = httpx2.Timeout(
-        connect=settings.engine_connect_timeout,
-        read=settings.request_timeout,
-        write=settings.engine_read_timeout,
-        pool=settings.engine_connect_timeout,
-    )
-    return httpx2.AsyncClient(
-        base_url=settings.engine_url,
-        timeout=timeout,
-        transport=transport,
-        trust_env=False,
-        follow_redirects=False,
-        headers={"accept-encoding": "identity"},
-    )
-
-
-async def list_models(client: httpx2.AsyncClient, seconds: float) -> list[str]:
+async def list_models(client: EngineClient, seconds: float) -> list[str]:
     """Return the model ids the engine lists on ``GET /v1/models``."""
     try:
-        response = await client.get(MODELS_PATH, timeout=seconds)
-    except (httpx2.ReadTimeout, httpx2.PoolTimeout) as exc:
+        status, body = await client.get_models(seconds)
+    except (EngineTimedOut, EngineNoConnection) as exc:
+        # Slow to answer, or every connection busy: a busy engine, not (yet) a dead one.
         raise EngineBusy(f"engine did not list its models within {seconds:g} s") from exc
-    except httpx2.HTTPError as exc:
-        raise EngineUnavailable(f"engine unreachable: {type(exc).__name__}") from exc
-    if response.status_code != 200:
-        raise EngineUnavailable(f"engine answered {response.status_code} on {MODELS_PATH}")
+    except EngineError as exc:
+        raise EngineUnavailable(f"engine unreachable: {exc}") from exc
+    if status != 200:
+        raise EngineUnavailable(f"engine answered {status} on {MODELS_PATH}")
     try:
-        body: Any = response.json()
-        return [str(item["id"]) for item in body["data"]]
+        parsed: Any = json.loads(body)
+        return [str(item["id"]) for item in parsed["data"]]
     except (ValueError, KeyError, TypeError) as exc:
         raise EngineUnavailable(f"engine sent an unreadable model list: {exc!r}") from exc
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import time
 from dataclasses import dataclass
 
 import anyio
-import httpx2
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from backend.engine import CHAT_PATH, EngineBusy, EngineUnavailable, list_models, model_listed
+from backend.engine import EngineBusy, EngineUnavailable, list_models, model_listed
+from backend.engine_clients import EngineClient, EngineError
 from backend.errors import error_response
 from backend.settings import Settings
 from backend.state import backend_state
@@ -52,7 +53,7 @@ class Readiness:
     "warming up" until it succeeds, and a failed one is tried again at the next check.
     """
 
-    def __init__(self, settings: Settings, client: httpx2.AsyncClient) -> None:
+    def __init__(self, settings: Settings, client: EngineClient) -> None:
         """Check ``settings.model`` through ``client``."""
         self._settings = settings
         self._client = client
@@ -119,15 +120,23 @@ class Readiness:
             "stream": False,
         }
         started = time.perf_counter()
-        try:
-            response = await self._client.post(
-                CHAT_PATH, json=payload, timeout=settings.request_timeout
+        status: int | None = None
+        with anyio.move_on_after(settings.request_timeout):
+            try:
+                reply = await self._client.send_chat(json.dumps(payload).encode(), stream=False)
+                try:
+                    status = reply.status
+                    async for _ in reply.chunks():
+                        pass  # read to the end, so the connection is reused
+                finally:
+                    await reply.aclose()
+            except EngineError as exc:
+                self._warmup_state = f"warm-up chat failed: {type(exc).__name__}"
+                return
+        if status != 200:
+            self._warmup_state = (
+                "warm-up chat timed out" if status is None else f"warm-up chat answered {status}"
             )
-        except httpx2.HTTPError as exc:
-            self._warmup_state = f"warm-up chat failed: {type(exc).__name__}"
-            return
-        if response.status_code != 200:
-            self._warmup_state = f"warm-up chat answered {response.status_code}"
             return
         self._warm = True
         seconds = time.perf_counter() - started

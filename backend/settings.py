@@ -14,9 +14,8 @@ __all__ = ["Settings", "SettingsError"]
 _T = TypeVar("_T")
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
-# The HTTP transport under the engine client: the lean keep-alive one (backend.transport) or
-# httpx2's own (httpcore), kept as the stock way back.
-ENGINE_TRANSPORTS = ("lean", "httpx")
+# The HTTP client to the engine (backend.engine_clients): aiohttp, or httpx2 as a way back.
+ENGINE_TRANSPORTS = ("aiohttp", "httpx")
 
 
 class SettingsError(ValueError):
@@ -37,7 +36,7 @@ class Settings:
     request_timeout: float = 300.0
     engine_read_timeout: float = 30.0
     engine_connect_timeout: float = 5.0
-    engine_transport: str = "lean"
+    engine_transport: str = "aiohttp"
     max_body_bytes: int = 1_048_576
     max_messages: int = 64
     max_message_chars: int = 32_000

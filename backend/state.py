@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
-import httpx2
 from starlette.requests import Request
 
 from backend.admission import Gate
+from backend.engine_clients import EngineClient
 from backend.metrics import Metrics
 from backend.settings import Settings
 
@@ -20,11 +20,10 @@ __all__ = ["BackendState", "backend_state"]
 
 @dataclass(frozen=True, slots=True)
 class BackendState:
-    """What endpoints share: settings, the engine client and chat URL, gate, metrics, readiness."""
+    """What endpoints share: settings, the engine client, gate, metrics, readiness."""
 
     settings: Settings
-    client: httpx2.AsyncClient
-    chat_url: httpx2.URL
+    client: EngineClient
     gate: Gate
     metrics: Metrics
     readiness: Readiness

@@ -124,7 +124,7 @@ def test_engine_transport_comes_from_the_environment(tmp_path: Path) -> None:
     opened = [json.loads(line) for line in log.splitlines() if '"msg": "engine client"' in line]
     assert len(opened) == 1
     assert opened[0]["engine_transport"] == "httpx"
-    assert opened[0]["transport_class"] == "AsyncHTTPTransport"
+    assert opened[0]["client_class"] == "HttpxEngineClient"
 
 
 # S12 -------------------------------------------------------------------------------------

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import httpx2
 import pytest
 
-from backend.engine import engine_transport
 from backend.settings import Settings, SettingsError
-from backend.transport import LeanHTTPTransport
 
 
 def test_defaults_follow_the_contract() -> None:
@@ -19,7 +16,7 @@ def test_defaults_follow_the_contract() -> None:
     assert (settings.max_queue, settings.queue_timeout) == (16, 30)
     assert (settings.host, settings.port) == ("0.0.0.0", 8000)
     assert settings.shutdown_timeout == 20
-    assert settings.engine_transport == "lean"
+    assert settings.engine_transport == "aiohttp"
     assert settings.warmup is False
     assert settings.pod_name
 
@@ -84,7 +81,10 @@ def test_every_variable_is_read() -> None:
         ({"MODELS": "a,,b", "MODEL": "a"}, "MODELS must be a comma-separated list"),
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of"),
         ({"POD_NAME": "pod name"}, "POD_NAME must not contain spaces"),
-        ({"ENGINE_TRANSPORT": "httpcore"}, "ENGINE_TRANSPORT must be one of lean, httpx, got"),
+        (
+            {"ENGINE_TRANSPORT": "httpcore"},
+            "ENGINE_TRANSPORT must be one of aiohttp, httpx, got 'httpcore'",
+        ),
         ({"WARMUP": "maybe"}, "WARMUP must be true or false, got 'maybe'"),
         ({"MAX_QUEUE": "-1"}, "MAX_QUEUE must be 0 or more, got -1"),
         ({"QUEUE_TIMEOUT": "0"}, "QUEUE_TIMEOUT must be greater than 0"),
@@ -102,16 +102,5 @@ def test_settings_are_frozen() -> None:
 
 
 def test_a_hand_built_settings_checks_the_engine_transport() -> None:
-    with pytest.raises(SettingsError, match="ENGINE_TRANSPORT must be one of lean, httpx"):
+    with pytest.raises(SettingsError, match="ENGINE_TRANSPORT must be one of aiohttp, httpx"):
         Settings(pod_name="p", engine_transport="h2")
-
-
-@pytest.mark.parametrize(
-    ("name", "kind"), [("lean", LeanHTTPTransport), ("httpx", httpx2.AsyncHTTPTransport)]
-)
-async def test_engine_transport_names_the_transport(name: str, kind: type) -> None:
-    transport = engine_transport(Settings.from_env({"ENGINE_TRANSPORT": name}))
-    try:
-        assert type(transport) is kind
-    finally:
-        await transport.aclose()

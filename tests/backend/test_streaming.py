@@ -59,7 +59,7 @@ SLOW = EngineConfig(token_delay=0.2, tokens=40)
 
 # ENGINE_TRANSPORT -------------------------------------------------------------------------
 
-TRANSPORT_CLASSES = {"lean": "LeanHTTPTransport", "httpx": "AsyncHTTPTransport"}
+CLIENT_CLASSES = {"aiohttp": "AiohttpEngineClient", "httpx": "HttpxEngineClient"}
 
 
 def test_chats_relay_on_each_engine_transport(
@@ -86,7 +86,7 @@ def test_chats_relay_on_each_engine_transport(
     assert len(opened) == 1
     fields = opened[0].fields  # type: ignore[attr-defined]
     assert fields["engine_transport"] == transport_name
-    assert fields["transport_class"] == TRANSPORT_CLASSES[transport_name]
+    assert fields["client_class"] == CLIENT_CLASSES[transport_name]
 
 
 # S4 --------------------------------------------------------------------------------------
@@ -181,6 +181,36 @@ async def test_disconnect_closes_engine_stream_and_frees_slot(
         metrics = httpx2.get(backend.url + "/metrics").text
         assert metric(metrics, 'kube_llm_requests_total{code="499"}') == 1
         assert metric(metrics, "kube_llm_inflight") == 0
+
+
+async def test_chats_after_a_client_disconnect_ride_sound_connections(transport_name: str) -> None:
+    """A client leaves mid-stream, so the engine connection is left half-read; the next
+    chats on the same (small) pool must not land on it."""
+    reply = " ".join(f"w{i}" for i in range(40))
+    config = EngineConfig(token_delay=0.05, reply=reply)
+    with (
+        running_engine(config) as engine,
+        running_backend(engine.url, max_inflight=1, engine_transport=transport_name) as backend,
+    ):
+        gate = backend.app.state.gate
+        async with httpx2.AsyncClient(base_url=backend.url, timeout=10) as client:
+            for _ in range(3):
+                request = client.build_request("POST", CHAT, json=chat_body(stream=True))
+                response = await client.send(request, stream=True)
+                await anext(response.aiter_raw())
+                await response.aclose()
+                deadline = time.monotonic() + 2
+                while gate.inflight:
+                    assert time.monotonic() < deadline, "the slot was not freed"
+                    await anyio.sleep(0.01)
+                streamed = await client.post(CHAT, json=chat_body(stream=True))
+                assert streamed.status_code == 200
+                events = sse_events(streamed.text)
+                assert (events[-1], content_of(events)) == ("[DONE]", reply)
+                plain = await client.post(CHAT, json=chat_body())
+                assert plain.json()["choices"][0]["message"]["content"] == reply
+        assert engine.stats.disconnected_streams == 3
+        assert len(engine.stats.requests) == 9
 
 
 # S7 --------------------------------------------------------------------------------------
