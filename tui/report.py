@@ -159,7 +159,12 @@ def _health(healths: Sequence[HealthSample]) -> list[str]:
         ["p50", _ms(percentile(answered, 50))],
         ["p99", _ms(percentile(answered, 99))],
     ]
-    return [
+    kinds = Counter(
+        h.error or (f"http_{h.status}" if h.status is not None else "error")
+        for h in healths
+        if not h.ok
+    )
+    lines = [
         "## Health checks (`/healthz` through the Service)",
         "",
         "Latency over the checks answered 200; a failure is any other answer or none.",
@@ -167,6 +172,11 @@ def _health(healths: Sequence[HealthSample]) -> list[str]:
         *_table(["measure", "value"], rows),
         "",
     ]
+    if kinds:
+        lines += ["Health check failures by kind:", ""]
+        lines += _table(["kind", "count"], [[cell(k), str(n)] for k, n in kinds.most_common()])
+        lines.append("")
+    return lines
 
 
 def _chats(record: CockpitRecord) -> list[str]:

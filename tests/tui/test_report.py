@@ -198,6 +198,11 @@ def test_health_numbers_come_from_the_samples(report: tuple[CockpitRecord, str, 
     assert rows["mean"] == [ms(sum(answered) / len(answered))]
     assert rows["p50"] == [ms(percentile(answered, 50))]
     assert rows["p99"] == [ms(percentile(answered, 99))]
+    assert table_after(text, "Health check failures by kind:") == {
+        "kind": ["count"],
+        "connect": ["1"],
+        "http_503": ["1"],
+    }
 
 
 def test_chat_numbers_come_from_the_samples(report: tuple[CockpitRecord, str, Path]) -> None:
