@@ -1,4 +1,5 @@
-"""S11 and the plumbing every response shares: probes, X-Served-By, metrics, OpenAPI."""
+"""S11 (docs/reliability.md) and what every response shares: probes, X-Served-By, metrics,
+OpenAPI."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""S10 and S12 on a real ``python -m backend`` process: drain on SIGTERM, and clean logs."""
+"""S10 and S12 (docs/reliability.md) on a real ``python -m backend`` process: drain on SIGTERM,
+and clean logs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The bounded FIFO wait queue past MAX_INFLIGHT: order, bounds, leaving, probes and drain."""
+"""S4, S5, S6, S10 (docs/reliability.md) for the bounded FIFO wait queue past MAX_INFLIGHT:
+order, bounds, leaving, probes and drain."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""S1 with schemathesis: requests generated from the OpenAPI description never get a 5xx."""
+"""S1 (docs/reliability.md) with schemathesis: requests generated from the OpenAPI description
+never get a 5xx."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""S4 to S9: admission, probes under load, disconnects, engine failures and deadlines."""
+"""S4 to S9 (docs/reliability.md): admission, probes under load, disconnects, engine failures
+and deadlines."""
 
 from __future__ import annotations
 

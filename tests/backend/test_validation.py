@@ -1,4 +1,4 @@
-"""S1, S2, S3: body limits, malformed input, allowlisting and message limits."""
+"""S1, S2, S3 (docs/reliability.md): body limits, malformed input, allowlisting, message limits."""
 
 from __future__ import annotations
 
