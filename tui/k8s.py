@@ -176,9 +176,11 @@ class ClusterWatcher:
         """Everything known now."""
         states = list(self._states.values()) or [_CONNECTING]
         connection = max((state[0] for state in states), key=_SEVERITY.__getitem__)
-        # Every distinct reason at the worst state: a 403 on three collections names all three
-        # missing permissions at once.
-        detail = "; ".join(dict.fromkeys(d for c, d in states if c is connection))
+        worst = [d for c, d in states if c is connection]
+        # A 403 on three collections names all three missing permissions at once; otherwise
+        # the freshest reason says it best (`_set` keeps the states in the order they changed).
+        forbidden = connection is Connection.FORBIDDEN
+        detail = "; ".join(dict.fromkeys(worst)) if forbidden else worst[-1]
         if connection is Connection.LIVE and self._deployment is None:
             detail = f"watching; no deployment {self.deployment} in {self.namespace}"
         pods = sorted(self._pods.values(), key=lambda p: (p.created_at or 0.0, p.name))
@@ -205,6 +207,7 @@ class ClusterWatcher:
             self._on_snapshot(snapshot)
 
     def _set(self, key: str, connection: Connection, detail: str) -> None:
+        self._states.pop(key, None)
         self._states[key] = (connection, detail)
         self._publish()
 
