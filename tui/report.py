@@ -1,32 +1,31 @@
 """The `r` key's Markdown report: what the cockpit has seen so far, as numbers a reader can check.
 
-Every figure is computed here from the samples in a `CockpitRecord` with `tui.stats`, so a report
-(and the JSON a later report adds beside it) can be recomputed from its own samples. The writer
-does no other I/O than the report file. Untrusted text (pod names, error kinds, event messages)
-is flattened to one line, stripped of control characters and escaped, so it cannot break a table
-or inject markup.
+Every figure comes from `tui.figures` (computed from the samples in the `CockpitRecord`), so a
+report, and the JSON a later report stores beside it, can be recomputed from its own samples.
+The writer does no I/O other than the report file. Untrusted text (pod names, error kinds,
+event messages) is put on one line, its control characters shown as the cockpit shows them,
+and escaped, so it cannot break a table or inject markup.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from tui.chaos import describe
 from tui.explain import metric_label
-from tui.model import (
-    ChatSample,
-    HealthSample,
-    HpaView,
-    Outcome,
-    RecoveryTimeline,
-    ReplicaPoint,
+from tui.figures import (
+    ChatFigures,
+    CockpitRecord,
+    Figures,
+    HealthFigures,
+    Percentiles,
+    figures,
+    peak_concurrency,
 )
+from tui.model import RecoveryTimeline
 from tui.sanitize import one_line
-from tui.stats import percentile, summarize
 
 POSTER_HEALTH_MS = 76.0
 POSTER_USERS = 10
@@ -36,29 +35,6 @@ POSTER_CHAT_REPLY_S = 173.0
 
 class ReportError(Exception):
     """The report could not be written (the message says where and why)."""
-
-
-@dataclass(frozen=True)
-class CockpitRecord:
-    """What the cockpit has seen from `started_at` to `ended_at` (epoch seconds)."""
-
-    started_at: float
-    ended_at: float
-    context: str
-    """The kubeconfig context."""
-    namespace: str
-    backend: str
-    """How the cockpit reaches the Service: "service proxy via the API server", a URL..."""
-    chats: tuple[ChatSample, ...] = ()
-    healths: tuple[HealthSample, ...] = ()
-    recoveries: tuple[RecoveryTimeline, ...] = ()
-    replicas: tuple[ReplicaPoint, ...] = ()
-    events: tuple[tuple[float, str], ...] = ()
-    """The cockpit's actions and the cluster's events, as (moment, text) lines."""
-    hpa: HpaView | None = None
-    """The last HPA seen (its bounds and targets), if there is one."""
-    model: str | None = None
-    """The model the backend serves, when the cockpit knows it."""
 
 
 def cell(text: str) -> str:
@@ -89,23 +65,9 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
     return lines
 
 
-def peak_concurrency(chats: Iterable[ChatSample]) -> int:
-    """The most chats that were open at one moment (a chat is open from its start to its end)."""
-    edges: list[tuple[float, int]] = []
-    for chat in chats:
-        edges.append((chat.started_at, 1))
-        edges.append((chat.ended_at, -1))
-    # At equal moments, ends before starts: back-to-back chats are not concurrent.
-    edges.sort()
-    peak = open_now = 0
-    for _, step in edges:
-        open_now += step
-        peak = max(peak, open_now)
-    return peak
-
-
 def render(record: CockpitRecord, written_at: float) -> str:
     """The report's Markdown text."""
+    numbers = figures(record)
     lines = [
         "# kube-llm report",
         "",
@@ -114,11 +76,11 @@ def render(record: CockpitRecord, written_at: float) -> str:
         "",
     ]
     lines += _configuration(record)
-    lines += _health(record.healths)
-    lines += _chats(record)
+    lines += _health(numbers.health)
+    lines += _chats(numbers.chats)
     lines += _recoveries(record.recoveries)
-    lines += _scaling(record)
-    lines += _poster(record)
+    lines += _scaling(record, numbers)
+    lines += _poster(record, numbers)
     lines += _events(record.events)
     return "\n".join(lines).rstrip() + "\n"
 
@@ -148,22 +110,14 @@ def _configuration(record: CockpitRecord) -> list[str]:
     return ["## Configuration", "", *_table(["setting", "value"], rows), ""]
 
 
-def _health(healths: Sequence[HealthSample]) -> list[str]:
-    answered = [h.latency for h in healths if h.ok and h.latency is not None]
-    failures = sum(1 for h in healths if not h.ok)
-    mean = sum(answered) / len(answered) if answered else None
+def _health(health: HealthFigures) -> list[str]:
     rows = [
-        ["checks", str(len(healths))],
-        ["failures", str(failures)],
-        ["mean", _ms(mean)],
-        ["p50", _ms(percentile(answered, 50))],
-        ["p99", _ms(percentile(answered, 99))],
+        ["checks", str(health.checks)],
+        ["failures", str(health.failures)],
+        ["mean", _ms(health.mean)],
+        ["p50", _ms(health.p50)],
+        ["p99", _ms(health.p99)],
     ]
-    kinds = Counter(
-        h.error or (f"http_{h.status}" if h.status is not None else "error")
-        for h in healths
-        if not h.ok
-    )
     lines = [
         "## Health checks (`/healthz` through the Service)",
         "",
@@ -172,66 +126,57 @@ def _health(healths: Sequence[HealthSample]) -> list[str]:
         *_table(["measure", "value"], rows),
         "",
     ]
-    if kinds:
+    if health.failures_by_kind:
         lines += ["Health check failures by kind:", ""]
-        lines += _table(["kind", "count"], [[cell(k), str(n)] for k, n in kinds.most_common()])
+        lines += _table(["kind", "count"], [[cell(k), str(n)] for k, n in health.failures_by_kind])
         lines.append("")
     return lines
 
 
-def _chats(record: CockpitRecord) -> list[str]:
-    chats = record.chats
-    ok = [c for c in chats if c.outcome is Outcome.OK]
-    shed = [c for c in chats if c.outcome is Outcome.SHED]
-    errors = Counter(c.error_kind or "error" for c in chats if c.outcome is Outcome.ERROR)
-    ttfts = [c.ttft for c in ok if c.ttft is not None]
-    gaps = [gap for c in ok for gap in c.gaps]
-    e2es = [c.e2e for c in ok if c.e2e is not None]
-    per_chat = [r for c in ok if (r := c.tokens_per_second) is not None]
-    # One window over every sample, so summarize's throughput and per-pod figures cover it all.
-    start = min([record.started_at, *(c.started_at for c in chats)])
-    end = max([record.ended_at, *(c.ended_at for c in chats)])
-    summary = summarize(chats, (), window_seconds=end - start, now=end)
-    unit = "chunks" if summary.tokens_are_chunks else "tokens"
+def _percentiles(name: str, values: Percentiles) -> list[str]:
+    return [name, _s(values.p50), _s(values.p95), _s(values.p99), str(values.count)]
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}"
+
+
+def _chats(chats: ChatFigures) -> list[str]:
+    unit = "chunks" if chats.tokens_are_chunks else "tokens"
     lines = ["## Chats", ""]
     lines += _table(
         ["requests", "ok", "shed (429)", "failed"],
-        [[str(len(chats)), str(len(ok)), str(len(shed)), str(sum(errors.values()))]],
+        [[str(chats.requests), str(chats.ok), str(chats.shed), str(chats.failed)]],
     )
     lines += ["", "Latency over the chats that succeeded:", ""]
     lines += _table(
         ["measure", "p50", "p95", "p99", "count"],
         [
-            [name, *(_s(percentile(values, q)) for q in (50, 95, 99)), str(len(values))]
-            for name, values in (
-                ("time to first token", ttfts),
-                ("inter-token gap", gaps),
-                ("end to end", e2es),
-            )
+            _percentiles("time to first token", chats.ttft),
+            _percentiles("inter-token gap", chats.inter_token),
+            _percentiles("end to end", chats.end_to_end),
         ],
     )
-    throughput = "n/a" if summary.tokens_per_second is None else f"{summary.tokens_per_second:.1f}"
-    per_chat_p50 = percentile(per_chat, 50)
     lines += [
         "",
         f"Output {unit}/s, all chats together (from the first start to the last end): "
-        f"{throughput}; per chat, p50: "
-        f"{'n/a' if per_chat_p50 is None else f'{per_chat_p50:.1f}'}.",
+        f"{_rate(chats.tokens_per_second)}; per chat, p50: "
+        f"{_rate(chats.tokens_per_second_per_chat_p50)}.",
     ]
-    if summary.tokens_are_chunks:
+    if chats.tokens_are_chunks:
         lines.append(
             "The backend sent no `usage` for some chats: their tokens are counted as content "
             "chunks, which can hold more than one token."
         )
-    if errors:
+    if chats.failures_by_kind:
         lines += ["", "Failures by kind:", ""]
-        lines += _table(["kind", "count"], [[cell(k), str(n)] for k, n in errors.most_common()])
-    if summary.served_by:
-        ttft_by_pod = dict(summary.ttft_p50_by_pod)
+        lines += _table(["kind", "count"], [[cell(k), str(n)] for k, n in chats.failures_by_kind])
+    if chats.served_by:
+        ttft_by_pod = dict(chats.ttft_p50_by_pod)
         lines += ["", "Served by pod (from `X-Served-By`):", ""]
         lines += _table(
             ["pod", "chats", "TTFT p50"],
-            [[cell(pod), str(n), _s(ttft_by_pod.get(pod))] for pod, n in summary.served_by],
+            [[cell(pod), str(n), _s(ttft_by_pod.get(pod))] for pod, n in chats.served_by],
         )
     return [*lines, ""]
 
@@ -279,23 +224,12 @@ def _recoveries(recoveries: Sequence[RecoveryTimeline]) -> list[str]:
     return [*lines, ""]
 
 
-def _scaling(record: CockpitRecord) -> list[str]:
+def _scaling(record: CockpitRecord, numbers: Figures) -> list[str]:
+    scaling = numbers.scaling
     lines = ["## Scaling", ""]
-    if record.hpa is not None:
-        lines += [
-            f"The HPA keeps {record.hpa.min_replicas} to {record.hpa.max_replicas} replicas.",
-            "",
-        ]
-    changes: list[ReplicaPoint] = []
-    for point in sorted(record.replicas, key=lambda p: p.at):
-        last = changes[-1] if changes else None
-        if last is None or (last.current, last.desired, last.ready) != (
-            point.current,
-            point.desired,
-            point.ready,
-        ):
-            changes.append(point)
-    if not changes:
+    if scaling.min_replicas is not None:
+        lines += [f"The HPA keeps {scaling.min_replicas} to {scaling.max_replicas} replicas.", ""]
+    if not scaling.changes:
         return [*lines, "No replica counts were recorded.", ""]
     lines += _table(
         ["time", "since start", "current", "desired", "ready"],
@@ -307,22 +241,18 @@ def _scaling(record: CockpitRecord) -> list[str]:
                 str(p.desired),
                 str(p.ready),
             ]
-            for p in changes
+            for p in scaling.changes
         ],
     )
-    peak = max(p.current for p in changes)
-    return [*lines, "", f"Peak: {peak} replicas; {len(changes) - 1} changes.", ""]
+    changes = len(scaling.changes) - 1
+    return [*lines, "", f"Peak: {scaling.peak_replicas} replicas; {changes} changes.", ""]
 
 
-def _poster(record: CockpitRecord) -> list[str]:
-    answered = [h.latency for h in record.healths if h.ok and h.latency is not None]
-    health_p50 = percentile(answered, 50)
-    ok = [c for c in record.chats if c.outcome is Outcome.OK]
-    e2e_p50 = percentile([c.e2e for c in ok if c.e2e is not None], 50)
-    recoveries = [r for r in record.recoveries if r.recovery_seconds is not None]
-    worst = max((r.recovery_seconds or 0.0 for r in recoveries), default=None)
-    failed = sum(1 for c in record.chats if c.outcome is Outcome.ERROR)
-    failed += sum(1 for h in record.healths if not h.ok)
+def _poster(record: CockpitRecord, numbers: Figures) -> list[str]:
+    health_p50 = numbers.health.p50
+    e2e_p50 = numbers.chats.end_to_end.p50
+    worst = numbers.worst_recovery_seconds
+    failed = numbers.chats.failed + numbers.health.failures
     model = cell(record.model) if record.model else "the backend's model"
     rows = [
         [
@@ -335,7 +265,7 @@ def _poster(record: CockpitRecord) -> list[str]:
         [
             "concurrent users",
             f"{POSTER_USERS}+",
-            f"peak {peak_concurrency(record.chats)} chats open at once",
+            f"peak {numbers.chats.peak_concurrency} chats open at once",
             "partly: chats open at once, not users served without failure",
         ],
         [
@@ -353,7 +283,8 @@ def _poster(record: CockpitRecord) -> list[str]:
         [
             "requests without failure",
             "39 (11 chats, 17 health checks), 0 failed",
-            f"{len(record.chats)} chats, {len(record.healths)} health checks, {failed} failed",
+            f"{numbers.chats.requests} chats, {numbers.health.checks} health checks, "
+            f"{failed} failed",
             "yes in kind; the counts depend on how long the cockpit ran",
         ],
     ]

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from tui.chaos import describe
+from tui.figures import figures
 from tui.model import (
     ChatSample,
     HealthSample,
@@ -324,3 +327,14 @@ def test_an_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(ReportError, match=r"cannot write the report in .*not-a-folder"):
         write_report(make_record(), blocker / "reports")
+
+
+def test_figures_are_plain_data_for_a_json_report() -> None:
+    record = make_record()
+    numbers = figures(record)
+    # A JSON report stores the samples and the figures side by side; both must round-trip.
+    stored = json.loads(json.dumps({"record": asdict(record), "figures": asdict(numbers)}))
+    assert stored["figures"]["chats"]["requests"] == len(record.chats)
+    assert stored["figures"]["health"]["failures_by_kind"] == [["connect", 1], ["http_503", 1]]
+    assert stored["figures"]["worst_recovery_seconds"] == pytest.approx(6.2)
+    assert len(stored["record"]["chats"]) == len(record.chats)

@@ -1,0 +1,208 @@
+"""What the cockpit saw (`CockpitRecord`) and every figure a report shows, computed from it.
+
+One computation for every report format: the Markdown report renders `Figures`, and a JSON
+report can store `dataclasses.asdict(record)` beside `dataclasses.asdict(figures(record))` so a
+reader (or a test) can recompute each figure from the samples it came from. Percentiles come
+from `tui.stats`, like the cockpit's latency panel.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from tui.model import ChatSample, HealthSample, HpaView, Outcome, RecoveryTimeline, ReplicaPoint
+from tui.stats import percentile, summarize
+
+
+@dataclass(frozen=True)
+class CockpitRecord:
+    """What the cockpit has seen from `started_at` to `ended_at` (epoch seconds)."""
+
+    started_at: float
+    ended_at: float
+    context: str
+    """The kubeconfig context."""
+    namespace: str
+    backend: str
+    """How the cockpit reaches the Service: "service proxy via the API server", a URL..."""
+    chats: tuple[ChatSample, ...] = ()
+    healths: tuple[HealthSample, ...] = ()
+    recoveries: tuple[RecoveryTimeline, ...] = ()
+    replicas: tuple[ReplicaPoint, ...] = ()
+    events: tuple[tuple[float, str], ...] = ()
+    """The cockpit's actions and the cluster's events, as (moment, text) lines."""
+    hpa: HpaView | None = None
+    """The last HPA seen (its bounds and targets), if there is one."""
+    model: str | None = None
+    """The model the backend serves, when the cockpit knows it."""
+
+
+@dataclass(frozen=True)
+class Percentiles:
+    """p50, p95 and p99 of some seconds, and how many values they came from."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+    count: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Percentiles:
+        """The percentiles of `values` (None each when there are none)."""
+        return cls(
+            percentile(values, 50), percentile(values, 95), percentile(values, 99), len(values)
+        )
+
+
+@dataclass(frozen=True)
+class HealthFigures:
+    """`/healthz` through the Service: latency over the checks answered 200."""
+
+    checks: int
+    failures: int
+    mean: float | None
+    p50: float | None
+    p99: float | None
+    failures_by_kind: tuple[tuple[str, int], ...]
+    """`connect`, `http_503`..., most frequent first."""
+
+
+@dataclass(frozen=True)
+class ChatFigures:
+    """The chats, as users felt them; latency over the chats that succeeded."""
+
+    requests: int
+    ok: int
+    shed: int
+    failed: int
+    failures_by_kind: tuple[tuple[str, int], ...]
+    ttft: Percentiles
+    inter_token: Percentiles
+    """Every gap between consecutive content chunks of every successful chat."""
+    end_to_end: Percentiles
+    tokens_per_second: float | None
+    """Output tokens (or chunks) of all chats over the span from the first start to the last end."""
+    tokens_per_second_per_chat_p50: float | None
+    tokens_are_chunks: bool
+    """Some chats had no `usage`: their tokens are counted content chunks."""
+    served_by: tuple[tuple[str, int], ...]
+    ttft_p50_by_pod: tuple[tuple[str, float], ...]
+    peak_concurrency: int
+    """The most chats open at one moment."""
+
+
+@dataclass(frozen=True)
+class ScalingFigures:
+    """The HPA's bounds and each change of the replica counts."""
+
+    min_replicas: int | None
+    max_replicas: int | None
+    changes: tuple[ReplicaPoint, ...]
+    """The first point and every point whose counts differ from the one before."""
+    peak_replicas: int | None
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Every number of a report, computed from one `CockpitRecord`."""
+
+    health: HealthFigures
+    chats: ChatFigures
+    scaling: ScalingFigures
+    worst_recovery_seconds: float | None
+    """The longest time from a kill to its replacement being Ready."""
+
+
+def peak_concurrency(chats: Iterable[ChatSample]) -> int:
+    """The most chats that were open at one moment (a chat is open from its start to its end)."""
+    edges: list[tuple[float, int]] = []
+    for chat in chats:
+        edges.append((chat.started_at, 1))
+        edges.append((chat.ended_at, -1))
+    # At equal moments, ends before starts: back-to-back chats are not concurrent.
+    edges.sort()
+    peak = open_now = 0
+    for _, step in edges:
+        open_now += step
+        peak = max(peak, open_now)
+    return peak
+
+
+def health_figures(healths: Sequence[HealthSample]) -> HealthFigures:
+    """The health checks' figures."""
+    answered = [h.latency for h in healths if h.ok and h.latency is not None]
+    kinds = Counter(
+        h.error or (f"http_{h.status}" if h.status is not None else "error")
+        for h in healths
+        if not h.ok
+    )
+    return HealthFigures(
+        checks=len(healths),
+        failures=sum(kinds.values()),
+        mean=sum(answered) / len(answered) if answered else None,
+        p50=percentile(answered, 50),
+        p99=percentile(answered, 99),
+        failures_by_kind=tuple(kinds.most_common()),
+    )
+
+
+def chat_figures(record: CockpitRecord) -> ChatFigures:
+    """The chats' figures."""
+    chats = record.chats
+    ok = [c for c in chats if c.outcome is Outcome.OK]
+    errors = Counter(c.error_kind or "error" for c in chats if c.outcome is Outcome.ERROR)
+    # One window over every sample, so summarize's throughput and per-pod figures cover it all.
+    start = min([record.started_at, *(c.started_at for c in chats)])
+    end = max([record.ended_at, *(c.ended_at for c in chats)])
+    summary = summarize(chats, (), window_seconds=end - start, now=end)
+    return ChatFigures(
+        requests=len(chats),
+        ok=len(ok),
+        shed=sum(1 for c in chats if c.outcome is Outcome.SHED),
+        failed=sum(errors.values()),
+        failures_by_kind=tuple(errors.most_common()),
+        ttft=Percentiles.of([c.ttft for c in ok if c.ttft is not None]),
+        inter_token=Percentiles.of([gap for c in ok for gap in c.gaps]),
+        end_to_end=Percentiles.of([c.e2e for c in ok if c.e2e is not None]),
+        tokens_per_second=summary.tokens_per_second,
+        tokens_per_second_per_chat_p50=percentile(
+            [r for c in ok if (r := c.tokens_per_second) is not None], 50
+        ),
+        tokens_are_chunks=summary.tokens_are_chunks,
+        served_by=summary.served_by,
+        ttft_p50_by_pod=summary.ttft_p50_by_pod,
+        peak_concurrency=peak_concurrency(chats),
+    )
+
+
+def scaling_figures(record: CockpitRecord) -> ScalingFigures:
+    """The scaling figures: bounds, changes and the peak."""
+    changes: list[ReplicaPoint] = []
+    for point in sorted(record.replicas, key=lambda p: p.at):
+        last = changes[-1] if changes else None
+        if last is None or (last.current, last.desired, last.ready) != (
+            point.current,
+            point.desired,
+            point.ready,
+        ):
+            changes.append(point)
+    hpa = record.hpa
+    return ScalingFigures(
+        min_replicas=hpa.min_replicas if hpa else None,
+        max_replicas=hpa.max_replicas if hpa else None,
+        changes=tuple(changes),
+        peak_replicas=max((p.current for p in changes), default=None),
+    )
+
+
+def figures(record: CockpitRecord) -> Figures:
+    """Every figure of the report on `record`."""
+    recoveries = [r.recovery_seconds for r in record.recoveries]
+    return Figures(
+        health=health_figures(record.healths),
+        chats=chat_figures(record),
+        scaling=scaling_figures(record),
+        worst_recovery_seconds=max((s for s in recoveries if s is not None), default=None),
+    )
