@@ -33,6 +33,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
+from sandbox import logs as container_logs
 from sandbox import proxy, reviews
 from sandbox.auth import (
     USER_SCOPE_KEY,
@@ -67,6 +68,7 @@ from sandbox.store import (
     now,
     parse_field_selector,
     parse_label_selector,
+    parse_timestamp,
     resource_type,
     timestamp,
 )
@@ -636,39 +638,55 @@ class ApiServer:
                     f"choose one of: [{names}]"
                 )
             container = containers[0]["name"]
+        params = request.query_params
+        previous = _flag(params, "previous")
         try:
             path = self.runtime.log_path(target.namespace or "", target.name, container)
         except ValueError:
             path = None
+        if path is not None and previous:
+            path = container_logs.previous_path(path)
+            if not path.exists():
+                raise bad_request(
+                    f'previous terminated container "{container}" in pod "{target.name}" not found'
+                )
         if path is None or not path.exists():
             raise bad_request(f'container "{container}" in pod "{target.name}" is waiting to start')
-        text = path.read_bytes()
-        tail = int_param(request.query_params, "tailLines", minimum=0)
-        if tail is not None:
-            text = b"".join(text.splitlines(keepends=True)[-tail:]) if tail else b""
-        if request.query_params.get("follow") not in ("true", "1"):
+        since_seconds = int_param(params, "sinceSeconds", minimum=1)
+        since_time = params.get("sinceTime")
+        since: dt.datetime | None = None
+        if since_seconds is not None:
+            since = now() - dt.timedelta(seconds=since_seconds)
+        elif since_time:
+            try:
+                since = parse_timestamp(since_time)
+            except ValueError:
+                raise bad_request(f"sinceTime: Invalid value: {since_time!r}") from None
+        timestamps = _flag(params, "timestamps")
+        offset = path.stat().st_size
+        text = container_logs.read_log(
+            path,
+            tail=int_param(params, "tailLines", minimum=0),
+            since=since,
+            timestamps=timestamps,
+            limit_bytes=int_param(params, "limitBytes", minimum=1),
+        )
+        if not _flag(params, "follow") or previous:
             return Response(text, media_type="text/plain")
         store, namespace, uid = self.store, target.namespace or "", pod["metadata"]["uid"]
         name = target.name
 
-        async def follow() -> AsyncIterator[bytes]:
+        def still_there() -> bool:
+            current = store.find(PODS, namespace, name)
+            return current is not None and current["metadata"]["uid"] == uid
+
+        async def stream() -> AsyncIterator[bytes]:
             """The log so far, then what the container writes, until the pod is gone."""
             yield text
-            offset = path.stat().st_size
-            while True:
-                await asyncio.sleep(0.5)
-                current = store.find(PODS, namespace, name)
-                size = path.stat().st_size if path.exists() else offset
-                if size > offset:
-                    with path.open("rb") as handle:
-                        handle.seek(offset)
-                        chunk = handle.read(size - offset)
-                    offset = size
-                    yield chunk
-                if current is None or current["metadata"]["uid"] != uid:
-                    return
+            async for chunk in container_logs.follow(path, offset, still_there, timestamps):
+                yield chunk
 
-        return StreamingResponse(follow(), media_type="text/plain")
+        return StreamingResponse(stream(), media_type="text/plain")
 
     async def _review(self, request: Request, target: Target) -> Response:
         """The self reviews (`kubectl auth can-i [--list]`, `kubectl auth whoami`)."""
@@ -843,6 +861,11 @@ def _method_not_allowed() -> ApiError:
     return ApiError(
         405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
     )
+
+
+def _flag(params: Any, name: str) -> bool:
+    """A boolean query parameter (`true` or `1`)."""
+    return params.get(name) in ("true", "1")
 
 
 def _query_dry_run(request: Request) -> bool:

@@ -29,6 +29,7 @@ from sandbox.controllers import (
     MetricsCollector,
 )
 from sandbox.kubelet import NODE_IP, NODE_NAME, Kubelet, KubeletConfig
+from sandbox.logs import prepare_run_folder
 from sandbox.pki import make_pki
 from sandbox.store import (
     JSON,
@@ -220,7 +221,7 @@ class Sandbox:
         self.version = served_version(find_kubectl())
         self.store.create(NODES, _node(self.version.git_version))
         self.skipped = load_objects(self.store, objects)
-        log_dir = options.kubeconfig.parent / "logs"
+        log_dir = prepare_run_folder(options.kubeconfig.parent / "logs")
         self.kubelet = Kubelet(
             self.store,
             KubeletConfig(engine_cmd=options.engine_cmd, workdir=options.workdir, log_dir=log_dir),

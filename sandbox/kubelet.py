@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx2
 
+from sandbox import logs as container_logs
 from sandbox.engine import DEFAULT_MODEL, engine_argv
 from sandbox.events import EventRecorder
 from sandbox.store import CONFIGMAPS, JSON, PODS, ApiError, Store, WatchEvent, timestamp
@@ -129,7 +130,9 @@ class KubeletConfig:
     engine_cmd: str | None = None
     workdir: Path = field(default_factory=Path.cwd)
     log_dir: Path = field(default_factory=lambda: Path(".sandbox/logs"))
+    """The folder of this run's container logs."""
     node_name: str = NODE_NAME
+    max_log_bytes: int = container_logs.MAX_LOG_BYTES
 
 
 class PodWorker:
@@ -398,8 +401,7 @@ class PodWorker:
         """The output of a container the sandbox runs no process for, for `kubectl logs`."""
         path = self.kubelet.log_path(self.namespace, self.name, container.name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as output:
-            output.write(f"[kube-llm sandbox] {line}\n")
+        container_logs.write_line(path, f"[kube-llm sandbox] {line}")
 
     async def _spawn(self, container: Container) -> bool:
         """Start the container's process; False for a container the sandbox only simulates."""
@@ -420,21 +422,28 @@ class PodWorker:
         log_path = self.kubelet.log_path(self.namespace, self.name, container.name)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            with log_path.open("ab") as output:
-                container.process = await asyncio.create_subprocess_exec(
-                    *argv,
-                    env=env,
-                    cwd=str(self.kubelet.config.workdir),
-                    stdin=asyncio.subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True,
-                    preexec_fn=_die_with_parent
-                    if threading.current_thread() is threading.main_thread()
-                    else None,
-                )
+            container.process = await asyncio.create_subprocess_exec(
+                *argv,
+                env=env,
+                cwd=str(self.kubelet.config.workdir),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent
+                if threading.current_thread() is threading.main_thread()
+                else None,
+            )
         except (OSError, RuntimeError) as error:
             raise StartError(f"failed to start container {container.name!r}: {error}") from error
+        assert container.process.stdout is not None
+        # The output goes through the sandbox, as through a container runtime: timestamped
+        # lines in a capped file (`sandbox.logs`).
+        self.kubelet.spawn_background(
+            container_logs.pump(
+                container.process.stdout, log_path, self.kubelet.config.max_log_bytes
+            )
+        )
         self.kubelet.processes[container.process.pid] = container.process
         container.state = {"running": {"startedAt": timestamp()}}
         self.event("Normal", "Started", f"Started container {container.name}", container.name)
@@ -459,6 +468,8 @@ class PodWorker:
             exit_code = container.process.returncode if container.process is not None else 0
             self._terminated(container, exit_code if exit_code is not None else 137)
             container.restart_count += 1
+            # The next instance logs afresh; this one stays for `kubectl logs --previous`.
+            container_logs.retire(self.kubelet.log_path(self.namespace, self.name, container.name))
             if self.terminating:
                 return
             if crashed:
@@ -933,6 +944,10 @@ class Kubelet:
         if 200 <= response.status_code < 400:
             return True, ""
         return False, f"HTTP probe failed with statuscode: {response.status_code}"
+
+    def spawn_background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a task the kubelet owns (cancelled at shutdown)."""
+        self._spawn_background(coroutine)
 
     def _spawn_background(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)

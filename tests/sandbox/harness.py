@@ -136,7 +136,8 @@ class RunningSandbox:
         parts = [f"sandbox output:\n{self.log()[-2000:]}"]
         kubectl = self.kubectl("get", "pods,events", "-n", NAMESPACE)
         parts.append(f"kubectl get pods,events:\n{kubectl.stdout}{kubectl.stderr}")
-        for path in sorted((self.kubeconfig.parent / "logs").glob("*.log")):
+        # Each run logs into logs/run-*/ (logs/latest is the newest).
+        for path in sorted((self.kubeconfig.parent / "logs").glob("run-*/*.log")):
             parts.append(f"{path.name}:\n{path.read_text(errors='replace')[-1500:]}")
         return "\n".join(parts)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 from collections.abc import Iterator
@@ -90,3 +91,37 @@ def test_kubectl_version_has_no_skew_warning(sandbox: RunningSandbox) -> None:
 
 def test_pods_settle(sandbox: RunningSandbox) -> None:
     wait_for(lambda: len(sandbox.ready_pods()) == 2, 90, "two Ready pods")
+
+
+def test_kubectl_logs_flags(sandbox: RunningSandbox) -> None:
+    pod = wait_for(lambda: sandbox.ready_pods(), 90, "a Ready pod")[0]
+    logs = ("logs", pod, "-c", "backend", "-n", NAMESPACE)
+    whole = ok(sandbox.kubectl(*logs))
+    assert "Application startup complete" in whole
+    assert ok(sandbox.kubectl(*logs, "--tail=0")) == ""
+    last = ok(sandbox.kubectl(*logs, "--tail=1"))
+    assert last.count("\n") == 1
+    assert whole.endswith(last)
+    stamped = ok(sandbox.kubectl(*logs, "--timestamps", "--tail=1"))
+    moment = stamped.split(" ", 1)[0]
+    assert moment.endswith("Z"), stamped
+    assert dt.datetime.fromisoformat(moment[:26] + "+00:00").year >= 2026
+    assert stamped.split(" ", 1)[1] == last
+    # From the last line's own time on, only the lines written since then come back.
+    recent = ok(sandbox.kubectl(*logs, f"--since-time={moment}"))
+    assert recent.endswith(last)
+    assert len(recent) <= len(whole)
+    assert ok(sandbox.kubectl(*logs, "--since-time=2099-01-01T00:00:00Z")) == ""
+    assert ok(sandbox.kubectl(*logs, "--since-time=2000-01-01T00:00:00Z")).startswith(whole[:200])
+    previous = sandbox.kubectl(*logs, "--previous")
+    assert previous.returncode != 0
+    assert "previous terminated container" in previous.stderr
+
+
+def test_logs_go_to_a_folder_per_run(sandbox: RunningSandbox) -> None:
+    root = sandbox.kubeconfig.parent / "logs"
+    runs = [p for p in root.iterdir() if p.name.startswith("run-")]
+    assert len(runs) == 1
+    assert (root / "latest").resolve() == runs[0].resolve()
+    assert any(p.name.endswith("_backend.log") for p in runs[0].iterdir())
+    assert not list(root.glob("*.log"))
