@@ -150,7 +150,6 @@ class EngineEvents:
         "_include_usage",
         "_metrics",
         "_outcome",
-        "_stream",
         "done",
         "failure",
     )
@@ -161,16 +160,14 @@ class EngineEvents:
         """Account into ``outcome`` for ``chat``, which arrived at ``arrived_perf``."""
         self._outcome = outcome
         self._metrics = metrics
-        self._stream = chat.stream
         self._include_usage = chat.include_usage
         self._arrived_perf = arrived_perf
         self.done = False
         self.failure: Failure | None = None
 
     def take(self, batch: list[bytes]) -> list[bytes]:
-        """Account for ``batch``; return its events as SSE bytes for a streamed reply."""
+        """Account for ``batch``; return its events as SSE bytes to forward to the client."""
         outcome = self._outcome
-        stream = self._stream
         forward: list[bytes] = []
         for data in batch:
             if data == b"[DONE]":
@@ -201,8 +198,7 @@ class EngineEvents:
             if outcome.ttft is None and (content or finish is not None):
                 outcome.ttft = time.perf_counter() - self._arrived_perf
                 self._metrics.ttft.observe(outcome.ttft)
-            if stream:
-                forward.append(b"data: " + data + b"\n\n")
+            forward.append(b"data: " + data + b"\n\n")
         return forward
 
     def end(self) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import ssl
 import statistics
 import sys
@@ -30,12 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.sandbox.harness import NAMESPACE, RunningSandbox, start_sandbox
 
 SERVICE = f"/api/v1/namespaces/{NAMESPACE}/services/llm-backend:http/proxy"
+OVERLAY = Path(__file__).resolve().parents[1] / "kustomize" / "overlays" / "sandbox"
 POSTER_HEALTH_MS = 76.0
 POSTER_USERS = 10
 POSTER_RECOVERY_S = 30.0
@@ -206,6 +209,23 @@ async def recovery(client: httpx2.AsyncClient, users: int) -> tuple[float, Tally
     return seconds, tally, victim
 
 
+def load() -> str:
+    """The 1-minute load average, to print beside a figure: other work on the machine moves
+    every timing, so a figure means little without it."""
+    return f"load {os.getloadavg()[0]:.1f}"
+
+
+def gateway_settings() -> dict[str, str]:
+    """The backend settings the sandbox overlay's ConfigMap sets (the chats each pod runs)."""
+    kustomization = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    settings: dict[str, str] = {}
+    for generator in kustomization.get("configMapGenerator", []):
+        for literal in generator.get("literals", []):
+            name, _, value = str(literal).partition("=")
+            settings[name] = value
+    return settings
+
+
 def line(what: str, poster: str, measured: str, verdict: str) -> str:
     """One row of the comparison table."""
     return f"| {what} | {poster} | {measured} | {verdict} |"
@@ -215,15 +235,21 @@ async def run(sandbox: RunningSandbox, args: argparse.Namespace) -> None:
     """All three phases, then the table."""
     async with client_for(sandbox) as client:
         print(f"health: {args.health} sequential GET /healthz and /readyz through the Service")
+        health_load = load()
         healthz = await health(client, "/healthz", args.health)
         readyz = await health(client, "/readyz", args.health)
+        health_load += f" -> {load()[5:]}"
         print(f"users: {args.users} concurrent users x {args.chats} streamed chats (64 tokens)")
+        users_load = load()
         tally = Tally()
         started = time.perf_counter()
         await asyncio.gather(*(user(client, i, args.chats, tally) for i in range(args.users)))
         wall = time.perf_counter() - started
+        users_load += f" -> {load()[5:]}"
         print(f"recovery: {args.recovery_users} users chatting while a Ready pod is deleted")
+        recovery_load = load()
         recovered, during, victim = await recovery(client, args.recovery_users)
+        recovery_load += f" -> {load()[5:]}"
 
     ok = tally.ok()
     e2e = [c.seconds for c in ok]
@@ -235,11 +261,11 @@ async def run(sandbox: RunningSandbox, args: argparse.Namespace) -> None:
     print()
     print(
         f"health /healthz ms: p50 {pct(healthz, 50):.1f}  p99 {pct(healthz, 99):.1f}"
-        f"  max {max(healthz):.1f}"
+        f"  max {max(healthz):.1f}  ({health_load})"
     )
     print(
         f"health /readyz  ms: p50 {pct(readyz, 50):.1f}  p99 {pct(readyz, 99):.1f}"
-        f"  max {max(readyz):.1f}"
+        f"  max {max(readyz):.1f}  ({health_load})"
     )
     errors = sorted({c.error for c in tally.chats if c.error})
     print(f"chat errors: {', '.join(errors) or 'none'}")
@@ -247,12 +273,12 @@ async def run(sandbox: RunningSandbox, args: argparse.Namespace) -> None:
         f"chats: {len(ok)}/{len(tally.chats)} whole replies in {wall:.1f} s, {retried} 429s "
         f"retried; TTFT p50 {pct(ttft, 50):.2f} s p95 {pct(ttft, 95):.2f} s; "
         f"end to end p50 {pct(e2e, 50):.2f} s p95 {pct(e2e, 95):.2f} s; "
-        f"{tokens_per_s:.0f} tokens/s in all"
+        f"{tokens_per_s:.0f} tokens/s in all ({users_load})"
     )
     print(
         f"recovery: {victim} deleted -> replacement Ready in {recovered:.2f} s; "
         f"{len(failed_during)}/{len(during.chats)} chats failed meanwhile "
-        f"({', '.join(failed_kinds) or 'none'})"
+        f"({', '.join(failed_kinds) or 'none'}) ({recovery_load})"
     )
     print()
     print("| poster number | poster | kube-llm sandbox | ratio |")
@@ -293,9 +319,14 @@ async def run(sandbox: RunningSandbox, args: argparse.Namespace) -> None:
         )
     )
     print()
+    gateway = gateway_settings()
     print(
         "Model: SmolLM2-135M Q4 on llama-cpp-python (the poster: TinyLlama 1.1B on Ollama), "
-        "one thread per pod, 2 pods, through the API server's service proxy."
+        "one thread per pod, 2 pods, through the API server's service proxy; per pod "
+        f"MAX_INFLIGHT={gateway.get('MAX_INFLIGHT', '?')} chats at once, "
+        f"MAX_QUEUE={gateway.get('MAX_QUEUE', '0')} waiting up to "
+        f"QUEUE_TIMEOUT={gateway.get('QUEUE_TIMEOUT', '-')} s. "
+        f"{os.cpu_count()} CPUs, shared with whatever else runs (see the load averages)."
     )
 
 

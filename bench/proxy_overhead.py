@@ -1,17 +1,20 @@
 """Proxy overhead of the backend: the same streamed chats through it and straight to the engine.
 
 Starts the fake engine (fixed delays) and two ``python -m backend`` processes on loopback, one
-with ``ENGINE_TRANSPORT=lean`` and one with ``ENGINE_TRANSPORT=httpx`` (httpx2's own transport,
-httpcore), then runs closed-loop streaming clients at 1, 16 and 64 concurrent streams on three
-paths in the same run: direct to the engine, through the lean backend, through the httpx
-backend. The paths take turns in short rounds (their order rotating each round), so a
-neighbour's burst of CPU falls on all three alike. It prints time to first token (TTFT) and end
-to end (E2E) percentiles, the overhead each backend adds (p50, p99, in ms), the throughput ratio
-to direct, the backend's CPU per chat, and lean against httpx side by side.
+with ``ENGINE_TRANSPORT=aiohttp`` (the default engine client) and one with
+``ENGINE_TRANSPORT=httpx`` (httpx2's own transport, httpcore), then runs closed-loop streaming
+clients at 1, 16 and 64 concurrent streams on three paths in the same run: direct to the
+engine, through the aiohttp backend, through the httpx backend. The paths take turns in short
+rounds (their order rotating each round), so a neighbour's burst of CPU falls on all three
+alike. It prints time to first token (TTFT) and end to end (E2E) percentiles, the overhead
+each backend adds (p50, p99, in ms), the throughput ratio to direct, the backend's CPU per
+chat, aiohttp against httpx side by side, and the load average beside each row (the machine
+may be shared: compare the paths of one run, not runs).
 
     .venv/bin/python bench/proxy_overhead.py [--concurrency 1 16 64] [--seconds 8] [--rounds 4]
 
-Targets (issue 2): at 64 streams p50 overhead <= 1 ms, p99 <= 5 ms, throughput >= 95 % of direct.
+Targets (issues 2 and 8): at 64 streams p50 overhead <= 1 ms, p99 <= 5 ms, throughput >= 95 %
+of direct.
 The client is a minimal HTTP/1.1 reader on uvloop so that it costs every path the same, little.
 """
 
@@ -184,10 +187,17 @@ async def measure(
     measuring = asyncio.Event()
     stop_at = 0.0
 
+    warm = 0
+    all_warm = asyncio.Event()
+
     async def worker(client: StreamClient) -> None:
+        nonlocal warm
         # A random first pause spreads the clients over a stream's length, as real users are.
         await asyncio.sleep(random.uniform(0, 0.3))
         await client.chat()
+        warm += 1
+        if warm == concurrency:
+            all_warm.set()
         await measuring.wait()
         while time.perf_counter() < stop_at:
             try:
@@ -200,7 +210,9 @@ async def measure(
             run.e2e.append(e2e)
 
     tasks = [asyncio.create_task(worker(client)) for client in clients]
-    await asyncio.sleep(0.6)  # every worker has finished its warm-up chat by now
+    # Measuring starts once every worker has finished its warm-up chat, however long that
+    # takes on a loaded machine (a fixed wait was once shorter than the warm-ups).
+    await asyncio.wait_for(all_warm.wait(), timeout=60)
     started = time.perf_counter()
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     stop_at = started + seconds
@@ -224,7 +236,7 @@ def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-PATHS = ("direct", "lean", "httpx")
+PATHS = ("direct", "aiohttp", "httpx")
 
 
 def cpu_ms_per_chat(run: Run, name: str) -> float:
@@ -302,6 +314,7 @@ def main() -> None:
             f"{'streams':>7} {'path':>7} {'n':>6} {'err':>4} {'TTFT p50':>9} {'p99':>7} "
             f"{'E2E p50':>8} {'p99':>7} {'req/s':>7}   CPU: "
             + " ".join(f"{name:>7}" for name in pids)
+            + "  load"
         )
         summary: list[tuple[int, dict[str, Run]]] = []
         for concurrency in args.concurrency:
@@ -320,6 +333,7 @@ def main() -> None:
                     f"{ms(run.e2e, 50):>8.2f} {ms(run.e2e, 99):>7.2f} {run.throughput:>7.1f}"
                     + " " * 8
                     + " ".join(f"{run.cpu.get(name, 0.0):>7.0%}" for name in pids)
+                    + f"  {os.getloadavg()[0]:.2f}"
                 )
             summary.append((concurrency, runs))
 
@@ -343,22 +357,23 @@ def main() -> None:
                 )
 
         print(
-            "\nlean against httpx (TTFT and E2E: httpx minus lean, ms; throughput and backend "
-            "CPU per chat: lean / httpx)"
+            "\naiohttp against httpx (TTFT and E2E: httpx minus aiohttp, ms; throughput and "
+            "backend CPU per chat: aiohttp / httpx)"
         )
         print(
             f"{'streams':>7} {'TTFT p50':>9} {'TTFT p99':>9} {'E2E p50':>8} {'E2E p99':>8} "
             f"{'throughput':>11} {'CPU/chat':>9}"
         )
         for concurrency, runs in summary:
-            lean, httpx = runs["lean"], runs["httpx"]
+            chosen, httpx = runs["aiohttp"], runs["httpx"]
+            chosen_cpu = cpu_ms_per_chat(chosen, "aiohttp")
             print(
-                f"{concurrency:>7} {overhead_ms(lean, httpx, 'ttft', 50):>9.2f} "
-                f"{overhead_ms(lean, httpx, 'ttft', 99):>9.2f} "
-                f"{overhead_ms(lean, httpx, 'e2e', 50):>8.2f} "
-                f"{overhead_ms(lean, httpx, 'e2e', 99):>8.2f} "
-                f"{ratio(lean.throughput, httpx.throughput):>11} "
-                f"{ratio(cpu_ms_per_chat(lean, 'lean'), cpu_ms_per_chat(httpx, 'httpx')):>9}"
+                f"{concurrency:>7} {overhead_ms(chosen, httpx, 'ttft', 50):>9.2f} "
+                f"{overhead_ms(chosen, httpx, 'ttft', 99):>9.2f} "
+                f"{overhead_ms(chosen, httpx, 'e2e', 50):>8.2f} "
+                f"{overhead_ms(chosen, httpx, 'e2e', 99):>8.2f} "
+                f"{ratio(chosen.throughput, httpx.throughput):>11} "
+                f"{ratio(chosen_cpu, cpu_ms_per_chat(httpx, 'httpx')):>9}"
             )
 
         concurrency, runs = summary[-1]
@@ -374,7 +389,7 @@ def main() -> None:
                 and overhead_ms(direct, proxied, "ttft", 99) <= 5
                 and proxied.throughput / direct.throughput >= 0.95
             )
-            print(f"  {transport:>5}: {'met' if met else 'missed'}")
+            print(f"  {transport:>7}: {'met' if met else 'missed'}")
         print(f"load average {os.getloadavg()[0]:.2f} at the end")
     finally:
         processes = [*backends.values(), engine]
