@@ -107,8 +107,8 @@ async def read_json(response: aiohttp.ClientResponse) -> JSON:
 
 
 def seconds(delay: float) -> str:
-    """A delay for people: `0.5 s`, `4.1 s`, `15 s`."""
-    return f"{delay:.1f} s" if delay < 10 else f"{delay:.0f} s"
+    """A delay for people, to two significant digits: `0.48 s`, `4.1 s`, `15 s`."""
+    return f"{delay:.2g} s"
 
 
 class CollectionWatch:

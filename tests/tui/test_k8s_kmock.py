@@ -10,6 +10,7 @@ ADDED, so resume semantics are tested against the sandbox instead (test_k8s_sand
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import yaml
 
 from tests.tui.k8s_helpers import Recorder, watching
 from tui.k8s import ClusterWatcher
+from tui.k8s_watch import Backoff
 from tui.kubeconfig import ClusterTarget, load_target
 from tui.model import Connection
 
@@ -730,3 +732,32 @@ async def test_a_missing_deployment_is_said_and_no_pod_is_guessed(
     assert seen.last.deployment is None
     assert seen.last.hpa is None  # the HPA defaults to the deployment's name
     assert seen.events == []
+
+
+def test_backoff_doubles_with_jitter_up_to_its_cap() -> None:
+    backoff = Backoff(base=0.5, cap=15.0, jitter=0.2)
+    for attempt, nominal in enumerate([0.5, 1, 2, 4, 8, 15, 15, 15], start=1):
+        delays = [backoff.delay(attempt) for _ in range(200)]
+        assert all(0.8 * nominal <= d <= min(15.0, 1.2 * nominal) for d in delays)
+        assert len(set(delays)) > 1  # jittered: watchers do not retry in lockstep
+
+
+async def test_no_api_server_at_all_is_retried_with_growing_delays(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    watcher, seen = watching(
+        _target(tmp_path, f"http://127.0.0.1:{port}"), backoff=Backoff(base=0.05, cap=0.4)
+    )
+    task = asyncio.create_task(watcher.run())
+    try:
+        await seen.until(lambda s: sum("retrying in" in x.detail for x in seen.snapshots) >= 8)
+    finally:
+        task.cancel()
+        await watcher.close()
+    details = [s.detail for s in seen.snapshots if s.connection is Connection.RETRYING]
+    assert all(d.endswith(f"connection refused (127.0.0.1:{port})") for d in details)
+    delays = [float(d.split("retrying in ")[1].split(" s")[0]) for d in details]
+    assert max(delays) <= 0.4 * 1.2
+    assert max(delays) > 2 * min(delays)
+    assert seen.last.pods == ()
