@@ -306,7 +306,13 @@ def _resource_metric(
             "no metrics returned from resource metrics API"
         )
     metrics: dict[str, int] = {}
+    # Failed and terminating pods are left out of the calculation below; upstream leaves
+    # them out before reading container metrics too, so one without the container (a
+    # container that already exited) does not fail the whole metric.
+    ignored_pods = {pod.name for pod in pods if pod.deleting or pod.phase == "Failed"}
     for pod_name, sample in usage.items():
+        if pod_name in ignored_pods:
+            continue
         if container is not None and container not in sample.containers:
             raise _MetricError(
                 f"unable to get metrics for resource {resource}: failed to get container "

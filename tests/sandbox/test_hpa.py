@@ -821,3 +821,16 @@ def test_stabilization_never_scales_down_before_the_window(
         assert decision.desired_replicas >= replicas
         replicas = decision.desired_replicas
     assert replicas >= current
+
+
+@pytest.mark.parametrize("overrides", [{"phase": "Failed"}, {"deleting": True}])
+def test_failed_pods_ignored_with_missing_container_metric(overrides: dict[str, Any]) -> None:
+    """Upstream's TestReplicaCalcResourceScale, "scale up: failed pods ignored with missing
+    container metric": the other pods' metric still scales."""
+    pods = make_pods(2)
+    gone = PodState(name="llm-backend-gone", requests=pods[0].requests, **overrides)
+    usage = usage_at(pods, 140)
+    usage[gone.name] = PodSample(gone.name, 1000.0, 15.0, {"backend": ContainerSample(1, 1)})
+    decision = decide_once(make_hpa(), 2, [*pods, gone], usage)
+    assert decision.desired_replicas == 4
+    assert decision.condition("ScalingActive")["status"] == "True"  # type: ignore[index]
