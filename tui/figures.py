@@ -37,6 +37,15 @@ class CockpitRecord:
     """The last HPA seen (its bounds and targets), if there is one."""
     model: str | None = None
     """The model the backend serves, when the cockpit knows it."""
+    sandbox: bool | None = None
+    """The cluster is `kube-llm sandbox` (None: judge by the context's name)."""
+
+    @property
+    def on_sandbox(self) -> bool:
+        """The run was against the local sandbox rather than a real cluster."""
+        if self.sandbox is not None:
+            return self.sandbox
+        return self.context.startswith("kube-llm-sandbox")
 
 
 @dataclass(frozen=True)

@@ -164,10 +164,11 @@ def _chats(chats: ChatFigures) -> list[str]:
         f"{_rate(chats.tokens_per_second_per_chat_p50)}.",
     ]
     if chats.tokens_are_chunks:
-        lines.append(
+        lines += [
+            "",
             "The backend sent no `usage` for some chats: their tokens are counted as content "
-            "chunks, which can hold more than one token."
-        )
+            "chunks, which can hold more than one token.",
+        ]
     if chats.failures_by_kind:
         lines += ["", "Failures by kind:", ""]
         lines += _table(["kind", "count"], [[cell(k), str(n)] for k, n in chats.failures_by_kind])
@@ -220,7 +221,9 @@ def _recoveries(recoveries: Sequence[RecoveryTimeline]) -> list[str]:
     )
     lines.append("")
     for timeline in recoveries:
-        lines += [f"- {cell(line)}" for line in describe(timeline)]
+        first, *more = describe(timeline)
+        lines.append(f"- {cell(first)}")
+        lines += [f"  - {cell(line)}" for line in more]
     return [*lines, ""]
 
 
@@ -248,6 +251,10 @@ def _scaling(record: CockpitRecord, numbers: Figures) -> list[str]:
     return [*lines, "", f"Peak: {scaling.peak_replicas} replicas; {changes} changes.", ""]
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _poster(record: CockpitRecord, numbers: Figures) -> list[str]:
     health_p50 = numbers.health.p50
     e2e_p50 = numbers.chats.end_to_end.p50
@@ -259,26 +266,31 @@ def _poster(record: CockpitRecord, numbers: Figures) -> list[str]:
             "health check",
             f"{POSTER_HEALTH_MS:.0f} ms",
             f"p50 {_ms(health_p50)}",
-            "no: the poster's path is unknown; this one is timed from the cockpit through the "
-            "API server's proxy (or the given URL), on loopback when on the sandbox",
+            "no: every hop is loopback on one machine here, the poster measured Minikube"
+            if record.on_sandbox
+            else "no: timed from this terminal through the backend path above; the poster's "
+            "path is not stated",
         ],
         [
             "concurrent users",
             f"{POSTER_USERS}+",
-            f"peak {numbers.chats.peak_concurrency} chats open at once",
+            f"peak {_count(numbers.chats.peak_concurrency, 'chat')} open at once",
             "partly: chats open at once, not users served without failure",
         ],
         [
             "recovery after a pod kill",
             f"< {POSTER_RECOVERY_S:.0f} s",
             "no kill" if worst is None else f"worst {worst:.1f} s to the replacement Ready",
-            "partly: the sandbox starts processes, Minikube pulls and starts containers",
+            "partly: the sandbox starts local processes, Minikube schedules and starts containers"
+            if record.on_sandbox
+            else "yes in kind: a real cluster, with its own nodes, image cache and model load",
         ],
         [
             "chat reply",
             f"~{POSTER_CHAT_REPLY_S:.0f} s",
             f"p50 {_s(e2e_p50)} end to end",
-            f"no: TinyLlama 1.1B on Minikube against {model}; reply length and hardware differ",
+            f"no: TinyLlama 1.1B on Minikube against {model}; reply length and hardware differ"
+            + ("; the sandbox may run a fake engine" if record.on_sandbox else ""),
         ],
         [
             "requests without failure",

@@ -7,7 +7,7 @@ import random
 import re
 import time
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,7 @@ from tui.model import (
     RecoveryTimeline,
     ReplicaPoint,
 )
-from tui.report import CockpitRecord, ReportError, cell, peak_concurrency, write_report
+from tui.report import CockpitRecord, ReportError, cell, peak_concurrency, render, write_report
 from tui.stats import percentile
 
 START = 1_764_547_200.0  # 2025-12-01 00:00 UTC
@@ -262,8 +262,11 @@ def test_recoveries_scaling_and_poster(report: tuple[CockpitRecord, str, Path]) 
     assert rows[still_open.pod][:4] == ["evict", "in progress", "n/a", "n/a"]
     assert rows[cell(recovery.pod)] == ["evict", "yes", "6.2 s", "6.9 s", "1", "2", "14"]
     assert rows[cell(refused.pod)][:4] == ["evict", "refused", "n/a", "n/a"]
-    for line in [line for r in record.recoveries for line in describe(r)]:
-        assert f"- {cell(line)}" in text
+    for timeline in record.recoveries:
+        first, *more = describe(timeline)
+        assert f"\n- {cell(first)}\n" in text
+        for line in more:
+            assert f"\n  - {cell(line)}\n" in text
     scaling = tables(text.split("## Scaling", 1)[1])[0]
     # Only the changes: the first point, 2 -> desired 4, 4 current, 4 ready.
     assert [row[2:] for row in scaling[1:]] == [
@@ -277,9 +280,11 @@ def test_recoveries_scaling_and_poster(report: tuple[CockpitRecord, str, Path]) 
     answered = [h.latency for h in record.healths if h.ok and h.latency is not None]
     assert poster["health check"][1] == f"p50 {ms(percentile(answered, 50))}"
     assert poster["recovery after a pod kill"][1] == "worst 6.2 s to the replacement Ready"
-    assert poster["concurrent users"][1] == (
-        f"peak {peak_concurrency(record.chats)} chats open at once"
+    peak = peak_concurrency(record.chats)
+    assert (
+        poster["concurrent users"][1] == f"peak {peak} chat{'' if peak == 1 else 's'} open at once"
     )
+    assert poster["health check"][2].startswith("no: every hop is loopback")  # a sandbox context
     e2e = [c.e2e for c in record.chats if c.outcome is Outcome.OK and c.e2e is not None]
     assert poster["chat reply"][1] == f"p50 {s(percentile(e2e, 50))} end to end"
     assert all(row[2] for row in poster.values())  # every row says whether it compares
@@ -312,6 +317,15 @@ def test_peak_concurrency() -> None:
     chats = [open_between(0, 1), open_between(1, 2), open_between(1.5, 3), open_between(2, 4)]
     chats.append(open_between(2.5, 2.6))
     assert peak_concurrency(chats) == 3
+
+
+def test_a_real_cluster_is_not_called_a_sandbox(tmp_path: Path) -> None:
+    record = replace(make_record(), context="minikube")
+    assert not record.on_sandbox
+    assert replace(record, sandbox=True).on_sandbox
+    poster = table_after(render(record, START), "## Against the poster")
+    assert poster["health check"][2].startswith("no: timed from this terminal")
+    assert poster["recovery after a pod kill"][2].startswith("yes in kind: a real cluster")
 
 
 def test_an_empty_record_still_reports(tmp_path: Path) -> None:
