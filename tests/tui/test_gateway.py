@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from backend.app import create_app
 from backend.settings import Settings
 from sandbox.pki import Pki, make_pki
 from tests.backend.conftest import running_backend, running_engine
@@ -608,3 +609,44 @@ def test_retry_after_in_seconds_or_as_a_date() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("-5") is None
+
+
+class _RecordsAuthorization:
+    """Passes requests on to an app, noting each one's path and Authorization header; as a pod
+    proxy, it takes `/POD/rest` to `/rest` of the app."""
+
+    def __init__(self, app: ASGIApp, pod_proxy: bool = False) -> None:
+        self.app = app
+        self.pod_proxy = pod_proxy
+        self.seen: list[tuple[str, str | None]] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            authorization = dict(scope["headers"]).get(b"authorization")
+            self.seen.append((scope["path"], authorization.decode() if authorization else None))
+            if self.pod_proxy:
+                rest = "/" + scope["path"].lstrip("/").partition("/")[2]
+                scope = {**scope, "path": rest, "raw_path": rest.encode()}
+        await self.app(scope, receive, send)
+
+
+async def test_credentials_go_only_to_their_own_target() -> None:
+    # --backend-url for chats, the API server's pod proxy (with its token) for /metrics.
+    with running_engine(EngineConfig()) as engine:
+        settings = dataclasses.replace(Settings(pod_name="test-pod"), engine_url=engine.url)
+        service = _RecordsAuthorization(create_app(settings))
+        pods = _RecordsAuthorization(create_app(settings), pod_proxy=True)
+        with (
+            serve_in_thread(service, lifespan="on") as service_url,
+            serve_in_thread(pods, lifespan="on") as pods_url,
+        ):
+            api = GatewayTarget.direct(
+                pods_url, pod_proxy=pods_url + "/{pod}", headers={"Authorization": "Bearer k8s"}
+            )
+            async with Gateway(GatewayTarget.direct(service_url), pods=api) as gateway:
+                assert (await gateway.chat(HELLO)).outcome is Outcome.OK
+                assert (await gateway.health()).ok
+                assert (await gateway.pod_metrics("test-pod")).requests == 0
+    assert [path for path, _ in service.seen] == ["/v1/models", "/v1/chat/completions", "/healthz"]
+    assert all(authorization is None for _, authorization in service.seen)
+    assert pods.seen == [("/test-pod/metrics", "Bearer k8s")]
