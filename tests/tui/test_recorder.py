@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -193,6 +195,16 @@ def test_buckets_past_the_horizon_are_dropped() -> None:
     assert len(recorder.chats()) == 3  # the samples themselves are kept
 
 
+def _best_of(runs: int, call: Callable[[], object]) -> float:
+    """The fastest of `runs` timed calls, in seconds (the least disturbed by other load)."""
+    best = math.inf
+    for _ in range(runs):
+        started = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def test_cost_at_500_samples_a_second() -> None:
     # The bench feeds 500 latency samples a second; a minute of them is the panel's window.
     rng = random.Random(9)
@@ -206,25 +218,20 @@ def test_cost_at_500_samples_a_second() -> None:
         recorder.add_health(probe)
     per_add = (time.perf_counter() - started) / len(samples)
     now = 10_120.0
-    started = time.perf_counter()
     summary = recorder.summary(60, now=now)
-    summary_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    for name in Series:
-        recorder.series(name, seconds=60, now=now)
-    series_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    for name in Series:
-        recorder.series(name, seconds=60, now=now)
-    cached_seconds = time.perf_counter() - started
     assert summary.chats > 25_000
+    merged = _best_of(3, lambda: recorder.summary(60, now=now))
+    window_chats = recorder.chats(since=now - 60)
+    walked = _best_of(3, lambda: summarize(window_chats, healths, 60, now))
+    charts = _best_of(3, lambda: [recorder.series(name, 60, now=now) for name in Series])
     print(
-        f"\nadd {per_add * 1e6:.1f} us/sample, summary(60 s, {summary.chats} chats) "
-        f"{summary_seconds * 1e3:.1f} ms, 6 series {series_seconds * 1e3:.1f} ms "
-        f"(again {cached_seconds * 1e3:.1f} ms)"
+        f"\nadd {per_add * 1e6:.1f} us/sample; summary(60 s, {summary.chats} chats) "
+        f"{merged * 1e3:.1f} ms merged from buckets, {walked * 1e3:.1f} ms walking every "
+        f"sample; 6 chart series {charts * 1e3:.1f} ms"
     )
-    # Generous bounds (2 shared cores): adding must stay O(1)-ish, a window must not cost
-    # seconds, and charts of closed buckets come from the cache.
+    # Generous bounds (2 shared cores): adding stays O(1)-ish; the window summary is merged
+    # from buckets (measured about 10 times cheaper than walking every sample); the charts
+    # come from cached bucket medians.
     assert per_add < 200e-6
-    assert summary_seconds < 1.0
-    assert cached_seconds < series_seconds
+    assert merged * 3 < walked
+    assert charts < 0.1
