@@ -260,7 +260,8 @@ class DeploymentController(Reconciler):
                 deployment,
                 "Normal",
                 "ScalingReplicaSet",
-                f"Scaled {direction} replica set {name}-{pod_hash} from {previous} to {replicas}",
+                f"Scaled {direction} {name} from {previous} to {replicas} pods (template "
+                f"{pod_hash}; the sandbox keeps no ReplicaSet objects)",
             )
         self._last_replicas[uid] = replicas
 
@@ -287,9 +288,10 @@ class DeploymentController(Reconciler):
                 "Progressing",
                 True,
                 "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
-                f'ReplicaSet "{name}-{pod_hash}" has successfully progressed.'
+                f'Deployment "{name}" has successfully progressed (pods of template '
+                f"{pod_hash}; no ReplicaSet objects in the sandbox)."
                 if complete
-                else f'ReplicaSet "{name}-{pod_hash}" is progressing.',
+                else f'Deployment "{name}" is progressing to template {pod_hash}.',
             )
             status.update(
                 observedGeneration=int(obj["metadata"].get("generation", 1)),

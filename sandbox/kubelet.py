@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import secrets
+import shlex
 import signal
 import socket
 import sys
@@ -45,6 +46,8 @@ log = logging.getLogger("sandbox.kubelet")
 _SAFE_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 NODE_NAME = "sandbox"
+SUBSTITUTED_ANNOTATION_PREFIX = "sandbox.kube-llm.io/runs-"
+"""Annotation (one per container) saying what the sandbox runs in place of the image."""
 NODE_IP = "127.0.0.1"
 ENGINE_CONTAINER = "engine"
 BACKEND_CONTAINER = "backend"
@@ -385,17 +388,34 @@ class PodWorker:
         container.started = False
 
     def _create(self, container: Container) -> None:
-        """A new container: its image is present (said on the first start), it gets an id."""
+        """A new container gets an id; on its first start, the pod says what really runs."""
         if container.restart_count == 0:
-            image = container.spec.get("image", "")
-            self.event(
-                "Normal",
-                "Pulled",
-                f'Container image "{image}" already present on machine',
-                container.name,
-            )
+            self._substituted(container)
         container.container_id = f"sandbox://{secrets.token_hex(16)}"
         self.event("Normal", "Created", f"Created container: {container.name}", container.name)
+
+    def _substituted(self, container: Container) -> None:
+        """The sandbox pulls no image: an event and an annotation say what runs instead."""
+        image = container.spec.get("image", "")
+        command = self.command(container)
+        if command is not None:
+            runs = shlex.join(command[0])
+            message = f'The sandbox runs "{runs}" in place of image "{image}"'
+        elif container.role == "init":
+            runs = "nothing (the model is embedded in the sandbox)"
+            message = f'The sandbox runs no process for image "{image}": {runs}'
+        else:
+            runs = "nothing (simulated)"
+            message = f'The sandbox runs no process for image "{image}": the container is simulated'
+        self.event("Normal", "Substituted", message, container.name)
+        key = f"{SUBSTITUTED_ANNOTATION_PREFIX}{container.name}"
+
+        def annotate(pod: JSON) -> None:
+            if pod["metadata"].get("uid") == self.uid:
+                pod["metadata"].setdefault("annotations", {})[key] = runs
+
+        with contextlib.suppress(ApiError):  # the pod is gone already: nothing to say
+            self.store.mutate(PODS, self.namespace, self.name, annotate)
 
     def _simulated_output(self, container: Container, line: str) -> None:
         """The output of a container the sandbox runs no process for, for `kubectl logs`."""

@@ -125,3 +125,36 @@ def test_logs_go_to_a_folder_per_run(sandbox: RunningSandbox) -> None:
     assert (root / "latest").resolve() == runs[0].resolve()
     assert any(p.name.endswith("_backend.log") for p in runs[0].iterdir())
     assert not list(root.glob("*.log"))
+
+
+def test_events_and_annotations_say_what_really_runs(sandbox: RunningSandbox) -> None:
+    pod = wait_for(lambda: sandbox.ready_pods(), 90, "a Ready pod")[0]
+    with sandbox.http() as client:
+        obj = client.get(f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}").json()
+        events = client.get(
+            f"/api/v1/namespaces/{NAMESPACE}/events",
+            params={"fieldSelector": f"involvedObject.name={pod}"},
+        ).json()["items"]
+    annotations = obj["metadata"]["annotations"]
+    assert "tests.fakes.engine" in annotations["sandbox.kube-llm.io/runs-engine"]
+    assert "-m backend" in annotations["sandbox.kube-llm.io/runs-backend"]
+    assert "nothing" in annotations["sandbox.kube-llm.io/runs-model-pull"]
+    messages = [event["message"] for event in events]
+    assert not any("already present on machine" in m for m in messages), messages
+    engine = [e for e in events if e["reason"] == "Substituted" and "engine" in e["message"]]
+    assert engine
+    assert "ollama/ollama" in engine[0]["message"]
+    assert "tests.fakes.engine" in engine[0]["message"]
+
+
+def test_deployment_events_name_no_replica_sets(sandbox: RunningSandbox) -> None:
+    ns = ("-n", NAMESPACE)
+    ok(sandbox.kubectl(*ns, "scale", "deploy/llm-backend", "--replicas=3"))
+    try:
+        wait_for(lambda: len(sandbox.pods()) == 3, 30, "a third pod")
+    finally:
+        ok(sandbox.kubectl(*ns, "scale", "deploy/llm-backend", "--replicas=2"))
+    described = ok(sandbox.kubectl(*ns, "describe", "deploy/llm-backend"))
+    assert "Scaled up llm-backend from 2 to 3 pods" in described
+    assert "replica set" not in described.lower()
+    wait_for(lambda: len(sandbox.pods()) == 2, 60, "back to two pods")
