@@ -12,6 +12,10 @@ API server shows as "retrying" and never blocks the caller.
 The caller gets frozen values only: `on_snapshot(ClusterSnapshot)` after every change (the UI
 coalesces) and `on_event(ClusterEvent)` once per new Event. Nothing here is UI-specific, so a
 headless `kube-llm load` or `scenario` can use it as it is.
+
+Beside it: `tui.kubeconfig` (which cluster, which credentials), `tui.k8s_watch` (the list/watch
+loop of one collection and the metrics poll), `tui.k8s_convert` (API JSON into `tui.model`
+values) and `tui.k8s_errors` (API trouble and missing permissions in words).
 """
 
 from __future__ import annotations
@@ -38,7 +42,14 @@ from tui.k8s_convert import (
     pod_view,
 )
 from tui.k8s_errors import Permission, describe, forbidden, status_causes, status_message
-from tui.k8s_watch import Backoff, Collection, CollectionWatch, WatchSettings, read_json
+from tui.k8s_watch import (
+    Backoff,
+    Collection,
+    CollectionWatch,
+    PodMetricsPoll,
+    WatchSettings,
+    read_json,
+)
 from tui.kubeconfig import ClusterTarget
 from tui.model import (
     ActionResult,
@@ -179,8 +190,8 @@ class ClusterWatcher:
         worst = [d for c, d in states if c is connection]
         # A 403 on three collections names all three missing permissions at once; otherwise
         # the freshest reason says it best (`_set` keeps the states in the order they changed).
-        forbidden = connection is Connection.FORBIDDEN
-        detail = "; ".join(dict.fromkeys(worst)) if forbidden else worst[-1]
+        is_forbidden = connection is Connection.FORBIDDEN
+        detail = "; ".join(dict.fromkeys(worst)) if is_forbidden else worst[-1]
         if connection is Connection.LIVE and self._deployment is None:
             detail = f"watching; no deployment {self.deployment} in {self.namespace}"
         pods = sorted(self._pods.values(), key=lambda p: (p.created_at or 0.0, p.name))
@@ -222,7 +233,16 @@ class ClusterWatcher:
         apis = await self._connect()
         for key in ("deployment", "hpa", "events"):
             self._start(key, self._watch(apis.collections[key]).run())
-        self._start("metrics", self._poll_metrics())
+        metrics = PodMetricsPoll(
+            apis.custom.list_namespaced_custom_object_without_preload_content,
+            self.namespace,
+            lambda: self._selector,
+            self._settings,
+            self._metrics,
+            interval=self._metrics_interval,
+            retry=self._metrics_retry,
+        )
+        self._start("metrics", metrics.run())
         try:
             await self._stopped.wait()
         finally:
@@ -355,50 +375,12 @@ class ClusterWatcher:
 
     # -- metrics -------------------------------------------------------------------------------
 
-    async def _poll_metrics(self) -> None:
-        """Poll `metrics.k8s.io` pod metrics; when it is not served, say so and look again
-        now and then."""
-        permission = Permission("list", "pods", "metrics.k8s.io", "get/list")
-        while True:
-            wait = self._metrics_interval
-            if self._selector is not None:
-                try:
-                    async with asyncio.timeout(self._request_timeout):
-                        apis = await self._connect()
-                        lister = apis.custom.list_namespaced_custom_object_without_preload_content
-                        response = await lister(
-                            group="metrics.k8s.io",
-                            version="v1beta1",
-                            namespace=self.namespace,
-                            plural="pods",
-                            label_selector=self._selector,
-                        )
-                        body = await read_json(response)
-                except asyncio.CancelledError:
-                    raise
-                except ApiException as error:
-                    wait = self._metrics_retry
-                    self._usage = ()
-                    self._metrics_available = False
-                    if error.status == 403:
-                        self._metrics_detail = forbidden(permission, self.namespace)
-                    elif error.status in (404, 503):
-                        self._metrics_detail = (
-                            "no metrics-server (metrics.k8s.io is not served)"
-                            if error.status == 404
-                            else "metrics-server is not answering (503)"
-                        )
-                    else:
-                        self._metrics_detail = f"metrics: {describe(error)}"
-                except Exception as error:  # transport trouble: the watches report it
-                    self._metrics_detail = f"metrics: {describe(error, self._request_timeout)}"
-                else:
-                    items = [i for i in body.get("items") or [] if isinstance(i, dict)]
-                    self._usage = tuple(pod_usage(i) for i in items)
-                    self._metrics_available = True
-                    self._metrics_detail = ""
-                self._publish()
-            await asyncio.sleep(wait)
+    def _metrics(self, available: bool | None, items: list[JSON], detail: str) -> None:
+        if available is not None:
+            self._metrics_available = available
+            self._usage = tuple(pod_usage(item) for item in items)
+        self._metrics_detail = detail
+        self._publish()
 
     # -- actions -------------------------------------------------------------------------------
 

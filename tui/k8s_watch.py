@@ -240,3 +240,74 @@ class CollectionWatch:
             await stream.close()
         ended_early = time.monotonic() - started < timeout - 1
         return stream.resource_version or version, ended_early
+
+
+MetricsCallback = Callable[[bool | None, list[JSON], str], None]
+"""(available, PodMetrics items, why not in words); available None: unknown this time (the
+request failed in transit), keep what was known."""
+
+
+class PodMetricsPoll:
+    """Poll `metrics.k8s.io` pod metrics (the Role grants get/list, not watch); when the group
+    is not served or not allowed, say so and look again now and then."""
+
+    PERMISSION = Permission("list", "pods", "metrics.k8s.io", "get/list")
+
+    def __init__(
+        self,
+        lister: Lister,
+        namespace: str,
+        selector: Callable[[], str | None],
+        settings: WatchSettings,
+        on_reading: MetricsCallback,
+        interval: float = 2.0,
+        retry: float = 30.0,
+    ) -> None:
+        self._lister = lister
+        self._namespace = namespace
+        self._selector = selector
+        self._settings = settings
+        self._on_reading = on_reading
+        self._interval = interval
+        self._retry = retry
+
+    async def run(self) -> None:
+        """Poll until cancelled; never raises for API trouble."""
+        while True:
+            selector = self._selector()
+            wait = self._interval
+            if selector is not None:  # the Deployment's selector: only its pods' metrics
+                wait = await self._poll(selector)
+            await asyncio.sleep(wait)
+
+    async def _poll(self, selector: str) -> float:
+        try:
+            async with asyncio.timeout(self._settings.request_timeout):
+                response = await self._lister(
+                    group="metrics.k8s.io",
+                    version="v1beta1",
+                    namespace=self._namespace,
+                    plural="pods",
+                    label_selector=selector,
+                )
+                body = await read_json(response)
+        except asyncio.CancelledError:
+            raise
+        except ApiException as error:
+            if error.status == 403:
+                why = forbidden(self.PERMISSION, self._namespace)
+            elif error.status == 404:
+                why = "no metrics-server (metrics.k8s.io is not served)"
+            elif error.status == 503:
+                why = "metrics-server is not answering (503)"
+            else:
+                why = f"metrics: {describe(error)}"
+            self._on_reading(False, [], why)
+            return self._retry
+        except Exception as error:  # transport trouble: the watches report it too
+            self._on_reading(
+                None, [], f"metrics: {describe(error, self._settings.request_timeout)}"
+            )
+            return self._interval
+        self._on_reading(True, [i for i in body.get("items") or [] if isinstance(i, dict)], "")
+        return self._interval
