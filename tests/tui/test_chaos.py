@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 
 import pytest
@@ -375,24 +375,89 @@ def chat_through_the_service(http: object, samples: queue.Queue[ChatSample]) -> 
     )
 
 
+class Users:
+    """Two users chatting through the Service until stopped; their samples queue up."""
+
+    def __init__(self, sandbox: RunningSandbox) -> None:
+        self.samples: queue.Queue[ChatSample] = queue.Queue()
+        self._stop = threading.Event()
+
+        def user() -> None:
+            with sandbox.http() as http:
+                while not self._stop.is_set():
+                    chat_through_the_service(http, self.samples)
+                    time.sleep(0.1)
+
+        self._threads = [threading.Thread(target=user, daemon=True) for _ in range(2)]
+
+    def __enter__(self) -> Users:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+
+def follow(
+    tracker: RecoveryTracker, sandbox: RunningSandbox, users: Users, fed: list[ChatSample]
+) -> RecoveryTimeline:
+    """Feed the tracker as the cockpit would until a timeline completes; `fed` gets exactly the
+    chats it was given."""
+    done: list[RecoveryTimeline] = []
+    deadline = time.monotonic() + 100
+    while not done and time.monotonic() < deadline:
+        done += tracker.observe(snapshot_of(sandbox))
+        while not done and not users.samples.empty():
+            sample = users.samples.get()
+            fed.append(sample)
+            done += tracker.observe_chat(sample)
+        if not done:
+            done += tracker.tick(time.time())
+        time.sleep(0.1)
+    assert done, f"no timeline completed: {tracker.active}\n{sandbox.diagnosis()}"
+    (timeline,) = done
+    return timeline
+
+
+def check_recovered(timeline: RecoveryTimeline, fed: Sequence[ChatSample]) -> None:
+    """Every moment is there and in order; what users felt matches the chats fed."""
+    assert timeline.complete, describe(timeline)
+    moments = [
+        timeline.requested_at,
+        timeline.replacement_created_at,
+        timeline.replacement_started_at,
+        timeline.replacement_ready_at,
+        timeline.first_chat_at,
+    ]
+    assert None not in moments, describe(timeline)
+    assert moments == sorted(moments), describe(timeline)  # type: ignore[type-var]
+    assert timeline.terminating_at is not None
+    assert timeline.left_endpoints_at is not None
+    assert timeline.gone_at is not None
+    assert timeline.requested_at <= timeline.left_endpoints_at <= timeline.gone_at
+    assert timeline.recovery_seconds is not None
+    assert timeline.recovery_seconds < 30
+    # What users felt is exactly the chats that ended in the window, by outcome.
+    window = [s for s in fed if timeline.requested_at <= s.ended_at]
+    assert timeline.ok_requests == sum(s.outcome is Outcome.OK for s in window)
+    assert timeline.shed_requests == sum(s.outcome is Outcome.SHED for s in window)
+    assert timeline.failed_requests == sum(s.outcome is Outcome.ERROR for s in window)
+    assert timeline.ok_requests > 0
+    served = [s for s in window if s.pod == timeline.replacement and s.outcome is Outcome.OK]
+    assert served
+    assert timeline.first_chat_at is not None
+    assert timeline.first_chat_at <= min(s.ended_at for s in served)
+
+
 @pytest.mark.slow
 def test_eviction_on_the_sandbox(sandbox: RunningSandbox) -> None:
     victim, survivor = sorted(wait_for(lambda: sandbox.ready_pods(), 60, "Ready pods"))
-    samples: queue.Queue[ChatSample] = queue.Queue()
-    stop = threading.Event()
-
-    def user() -> None:
-        with sandbox.http() as http:
-            while not stop.is_set():
-                chat_through_the_service(http, samples)
-                time.sleep(0.1)
-
-    users = [threading.Thread(target=user, daemon=True) for _ in range(2)]
-    for thread in users:
-        thread.start()
     tracker = RecoveryTracker(first_chat_wait=20.0, budget=90.0)
     fed: list[ChatSample] = []
-    try:
+    with Users(sandbox) as users:
         before = snapshot_of(sandbox)
         tracker.requested(victim, "evict", time.time(), [p.name for p in before.pods])
         eviction = {
@@ -409,51 +474,30 @@ def test_eviction_on_the_sandbox(sandbox: RunningSandbox) -> None:
             )
         assert refused.status_code == 429, refused.text
         tracker.refused(survivor, "evict", refused.json()["message"], time.time())
-        done: list[RecoveryTimeline] = []
-        deadline = time.monotonic() + 100
-        # Feed the tracker as the cockpit would, until the timeline completes; `fed` holds
-        # exactly the chats it was given.
-        while not done and time.monotonic() < deadline:
-            done += tracker.observe(snapshot_of(sandbox))
-            while not done and not samples.empty():
-                sample = samples.get()
-                fed.append(sample)
-                done += tracker.observe_chat(sample)
-            if not done:
-                done += tracker.tick(time.time())
-            time.sleep(0.1)
-    finally:
-        stop.set()
-        for thread in users:
-            thread.join(30)
-    assert done, f"no timeline completed: {tracker.active}\n{sandbox.diagnosis()}"
-    (timeline,) = done
-    assert timeline.complete, describe(timeline)
+        timeline = follow(tracker, sandbox, users, fed)
+    check_recovered(timeline, fed)
     refusal, _ = tracker.completed
     assert refusal.pod == survivor
     assert refusal.refused
     assert "disruption budget" in refusal.refused
     assert timeline.replacement not in (victim, survivor)
-    moments = [
-        timeline.requested_at,
-        timeline.replacement_created_at,
-        timeline.replacement_started_at,
-        timeline.replacement_ready_at,
-        timeline.first_chat_at,
-    ]
-    assert None not in moments, describe(timeline)
-    assert moments == sorted(moments), describe(timeline)  # type: ignore[type-var]
-    assert timeline.requested_at <= (timeline.left_endpoints_at or 0) <= (timeline.gone_at or 0)
-    assert timeline.terminating_at is not None
-    assert timeline.recovery_seconds is not None
-    assert timeline.recovery_seconds < 30
-    # What users felt is exactly the chats that ended in the window, by outcome.
-    window = [s for s in fed if timeline.requested_at <= s.ended_at]
-    assert timeline.ok_requests == sum(s.outcome is Outcome.OK for s in window)
-    assert timeline.shed_requests == sum(s.outcome is Outcome.SHED for s in window)
-    assert timeline.failed_requests == sum(s.outcome is Outcome.ERROR for s in window)
-    assert timeline.ok_requests > 0
-    served = [s for s in window if s.pod == timeline.replacement and s.outcome is Outcome.OK]
-    assert served
-    assert timeline.first_chat_at is not None
-    assert timeline.first_chat_at <= min(s.ended_at for s in served)
+
+
+@pytest.mark.slow
+def test_force_delete_on_the_sandbox(sandbox: RunningSandbox) -> None:
+    wait_for(lambda: len(sandbox.ready_pods()) == 2, 60, "two Ready pods")
+    wait_for(lambda: len(sandbox.pods()) == 2, 60, "no pod left terminating")
+    victim = sorted(sandbox.ready_pods())[0]
+    tracker = RecoveryTracker(first_chat_wait=20.0, budget=90.0)
+    fed: list[ChatSample] = []
+    with Users(sandbox) as users:
+        before = snapshot_of(sandbox)
+        tracker.requested(victim, "delete", time.time(), [p.name for p in before.pods])
+        with sandbox.http() as http:
+            http.delete(f"{PODS}/{victim}", params={"gracePeriodSeconds": 0}).raise_for_status()
+        timeline = follow(tracker, sandbox, users, fed)
+    check_recovered(timeline, fed)
+    assert timeline.gone_at is not None
+    # Grace 0: the pod is gone at once, with no draining.
+    assert timeline.gone_at - timeline.requested_at < 5, describe(timeline)
+    assert describe(timeline)[0].startswith(f"{victim} force-deleted at ")
