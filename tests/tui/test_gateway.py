@@ -35,7 +35,13 @@ from sandbox.pki import Pki, make_pki
 from tests.backend.conftest import running_backend, running_engine
 from tests.fakes.engine import EngineConfig, create_engine_app
 from tests.fakes.serve import free_port, serve_in_thread
-from tests.sandbox.harness import NAMESPACE, RunningSandbox, fake_engine_cmd, start_sandbox
+from tests.sandbox.harness import (
+    NAMESPACE,
+    RunningSandbox,
+    fake_engine_cmd,
+    start_sandbox,
+    wait_for,
+)
 from tui.gateway import (
     Gateway,
     GatewayError,
@@ -435,7 +441,10 @@ async def test_bad_chat_arguments_are_clear_errors() -> None:
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
     running = start_sandbox(
-        tmp_path_factory.mktemp("gateway"), engine_cmd=fake_engine_cmd(busy_ms_per_token=2)
+        tmp_path_factory.mktemp("gateway"),
+        # Up to 200 tokens 50 ms apart: a long reply (10 s) still streams when its pod is
+        # killed, which happens 2 s after a force delete (the kubelet's minimum grace period).
+        engine_cmd=fake_engine_cmd(busy_ms_per_token=2, token_delay=0.05, tokens=200),
     )
     yield running
     if running.process.poll() is None:
@@ -503,6 +512,43 @@ async def test_sandbox_refuses_a_wrong_token_and_a_missing_pod(
         await proxied.pod_metrics("llm-backend-gone")
     assert raised.value.kind == "http_404"
     assert raised.value.detail  # the API server's Status message, kept as data
+
+
+@pytest.mark.slow
+async def test_sandbox_a_force_killed_pod_truncates_its_stream(
+    sandbox: RunningSandbox, proxied: Gateway
+) -> None:
+    ready = sandbox.ready_pods()
+    first_text = asyncio.Event()
+    chat = asyncio.create_task(
+        proxied.chat(HELLO, max_tokens=200, on_text=lambda _: first_text.set())
+    )
+    await asyncio.wait_for(first_text.wait(), 30)
+    # The pod serving the chat is the one with a chat in flight, as its /metrics say.
+    inflight = {pod: (await proxied.pod_metrics(pod)).inflight for pod in ready}
+    (victim,) = [pod for pod, count in inflight.items() if count == 1]
+
+    def force_delete() -> None:
+        with sandbox.http() as http:
+            path = f"/api/v1/namespaces/{NAMESPACE}/pods/{victim}"
+            http.delete(path, params={"gracePeriodSeconds": 0}).raise_for_status()
+
+    await asyncio.to_thread(force_delete)
+    sample = await asyncio.wait_for(chat, 30)
+    assert (sample.outcome, sample.error_kind, sample.status) == (
+        Outcome.ERROR,
+        "truncated",
+        200,
+    ), sample
+    assert sample.pod == victim
+    assert 0 < sample.output_tokens < 200
+    # The Deployment heals; later tests find two Ready pods again.
+    await asyncio.to_thread(
+        wait_for, lambda: len(sandbox.ready_pods()) >= 2, 60, "2 Ready pods after the kill"
+    )
+    after = await proxied.chat(HELLO, max_tokens=4)
+    assert after.outcome is Outcome.OK, after
+    assert after.pod != victim
 
 
 # --------------------------------------------------------------------------------------------
