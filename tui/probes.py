@@ -47,9 +47,11 @@ class _Ticker:
         loop = asyncio.get_running_loop()
         next_tick = loop.time()
         done = 0
-        while count is None or done < count:
+        while True:
             await step()
             done += 1
+            if count is not None and done >= count:
+                return
             next_tick += self.interval
             now = loop.time()
             if next_tick < now:  # the step overran: keep the rhythm, drop the missed ticks

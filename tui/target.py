@@ -140,10 +140,15 @@ class GatewayTarget:
         pod_proxy: str | None = None,
         headers: Mapping[str, str] | None = None,
         verify: ssl.SSLContext | bool = True,
+        cert: tuple[str, str | None] | None = None,
     ) -> GatewayTarget:
         """A backend URL reached directly (a NodePort, an Ingress, a port-forward)."""
         return cls(
-            base_url=url, pod_proxy=pod_proxy, headers=tuple((headers or {}).items()), verify=verify
+            base_url=url,
+            pod_proxy=pod_proxy,
+            headers=tuple((headers or {}).items()),
+            verify=verify,
+            cert=cert,
         )
 
     def pod_url(self, pod: str) -> str:
