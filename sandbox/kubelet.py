@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import psutil
 
 from sandbox import logs as container_logs
 from sandbox.engine import DEFAULT_MODEL, engine_argv
@@ -166,6 +167,7 @@ class PodWorker:
         self.deletion_grace: float | None = None
         self._env_cache: dict[str, dict[str, str]] = {}
         self._container_ports: dict[str, int] = {}
+        self._unrunnable_said: set[tuple[str, str]] = set()
         self._assign_ports()
 
     # -- setup ---------------------------------------------------------------------------------
@@ -733,14 +735,33 @@ class PodWorker:
             # engine the sandbox asks its OpenAI-compatible server instead, which is what the
             # manifest's `ollama list` checks: the server answers and can list models. Ollama
             # lists them even while it generates; llama-cpp-python's server only between
-            # generations, so a listing that waits behind a reply means busy, not dead (failing
-            # it would restart a working engine in the middle of its replies).
+            # generations, so a listing that times out is told apart by the engine's CPU: a
+            # busy engine burns it (alive), a hung or stopped one does not (a failure, and a
+            # restart of the engine as on a cluster).
             engine_port = self._container_ports.get(container.name)
             if container.name == ENGINE_CONTAINER and engine_port is not None:
+                before = process_tree_cpu(container.pid)
                 return await self.kubelet.http_probe(
-                    f"http://127.0.0.1:{engine_port}/v1/models", timeout, busy_is_alive=True
+                    f"http://127.0.0.1:{engine_port}/v1/models",
+                    timeout,
+                    busy=lambda: engine_was_busy(container.pid, before, timeout),
                 )
-            return True, ""
+            return self._unrunnable(container, "exec", probe["exec"].get("command"))
+        kind = next((k for k in ("grpc",) if k in probe), "unknown")
+        return self._unrunnable(container, kind, probe.get(kind))
+
+    def _unrunnable(self, container: Container, kind: str, what: Any) -> tuple[bool, str]:
+        """A probe the sandbox cannot run passes, and an event says so (once per container)."""
+        key = (container.name, kind)
+        if key not in self._unrunnable_said:
+            self._unrunnable_said.add(key)
+            self.event(
+                "Warning",
+                "ProbeNotRun",
+                f"The sandbox cannot run the {kind} probe {what!r} of container "
+                f"{container.name} (no container image to run it in): it counts as passing",
+                container.name,
+            )
         return True, ""
 
     # -- termination ---------------------------------------------------------------------------
@@ -856,6 +877,33 @@ class _Streak:
             self.successes, self.failures = 0, self.failures + 1
 
 
+BUSY_CPU_SHARE = 0.2
+"""Share of one core an engine must have used during a timed-out probe to count as busy."""
+
+
+def process_tree_cpu(pid: int | None) -> float | None:
+    """CPU seconds used so far by a process and its descendants; None when it is gone or
+    stopped (a stopped process is not busy, whatever it used before)."""
+    if pid is None:
+        return None
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+        if any(p.status() == psutil.STATUS_STOPPED for p in tree):
+            return None
+        return sum(sum(p.cpu_times()[:2]) for p in tree)
+    except psutil.Error:
+        return None
+
+
+def engine_was_busy(pid: int | None, before: float | None, seconds: float) -> bool:
+    """Whether the engine used at least BUSY_CPU_SHARE of a core since `before` was taken."""
+    after = process_tree_cpu(pid)
+    if before is None or after is None:
+        return False
+    return after - before >= BUSY_CPU_SHARE * seconds
+
+
 def _expand(value: str, env: dict[str, str]) -> str:
     """Kubernetes' `$(VAR)` expansion of earlier variables."""
     for key, replacement in env.items():
@@ -942,18 +990,18 @@ class Kubelet:
         }
 
     async def http_probe(
-        self, url: str, timeout_seconds: float, *, busy_is_alive: bool = False
+        self, url: str, timeout_seconds: float, *, busy: Callable[[], bool] | None = None
     ) -> tuple[bool, str]:
         """An HTTP GET probe: success on 200-399, as the kubelet counts it.
 
-        With `busy_is_alive`, a server that accepted the connection but did not answer in time
-        passes too (see the engine's exec probe).
+        With `busy`, a server that accepted the connection but did not answer in time passes
+        when `busy()` says it was working meanwhile (see the engine's exec probe).
         """
         assert self._http is not None
         try:
             response = await self._http.get(url, timeout=timeout_seconds)
         except httpx2.TimeoutException as error:
-            if busy_is_alive and isinstance(error, httpx2.ReadTimeout):
+            if busy is not None and isinstance(error, httpx2.ReadTimeout) and busy():
                 return True, ""
             return False, f'Get "{url}": context deadline exceeded'
         except httpx2.HTTPError as error:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -27,7 +30,12 @@ def pod_manifest(backend_overrides: dict[str, Any] | None = None) -> dict[str, A
         "ports": [{"name": "http", "containerPort": 8000}],
         "envFrom": [{"configMapRef": {"name": "config"}}],
         "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
-        "startupProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1},
+        # A generous startup budget: on a loaded machine `python -m backend` takes seconds.
+        "startupProbe": {
+            "httpGet": {"path": "/healthz", "port": "http"},
+            "periodSeconds": 1,
+            "failureThreshold": 60,
+        },
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 1},
         "lifecycle": {"preStop": {"sleep": {"seconds": 1}}},
     }
@@ -234,7 +242,7 @@ async def test_a_container_that_cannot_start_backs_off(tmp_path: Path) -> None:
 async def test_engine_probe_counts_a_busy_engine_as_alive(
     node: tuple[Store, Kubelet],
 ) -> None:
-    """A server that accepts but answers late is busy (engine exec probe), not dead (httpGet)."""
+    """A server that accepts but answers late passes only when `busy` says it worked."""
     _, kubelet = node
 
     async def answer_late(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -247,11 +255,98 @@ async def test_engine_probe_counts_a_busy_engine_as_alive(
     url = f"http://127.0.0.1:{port}/v1/models"
     await until(lambda: kubelet._http is not None, 5, "the kubelet's HTTP client")
     async with server:
-        assert await kubelet.http_probe(url, 0.3, busy_is_alive=True) == (True, "")
-        ok, message = await kubelet.http_probe(url, 0.3)
+        assert await kubelet.http_probe(url, 0.3, busy=lambda: True) == (True, "")
+        ok, message = await kubelet.http_probe(url, 0.3, busy=lambda: False)
         assert not ok
         assert "context deadline exceeded" in message
     # Nothing listening: dead either way.
-    ok, message = await kubelet.http_probe(url, 0.3, busy_is_alive=True)
+    ok, message = await kubelet.http_probe(url, 0.3, busy=lambda: True)
     assert not ok
     assert "connection refused" in message
+
+
+def engine_liveness_pod() -> dict[str, Any]:
+    manifest = pod_manifest()
+    engine = manifest["spec"]["initContainers"][0]
+    engine["livenessProbe"] = {
+        "exec": {"command": ["ollama", "list"]},
+        "periodSeconds": 1,
+        "timeoutSeconds": 1,
+        "failureThreshold": 2,
+    }
+    return manifest
+
+
+def engine_status(store: Store) -> dict[str, Any]:
+    statuses = status_of(store).get("initContainerStatuses") or [{}]
+    status: dict[str, Any] = statuses[0]
+    return status
+
+
+async def test_a_hung_engine_fails_liveness_and_is_restarted(
+    node: tuple[Store, Kubelet],
+) -> None:
+    store, kubelet = node
+    store.create(PODS, engine_liveness_pod(), NS)
+    await until(lambda: condition(store, "Ready") == "True", 60, "the pod Ready")
+    pid = kubelet.workers[(NS, "web-1")].containers["engine"].pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # hung: accepts connections, answers nothing, uses no CPU
+    try:
+        await until(
+            lambda: engine_status(store).get("restartCount", 0) >= 1, 30, "an engine restart"
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+    messages = [e["message"] for e in store.list(EVENTS, NS)]
+    assert "Container engine failed liveness probe, will be restarted" in messages
+
+
+async def test_a_busy_engine_is_not_restarted(tmp_path: Path) -> None:
+    store = Store()
+    store.create(
+        CONFIGMAPS, {"metadata": {"name": "config"}, "data": {"MODEL": "smollm2:135m"}}, NS
+    )
+    kubelet = Kubelet(
+        store,
+        KubeletConfig(
+            engine_cmd="python -m tests.sandbox.busy_engine --port {port} --model {model} "
+            "--burn-seconds 1.5",
+            workdir=ROOT,
+            log_dir=tmp_path,
+        ),
+    )
+    task = asyncio.create_task(kubelet.run())
+    try:
+        manifest = engine_liveness_pod()
+        # Only the engine matters here; the backend waits for a listing it gets slowly.
+        manifest["spec"]["containers"][0]["readinessProbe"]["timeoutSeconds"] = 5
+        store.create(PODS, manifest, NS)
+        await until(lambda: engine_status(store).get("started"), 60, "the engine started")
+        await asyncio.sleep(8)  # several liveness periods, each probe timing out
+        assert engine_status(store).get("restartCount") == 0
+        engine_events = [
+            e
+            for e in store.list(EVENTS, NS)
+            if e["involvedObject"].get("fieldPath") == "spec.initContainers{engine}"
+        ]
+        assert engine_events
+        assert "Unhealthy" not in [e["reason"] for e in engine_events]
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_probe_the_sandbox_cannot_run_says_so(node: tuple[Store, Kubelet]) -> None:
+    store, _kubelet = node
+    manifest = pod_manifest(
+        {"livenessProbe": {"exec": {"command": ["cat", "/tmp/healthy"]}, "periodSeconds": 1}}
+    )
+    store.create(PODS, manifest, NS)
+    await until(lambda: condition(store, "Ready") == "True", 60, "the pod Ready")
+    await asyncio.sleep(2.5)
+    notes = [e for e in store.list(EVENTS, NS) if e["reason"] == "ProbeNotRun"]
+    assert len(notes) == 1
+    assert "cat" in notes[0]["message"]
+    assert notes[0]["involvedObject"]["fieldPath"] == "spec.containers{backend}"
