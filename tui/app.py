@@ -35,10 +35,12 @@ from tui.model import (
     ClusterEvent,
     ClusterSnapshot,
     Connection,
+    LatencySummary,
     Outcome,
     RecoveryTimeline,
 )
 from tui.recorder import Series
+from tui.report import ReportError
 from tui.sanitize import one_line
 from tui.screens import ConfirmScreen, HelpScreen
 from tui.session import CockpitSettings, Session, SessionSink
@@ -48,6 +50,7 @@ Connector = Callable[[CockpitSettings, SessionSink, Callable[[str], None]], Awai
 """Makes the session: loads the kubeconfig (after starting the sandbox, for the demo)."""
 
 LATENCY_WINDOW = 60.0
+CLUSTER_REFRESH_SECONDS = 0.25
 CHART_SPAN = 120.0
 CHART_SERIES = {
     "health": Series.HEALTH_P50,
@@ -140,27 +143,38 @@ class CockpitApp(App[int]):
         self._stream_buffer: list[str] = []
         self._flush_pending = False
         self._chat_stop: asyncio.Event | None = None
+        self._summary_cache: LatencySummary | None = None
+        self._cluster_shown_at = 0.0
+        self._cluster_pending = False
 
     # -- layout -------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
         """Header, status line, the panels and the footer."""
+        # Kept as attributes: `query_one` on the app searches the active screen, which is not
+        # this one while the help or a confirmation is open.
+        self.status_line = StatusLine(id="status")
+        self.pods_table = PodsTable(id="pods")
+        self.hpa_panel = HpaPanel(id="hpa")
+        self.latency_panel = LatencyPanel(id="latency")
+        self.event_log = EventLog(id="events")
+        self.chat_pane = ChatPane(id="chat")
         yield Header(show_clock=False, icon="⎈")
-        yield StatusLine(id="status")
+        yield self.status_line
         with Horizontal(id="main"):
             with Vertical(id="left"):
-                yield PodsTable(id="pods")
+                yield self.pods_table
                 with Horizontal(id="middle"):
-                    yield HpaPanel(id="hpa")
-                    yield LatencyPanel(id="latency")
-                yield EventLog(id="events")
-            yield ChatPane(id="chat")
+                    yield self.hpa_panel
+                    yield self.latency_panel
+                yield self.event_log
+            yield self.chat_pane
         yield Footer()
 
     def on_mount(self) -> None:
         """Connect, and refresh the panels every second."""
         self.sub_title = "connecting"
-        self.query_one(PodsTable).focus()
+        self.pods_table.focus()
         self._refresh_panels()
         self.set_interval(self.refresh_interval, self._refresh_panels)
         self._run_session()
@@ -213,12 +227,19 @@ class CockpitApp(App[int]):
     @on(SnapshotArrived)
     def _on_snapshot(self, message: SnapshotArrived) -> None:
         self.snapshot = message.snapshot
-        self._refresh_cluster()
         self._refresh_status()
+        # Watch events can come many a second: the table and HPA panel follow at most every
+        # CLUSTER_REFRESH_SECONDS, always ending on the newest snapshot.
+        since = time.monotonic() - self._cluster_shown_at
+        if since >= CLUSTER_REFRESH_SECONDS:
+            self._refresh_cluster()
+        elif not self._cluster_pending:
+            self._cluster_pending = True
+            self.set_timer(CLUSTER_REFRESH_SECONDS - since, self._refresh_cluster)
 
     @on(ClusterEventArrived)
     def _on_cluster_event(self, message: ClusterEventArrived) -> None:
-        self.query_one(EventLog).cluster_event(message.event)
+        self.event_log.cluster_event(message.event)
 
     @on(BackendMetricsArrived)
     def _on_backend_metrics(self, message: BackendMetricsArrived) -> None:
@@ -244,42 +265,55 @@ class CockpitApp(App[int]):
 
     def log_note(self, text: str, severity: str = "information") -> None:
         """Add one of the cockpit's own lines to the event log."""
-        self.query_one(EventLog).note(self.clock(), text, severity)
+        self.event_log.note(self.clock(), text, severity)
 
     # -- refreshing ----------------------------------------------------------------------------
 
+    def _summary(self, now: float, fresh: bool = False) -> LatencySummary:
+        """The latency window's summary, computed at most once per refresh tick."""
+        session = self.session
+        if session is None:
+            return LatencySummary(window_seconds=LATENCY_WINDOW)
+        if fresh or self._summary_cache is None:
+            self._summary_cache = session.recorder.summary(LATENCY_WINDOW, now)
+        return self._summary_cache
+
     def _refresh_panels(self) -> None:
+        if self._panels_gone():
+            return
+        now = self.clock()
+        summary = self._summary(now, fresh=True)
         self._refresh_cluster()
         self._refresh_status()
         session = self.session
         if session is None:
             return
-        now = self.clock()
-        summary = session.recorder.summary(LATENCY_WINDOW, now)
         series = {
             key: [value or 0.0 for value in session.recorder.series(name, CHART_SPAN, now=now)]
             for key, name in CHART_SERIES.items()
         }
-        self.query_one(LatencyPanel).show(summary, series)
+        self.latency_panel.show(summary, series)
+
+    def _panels_gone(self) -> bool:
+        """The app is closing: a timer that fires now has nothing left to draw on."""
+        return not self.hpa_panel.is_attached
 
     def _refresh_cluster(self) -> None:
+        if self._panels_gone():
+            return
+        self._cluster_pending = False
+        self._cluster_shown_at = time.monotonic()
         now = self.clock()
         session = self.session
-        if session is None:
-            from tui.model import LatencySummary
-
-            summary = LatencySummary(window_seconds=LATENCY_WINDOW)
-            why, history = "", []
-        else:
-            summary = session.recorder.summary(LATENCY_WINDOW, now)
-            why, history = session.hpa_line(), session.replicas
-        self.query_one(PodsTable).show(self.snapshot, self.metrics, summary, now)
-        self.query_one(HpaPanel).show(self.snapshot.hpa, why, history, now)
+        summary = self._summary(now)
+        why, history = (session.hpa_line(), session.replicas) if session else ("", [])
+        self.pods_table.show(self.snapshot, self.metrics, summary, now)
+        self.hpa_panel.show(self.snapshot.hpa, why, history, now)
 
     def _refresh_status(self) -> None:
         session = self.session
         target = session.target if session else (self.settings.backend_url or "service proxy")
-        self.query_one(StatusLine).show(
+        self.status_line.show(
             self.snapshot.connection,
             self.failure or self.snapshot.detail,
             target,
@@ -321,7 +355,7 @@ class CockpitApp(App[int]):
         session = self._session_or_notice()
         if session is None:
             return
-        plan = session.plan_kill(self.query_one(PodsTable).selected_pod)
+        plan = session.plan_kill(self.pods_table.selected_pod)
         if plan.pod is None:
             self.notify(plan.reason, severity="warning")
             return
@@ -366,18 +400,21 @@ class CockpitApp(App[int]):
     def action_report(self) -> None:
         """`r`: write the report of what the cockpit has seen so far."""
         session = self._session_or_notice()
-        if session is None:
-            return
+        if session is not None:
+            self._write_report(session)
+
+    @work(exclusive=True, group="report", exit_on_error=False)
+    async def _write_report(self, session: Session) -> None:
         try:
-            path = session.write_report()
-        except OSError as error:
-            self.notify(f"Could not write the report: {error}", severity="error")
+            path = await session.write_report()
+        except ReportError as error:
+            self.notify(f"Could not write the report: {error}", severity="error", timeout=10)
             return
         self.notify(f"Report written: {path}", title="Report", timeout=8)
 
     def action_focus_chat(self) -> None:
         """`c` or `/`: type a chat message."""
-        self.query_one("#chat-input").focus()
+        self.chat_pane.query_one("#chat-input").focus()
 
     def action_help(self) -> None:
         """`?`: the keys and what the panels mean."""
@@ -421,12 +458,12 @@ class CockpitApp(App[int]):
         if self._chat_stop is not None and not self._chat_stop.is_set():
             self._chat_stop.set()
         else:
-            self.query_one(PodsTable).focus()
+            self.pods_table.focus()
 
     @work(exclusive=True, group="chat", exit_on_error=False)
     async def _chat(self, prompt: str) -> None:
         assert self.session is not None
-        pane = self.query_one(ChatPane)
+        pane = self.chat_pane
         pane.start_turn(prompt)
         started = self.clock()
         self._chat_stop = stop = asyncio.Event()
@@ -461,7 +498,7 @@ class CockpitApp(App[int]):
         if self._stream_buffer:
             text = "".join(self._stream_buffer)
             self._stream_buffer.clear()
-            self.query_one(ChatPane).stream(text)
+            self.chat_pane.stream(text)
 
     async def action_quit(self) -> None:
         """Stop the load and the session, then leave (the CLI stops a demo's sandbox)."""

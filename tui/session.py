@@ -416,10 +416,16 @@ class Session:
             replicas=tuple(self.replicas),
             events=tuple(self.actions),
             hpa=self.snapshot.hpa,
+            sandbox=self.sandbox,
         )
 
-    def write_report(self) -> Path:
-        """Write the Markdown report of what the cockpit has seen so far."""
-        path = write_report(self.record(), self.settings.report_dir)
+    async def write_report(self) -> Path:
+        """Write the Markdown report of what the cockpit has seen so far.
+
+        The record is taken here, on the event loop; rendering and writing (a third of a
+        second for a long session) happen in a thread, so the screen keeps moving.
+        """
+        record = self.record()
+        path = await asyncio.to_thread(write_report, record, self.settings.report_dir)
         self._act(f"report written: {path}")
         return path

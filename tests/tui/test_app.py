@@ -135,8 +135,8 @@ async def test_the_replacement_is_followed_to_ready_and_logged() -> None:
                 pod("llm-backend-5d8f-new01", age=0.5, ready=False, status="Init:0/2"),
             )
         )
-        await pilot.pause(0.05)
         table = made.app.query_one(PodsTable)
+        await wait_until(pilot, lambda: table.row_count == 3)
         names = [table.get_row(key)[0].plain for key in table.rows]
         assert "✖ " + victim in names, names
         assert "✚ llm-backend-5d8f-new01" in names, names
@@ -199,6 +199,16 @@ async def test_r_writes_a_report(tmp_path: Path) -> None:
     assert "llm-backend-5d8f-abcde" in text
 
 
+async def test_a_report_that_cannot_be_written_is_a_notice(tmp_path: Path) -> None:
+    made = rig(tmp_path)
+    (tmp_path / "reports").write_text("a file where the folder should be")
+    async with made.app.run_test(size=SIZE) as pilot:
+        await connected(pilot, made)
+        await pilot.press("r")
+        await wait_until(pilot, lambda: any("Could not write" in n for n in notices(made)))
+        assert made.app.is_running
+
+
 async def test_help_lists_the_keys_and_closes() -> None:
     made = rig()
     async with made.app.run_test(size=SIZE) as pilot:
@@ -209,6 +219,20 @@ async def test_help_lists_the_keys_and_closes() -> None:
         assert {"k", "K", "l", "L", "r", "q"} <= set(keys)
         await pilot.press("escape")
         assert not isinstance(made.app.screen, HelpScreen)
+
+
+async def test_the_panels_keep_updating_under_the_help_screen() -> None:
+    made = rig()
+    async with made.app.run_test(size=SIZE) as pilot:
+        await connected(pilot, made)
+        await pilot.press("question_mark")
+        assert isinstance(made.app.screen, HelpScreen)
+        made.cluster.push(snapshot(pod("llm-backend-5d8f-abcde")))
+        made.cluster.on_event(ClusterEvent(NOW, "Normal", "Killing", "Pod", "p", "while in help"))
+        made.app._refresh_panels()
+        await wait_until(pilot, lambda: made.app.pods_table.row_count == 1)
+        await pilot.press("escape")
+        assert "while in help" in log_text(made)
 
 
 async def test_read_only_removes_every_destructive_key() -> None:
@@ -406,7 +430,7 @@ async def test_hpa_panel_explains_scaling() -> None:
                 hpa_view=hpa(2, 4, cpu=187),
             )
         )
-        await pilot.pause(0.05)
+        await wait_until(pilot, lambda: "scaling" in str(made.app.query_one("#hpa-why").render()))
         why = str(made.app.query_one("#hpa-why").render())
         assert "scaling up" in why
         assert "2 -> 4" in why or "2 → 4" in why

@@ -24,7 +24,9 @@ SIZE = (150, 44)
 Compare = Callable[..., bool]
 
 
-def steady(made: Rig, then: Callable[[Pilot[Any]], Any] | None = None) -> Callable[[Pilot[Any]], Any]:
+def steady(
+    made: Rig, then: Callable[[Pilot[Any]], Any] | None = None
+) -> Callable[[Pilot[Any]], Any]:
     """Wait for the first snapshot, turn the input's cursor blink off, then run `then`."""
 
     async def run_before(pilot: Pilot[Any]) -> None:

@@ -12,6 +12,7 @@ from textual.widgets import Sparkline, Static
 from tui.model import HpaMetric, HpaView, ReplicaPoint
 from tui.sanitize import one_line
 from tui.stats import step_series
+from tui.widgets.fixed import show_text
 
 HISTORY_SECONDS = 600.0
 HISTORY_BUCKETS = 60
@@ -56,42 +57,46 @@ class HpaPanel(Vertical):
         metrics = self.query_one("#hpa-metrics", Static)
         conditions = self.query_one("#hpa-conditions", Static)
         if hpa is None:
-            replicas.update(Text("no HPA seen yet"))
-            metrics.update("")
-            conditions.update("")
+            show_text(replicas, Text("no HPA seen yet"))
+            show_text(metrics, "")
+            show_text(conditions, "")
         else:
             self.border_title = f"HPA {one_line(hpa.name, 40)}"
             changing = hpa.desired_replicas != hpa.current_replicas
-            replicas.update(
+            show_text(
+                replicas,
                 Text.assemble(
                     ("replicas ", "dim"),
                     (str(hpa.current_replicas), "bold"),
                     (f" → {hpa.desired_replicas}" if changing else "", "bold"),
                     (f"  (min {hpa.min_replicas}, max {hpa.max_replicas})", "dim"),
-                )
+                ),
             )
-            metrics.update(
+            show_text(
+                metrics,
                 Text(
                     "\n".join(
                         f"{one_line(metric_label(m), 30):<16} {metric_value(m)}"
                         for m in hpa.metrics
                     )
                     or "no metrics in the spec"
-                )
+                ),
             )
-            conditions.update(
+            show_text(
+                conditions,
                 Text(
                     "\n".join(
                         f"{one_line(c.type, 30)}={one_line(c.status, 8)} ({one_line(c.reason, 40)})"
                         for c in hpa.conditions
                     ),
                     style="dim",
-                )
+                ),
             )
-        self.query_one("#hpa-why", Static).update(Text(one_line(why), style="bold"))
+        show_text(self.query_one("#hpa-why", Static), Text(one_line(why), style="bold"))
         series = step_series(
             [(p.at, float(p.current)) for p in history], now, HISTORY_SECONDS, HISTORY_BUCKETS
         )
         sparkline = self.query_one("#hpa-history", Sparkline)
-        sparkline.data = series or [0.0]
+        if sparkline.data != series:
+            sparkline.data = series
         sparkline.tooltip = "replicas over the last 10 minutes"

@@ -12,6 +12,7 @@ from textual.widgets import Label, Sparkline, Static
 from tui.format import seconds
 from tui.model import LatencySummary
 from tui.sanitize import one_line
+from tui.widgets.fixed import show_text
 
 CHARTS = (
     ("health", "health p50"),
@@ -60,13 +61,15 @@ class LatencyPanel(Vertical):
             (f"  {errors}" if errors else "", "dim"),
             (f"\nlast {summary.window_seconds:.0f} s", "dim italic"),
         )
-        self.query_one("#latency-numbers", Static).update(lines)
+        show_text(self.query_one("#latency-numbers", Static), lines)
         for key, _ in CHARTS:
-            values = list(series.get(key, ()))
-            self.query_one(f"#chart-{key}", Sparkline).data = values or [0.0]
+            values = list(series.get(key, ())) or [0.0]
+            sparkline = self.query_one(f"#chart-{key}", Sparkline)
+            if sparkline.data != values:
+                sparkline.data = values
             last = values[-1] if values else None
             label = "" if last is None else self._last(key, last)
-            self.query_one(f"#chart-{key}-last", Label).update(label)
+            show_text(self.query_one(f"#chart-{key}-last", Label), label)
 
     @staticmethod
     def _last(key: str, value: float) -> str:

@@ -46,6 +46,7 @@ class PodsTable(DataTable[Text]):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True, show_cursor=False)
         self.border_title = "Pods"
+        self._shown: dict[str, tuple[Text, ...]] = {}
 
     def action_cursor_down(self) -> None:
         """Down: highlight the first row, then move down."""
@@ -95,24 +96,30 @@ class PodsTable(DataTable[Text]):
         summary: LatencySummary,
         now: float,
     ) -> None:
-        """Show the snapshot, keeping the cursor on the same pod where it is still listed."""
+        """Show the snapshot, keeping the cursor on the same pod where it is still listed.
+
+        When the same pods are listed in the same order, only the cells that changed are
+        updated: a big Deployment under load redraws a few cells a second, not the table.
+        """
         selected = self.selected_pod
         row = self.cursor_row
         served = dict(summary.served_by)
         total_served = sum(served.values())
         ttft = dict(summary.ttft_p50_by_pod)
+        usage = {u.pod: u for u in snapshot.usage}
+        no_metrics = "-" if snapshot.metrics_available is False else ""
         pods = sorted(snapshot.pods, key=lambda p: (p.created_at or 0.0, p.name))
-        self.clear()
+        rows: dict[str, tuple[Text, ...]] = {}
         for pod in pods:
-            usage = snapshot.usage_of(pod.name)
-            if usage is not None:
-                cpu = percent_of(usage.cpu_millicores, pod.cpu_request_millicores, millicores)
-                memory = percent_of(usage.memory_bytes, pod.memory_request_bytes, None)
+            used = usage.get(pod.name)
+            if used is not None:
+                cpu = percent_of(used.cpu_millicores, pod.cpu_request_millicores, millicores)
+                memory = percent_of(used.memory_bytes, pod.memory_request_bytes, None)
             else:
-                cpu = memory = "-" if snapshot.metrics_available is False else ""
+                cpu = memory = no_metrics
             backend = metrics.get(pod.name)
             p50 = ttft.get(pod.name)
-            cells = (
+            rows[pod.name] = (
                 self._name_cell(pod, now),
                 Text(f"{pod.ready_containers}/{pod.total_containers}"),
                 self._status_cell(pod),
@@ -124,12 +131,25 @@ class PodsTable(DataTable[Text]):
                 Text(share(served.get(pod.name, 0), total_served)),
                 Text("" if p50 is None else f"{p50 * 1000:.0f} ms"),
             )
-            self.add_row(*cells, key=pod.name)
-        if selected is not None and selected in {p.name for p in pods}:
-            self.move_cursor(row=self.get_row_index(selected), animate=False)
-        elif self.row_count:
-            # The highlighted pod left: stay on the same row number rather than jump to the top.
-            self.move_cursor(row=min(row, self.row_count - 1), animate=False)
+        if list(rows) == list(self._shown):
+            self._update_cells(rows)
+        else:
+            self.clear()
+            for name, cells in rows.items():
+                self.add_row(*cells, key=name)
+            if selected is not None and selected in rows:
+                self.move_cursor(row=self.get_row_index(selected), animate=False)
+            elif self.row_count:
+                # The highlighted pod left: stay on the same row number, not the top.
+                self.move_cursor(row=min(row, self.row_count - 1), animate=False)
+        self._shown = rows
+
+    def _update_cells(self, rows: dict[str, tuple[Text, ...]]) -> None:
+        for name, cells in rows.items():
+            before = self._shown[name]
+            for (column, _), old, new in zip(COLUMNS, before, cells, strict=True):
+                if old.plain != new.plain or old.style != new.style:
+                    self.update_cell(name, column, new)
 
     def _name_cell(self, pod: PodView, now: float) -> Text:
         name = one_line(pod.name, 63)

@@ -8,6 +8,7 @@ from textual.widgets import Static
 from tui.load import LoadStatus
 from tui.model import Connection
 from tui.sanitize import one_line
+from tui.widgets.fixed import show_text
 
 CONNECTION_STYLE = {
     Connection.CONNECTING: "italic",
@@ -49,4 +50,4 @@ class StatusLine(Static):
         parts.append(str(burst_users))
         if read_only:
             parts.append(("  │ READ-ONLY", "bold"))
-        self.update(Text.assemble(*parts))
+        show_text(self, Text.assemble(*parts))
