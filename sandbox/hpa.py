@@ -36,7 +36,7 @@ API summary, for the sandbox core's HPA controller (every ``--hpa-sync-seconds``
 (``time.time()``), which :func:`pod_state` uses for ``startTime`` and the Ready condition.
 ``decide`` records the recommendation and, when it rescales, the scale event in ``history``
 (the sandbox's scale update cannot fail, so it is recorded at once as upstream does after a
-successful update). ``decision.reason`` says in plain words why it is or is not scaling.
+successful update).
 """
 
 from __future__ import annotations
@@ -132,8 +132,6 @@ class HPADecision:
     """``status.currentMetrics`` in the ``autoscaling/v2`` shape, one per spec metric."""
     conditions: tuple[dict[str, str], ...]
     """Conditions set in this sync: type, status, reason, message (no lastTransitionTime)."""
-    reason: str
-    """Why it is or is not scaling, in plain words, for the cockpit."""
     rescale_reason: str
     """Upstream's rescale reason, e.g. "All metrics below target"."""
     event_message: str | None
@@ -573,7 +571,6 @@ class _MetricOutcome:
     status: dict[str, Any]
     error: str | None
     error_reason: str | None
-    summary: str
 
 
 def _compute_metric(
@@ -600,10 +597,9 @@ def _compute_metric(
         key = "resource"
     else:
         error = f'unknown metric source type "{kind}"'
-        return _MetricOutcome(None, "", {"type": ""}, error, "InvalidMetricSourceType", kind)
+        return _MetricOutcome(None, "", {"type": ""}, error, "InvalidMetricSourceType")
     resource = source.get("name", "")
     target = source.get("target") or {}
-    label = f"{container} {resource}" if container else resource
     if target.get("type") != "Utilization" or target.get("averageUtilization") is None:
         error = (
             "invalid resource metric source: neither an average utilization target nor an "
@@ -611,7 +607,7 @@ def _compute_metric(
             if target.get("averageValue") is None
             else "averageValue targets are not supported by the sandbox"
         )
-        return _MetricOutcome(None, "", {"type": ""}, error, failure_reason, label)
+        return _MetricOutcome(None, "", {"type": ""}, error, failure_reason)
     target_utilization = int(target["averageUtilization"])
     try:
         result = _resource_metric(
@@ -628,8 +624,7 @@ def _compute_metric(
         )
     except _MetricError as exc:
         error = f"failed to get {resource} utilization: {exc}"
-        summary = f"{label} <unknown>/{target_utilization}%"
-        return _MetricOutcome(None, "", {"type": ""}, error, failure_reason, summary)
+        return _MetricOutcome(None, "", {"type": ""}, error, failure_reason)
     name = (
         f"{resource} container resource utilization (percentage of request)"
         if container
@@ -643,8 +638,7 @@ def _compute_metric(
     if container:
         body["container"] = container
     body["current"] = current
-    summary = f"{label} {result.utilization}%/{target_utilization}%"
-    return _MetricOutcome(result.replicas, name, {"type": kind, key: body}, None, None, summary)
+    return _MetricOutcome(result.replicas, name, {"type": kind, key: body}, None, None)
 
 
 def decide(
@@ -683,7 +677,6 @@ def decide(
         history.recommendations.append((now, current_replicas))
 
     metric_statuses: list[dict[str, Any]] = []
-    summaries: list[str] = []
     metric_replicas: int | None = None
     rescale_reason = ""
     metrics_valid = True
@@ -703,9 +696,7 @@ def decide(
             (),
             conditions,
             "",
-            [],
             True,
-            plain="autoscaling is off: the target has 0 replicas",
         )
     if current_replicas > max_replicas:
         rescale_reason = "Current number of replicas above Spec.MaxReplicas"
@@ -742,7 +733,6 @@ def decide(
                 config=config,
             )
             metric_statuses.append(outcome.status)
-            summaries.append(outcome.summary)
             if outcome.replicas is None:
                 invalid += 1
                 first_error = first_error or outcome
@@ -757,7 +747,6 @@ def decide(
                     first_error.error_reason or "FailedGetResourceMetric",
                     f"the HPA was unable to compute the replica count: {first_error.error}",
                 )
-                plain = f"not scaling: cannot compute the replica count ({first_error.error})"
             else:
                 conditions.set(
                     "ScalingActive",
@@ -765,7 +754,6 @@ def decide(
                     "InvalidMetricSourceType",
                     "the HPA was unable to compute the replica count: no metrics in the spec",
                 )
-                plain = "not scaling: the HPA has no metrics"
             return _finish(
                 current_replicas,
                 current_replicas,
@@ -774,9 +762,7 @@ def decide(
                 tuple(metric_statuses),
                 conditions,
                 "",
-                summaries,
                 False,
-                plain=plain,
             )
         conditions.set(
             "ScalingActive",
@@ -832,19 +818,7 @@ def decide(
         tuple(metric_statuses),
         conditions,
         rescale_reason,
-        summaries,
         metrics_valid,
-        plain=_plain_reason(
-            current_replicas,
-            desired,
-            rescale,
-            metric_replicas,
-            conditions,
-            rescale_reason,
-            summaries,
-            min_replicas,
-            max_replicas,
-        ),
     )
 
 
@@ -1004,12 +978,8 @@ def _finish(
     statuses: tuple[dict[str, Any], ...],
     conditions: _Conditions,
     rescale_reason: str,
-    summaries: Sequence[str],
     metrics_valid: bool,
-    *,
-    plain: str,
 ) -> HPADecision:
-    del summaries  # folded into ``plain`` by the caller
     return HPADecision(
         current_replicas=current,
         desired_replicas=desired,
@@ -1017,65 +987,7 @@ def _finish(
         metric_replicas=metric_replicas,
         current_metrics=statuses,
         conditions=conditions.as_tuple(),
-        reason=plain,
         rescale_reason=rescale_reason,
         event_message=f"New size: {desired}; reason: {rescale_reason}" if rescale else None,
         metrics_valid=metrics_valid,
     )
-
-
-def _plain_reason(
-    current: int,
-    desired: int,
-    rescale: bool,
-    metric_replicas: int | None,
-    conditions: _Conditions,
-    rescale_reason: str,
-    summaries: Sequence[str],
-    min_replicas: int,
-    max_replicas: int,
-) -> str:
-    """One sentence for the cockpit: what happens and why."""
-    readings = f" ({', '.join(summaries)})" if summaries else ""
-    limited = conditions.get("ScalingLimited")
-    able = conditions.get("AbleToScale")
-    limit_reason = limited["reason"] if limited and limited["status"] == "True" else None
-    if metric_replicas is None:  # outside min/max: brought back into range
-        return f"scaling from {current} to {desired}: {rescale_reason.lower()}"
-    if rescale:
-        direction = "up" if desired > current else "down"
-        text = f"scaling {direction} from {current} to {desired}"
-        if direction == "up":
-            text += f": {rescale_reason}{readings}"
-        else:
-            text += f": all metrics below target{readings}"
-        if limit_reason == "ScaleUpLimit":
-            text += f"; the scale-up rate limit allows {desired} of the {metric_replicas} wanted"
-        elif limit_reason == "ScaleDownLimit":
-            text += f"; the scale-down rate limit allows {desired} of the {metric_replicas} wanted"
-        elif limit_reason == "TooManyReplicas":
-            text += f"; capped at maxReplicas {max_replicas}"
-        elif limit_reason == "TooFewReplicas":
-            text += f"; floored at minReplicas {min_replicas}"
-        return text
-    if able and able["reason"] == "ScaleDownStabilized":
-        return (
-            f"holding at {current}: metrics suggest {metric_replicas}, but the scale-down "
-            f"stabilization window keeps the highest recent recommendation{readings}"
-        )
-    if able and able["reason"] == "ScaleUpStabilized":
-        return (
-            f"holding at {current}: metrics suggest {metric_replicas}, but the scale-up "
-            f"stabilization window keeps the lowest recent recommendation{readings}"
-        )
-    if limit_reason == "TooFewReplicas":
-        return f"at minReplicas {min_replicas}: metrics alone ask for {metric_replicas}{readings}"
-    if limit_reason == "TooManyReplicas":
-        return f"at maxReplicas {max_replicas}: metrics ask for {metric_replicas}{readings}"
-    if limit_reason in ("ScaleUpLimit", "ScaleDownLimit"):
-        kind = "scale-up" if limit_reason == "ScaleUpLimit" else "scale-down"
-        return (
-            f"holding at {current}: metrics ask for {metric_replicas}, but the {kind} policy "
-            f"allows no change now{readings}"
-        )
-    return f"steady at {current}: the metrics ask for no change{readings}"

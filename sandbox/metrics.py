@@ -10,7 +10,6 @@ API summary (what the sandbox core calls, once per HPA sync period or metrics re
     samples = sampler.sample({"llm-backend-abc": {"engine": 4242, "backend": 4250}})
     # -> dict[pod name, PodSample]; a pod is left out while any listed container has no
     #    live process (pid None or exited), as metrics-server leaves out incomplete pods
-    sampler.forget("llm-backend-abc")                  # when the pod is deleted
     pod_metrics(samples["llm-backend-abc"], namespace="kube-llm", labels={...})
     pod_metrics_list([...objects...])                  # for LIST /apis/metrics.k8s.io/...
 
@@ -31,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from fractions import Fraction
 from typing import Any
 
 import psutil
+from kubernetes.utils import parse_quantity as kubernetes_parse_quantity
 
 __all__ = [
     "ContainerSample",
@@ -78,10 +77,6 @@ _DECIMAL_SUFFIXES = {
     "P": 15,
     "E": 18,
 }
-_QUANTITY_RE = re.compile(
-    r"^(?P<number>[+-]?(?:\d+\.?\d*|\.\d+))"
-    r"(?:(?P<binary>Ki|Mi|Gi|Ti|Pi|Ei)|(?P<exp>[eE][+-]?\d+)|(?P<decimal>[numkMGTPE]?))$"
-)
 
 
 class QuantityError(ValueError):
@@ -89,24 +84,20 @@ class QuantityError(ValueError):
 
 
 def parse_quantity(quantity: str | int | float) -> Fraction:
-    """Parse a Kubernetes quantity ("250m", "1", "128Mi", "1e3", "500M") into an exact number."""
-    if isinstance(quantity, bool):
+    """Parse a Kubernetes quantity ("250m", "1", "128Mi", "1e3", "500M") into an exact number
+    (the kubernetes client's parser; QuantityError for anything else)."""
+    # The client's parser lets spaces through ("1 Mi"); apimachinery does not.
+    if (
+        isinstance(quantity, bool)
+        or (isinstance(quantity, float) and not math.isfinite(quantity))
+        or (isinstance(quantity, str) and any(c.isspace() for c in quantity))
+    ):
         raise QuantityError(f"not a quantity: {quantity!r}")
-    if isinstance(quantity, int):
-        return Fraction(quantity)
-    if isinstance(quantity, float):
-        if not math.isfinite(quantity):
-            raise QuantityError(f"not a quantity: {quantity!r}")
-        return Fraction(str(quantity))
-    match = _QUANTITY_RE.match(quantity.strip())
-    if match is None:
-        raise QuantityError(f"not a quantity: {quantity!r}")
-    number = Fraction(match["number"])
-    if match["binary"]:
-        return number * 1024 ** _BINARY_SUFFIXES[match["binary"]]
-    if match["exp"]:
-        return number * Fraction(10) ** int(match["exp"][1:])
-    return number * Fraction(10) ** _DECIMAL_SUFFIXES[match["decimal"] or ""]
+    try:
+        value = kubernetes_parse_quantity(quantity)
+    except (ValueError, TypeError, ArithmeticError):
+        raise QuantityError(f"not a quantity: {quantity!r}") from None
+    return Fraction(value)
 
 
 def parse_cpu_millicores(quantity: str | int | float) -> int:
@@ -278,11 +269,6 @@ class ProcessTreeSampler:
         for key in set(self._baselines) - live:
             del self._baselines[key]
         return samples
-
-    def forget(self, pod: str) -> None:
-        """Drop the baselines of a deleted pod."""
-        for key in [k for k in self._baselines if k[0] == pod]:
-            del self._baselines[key]
 
     def _sample_container(
         self, pod: str, container: str, pid: int

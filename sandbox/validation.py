@@ -15,8 +15,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes.utils import parse_quantity
-
+from sandbox.metrics import QuantityError, parse_quantity
 from sandbox.store import JSON, ApiError, ResourceType
 
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -265,7 +264,7 @@ def _quantities(causes: _Causes, value: Any, field: str) -> None:
             continue
         try:
             parse_quantity(quantity)
-        except ValueError:
+        except QuantityError:
             causes.invalid(where, quantity, "must be a valid quantity (e.g. '250m', '128Mi')")
 
 

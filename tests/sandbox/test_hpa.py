@@ -201,7 +201,6 @@ def test_two_replicas_at_140_percent_of_a_70_percent_target_become_four(behavior
         "New size: 4; reason: cpu container resource utilization (percentage of request) "
         "above target"
     )
-    assert decision.reason.startswith("scaling up from 2 to 4")
 
 
 def test_the_manifest_hpa_scales_up_from_its_own_yaml() -> None:
@@ -387,7 +386,6 @@ def test_no_metrics_at_all_stops_scaling_with_upstreams_condition() -> None:
         "utilization: unable to get metrics for resource cpu: no metrics returned from "
         "resource metrics API",
     }
-    assert decision.reason.startswith("not scaling")
     previous = {"desiredReplicas": 3, "currentMetrics": [{"type": "Resource"}]}
     status = decision.status(previous, now=5.0)
     assert status["desiredReplicas"] == 3  # kept, as upstream's setCurrentReplicasInStatus
@@ -480,13 +478,11 @@ def test_scale_down_is_held_for_the_stabilization_window_then_released_one_pod_a
         assert decision.metric_replicas == 1
         assert decision.desired_replicas == 4, now
         assert reasons(decision)["AbleToScale"] == ("True", "ScaleDownStabilized")
-        assert "stabilization window" in decision.reason
 
     released = sync(hpa, current, 10, 300.0, history)
     assert released.rescale
     assert released.desired_replicas == 3
     assert reasons(released)["ScalingLimited"] == ("True", "ScaleDownLimit")
-    assert "scale-down rate limit" in released.reason
     current = 3
 
     held = sync(hpa, current, 10, 330.0, history)  # one pod per 60 s already used
@@ -595,7 +591,7 @@ def test_scale_down_to_the_minimum_reports_too_few_replicas() -> None:
     assert reasons(decision)["ScalingLimited"] == ("True", "TooFewReplicas")
     at_min = sync(make_hpa(behavior=behavior), 2, 5, 0.0, HPAHistory())
     assert not at_min.rescale
-    assert at_min.reason.startswith("at minReplicas 2")
+    assert reasons(at_min)["ScalingLimited"] == ("True", "TooFewReplicas")
 
 
 def test_scale_up_stabilization_takes_the_lowest_recent_recommendation() -> None:
