@@ -226,8 +226,19 @@ class CockpitApp(App[int]):
 
     @on(SnapshotArrived)
     def _on_snapshot(self, message: SnapshotArrived) -> None:
+        previous = self.snapshot
         self.snapshot = message.snapshot
         self._refresh_status()
+        if message.snapshot.connection is not previous.connection and (
+            previous.connection is not Connection.CONNECTING
+            or message.snapshot.connection is not Connection.LIVE
+        ):
+            # The log keeps the connection's history; the status line shows only its state now.
+            state = message.snapshot.connection
+            self.log_note(
+                f"API {state.value}: {message.snapshot.detail}",
+                "information" if state is Connection.LIVE else "warning",
+            )
         # Watch events can come many a second: the table and HPA panel follow at most every
         # CLUSTER_REFRESH_SECONDS, always ending on the newest snapshot.
         since = time.monotonic() - self._cluster_shown_at
@@ -308,6 +319,10 @@ class CockpitApp(App[int]):
         summary = self._summary(now)
         why, history = (session.hpa_line(), session.replicas) if session else ("", [])
         self.pods_table.show(self.snapshot, self.metrics, summary, now)
+        live = self.snapshot.connection is Connection.LIVE or not self.snapshot.pods
+        self.pods_table.border_title = (
+            "Pods" if live else f"Pods (as last seen: API {self.snapshot.connection.value})"
+        )
         self.hpa_panel.show(self.snapshot.hpa, why, history, now)
 
     def _refresh_status(self) -> None:

@@ -333,6 +333,11 @@ async def test_connection_state_follows_the_adapter() -> None:
         await pilot.pause(0.05)
         assert "API retrying" in status_text(made)
         assert "connection refused" in status_text(made)
+        made.cluster.push(TWO_PODS)
+        await wait_until(pilot, lambda: "API live" in status_text(made))
+        # The log keeps the history: the outage and the recovery.
+        await wait_until(pilot, lambda: "API live: watching" in log_text(made))
+        assert "API retrying: retrying in 4 s: connection refused" in log_text(made)
 
 
 async def test_a_repeating_event_is_shown_once_a_minute() -> None:

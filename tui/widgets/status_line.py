@@ -33,7 +33,7 @@ class StatusLine(Static):
         """Show the connection, the backend path, the load and the burst size."""
         parts: list[tuple[str, str] | str] = [
             (f" API {connection.value} ", CONNECTION_STYLE.get(connection, "")),
-            (f" {one_line(detail, 80)}" if detail else "", "dim"),
+            (f" {one_line(detail, 140)}" if detail else "", "dim"),
             ("  │ chats via ", "dim"),
             one_line(target, 60),
         ]
