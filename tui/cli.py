@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 PROG = "kube-llm"
-COMMANDS = ("tui", "demo", "sandbox")
+COMMANDS = ("tui", "demo", "sandbox", "load", "scenario", "report")
 DEMO_CONTEXT = "kube-llm-sandbox-cockpit"
 """The demo's cockpit acts as the cockpit's ServiceAccount: exactly the Role in the manifests."""
 
@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ARG",
         help="pass ARG to the sandbox (repeat; e.g. --sandbox-arg=--hpa-sync-seconds=5)",
     )
+    # The headless commands' parsers live beside their code (no Textual there).
+    from tui.headless_args import add_headless_parsers
+
+    add_headless_parsers(commands)
     commands.add_parser(
         "sandbox",
         help="run the local sandbox cluster (a test bench, not a production orchestrator)",
@@ -128,6 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = ["tui", *args]
     parser = build_parser()
     parsed = parser.parse_args(args)
+    if parsed.command in {"load", "scenario", "report"}:
+        from tui.commands import run_headless
+
+        return run_headless(parsed)
     # Textual and the cockpit's services load only when the cockpit runs: --help stays quick.
     from tui.run import run_demo, run_tui
 

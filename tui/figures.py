@@ -9,11 +9,25 @@ from `tui.stats`, like the cockpit's latency panel.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from tui.model import ChatSample, HealthSample, HpaView, Outcome, RecoveryTimeline, ReplicaPoint
 from tui.stats import percentile, summarize
+
+
+@dataclass(frozen=True)
+class LoadPhase:
+    """One stretch of generated load: what it was, how many users, and when it ran."""
+
+    kind: str
+    """`burst`, `sustained` or `rate`."""
+    users: int
+    """Simulated users at once (for rate load: the most chats open at once allowed)."""
+    started_at: float
+    ended_at: float | None = None
+    """None while it runs (or when the run ended before it did)."""
+    label: str = ""
 
 
 @dataclass(frozen=True)
@@ -39,6 +53,8 @@ class CockpitRecord:
     """The model the backend serves, when the cockpit knows it."""
     sandbox: bool | None = None
     """The cluster is `kube-llm sandbox` (None: judge by the context's name)."""
+    phases: tuple[LoadPhase, ...] = ()
+    """The load phases of a headless run or scenario (the cockpit's keys leave it empty)."""
 
     @property
     def on_sandbox(self) -> bool:
@@ -114,6 +130,35 @@ class ScalingFigures:
 
 
 @dataclass(frozen=True)
+class PhaseFigures:
+    """One load phase as users felt it, and how the HPA reacted to its start and its end.
+
+    Reaction moments are seconds after the phase started (`*_after_start`) or ended
+    (`*_after_stop`); None when it did not happen while the run was recorded."""
+
+    kind: str
+    label: str
+    users: int
+    started_at: float
+    ended_at: float | None
+    chats: int
+    ok: int
+    failed: int
+    shed: int
+    replicas_at_start: int | None
+    desired_up_after_start: float | None
+    """Until the HPA first wanted more replicas than it had when the load started."""
+    scaled_up_to: int | None
+    """The most replicas the HPA wanted from the load's start until its end (or the record's)."""
+    ready_after_start: float | None
+    """Until as many pods were Ready as the HPA first wanted after scaling up."""
+    desired_down_after_stop: float | None
+    """Until the HPA first wanted fewer replicas than it had when the load stopped."""
+    back_to_min_after_stop: float | None
+    """Until the current replicas were back at the HPA's minimum."""
+
+
+@dataclass(frozen=True)
 class Figures:
     """Every number of a report, computed from one `CockpitRecord`."""
 
@@ -122,6 +167,10 @@ class Figures:
     scaling: ScalingFigures
     worst_recovery_seconds: float | None
     """The longest time from a kill to its replacement being Ready."""
+    phases: tuple[PhaseFigures, ...] = ()
+    most_users_without_failure: int | None = None
+    """The most users of a load phase in which no chat failed (429s are not failures) and
+    at least one was answered; None without load phases."""
 
 
 def peak_concurrency(chats: Iterable[ChatSample]) -> int:
@@ -206,12 +255,81 @@ def scaling_figures(record: CockpitRecord) -> ScalingFigures:
     )
 
 
+def _first_after(
+    points: Sequence[ReplicaPoint], since: float, until: float, test: Callable[[ReplicaPoint], bool]
+) -> ReplicaPoint | None:
+    return next((p for p in points if since <= p.at <= until and test(p)), None)
+
+
+def _at(points: Sequence[ReplicaPoint], moment: float) -> ReplicaPoint | None:
+    """The replica counts that held at `moment` (the last point at or before it, else the first)."""
+    before = [p for p in points if p.at <= moment]
+    if before:
+        return before[-1]
+    return points[0] if points else None
+
+
+def phase_figures(record: CockpitRecord, phase: LoadPhase) -> PhaseFigures:
+    """A load phase's chats and the HPA's reaction to it, from the record's samples."""
+    end = record.ended_at if phase.ended_at is None else phase.ended_at
+    # A chat belongs to the phase it started in: its users sent it.
+    chats = [
+        c for c in record.chats if c.origin == "load" and phase.started_at <= c.started_at <= end
+    ]
+    points = sorted(record.replicas, key=lambda p: p.at)
+    start_point = _at(points, phase.started_at)
+    base = start_point.desired if start_point else None
+    up = desired_up = ready = None
+    if base is not None:
+        first_up = _first_after(points, phase.started_at, end, lambda p: p.desired > base)
+        if first_up is not None:
+            desired_up = first_up.at - phase.started_at
+            wanted = first_up.desired
+            got = _first_after(points, first_up.at, record.ended_at, lambda p: p.ready >= wanted)
+            ready = None if got is None else got.at - phase.started_at
+        up = max((p.desired for p in points if phase.started_at <= p.at <= end), default=base)
+    down = back = None
+    if phase.ended_at is not None:
+        stop_point = _at(points, phase.ended_at)
+        if stop_point is not None:
+            top = stop_point.desired
+            lower = _first_after(points, phase.ended_at, record.ended_at, lambda p: p.desired < top)
+            down = None if lower is None else lower.at - phase.ended_at
+            minimum = record.hpa.min_replicas if record.hpa else None
+            if minimum is not None:
+                home = _first_after(
+                    points, phase.ended_at, record.ended_at, lambda p: p.current <= minimum
+                )
+                back = None if home is None else home.at - phase.ended_at
+    return PhaseFigures(
+        kind=phase.kind,
+        label=phase.label,
+        users=phase.users,
+        started_at=phase.started_at,
+        ended_at=phase.ended_at,
+        chats=len(chats),
+        ok=sum(1 for c in chats if c.outcome is Outcome.OK),
+        failed=sum(1 for c in chats if c.outcome is Outcome.ERROR),
+        shed=sum(1 for c in chats if c.outcome is Outcome.SHED),
+        replicas_at_start=base,
+        desired_up_after_start=desired_up,
+        scaled_up_to=up,
+        ready_after_start=ready,
+        desired_down_after_stop=down,
+        back_to_min_after_stop=back,
+    )
+
+
 def figures(record: CockpitRecord) -> Figures:
     """Every figure of the report on `record`."""
     recoveries = [r.recovery_seconds for r in record.recoveries]
+    phases = tuple(phase_figures(record, phase) for phase in record.phases)
+    clean = [p.users for p in phases if p.failed == 0 and p.ok > 0]
     return Figures(
         health=health_figures(record.healths),
         chats=chat_figures(record),
         scaling=scaling_figures(record),
         worst_recovery_seconds=max((s for s in recoveries if s is not None), default=None),
+        phases=phases,
+        most_users_without_failure=max(clean, default=None),
     )

@@ -9,9 +9,11 @@ and escaped, so it cannot break a table or inject markup.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from tui.chaos import describe
 from tui.explain import metric_label
@@ -80,6 +82,7 @@ def render(record: CockpitRecord, written_at: float) -> str:
     lines += _chats(numbers.chats)
     lines += _recoveries(record.recoveries)
     lines += _scaling(record, numbers)
+    lines += _phases(numbers)
     lines += _poster(record, numbers)
     lines += _events(record.events)
     return "\n".join(lines).rstrip() + "\n"
@@ -251,6 +254,69 @@ def _scaling(record: CockpitRecord, numbers: Figures) -> list[str]:
     return [*lines, "", f"Peak: {scaling.peak_replicas} replicas; {changes} changes.", ""]
 
 
+def _after(seconds: float | None) -> str:
+    return "not seen" if seconds is None else f"{seconds:.1f} s"
+
+
+_PHASE_COLUMNS = [
+    "phase",
+    "users",
+    "lasted",
+    "ok",
+    "failed",
+    "shed",
+    "replicas at start",
+    "scale-up decided",
+    "up to",
+    "new pods Ready",
+    "scale-down decided",
+    "back at min",
+]
+
+
+def _phases(numbers: Figures) -> list[str]:
+    if not numbers.phases:
+        return []
+    rows = []
+    for phase in numbers.phases:
+        lasted = (
+            "ran to the end"
+            if phase.ended_at is None
+            else (f"{phase.ended_at - phase.started_at:.0f} s")
+        )
+        rows.append(
+            [
+                cell(phase.label or phase.kind),
+                str(phase.users),
+                lasted,
+                f"{phase.ok}/{phase.chats}",
+                str(phase.failed),
+                str(phase.shed),
+                "n/a" if phase.replicas_at_start is None else str(phase.replicas_at_start),
+                _after(phase.desired_up_after_start),
+                "n/a" if phase.scaled_up_to is None else str(phase.scaled_up_to),
+                _after(phase.ready_after_start),
+                _after(phase.desired_down_after_stop),
+                _after(phase.back_to_min_after_stop),
+            ]
+        )
+    most = numbers.most_users_without_failure
+    return [
+        "## Load phases and scaling reaction",
+        "",
+        "Chats count in the phase they started in. Reaction times: from the load's start to the "
+        "HPA wanting more replicas, and to that many pods Ready; from the load's stop to the HPA "
+        "wanting fewer, and to the current replicas back at the minimum.",
+        "",
+        *_table(_PHASE_COLUMNS, rows),
+        "",
+        "Most users served without a failed chat: "
+        + ("none (every phase had a failure)" if most is None else str(most))
+        + ".",
+        "",
+    ]
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
@@ -271,12 +337,7 @@ def _poster(record: CockpitRecord, numbers: Figures) -> list[str]:
             else "no: timed from this terminal through the backend path above; the poster's "
             "path is not stated",
         ],
-        [
-            "concurrent users",
-            f"{POSTER_USERS}+",
-            f"peak {_count(numbers.chats.peak_concurrency, 'chat')} open at once",
-            "partly: chats open at once, not users served without failure",
-        ],
+        _users_row(numbers),
         [
             "recovery after a pod kill",
             f"< {POSTER_RECOVERY_S:.0f} s",
@@ -305,6 +366,23 @@ def _poster(record: CockpitRecord, numbers: Figures) -> list[str]:
         "",
         *_table(["measure", "poster", "this run", "like-for-like?"], rows),
         "",
+    ]
+
+
+def _users_row(numbers: Figures) -> list[str]:
+    peak = f"peak {_count(numbers.chats.peak_concurrency, 'chat')} open at once"
+    if numbers.most_users_without_failure is None:
+        return [
+            "concurrent users",
+            f"{POSTER_USERS}+",
+            peak,
+            "partly: chats open at once, not users served without failure",
+        ]
+    return [
+        "concurrent users",
+        f"{POSTER_USERS}+",
+        f"{_count(numbers.most_users_without_failure, 'user')} served without failure; {peak}",
+        "yes in kind: simulated users chatting back to back, as the poster's users did",
     ]
 
 
@@ -349,4 +427,56 @@ __all__ = [
     "peak_concurrency",
     "render",
     "write_report",
+    "write_report_folder",
 ]
+
+
+CHART_NAME = "timeline.png"
+MARKDOWN_NAME = "report.md"
+JSON_NAME = "report.json"
+
+
+def write_report_folder(
+    record: CockpitRecord,
+    directory: Path,
+    written_at: float | None = None,
+    *,
+    extra: Mapping[str, Any] | None = None,
+    preface: Sequence[str] = (),
+    name: str = "kube-llm-report",
+) -> Path:
+    """Write the report as a folder `NAME-YYYYmmdd-HHMMSS/` in `directory` and return it:
+    `report.md` (with `preface` lines after its title, a scenario's verdicts say), `report.json`
+    (the samples, the figures, and `extra`) and `timeline.png` (the chart). An existing folder
+    is never reused (a suffix `-2`, `-3`... is added); `ReportError` says why one cannot be
+    written."""
+    # Here, not at the top: matplotlib takes a second to import, and the cockpit's `r` and
+    # `--help` do not need it.
+    from tui.charts import draw_timeline
+    from tui.reportjson import record_json
+
+    moment = time.time() if written_at is None else written_at
+    stem = f"{name}-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(moment))
+    text = render(record, moment)
+    title, _, body = text.partition("\n")
+    extra_lines = [*preface, ""] if preface else []
+    chart_line = f"![latency and replicas over time]({CHART_NAME})"
+    text = "\n".join([title, "", chart_line, "", *extra_lines]) + body.lstrip("\n")
+    data = record_json(record, extra)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1, 1000):
+            folder = directory / (stem if attempt == 1 else f"{stem}-{attempt}")
+            try:
+                # mkdir without exist_ok creates or fails: two writers never share a folder.
+                folder.mkdir()
+            except FileExistsError:
+                continue
+            (folder / MARKDOWN_NAME).write_text(text, encoding="utf-8")
+            (folder / JSON_NAME).write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+            draw_timeline(record, folder / CHART_NAME)
+            return folder
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ReportError(f"cannot write the report in {directory}: {reason}") from error
+    raise ReportError(f"cannot write the report in {directory}: too many reports this second")
