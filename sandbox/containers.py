@@ -61,6 +61,7 @@ def die_with_parent() -> None:
 
 
 def signal_group(pid: int, sig: int) -> None:
+    """Send `sig` to a container's process group (gone already: nothing to do)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
 

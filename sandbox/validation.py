@@ -40,15 +40,19 @@ class _Causes:
         self.items: list[JSON] = []
 
     def add(self, field: str, reason: str, message: str) -> None:
+        """Record one cause."""
         self.items.append({"reason": reason, "message": message, "field": field})
 
     def required(self, field: str) -> None:
+        """A required field is missing."""
         self.add(field, "FieldValueRequired", "Required value")
 
     def invalid(self, field: str, value: Any, detail: str) -> None:
+        """A field has a value the API server refuses."""
         self.add(field, "FieldValueInvalid", f"Invalid value: {_shown(value)}: {detail}")
 
     def unsupported(self, field: str, value: Any, supported: tuple[str, ...]) -> None:
+        """A field's value is not one of the supported ones."""
         listed = ", ".join(f'"{choice}"' for choice in supported)
         self.add(
             field,
@@ -57,6 +61,7 @@ class _Causes:
         )
 
     def wrong_type(self, field: str, value: Any, expected: str) -> None:
+        """A field has the wrong type."""
         self.add(
             field, "FieldValueTypeInvalid", f"Invalid value: {_shown(value)}: must be {expected}"
         )
