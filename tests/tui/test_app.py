@@ -209,6 +209,28 @@ async def test_a_report_that_cannot_be_written_is_a_notice(tmp_path: Path) -> No
         assert made.app.is_running
 
 
+@pytest.mark.parametrize("read_only", [False, True])
+async def test_the_command_palette_offers_the_cockpits_actions(read_only: bool) -> None:
+    made = rig(read_only=read_only)
+    async with made.app.run_test(size=SIZE) as pilot:
+        await connected(pilot, made)
+        screen = made.app.screen
+        titles = {command.title for command in made.app.get_system_commands(screen)}
+        assert {"Write report", "Help"} <= titles
+        destructive = {"Evict a pod", "Force delete a pod (grace 0)", "Load burst"}
+        assert (destructive & titles == set()) is read_only
+        await pilot.press("ctrl+p")
+        await wait_until(pilot, lambda: type(made.app.screen).__name__ == "CommandPalette")
+        await pilot.press(*"Load burst")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        if read_only:
+            assert made.gateway.chats == []
+        else:
+            await wait_until(pilot, lambda: len(made.gateway.chats) >= 10)
+
+
 async def test_help_lists_the_keys_and_closes() -> None:
     made = rig()
     async with made.app.run_test(size=SIZE) as pilot:
