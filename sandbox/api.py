@@ -16,12 +16,10 @@ requests, dropped watches, and compaction (every resumed watch then gets 410 Gon
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote
@@ -33,8 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from sandbox import logs as container_logs
-from sandbox import proxy, reviews
+from sandbox import proxy, reviews, subresources
 from sandbox.auth import (
     USER_SCOPE_KEY,
     Authenticator,
@@ -44,33 +41,29 @@ from sandbox.auth import (
 )
 from sandbox.bodies import (
     decode_object,
+    delete_options,
     delete_options_protobuf,
     dry_run,
-    eviction_protobuf,
     int_param,
+    query_dry_run,
     read_body,
 )
-from sandbox.disruption import begin_pod_deletion, evict_pod
-from sandbox.metrics import pod_metrics_list
+from sandbox.discovery import api_groups, api_resources, unserved
+from sandbox.disruption import begin_pod_deletion
+from sandbox.faults import Faults, fault_changes
 from sandbox.patch import apply_patch
+from sandbox.routing import Target, method_not_allowed, not_found_error, rbac_verb
 from sandbox.store import (
     DEPLOYMENTS,
     JSON,
     NAMESPACES,
     PODS,
-    RESOURCE_TYPES,
-    SERVICEACCOUNTS,
     ApiError,
-    ResourceType,
     Store,
     bad_request,
-    conflict,
-    now,
     parse_field_selector,
     parse_label_selector,
-    parse_timestamp,
     resource_type,
-    timestamp,
 )
 from sandbox.tables import table, wants_table
 from sandbox.validation import validate
@@ -78,8 +71,6 @@ from sandbox.version import FALLBACK_MINOR, ServedVersion
 from sandbox.watch import WatchOptions, WatchStream
 
 log = logging.getLogger("sandbox.api")
-
-_MAX_TOKEN_SECONDS = 48 * 3600
 
 _SELF_REVIEWS = ("selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsubjectreviews")
 
@@ -100,52 +91,6 @@ class Runtime(Protocol):
         """The file holding a container's output, if it ran."""
 
 
-@dataclass
-class Faults:
-    """Injected faults (for the cockpit's resilience tests)."""
-
-    fail_next: int = 0
-    fail_code: int = 500
-    stall_next: int = 0
-    stall_seconds: float = 0.0
-
-
-_FAULT_NUMBERS: dict[str, tuple[type, float, float]] = {
-    "fail_next": (int, 0, 1_000_000),
-    "fail_code": (int, 400, 599),
-    "stall_next": (int, 0, 1_000_000),
-    "stall_seconds": (float, 0.0, 600.0),
-}
-
-
-def fault_changes(spec: JSON) -> dict[str, int | float]:
-    """The Faults fields a `/sandbox/faults` body sets, every one checked (400 otherwise)."""
-    unknown = set(spec) - set(_FAULT_NUMBERS) - {"drop_watches", "compact"}
-    if unknown:
-        raise bad_request(
-            f"unknown fault fields {sorted(unknown)}; known: "
-            f"{sorted([*_FAULT_NUMBERS, 'drop_watches', 'compact'])}"
-        )
-    for flag in ("drop_watches", "compact"):
-        if flag in spec and not isinstance(spec[flag], bool):
-            raise bad_request(f"{flag}: Invalid value: {spec[flag]!r}: must be true or false")
-    changes: dict[str, int | float] = {}
-    for key, (kind, low, high) in _FAULT_NUMBERS.items():
-        if key not in spec:
-            continue
-        value = spec[key]
-        number_ok = isinstance(value, int | float) and not isinstance(value, bool)
-        if kind is int:
-            number_ok = number_ok and float(value).is_integer()
-        if not number_ok or not low <= value <= high:  # NaN fails both bounds
-            what = "an integer" if kind is int else "a number of seconds"
-            raise bad_request(
-                f"{key}: Invalid value: {value!r}: must be {what} from {low:g} to {high:g}"
-            )
-        changes[key] = kind(value)
-    return changes
-
-
 def status_response(error: ApiError) -> JSONResponse:
     """An error as a Kubernetes `Status` response."""
     return JSONResponse(error.status(), status_code=error.code, headers=error.headers)
@@ -155,75 +100,8 @@ def status_response(error: ApiError) -> JSONResponse:
 # Discovery
 
 
-def _api_resources(group: str, version: str) -> list[JSON]:
-    resources: list[JSON] = []
-    for rt in RESOURCE_TYPES:
-        if rt.group != group or rt.version != version:
-            continue
-        entry: JSON = {
-            "name": rt.plural,
-            "singularName": rt.singular,
-            "namespaced": rt.namespaced,
-            "kind": rt.kind,
-            "verbs": list(rt.verbs),
-        }
-        if rt.short_names:
-            entry["shortNames"] = list(rt.short_names)
-        if rt.categories:
-            entry["categories"] = list(rt.categories)
-        resources.append(entry)
-        for sub in rt.subresources:
-            sub_entry: JSON = {
-                "name": f"{rt.plural}/{sub}",
-                "singularName": "",
-                "namespaced": rt.namespaced,
-                "kind": rt.kind,
-                "verbs": ["get", "patch", "update"],
-            }
-            if sub == "scale":
-                sub_entry.update(group="autoscaling", version="v1", kind="Scale")
-            elif sub == "eviction":
-                sub_entry.update(group="policy", version="v1", kind="Eviction", verbs=["create"])
-            elif sub == "proxy":
-                sub_entry.update(
-                    kind="PodProxyOptions" if rt.plural == "pods" else "ServiceProxyOptions",
-                    verbs=["create", "delete", "get", "patch", "update"],
-                )
-            elif sub == "log":
-                sub_entry.update(kind="Pod", verbs=["get"])
-            elif sub == "token":
-                sub_entry.update(
-                    group="authentication.k8s.io",
-                    version="v1",
-                    kind="TokenRequest",
-                    verbs=["create"],
-                )
-            resources.append(sub_entry)
-    return resources
-
-
-def _groups() -> list[JSON]:
-    groups: dict[str, JSON] = {}
-    for rt in RESOURCE_TYPES:
-        if not rt.group or rt.group in groups:
-            continue
-        version = {"groupVersion": rt.api_version, "version": rt.version}
-        groups[rt.group] = {"name": rt.group, "versions": [version], "preferredVersion": version}
-    return list(groups.values())
-
-
 # ---------------------------------------------------------------------------------------------
 # The server
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a resource URL names."""
-
-    rt: ResourceType
-    namespace: str | None
-    name: str | None
-    subresource: str | None
 
 
 class ApiServer:
@@ -284,7 +162,7 @@ class ApiServer:
         )
 
     async def _group_list(self, request: Request) -> Response:
-        return JSONResponse({"kind": "APIGroupList", "apiVersion": "v1", "groups": _groups()})
+        return JSONResponse({"kind": "APIGroupList", "apiVersion": "v1", "groups": api_groups()})
 
     async def _faults(self, request: Request) -> Response:
         user: User = request.scope[USER_SCOPE_KEY]
@@ -327,7 +205,7 @@ class ApiServer:
     async def _dispatch_core(self, request: Request) -> Response:
         parts = [p for p in request.path_params["rest"].split("/") if p]
         if not parts or parts[0] != "v1":
-            return status_response(_not_found())
+            return status_response(not_found_error())
         return await self._dispatch(request, "", "v1", parts[1:])
 
     async def _dispatch_groups(self, request: Request) -> Response:
@@ -335,9 +213,9 @@ class ApiServer:
         if not parts:
             return await self._group_list(request)
         group = parts[0]
-        known = [g for g in _groups() if g["name"] == group]
+        known = [g for g in api_groups() if g["name"] == group]
         if not known:
-            return status_response(_not_found())
+            return status_response(not_found_error())
         if len(parts) == 1:
             return JSONResponse({"kind": "APIGroup", "apiVersion": "v1", **known[0]})
         return await self._dispatch(request, group, parts[1], parts[2:])
@@ -351,9 +229,9 @@ class ApiServer:
                 return injected
             if not parts:
                 group_version = f"{group}/{version}" if group else version
-                resources = _api_resources(group, version)
+                resources = api_resources(group, version)
                 if not resources:
-                    raise _not_found()
+                    raise not_found_error()
                 return JSONResponse(
                     {
                         "kind": "APIResourceList",
@@ -369,7 +247,7 @@ class ApiServer:
             authorize(
                 self.store,
                 request.scope[USER_SCOPE_KEY],
-                _verb(request, target),
+                rbac_verb(request, target),
                 target.rt.group,
                 target.rt.plural + (f"/{target.subresource}" if target.subresource else ""),
                 target.namespace,
@@ -391,29 +269,29 @@ class ApiServer:
         sub = rest[2] if len(rest) > 2 else None
         if rt is None or rt.version != version:
             # What kubectl users try most gets a message saying why it is missing here.
-            raise _not_found(_unserved(group, rest[0], namespace))
+            raise not_found_error(unserved(group, rest[0], namespace))
         if sub is not None and sub not in rt.subresources:
-            raise _not_found(_unserved(group, f"{rest[0]}/{sub}", namespace))
+            raise not_found_error(unserved(group, f"{rest[0]}/{sub}", namespace))
         if sub != "proxy" and len(rest) > 3:
-            raise _not_found()
+            raise not_found_error()
         return Target(rt, namespace if rt.namespaced else None, name, sub)
 
     # -- resources -----------------------------------------------------------------------------
 
     async def _handle(self, request: Request, target: Target) -> Response:
         if target.rt.group == "metrics.k8s.io":
-            return self._metrics(target)
+            return subresources.pod_metrics(self, target)
         if target.name is None:
             return await self._collection(request, target)
-        subresources = {
-            "eviction": self._evict,
-            "token": self._token_request,
-            "log": self._log,
-            "scale": self._scale,
+        handlers = {
+            "eviction": subresources.evict,
+            "token": subresources.token_request,
+            "log": subresources.container_log,
+            "scale": subresources.scale,
         }
-        handler = subresources.get(target.subresource or "")
+        handler = handlers.get(target.subresource or "")
         if handler is not None:
-            return await handler(request, target)
+            return await handler(self, request, target)
         method = request.method
         if method in ("GET", "HEAD"):
             return self._get(request, target)
@@ -423,7 +301,7 @@ class ApiServer:
             return await self._patch(request, target)
         if method == "DELETE":
             return await self._delete(request, target)
-        raise _method_not_allowed()
+        raise method_not_allowed()
 
     async def _collection(self, request: Request, target: Target) -> Response:
         """List, watch or create."""
@@ -432,35 +310,17 @@ class ApiServer:
                 return self._watch(request, target)
             return self._list(request, target)
         if request.method == "POST":
-            body = await self._json(request)
+            body = await self.json(request)
             self._admit_new(target, body)
             created = self.store.create(
-                target.rt, body, target.namespace, dry_run=_query_dry_run(request)
+                target.rt, body, target.namespace, dry_run=query_dry_run(request)
             )
             return JSONResponse(created, status_code=201)
-        raise _method_not_allowed()
-
-    async def _evict(self, request: Request, target: Target) -> Response:
-        assert target.name is not None
-        if request.method != "POST":
-            raise ApiError(405, "MethodNotAllowed", "eviction accepts only POST")
-        if "protobuf" in request.headers.get("content-type", ""):
-            body = eviction_protobuf(await read_body(request))
-        else:
-            body = await self._json(request)
-        options = _delete_options(body.get("deleteOptions"))
-        result = evict_pod(
-            self.store,
-            target.namespace or "",
-            target.name,
-            options.get("gracePeriodSeconds"),
-            dry_run=_query_dry_run(request) or dry_run(options.get("dryRun")),
-        )
-        return JSONResponse(result, status_code=201)
+        raise method_not_allowed()
 
     async def _put(self, request: Request, target: Target) -> Response:
         assert target.name is not None
-        body = await self._json(request)
+        body = await self.json(request)
         metadata = body.setdefault("metadata", {})
         if not isinstance(metadata, dict):
             raise bad_request("metadata: Invalid value: must be an object")
@@ -478,7 +338,7 @@ class ApiServer:
             body,
             subresource=target.subresource,
             check_version=True,
-            dry_run=_query_dry_run(request),
+            dry_run=query_dry_run(request),
         )
         return JSONResponse(updated)
 
@@ -496,7 +356,7 @@ class ApiServer:
         patched["metadata"]["namespace"] = namespace
         validate(target.rt, patched)
         updated = self.store.update(
-            target.rt, patched, subresource=target.subresource, dry_run=_query_dry_run(request)
+            target.rt, patched, subresource=target.subresource, dry_run=query_dry_run(request)
         )
         return JSONResponse(updated)
 
@@ -506,11 +366,11 @@ class ApiServer:
         if "protobuf" in request.headers.get("content-type", ""):
             options = delete_options_protobuf(await read_body(request))
         else:
-            options = _delete_options(await self._json(request, allow_empty=True))
+            options = delete_options(await self.json(request, allow_empty=True))
         grace = int_param(params, "gracePeriodSeconds")
         if grace is None:
             grace = options.get("gracePeriodSeconds")
-        dry = _query_dry_run(request) or dry_run(options.get("dryRun"))
+        dry = query_dry_run(request) or dry_run(options.get("dryRun"))
         if rt is PODS:
             return JSONResponse(
                 begin_pod_deletion(self.store, namespace, target.name, grace, dry_run=dry)
@@ -551,7 +411,8 @@ class ApiServer:
                     self.store, pod["metadata"]["namespace"], pod["metadata"]["name"], None
                 )
 
-    async def _json(self, request: Request, allow_empty: bool = False) -> JSON:
+    async def json(self, request: Request, allow_empty: bool = False) -> JSON:
+        """The request body as one JSON or YAML object (400 or 413 otherwise)."""
         body = await read_body(request)
         content_type = request.headers.get("content-type", "")
         return decode_object(body, content_type, allow_empty=allow_empty)
@@ -620,74 +481,6 @@ class ApiServer:
             headers={"Cache-Control": "no-cache, private"},
         )
 
-    async def _log(self, request: Request, target: Target) -> Response:
-        assert target.name is not None
-        pod = self.store.get(PODS, target.namespace or "", target.name)
-        container = request.query_params.get("container")
-        every_container = (pod["spec"].get("initContainers") or []) + (
-            pod["spec"].get("containers") or []
-        )
-        if container is not None and container not in {c["name"] for c in every_container}:
-            raise bad_request(f"container {container} is not valid for pod {target.name}")
-        if container is None:
-            containers = pod["spec"].get("containers") or []
-            if len(containers) != 1:
-                names = " ".join(c["name"] for c in containers)
-                raise bad_request(
-                    f"a container name must be specified for pod {target.name}, "
-                    f"choose one of: [{names}]"
-                )
-            container = containers[0]["name"]
-        params = request.query_params
-        previous = _flag(params, "previous")
-        try:
-            path = self.runtime.log_path(target.namespace or "", target.name, container)
-        except ValueError:
-            path = None
-        if path is not None and previous:
-            path = container_logs.previous_path(path)
-            if not path.exists():
-                raise bad_request(
-                    f'previous terminated container "{container}" in pod "{target.name}" not found'
-                )
-        if path is None or not path.exists():
-            raise bad_request(f'container "{container}" in pod "{target.name}" is waiting to start')
-        since_seconds = int_param(params, "sinceSeconds", minimum=1)
-        since_time = params.get("sinceTime")
-        since: dt.datetime | None = None
-        if since_seconds is not None:
-            since = now() - dt.timedelta(seconds=since_seconds)
-        elif since_time:
-            try:
-                since = parse_timestamp(since_time)
-            except ValueError:
-                raise bad_request(f"sinceTime: Invalid value: {since_time!r}") from None
-        timestamps = _flag(params, "timestamps")
-        offset = path.stat().st_size
-        text = container_logs.read_log(
-            path,
-            tail=int_param(params, "tailLines", minimum=0),
-            since=since,
-            timestamps=timestamps,
-            limit_bytes=int_param(params, "limitBytes", minimum=1),
-        )
-        if not _flag(params, "follow") or previous:
-            return Response(text, media_type="text/plain")
-        store, namespace, uid = self.store, target.namespace or "", pod["metadata"]["uid"]
-        name = target.name
-
-        def still_there() -> bool:
-            current = store.find(PODS, namespace, name)
-            return current is not None and current["metadata"]["uid"] == uid
-
-        async def stream() -> AsyncIterator[bytes]:
-            """The log so far, then what the container writes, until the pod is gone."""
-            yield text
-            async for chunk in container_logs.follow(path, offset, still_there, timestamps):
-                yield chunk
-
-        return StreamingResponse(stream(), media_type="text/plain")
-
     async def _review(self, request: Request, target: Target) -> Response:
         """The self reviews (`kubectl auth can-i [--list]`, `kubectl auth whoami`)."""
         if request.method != "POST":
@@ -702,117 +495,6 @@ class ApiServer:
         else:
             answer = reviews.self_review(user)
         return JSONResponse(answer, status_code=201)
-
-    async def _token_request(self, request: Request, target: Target) -> Response:
-        """TokenRequest (`kubectl create token SA`): a token acting as the ServiceAccount."""
-        assert target.name is not None
-        if request.method != "POST":
-            raise ApiError(405, "MethodNotAllowed", "token accepts only POST")
-        namespace = target.namespace or "default"
-        self.store.get(SERVICEACCOUNTS, namespace, target.name)
-        if _query_dry_run(request):
-            # A dry-run token would be a real credential the caller did not mean to get.
-            raise bad_request("the sandbox does not issue tokens in a dry run")
-        # kubectl sends this request as protobuf, which the sandbox does not decode: only
-        # expirationSeconds matters, and the default serves.
-        protobuf = "protobuf" in request.headers.get("content-type", "")
-        body = {} if protobuf else await self._json(request, allow_empty=True)
-        spec = body.get("spec") or {}
-        if not isinstance(spec, dict):
-            raise bad_request("spec: Invalid value: must be an object")
-        seconds = spec.get("expirationSeconds") or 3600
-        if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 600:
-            raise bad_request(
-                f"spec.expirationSeconds: Invalid value: {seconds!r}: may not specify a "
-                "duration less than 10 minutes"
-            )
-        # As the API server's --service-account-max-token-expiration: a longer ask is clamped.
-        seconds = min(seconds, _MAX_TOKEN_SECONDS)
-        token = self.authenticator.issue(namespace, target.name, seconds)
-        return JSONResponse(
-            {
-                "kind": "TokenRequest",
-                "apiVersion": "authentication.k8s.io/v1",
-                "metadata": {"name": target.name, "namespace": namespace},
-                "spec": {"audiences": spec.get("audiences") or [], "expirationSeconds": seconds},
-                "status": {
-                    "token": token,
-                    "expirationTimestamp": timestamp(now() + dt.timedelta(seconds=seconds)),
-                },
-            },
-            status_code=201,
-        )
-
-    async def _scale(self, request: Request, target: Target) -> Response:
-        assert target.name is not None
-        namespace = target.namespace or ""
-        deployment = self.store.get(target.rt, namespace, target.name)
-
-        def scale_of(obj: JSON) -> JSON:
-            metadata = obj["metadata"]
-            selector = (obj["spec"].get("selector") or {}).get("matchLabels") or {}
-            return {
-                "kind": "Scale",
-                "apiVersion": "autoscaling/v1",
-                "metadata": {
-                    "name": metadata["name"],
-                    "namespace": metadata["namespace"],
-                    "uid": metadata["uid"],
-                    "resourceVersion": metadata["resourceVersion"],
-                    "creationTimestamp": metadata["creationTimestamp"],
-                },
-                "spec": {"replicas": int(obj["spec"].get("replicas", 1))},
-                "status": {
-                    "replicas": int((obj.get("status") or {}).get("replicas", 0)),
-                    "selector": ",".join(f"{k}={v}" for k, v in selector.items()),
-                },
-            }
-
-        current = scale_of(deployment)
-        if request.method == "GET":
-            return JSONResponse(current)
-        if request.method == "PUT":
-            wanted = await self._json(request)
-        elif request.method == "PATCH":
-            wanted = apply_patch(
-                current, await read_body(request), request.headers.get("content-type", "")
-            )
-        else:
-            raise ApiError(405, "MethodNotAllowed", "scale accepts GET, PUT and PATCH")
-        wanted_meta = wanted.get("metadata")
-        version = wanted_meta.get("resourceVersion") if isinstance(wanted_meta, dict) else None
-        if (
-            request.method == "PUT"
-            and version
-            and version != deployment["metadata"]["resourceVersion"]
-        ):
-            raise conflict(target.rt, target.name)
-        wanted_spec = wanted.get("spec")
-        replicas = wanted_spec.get("replicas") if isinstance(wanted_spec, dict) else None
-        if not isinstance(replicas, int) or replicas < 0:
-            raise ApiError(
-                422,
-                "Invalid",
-                f'Scale.autoscaling "{target.name}" is invalid: spec.replicas: Invalid value: '
-                f"{replicas}: must be greater than or equal to 0",
-            )
-
-        def set_replicas(obj: JSON) -> None:
-            obj["spec"]["replicas"] = replicas
-
-        updated = self.store.mutate(
-            target.rt, namespace, target.name, set_replicas, dry_run=_query_dry_run(request)
-        )
-        return JSONResponse(scale_of(updated))
-
-    def _metrics(self, target: Target) -> Response:
-        items = self.runtime.pod_metrics(target.namespace)
-        if target.name is not None:
-            for item in items:
-                if item["metadata"]["name"] == target.name:
-                    return JSONResponse(item)
-            raise ApiError(404, "NotFound", f'podmetrics.metrics.k8s.io "{target.name}" not found')
-        return JSONResponse(pod_metrics_list(items))
 
     # -- proxies -------------------------------------------------------------------------------
 
@@ -832,83 +514,6 @@ class ApiServer:
         return await proxy.service_proxy(self, request, namespace, target.name, tail)
 
 
-_NO_EXEC = (
-    "the sandbox runs containers as local processes, with no exec or attach "
-    "(kubectl logs shows their output)"
-)
-
-
-def _unserved(group: str, resource: str, namespace: str | None) -> str | None:
-    """Why the sandbox lacks something kubectl users often try, if it is one of those."""
-    proxy = f"/api/v1/namespaces/{namespace or 'default'}/services/llm-backend:http/proxy"
-    return {
-        ("metrics.k8s.io", "nodes"): "the sandbox serves pod metrics only (kubectl top pods), "
-        "not nodes",
-        ("apps", "replicasets"): "the sandbox keeps no ReplicaSets (its Deployments own their "
-        "pods); kubectl rollout history and undo need them",
-        ("", "pods/exec"): _NO_EXEC,
-        ("", "pods/attach"): _NO_EXEC,
-        ("", "pods/portforward"): "the sandbox has no port-forward: reach the pods through the "
-        f"API server's service proxy instead (kubectl get --raw {proxy}/healthz)",
-    }.get((group, resource))
-
-
-def _not_found(why: str | None = None) -> ApiError:
-    return ApiError(404, "NotFound", why or "the server could not find the requested resource")
-
-
-def _method_not_allowed() -> ApiError:
-    return ApiError(
-        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
-    )
-
-
-def _flag(params: Any, name: str) -> bool:
-    """A boolean query parameter (`true` or `1`)."""
-    return params.get(name) in ("true", "1")
-
-
-def _query_dry_run(request: Request) -> bool:
-    """Whether the query asks for a dry run (`?dryRun=All`); 400 for an unknown value."""
-    return dry_run(request.query_params.getlist("dryRun") or None)
-
-
-def _delete_options(value: Any) -> JSON:
-    """DeleteOptions from a JSON body, with the types of the fields the sandbox reads checked."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise bad_request("deleteOptions: Invalid value: must be an object")
-    grace = value.get("gracePeriodSeconds")
-    if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)):
-        raise bad_request("gracePeriodSeconds: Invalid value: must be an integer")
-    policy = value.get("propagationPolicy")
-    if policy is not None and policy not in ("Orphan", "Background", "Foreground"):
-        raise bad_request(
-            f'propagationPolicy: Unsupported value: "{policy}": supported values: '
-            '"Foreground", "Background", "Orphan"'
-        )
-    return value
-
-
-def _verb(request: Request, target: Target) -> str:
-    """The RBAC verb of a request, as the API server derives it."""
-    method = request.method
-    if method in ("GET", "HEAD"):
-        if target.name is None:
-            return "watch" if request.query_params.get("watch") in ("true", "1") else "list"
-        return "get"
-    if method == "POST":
-        return "create"
-    if method == "PUT":
-        return "update"
-    if method == "PATCH":
-        return "patch"
-    if method == "DELETE":
-        return "delete" if target.name is not None else "deletecollection"
-    return method.lower()
-
-
 def create_app(server: ApiServer) -> ASGIApp:
     """The API server's ASGI app (Starlette with bearer-token auth around it)."""
 
@@ -926,7 +531,7 @@ def create_app(server: ApiServer) -> ASGIApp:
     app = Starlette(routes=server.routes(), lifespan=lifespan)
 
     async def unknown(request: Request, exc: Exception) -> Response:
-        return status_response(_not_found())
+        return status_response(not_found_error())
 
     async def internal(request: Request, exc: Exception) -> Response:
         # A bug, not the caller's mistake; it is logged (with its traceback) by the server.

@@ -267,3 +267,31 @@ def dry_run(values: list[str] | Any) -> bool:
         if value != "All":
             raise bad_request(f'dryRun: Unsupported value: "{value}": supported values: "All"')
     return bool(values)
+
+
+def flag(params: Any, name: str) -> bool:
+    """A boolean query parameter (`true` or `1`)."""
+    return params.get(name) in ("true", "1")
+
+
+def query_dry_run(request: Request) -> bool:
+    """Whether the query asks for a dry run (`?dryRun=All`); 400 for an unknown value."""
+    return dry_run(request.query_params.getlist("dryRun") or None)
+
+
+def delete_options(value: Any) -> JSON:
+    """DeleteOptions from a JSON body, with the types of the fields the sandbox reads checked."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request("deleteOptions: Invalid value: must be an object")
+    grace = value.get("gracePeriodSeconds")
+    if grace is not None and (not isinstance(grace, int) or isinstance(grace, bool)):
+        raise bad_request("gracePeriodSeconds: Invalid value: must be an integer")
+    policy = value.get("propagationPolicy")
+    if policy is not None and policy not in ("Orphan", "Background", "Foreground"):
+        raise bad_request(
+            f'propagationPolicy: Unsupported value: "{policy}": supported values: '
+            '"Foreground", "Background", "Orphan"'
+        )
+    return value
