@@ -13,420 +13,94 @@ from __future__ import annotations
 import asyncio
 import builtins
 import copy
-import datetime as dt
 import functools
 import json
-import re
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
-JSON = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class ResourceType:
-    """One API resource (plural name in an API group and version) the sandbox serves."""
-
-    group: str
-    version: str
-    plural: str
-    kind: str
-    namespaced: bool = True
-    short_names: tuple[str, ...] = ()
-    verbs: tuple[str, ...] = ("create", "delete", "get", "list", "patch", "update", "watch")
-    subresources: tuple[str, ...] = ()
-    categories: tuple[str, ...] = ()
-
-    @property
-    def api_version(self) -> str:
-        """The `apiVersion` field of this resource's objects."""
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    @property
-    def key(self) -> str:
-        """Identity of the resource across versions: `group/plural`."""
-        return f"{self.group}/{self.plural}"
-
-    @property
-    def singular(self) -> str:
-        """Lower-case kind, as discovery reports it."""
-        return self.kind.lower()
-
-
-_RW = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
-
-RESOURCE_TYPES: tuple[ResourceType, ...] = (
-    ResourceType("", "v1", "namespaces", "Namespace", False, ("ns",), _RW, ("status",)),
-    ResourceType(
-        "",
-        "v1",
-        "pods",
-        "Pod",
-        True,
-        ("po",),
-        _RW,
-        ("status", "eviction", "proxy", "log"),
-        ("all",),
-    ),
-    ResourceType(
-        "", "v1", "services", "Service", True, ("svc",), _RW, ("status", "proxy"), ("all",)
-    ),
-    ResourceType("", "v1", "endpoints", "Endpoints", True, ("ep",), _RW),
-    ResourceType("", "v1", "configmaps", "ConfigMap", True, ("cm",), _RW),
-    ResourceType("", "v1", "events", "Event", True, ("ev",), _RW),
-    ResourceType("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",), _RW, ("token",)),
-    ResourceType("", "v1", "nodes", "Node", False, ("no",), _RW, ("status",)),
-    ResourceType(
-        "apps",
-        "v1",
-        "deployments",
-        "Deployment",
-        True,
-        ("deploy",),
-        _RW,
-        ("status", "scale"),
-        ("all",),
-    ),
-    ResourceType(
-        "autoscaling",
-        "v2",
-        "horizontalpodautoscalers",
-        "HorizontalPodAutoscaler",
-        True,
-        ("hpa",),
-        _RW,
-        ("status",),
-        ("all",),
-    ),
-    ResourceType(
-        "policy",
-        "v1",
-        "poddisruptionbudgets",
-        "PodDisruptionBudget",
-        True,
-        ("pdb",),
-        _RW,
-        ("status",),
-    ),
-    ResourceType(
-        "networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True, ("netpol",), _RW
-    ),
-    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "Role", True, (), _RW),
-    ResourceType("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True, (), _RW),
-    ResourceType(
-        "metrics.k8s.io",
-        "v1beta1",
-        "pods",
-        "PodMetrics",
-        True,
-        (),
-        ("get", "list"),
-    ),
-    ResourceType(
-        "authorization.k8s.io",
-        "v1",
-        "selfsubjectaccessreviews",
-        "SelfSubjectAccessReview",
-        False,
-        (),
-        ("create",),
-    ),
-    ResourceType(
-        "authorization.k8s.io",
-        "v1",
-        "selfsubjectrulesreviews",
-        "SelfSubjectRulesReview",
-        False,
-        (),
-        ("create",),
-    ),
-    ResourceType(
-        "authentication.k8s.io",
-        "v1",
-        "selfsubjectreviews",
-        "SelfSubjectReview",
-        False,
-        (),
-        ("create",),
-    ),
+from sandbox.apierrors import (
+    ApiError,
+    already_exists,
+    bad_request,
+    conflict,
+    gone,
+    not_found,
+    now,
+    parse_timestamp,
+    success_status,
+    timestamp,
+)
+from sandbox.resources import (
+    CONFIGMAPS,
+    DEPLOYMENTS,
+    ENDPOINTS,
+    EVENTS,
+    HPAS,
+    JSON,
+    NAMESPACES,
+    NODES,
+    PDBS,
+    PODS,
+    RESOURCE_TYPES,
+    ROLEBINDINGS,
+    ROLES,
+    SERVICEACCOUNTS,
+    SERVICES,
+    ResourceType,
+    resource_for_kind,
+    resource_type,
+)
+from sandbox.selectors import (
+    Requirement,
+    fields_match,
+    labels_match,
+    parse_field_selector,
+    parse_label_selector,
+    selector_from_label_selector,
 )
 
-
-def resource_type(group: str, plural: str) -> ResourceType | None:
-    """The served resource `plural` in `group`, if any."""
-    for rt in RESOURCE_TYPES:
-        if rt.group == group and rt.plural == plural:
-            return rt
-    return None
-
-
-def resource_for_kind(api_version: str, kind: str) -> ResourceType | None:
-    """The served resource for a manifest's `apiVersion` and `kind`, if any."""
-    group = api_version.rpartition("/")[0]
-    virtual = ("metrics.k8s.io", "authorization.k8s.io", "authentication.k8s.io")
-    for rt in RESOURCE_TYPES:
-        if rt.group == group and rt.kind == kind and rt.group not in virtual:
-            return rt
-    return None
-
-
-def _must(group: str, plural: str) -> ResourceType:
-    rt = resource_type(group, plural)
-    assert rt is not None, plural
-    return rt
-
-
-PODS = _must("", "pods")
-SERVICES = _must("", "services")
-EVENTS = _must("", "events")
-CONFIGMAPS = _must("", "configmaps")
-NAMESPACES = _must("", "namespaces")
-NODES = _must("", "nodes")
-ENDPOINTS = _must("", "endpoints")
-SERVICEACCOUNTS = _must("", "serviceaccounts")
-ROLES = _must("rbac.authorization.k8s.io", "roles")
-ROLEBINDINGS = _must("rbac.authorization.k8s.io", "rolebindings")
-DEPLOYMENTS = _must("apps", "deployments")
-HPAS = _must("autoscaling", "horizontalpodautoscalers")
-PDBS = _must("policy", "poddisruptionbudgets")
-
-
-def now() -> dt.datetime:
-    """The current time in UTC."""
-    return dt.datetime.now(dt.UTC)
-
-
-def timestamp(moment: dt.datetime | None = None) -> str:
-    """RFC 3339 time with second precision, as Kubernetes writes `metav1.Time`."""
-    return (moment or now()).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_timestamp(text: str) -> dt.datetime:
-    """Parse a Kubernetes timestamp (with or without fractional seconds)."""
-    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def success_status(code: int = 200, details: JSON | None = None) -> JSON:
-    """A `Status` object for a successful call."""
-    body: JSON = {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Success",
-        "code": code,
-    }
-    if details is not None:
-        body["details"] = details
-    return body
-
-
-class ApiError(Exception):
-    """An error the API server answers with a `Status` object."""
-
-    def __init__(
-        self,
-        code: int,
-        reason: str,
-        message: str,
-        details: JSON | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.details = details
-        self.headers = headers or {}
-
-    def status(self) -> JSON:
-        """The `Status` object for this error."""
-        body: JSON = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": self.message,
-            "reason": self.reason,
-            "code": self.code,
-        }
-        if self.details is not None:
-            body["details"] = self.details
-        return body
-
-
-def _object_error(rt: ResourceType, name: str, code: int, reason: str, message: str) -> ApiError:
-    """An error about one named object, with the `details` Kubernetes gives it."""
-    return ApiError(code, reason, message, {"name": name, "group": rt.group, "kind": rt.plural})
-
-
-def _group_resource(rt: ResourceType) -> str:
-    """`plural.group`, or the plural alone for the core group, as error messages name it."""
-    return f"{rt.plural}.{rt.group}" if rt.group else rt.plural
-
-
-def not_found(rt: ResourceType, name: str) -> ApiError:
-    """The Kubernetes 404 for a missing object."""
-    return _object_error(rt, name, 404, "NotFound", f'{_group_resource(rt)} "{name}" not found')
-
-
-def already_exists(rt: ResourceType, name: str) -> ApiError:
-    """The Kubernetes 409 for a create over an existing object."""
-    message = f'{_group_resource(rt)} "{name}" already exists'
-    return _object_error(rt, name, 409, "AlreadyExists", message)
-
-
-def conflict(rt: ResourceType, name: str) -> ApiError:
-    """The Kubernetes 409 for an update based on a stale resourceVersion."""
-    message = (
-        f'Operation cannot be fulfilled on {_group_resource(rt)} "{name}": the object has been '
-        "modified; please apply your changes to the latest version and try again"
-    )
-    return _object_error(rt, name, 409, "Conflict", message)
-
-
-def gone(rv: int, oldest: int) -> ApiError:
-    """The Kubernetes 410 for a resourceVersion older than the retained history."""
-    return ApiError(410, "Expired", f"too old resource version: {rv} ({oldest})")
-
-
-def bad_request(message: str) -> ApiError:
-    """A 400 Bad Request."""
-    return ApiError(400, "BadRequest", message)
-
-
-# ---------------------------------------------------------------------------------------------
-# Selectors
-
-
-@dataclass(frozen=True)
-class Requirement:
-    """One clause of a label selector."""
-
-    key: str
-    operator: str  # "=", "!=", "in", "notin", "exists", "!"
-    values: tuple[str, ...] = ()
-
-    def matches(self, labels: dict[str, str]) -> bool:
-        """Whether `labels` satisfy this clause."""
-        if self.operator == "exists":
-            return self.key in labels
-        if self.operator == "!":
-            return self.key not in labels
-        if self.operator in ("=", "in"):
-            return self.key in labels and labels[self.key] in self.values
-        # "!=" and "notin" match objects without the key, as Kubernetes does.
-        return labels.get(self.key) not in self.values
-
-
-_SET_RE = re.compile(r"^\s*([A-Za-z0-9./_-]+)\s+(in|notin)\s+\(([^)]*)\)\s*$")
-
-
-def _split_selector(text: str) -> list[str]:
-    """Split a selector at commas outside parentheses."""
-    parts: list[str] = []
-    depth = 0
-    current = ""
-    for char in text:
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    parts.append(current)
-    return [part.strip() for part in parts if part.strip()]
-
-
-def parse_label_selector(text: str | None) -> list[Requirement]:
-    """Parse a label selector string (`=`, `==`, `!=`, `in`, `notin`, `key`, `!key`)."""
-    if not text:
-        return []
-    requirements: list[Requirement] = []
-    for clause in _split_selector(text):
-        set_match = _SET_RE.match(clause)
-        if set_match:
-            values = tuple(v.strip() for v in set_match.group(3).split(",") if v.strip())
-            requirements.append(Requirement(set_match.group(1), set_match.group(2), values))
-        elif "!=" in clause:
-            key, value = clause.split("!=", 1)
-            requirements.append(Requirement(key.strip(), "!=", (value.strip(),)))
-        elif "==" in clause or "=" in clause:
-            key, value = clause.split("==", 1) if "==" in clause else clause.split("=", 1)
-            requirements.append(Requirement(key.strip(), "=", (value.strip(),)))
-        elif clause.startswith("!"):
-            requirements.append(Requirement(clause[1:].strip(), "!"))
-        elif re.fullmatch(r"[A-Za-z0-9./_-]+", clause):
-            requirements.append(Requirement(clause, "exists"))
-        else:
-            raise bad_request(f"unable to parse requirement: {clause!r}")
-    return requirements
-
-
-def selector_from_label_selector(selector: JSON | None) -> list[Requirement]:
-    """Requirements from a `LabelSelector` object (`matchLabels`, `matchExpressions`)."""
-    if not selector:
-        return []
-    requirements = [
-        Requirement(key, "=", (str(value),))
-        for key, value in (selector.get("matchLabels") or {}).items()
-    ]
-    operators = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
-    for expression in selector.get("matchExpressions") or []:
-        requirements.append(
-            Requirement(
-                expression["key"],
-                operators[expression["operator"]],
-                tuple(expression.get("values") or ()),
-            )
-        )
-    return requirements
-
-
-def labels_match(requirements: Iterable[Requirement], labels: dict[str, str] | None) -> bool:
-    """Whether labels satisfy every requirement."""
-    present = labels or {}
-    return all(requirement.matches(present) for requirement in requirements)
-
-
-def _field(obj: JSON, path: str) -> str:
-    value: Any = obj
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    if value is None:
-        return ""
-    return str(value)
-
-
-def parse_field_selector(text: str | None) -> list[tuple[str, bool, str]]:
-    """Parse a field selector into (path, equal, value) triples."""
-    if not text:
-        return []
-    clauses: list[tuple[str, bool, str]] = []
-    for clause in _split_selector(text):
-        if "!=" in clause:
-            path, value = clause.split("!=", 1)
-            clauses.append((path.strip(), False, value.strip()))
-        elif "=" in clause:
-            path, value = clause.split("==", 1) if "==" in clause else clause.split("=", 1)
-            clauses.append((path.strip(), True, value.strip()))
-        else:
-            raise bad_request(f"invalid selector: {clause!r}; can't understand {clause!r}")
-    return clauses
-
-
-def fields_match(clauses: Iterable[tuple[str, bool, str]], obj: JSON) -> bool:
-    """Whether an object satisfies field selector clauses (any dotted path)."""
-    return all((_field(obj, path) == value) == equal for path, equal, value in clauses)
-
-
-# ---------------------------------------------------------------------------------------------
-# Store
+# The store is where the rest of the sandbox finds these; they live in their own modules.
+__all__ = [
+    "CONFIGMAPS",
+    "DEPLOYMENTS",
+    "ENDPOINTS",
+    "EVENTS",
+    "HPAS",
+    "JSON",
+    "NAMESPACES",
+    "NODES",
+    "PDBS",
+    "PODS",
+    "RESOURCE_TYPES",
+    "ROLEBINDINGS",
+    "ROLES",
+    "SERVICEACCOUNTS",
+    "SERVICES",
+    "ApiError",
+    "Requirement",
+    "ResourceType",
+    "Store",
+    "WatchEvent",
+    "already_exists",
+    "bad_request",
+    "conflict",
+    "fields_match",
+    "gone",
+    "labels_match",
+    "not_found",
+    "now",
+    "parse_field_selector",
+    "parse_label_selector",
+    "parse_timestamp",
+    "random_suffix",
+    "resource_for_kind",
+    "resource_type",
+    "selector_from_label_selector",
+    "success_status",
+    "timestamp",
+]
 
 
 @dataclass(frozen=True)
