@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tui.chaos import describe
-from tui.figures import figures
+from tui.cli import main
+from tui.figures import LoadPhase, figures
 from tui.model import (
     ChatSample,
     HealthSample,
@@ -23,7 +24,16 @@ from tui.model import (
     RecoveryTimeline,
     ReplicaPoint,
 )
-from tui.report import CockpitRecord, ReportError, cell, peak_concurrency, render, write_report
+from tui.report import (
+    CockpitRecord,
+    ReportError,
+    cell,
+    peak_concurrency,
+    render,
+    write_report,
+    write_report_folder,
+)
+from tui.reportjson import FORMAT, ReportJsonError, record_from_json, record_json
 from tui.stats import percentile
 
 START = 1_764_547_200.0  # 2025-12-01 00:00 UTC
@@ -352,3 +362,108 @@ def test_figures_are_plain_data_for_a_json_report() -> None:
     assert stored["figures"]["health"]["failures_by_kind"] == [["connect", 1], ["http_503", 1]]
     assert stored["figures"]["worst_recovery_seconds"] == pytest.approx(6.2)
     assert len(stored["record"]["chats"]) == len(record.chats)
+
+
+# -- the report folder and its JSON (issue 10) ---------------------------------------------
+
+
+def test_the_json_holds_the_samples_and_their_figures_recompute_from_it() -> None:
+    record = replace(
+        make_record(), phases=(LoadPhase("sustained", 8, START + 90, START + 112, "eight"),)
+    )
+    data = json.loads(json.dumps(record_json(record, {"scenario": {"name": "x"}})))
+    assert data["format"] == FORMAT
+    assert data["scenario"] == {"name": "x"}
+    again = record_from_json(data)
+    assert again == record
+    assert json.loads(json.dumps(asdict(figures(again)))) == data["figures"]
+
+
+def test_a_json_that_is_not_a_report_is_refused_in_words() -> None:
+    data = record_json(make_record())
+    with pytest.raises(ReportJsonError, match="format"):
+        record_from_json({**data, "format": "other"})
+    broken = json.loads(json.dumps(data))
+    broken["record"]["chats"][3]["outcome"] = "maybe"
+    with pytest.raises(ReportJsonError, match=r"record\.chats\[3\]\.outcome: 'maybe'"):
+        record_from_json(broken)
+    broken = json.loads(json.dumps(data))
+    broken["record"]["healths"] = {"not": "a list"}
+    with pytest.raises(ReportJsonError, match=r"record\.healths: expected a list"):
+        record_from_json(broken)
+
+
+def test_phase_figures_follow_the_replica_points_and_the_chats() -> None:
+    base = make_record()
+    # The make_record HPA: 2 replicas, wants 4 at +100, has them at +101, all Ready at +110;
+    # here it also wants 2 again at +150 and is back at 2 at +165.
+    replicas = (
+        *base.replicas,
+        ReplicaPoint(START + 150, 4, 2, 4),
+        ReplicaPoint(START + 165, 2, 2, 2),
+    )
+    clean = LoadPhase("sustained", 8, START + 90, START + 112, "eight")
+    messy = LoadPhase("burst", 12, START + 0, START + 600)
+    record = replace(base, replicas=replicas, phases=(clean, messy))
+    numbers = figures(record)
+    first, second = numbers.phases
+    assert first.replicas_at_start == 2
+    assert first.desired_up_after_start == pytest.approx(10.0)
+    assert first.scaled_up_to == 4
+    assert first.ready_after_start == pytest.approx(20.0)
+    assert first.desired_down_after_stop == pytest.approx(38.0)
+    assert first.back_to_min_after_stop == pytest.approx(53.0)
+    for phase, numbers_of in ((clean, first), (messy, second)):
+        assert phase.ended_at is not None
+        mine = [
+            c
+            for c in record.chats
+            if c.origin == "load" and phase.started_at <= c.started_at <= phase.ended_at
+        ]
+        assert numbers_of.chats == len(mine)
+        assert numbers_of.ok == sum(1 for c in mine if c.outcome is Outcome.OK)
+        assert numbers_of.failed == sum(1 for c in mine if c.outcome is Outcome.ERROR)
+        assert numbers_of.shed == sum(1 for c in mine if c.outcome is Outcome.SHED)
+    # The whole run had failures; the short phase did not.
+    assert second.failed > 0
+    assert first.failed == 0
+    assert first.ok > 0
+    assert numbers.most_users_without_failure == 8
+    text = render(record, START + 601)
+    rows = table_after(text, "## Load phases and scaling reaction")
+    assert rows["eight"][:2] == ["8", "22 s"]
+    assert rows["eight"][6:] == ["10.0 s", "4", "20.0 s", "38.0 s", "53.0 s"]
+    poster = table_after(text, "## Against the poster")
+    assert poster["concurrent users"][1].startswith("8 users served without failure")
+
+
+def test_the_report_folder_holds_markdown_json_and_the_chart(tmp_path: Path) -> None:
+    record = replace(make_record(), phases=(LoadPhase("burst", 10, START + 5, START + 60),))
+    folder = write_report_folder(
+        record, tmp_path / "r", written_at=START + 601, preface=["**verdict: PASS**"],
+        extra={"scenario": {"passed": True}},
+    )  # fmt: skip
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(START + 601))
+    assert folder == tmp_path / "r" / f"kube-llm-report-{stamp}"
+    assert sorted(p.name for p in folder.iterdir()) == ["report.json", "report.md", "timeline.png"]
+    markdown = (folder / "report.md").read_text()
+    assert markdown.startswith("# kube-llm report\n\n![latency and replicas over time]")
+    assert "**verdict: PASS**" in markdown
+    data = json.loads((folder / "report.json").read_text())
+    assert data["scenario"] == {"passed": True}
+    assert record_from_json(data) == record
+    again = write_report_folder(record, tmp_path / "r", written_at=START + 601)
+    assert again.name == f"kube-llm-report-{stamp}-2"
+
+
+def test_kube_llm_report_rewrites_a_folder_from_its_json(tmp_path: Path) -> None:
+    record = replace(make_record(), phases=(LoadPhase("burst", 10, START + 5, START + 60),))
+    first = write_report_folder(record, tmp_path / "a", written_at=START + 601)
+    assert main(["report", str(first / "report.json"), "--report-dir", str(tmp_path / "b")]) == 0
+    (second,) = (tmp_path / "b").iterdir()
+    old = json.loads((first / "report.json").read_text())
+    new = json.loads((second / "report.json").read_text())
+    assert new == old
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    assert main(["report", str(junk)]) == 2

@@ -1,0 +1,60 @@
+"""The report's chart: its points are the percentiles of the samples, and it draws a PNG."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+
+from tests.tui.test_report import START, make_record
+from tui.charts import bucket_seconds, draw_timeline, latency_series
+from tui.figures import LoadPhase
+from tui.model import Outcome
+from tui.stats import percentile
+
+
+def test_latency_points_are_the_percentiles_of_each_bucket() -> None:
+    record = make_record()
+    step = bucket_seconds(record)
+    assert step == math.ceil((record.ended_at - record.started_at) / 60)
+    series = latency_series(record)
+    assert series
+    # Recompute every point by walking the samples afresh.
+    for point in series:
+        low = record.started_at + point.at - step / 2
+        inside = [
+            c
+            for c in record.chats
+            if c.outcome is Outcome.OK and low <= c.ended_at < low + step and c.ttft is not None
+        ]
+        assert point.chats == len(inside)
+        ttfts = [c.ttft for c in inside if c.ttft is not None]
+        e2es = [c.e2e for c in inside if c.e2e is not None]
+        assert point.ttft_p50 == percentile(ttfts, 50)
+        assert point.ttft_p95 == percentile(ttfts, 95)
+        assert point.e2e_p50 == percentile(e2es, 50)
+        assert point.e2e_p95 == percentile(e2es, 95)
+    ok = sum(1 for c in record.chats if c.outcome is Outcome.OK)
+    assert sum(p.chats for p in series) == ok
+
+
+def test_the_chart_is_a_png_with_phases_and_kills(tmp_path: Path) -> None:
+    record = replace(
+        make_record(),
+        phases=(
+            LoadPhase("sustained", 8, START + 100, START + 400, "sustained 8"),
+            LoadPhase("burst", 10, START + 450, None),
+        ),
+    )
+    path = draw_timeline(record, tmp_path / "deep" / "timeline.png")
+    data = path.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    # 10 x 6 inches at 100 dpi.
+    assert int.from_bytes(data[16:20], "big") == 1000
+    assert int.from_bytes(data[20:24], "big") == 600
+
+
+def test_an_empty_record_still_draws(tmp_path: Path) -> None:
+    record = replace(make_record(), chats=(), replicas=(), recoveries=(), phases=())
+    assert latency_series(record) == ()
+    assert draw_timeline(record, tmp_path / "empty.png").stat().st_size > 0
