@@ -23,11 +23,11 @@ import yaml
 
 from sandbox.api import ApiServer, Authenticator, Faults, create_app
 from sandbox.controllers import (
-    DeploymentController,
     DisruptionController,
     HpaController,
     MetricsCollector,
 )
+from sandbox.deployments import DeploymentController
 from sandbox.kubelet import NODE_IP, NODE_NAME, Kubelet, KubeletConfig
 from sandbox.logs import prepare_run_folder
 from sandbox.pki import make_pki

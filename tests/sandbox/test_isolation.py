@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from sandbox.controllers import DeploymentController, HpaController, MetricsCollector
+from sandbox.controllers import HpaController, MetricsCollector
+from sandbox.deployments import DeploymentController
 from sandbox.isolation import ObjectFailures
 from sandbox.store import DEPLOYMENTS, EVENTS, HPAS, NAMESPACES, PODS, Store
 
