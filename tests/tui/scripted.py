@@ -96,7 +96,9 @@ def snapshot(*pods: PodView, hpa_view: HpaView | None = None, **changes: object)
         connection=Connection.LIVE,
         detail="watching",
         pods=pods,
-        deployment=DeploymentView("llm-backend", "app.kubernetes.io/name=llm-backend", None, 2, 2, 2),
+        deployment=DeploymentView(
+            "llm-backend", "app.kubernetes.io/name=llm-backend", None, 2, 2, 2
+        ),
         hpa=hpa_view if hpa_view is not None else hpa(),
         usage=tuple(
             PodUsage(p.name, 35.0 + 10 * i, (150 + 20 * i) * 2**20, NOW) for i, p in enumerate(pods)
