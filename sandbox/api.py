@@ -48,25 +48,23 @@ from sandbox.bodies import (
     query_dry_run,
     read_body,
 )
-from sandbox.discovery import api_groups, api_resources, unserved
+from sandbox.discovery import api_groups, api_resources
 from sandbox.disruption import begin_pod_deletion
 from sandbox.faults import Faults, fault_changes
 from sandbox.patch import apply_patch
-from sandbox.routing import Target, method_not_allowed, not_found_error, rbac_verb
+from sandbox.routing import Target, method_not_allowed, not_found_error, rbac_verb, resolve_target
 from sandbox.store import (
     DEPLOYMENTS,
     JSON,
-    NAMESPACES,
     PODS,
     ApiError,
     Store,
     bad_request,
     parse_field_selector,
     parse_label_selector,
-    resource_type,
 )
 from sandbox.tables import table, wants_table
-from sandbox.validation import validate
+from sandbox.validation import admit_create, validate
 from sandbox.version import FALLBACK_MINOR, ServedVersion
 from sandbox.watch import WatchOptions, WatchStream
 
@@ -240,7 +238,7 @@ class ApiServer:
                         "resources": resources,
                     }
                 )
-            target = self._target(group, version, parts)
+            target = resolve_target(group, version, parts)
             if target.rt.plural in _SELF_REVIEWS:
                 # Anyone may ask what they may do and who they are (system:basic-user).
                 return await self._review(request, target)
@@ -258,23 +256,6 @@ class ApiServer:
             return await self._handle(request, target)
         except ApiError as error:
             return status_response(error)
-
-    def _target(self, group: str, version: str, parts: list[str]) -> Target:
-        namespace: str | None = None
-        rest = parts
-        if parts[0] == "namespaces" and len(parts) >= 3:
-            namespace, rest = parts[1], parts[2:]
-        rt = resource_type(group, rest[0])
-        name = rest[1] if len(rest) > 1 else None
-        sub = rest[2] if len(rest) > 2 else None
-        if rt is None or rt.version != version:
-            # What kubectl users try most gets a message saying why it is missing here.
-            raise not_found_error(unserved(group, rest[0], namespace))
-        if sub is not None and sub not in rt.subresources:
-            raise not_found_error(unserved(group, f"{rest[0]}/{sub}", namespace))
-        if sub != "proxy" and len(rest) > 3:
-            raise not_found_error()
-        return Target(rt, namespace if rt.namespaced else None, name, sub)
 
     # -- resources -----------------------------------------------------------------------------
 
@@ -311,7 +292,7 @@ class ApiServer:
             return self._list(request, target)
         if request.method == "POST":
             body = await self.json(request)
-            self._admit_new(target, body)
+            admit_create(self.store, target.rt, target.namespace, body)
             created = self.store.create(
                 target.rt, body, target.namespace, dry_run=query_dry_run(request)
             )
@@ -380,27 +361,6 @@ class ApiServer:
         if rt is DEPLOYMENTS and propagation != "Orphan" and not dry:
             self._cascade(deployed=deleted)
         return JSONResponse(deleted)
-
-    def _admit_new(self, target: Target, body: JSON) -> None:
-        """What the API server checks before a create: the namespace and the object."""
-        metadata = body.get("metadata")
-        if isinstance(metadata, dict) and target.rt.namespaced:
-            given = metadata.get("namespace")
-            if given not in (None, "", target.namespace) and target.namespace is not None:
-                raise bad_request(
-                    "the namespace of the provided object does not match the namespace sent "
-                    "on the request"
-                )
-        validate(target.rt, body)
-        if target.rt.namespaced:
-            namespace = target.namespace or (metadata or {}).get("namespace") or "default"
-            if self.store.find(NAMESPACES, "", namespace) is None:
-                raise ApiError(
-                    404,
-                    "NotFound",
-                    f'namespaces "{namespace}" not found',
-                    {"name": namespace, "kind": "namespaces"},
-                )
 
     def _cascade(self, deployed: JSON) -> None:
         """Background cascading deletion: the pods a deleted Deployment owned go too."""

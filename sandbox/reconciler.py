@@ -17,6 +17,7 @@ log = logging.getLogger("sandbox.controllers")
 def set_condition(
     conditions: list[JSON], kind: str, status: bool, reason: str, message: str
 ) -> None:
+    """Set one condition in a list, moving its transition time only when its status changes."""
     text = "True" if status else "False"
     stamp = timestamp()
     for condition in conditions:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from sandbox.store import ApiError, ResourceType
+from sandbox.discovery import unserved
+from sandbox.store import ApiError, ResourceType, resource_type
 
 
 @dataclass(frozen=True)
@@ -47,3 +48,22 @@ def rbac_verb(request: Request, target: Target) -> str:
     if method == "DELETE":
         return "delete" if target.name is not None else "deletecollection"
     return method.lower()
+
+
+def resolve_target(group: str, version: str, parts: list[str]) -> Target:
+    """What the path after `/api/v1` or `/apis/GROUP/VERSION` names; 404 when nothing served."""
+    namespace: str | None = None
+    rest = parts
+    if parts[0] == "namespaces" and len(parts) >= 3:
+        namespace, rest = parts[1], parts[2:]
+    rt = resource_type(group, rest[0])
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    if rt is None or rt.version != version:
+        # What kubectl users try most gets a message saying why it is missing here.
+        raise not_found_error(unserved(group, rest[0], namespace))
+    if sub is not None and sub not in rt.subresources:
+        raise not_found_error(unserved(group, f"{rest[0]}/{sub}", namespace))
+    if sub != "proxy" and len(rest) > 3:
+        raise not_found_error()
+    return Target(rt, namespace if rt.namespaced else None, name, sub)

@@ -29,7 +29,7 @@ from sandbox.field_checks import (
     shown,
 )
 from sandbox.kind_checks import KIND_CHECKS
-from sandbox.store import JSON, ApiError, ResourceType
+from sandbox.store import JSON, NAMESPACES, ApiError, ResourceType, Store, bad_request
 
 MAX_ANNOTATION_BYTES = 256 * 1024
 MAX_OBJECT_BYTES = 1536 * 1024
@@ -137,3 +137,25 @@ def validate(rt: ResourceType, obj: JSON) -> None:
         f"{rt.kind} {shown(name)} is invalid: [{listed}]",
         {"name": name, "group": rt.group, "kind": rt.kind, "causes": causes.items},
     )
+
+
+def admit_create(store: Store, rt: ResourceType, namespace: str | None, body: JSON) -> None:
+    """What the API server checks before a create: the namespace and the object."""
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and rt.namespaced:
+        given = metadata.get("namespace")
+        if given not in (None, "", namespace) and namespace is not None:
+            raise bad_request(
+                "the namespace of the provided object does not match the namespace sent "
+                "on the request"
+            )
+    validate(rt, body)
+    if rt.namespaced:
+        namespace = namespace or (metadata or {}).get("namespace") or "default"
+        if store.find(NAMESPACES, "", namespace) is None:
+            raise ApiError(
+                404,
+                "NotFound",
+                f'namespaces "{namespace}" not found',
+                {"name": namespace, "kind": "namespaces"},
+            )
