@@ -18,7 +18,6 @@ import copy
 from typing import Any
 
 import jsonpatch
-import jsonpointer
 
 from sandbox.bodies import decode
 from sandbox.store import JSON, ApiError, bad_request
@@ -153,7 +152,7 @@ def json_patch(target: JSON, operations: list[JSON]) -> JSON:
         raise ApiError(422, "Invalid", f"the test operation failed: {error}") from None
     except (
         jsonpatch.JsonPatchException,
-        jsonpointer.JsonPointerException,
+        jsonpatch.JsonPointerException,
         KeyError,
         IndexError,
         TypeError,
