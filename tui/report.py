@@ -459,9 +459,9 @@ def write_report_folder(
     stem = f"{name}-" + time.strftime("%Y%m%d-%H%M%S", time.localtime(moment))
     text = render(record, moment)
     title, _, body = text.partition("\n")
-    extra_lines = [*preface, ""] if preface else []
     chart_line = f"![latency and replicas over time]({CHART_NAME})"
-    text = "\n".join([title, "", chart_line, "", *extra_lines]) + body.lstrip("\n")
+    head = [title, "", chart_line, ""] + ([*preface, ""] if preface else [])
+    text = "\n".join(head) + "\n" + body.lstrip("\n")
     data = record_json(record, extra)
     try:
         directory.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,417 @@
+"""Run a parsed scenario on the cockpit's session, then judge its expectations.
+
+Steps run one after the other on the same services the cockpit uses: the load engine (bursts
+wait for their end unless `background`; sustained and rate load run in the background until
+their duration or `stop_load`), the session's kill (evict or force delete, followed by the
+recovery tracker), `tui.rollout` for rollout restarts and scales, and the session's snapshot
+for waits. Each step that can fail (a kill refused, a wait that ran out, a rollout that did not
+finish) gives a `Verdict`, as each expectation does; the scenario passes when all of them hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from tui.figures import CockpitRecord, LoadPhase, figures
+from tui.load import LoadError
+from tui.loadcmd import LoadPlan, run_phase
+from tui.model import ClusterSnapshot, Outcome
+from tui.rollout import DeploymentControl, DeploymentWriteError
+from tui.scenario import (
+    WAIT_CONDITIONS,
+    Expectation,
+    Scenario,
+    Step,
+    describe_expectation,
+    describe_step,
+)
+from tui.session import Session
+
+_POLL = 0.2
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether one expectation (or one step that can fail) held, and by how much."""
+
+    source: str
+    """`expect` or `step`."""
+    line: int
+    what: str
+    held: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class StepWindow:
+    """When one step ran: from its start to its end (a rollout: until every pod was replaced)."""
+
+    kind: str
+    line: int
+    started_at: float
+    ended_at: float
+
+
+@dataclass(frozen=True)
+class ScenarioResult:
+    """What came of a scenario: the record of the run, the verdicts, and whether it stopped."""
+
+    name: str
+    record: CockpitRecord
+    verdicts: tuple[Verdict, ...]
+    windows: tuple[StepWindow, ...]
+    aborted: str | None = None
+    """Why the steps stopped early (a 403 on a rollout restart, say), if they did."""
+
+    @property
+    def passed(self) -> bool:
+        """Every step and expectation held, and every step ran."""
+        return self.aborted is None and all(v.held for v in self.verdicts)
+
+
+class ScenarioAborted(Exception):
+    """A step that cannot run at all (not a measurement that failed)."""
+
+
+def _ready(snapshot: ClusterSnapshot) -> int:
+    return sum(1 for p in snapshot.pods if p.ready and not p.terminating)
+
+
+class ScenarioRunner:
+    """Runs one scenario's steps on a session; `run()` returns the result."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        session: Session,
+        control: DeploymentControl | None,
+        log: Callable[[str], None] = lambda line: None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """Run `scenario` on `session`; `control` writes to the Deployment (None: no writes)."""
+        self.scenario = scenario
+        self.session = session
+        self.control = control
+        self.log = log
+        self.clock = clock
+        self.verdicts: list[Verdict] = []
+        self.windows: list[StepWindow] = []
+        self.phases: list[LoadPhase] = []
+        self.notes: list[tuple[float, str]] = []
+        self._load: list[asyncio.Task[LoadPhase]] = []
+        self._started = clock()
+
+    async def run(self) -> ScenarioResult:
+        """Every step, then the expectations on what was recorded."""
+        aborted = None
+        try:
+            for step in self.scenario.steps:
+                self.log(
+                    f"[+{self.clock() - self._started:6.1f} s] line {step.line}: "
+                    f"{describe_step(step)}"
+                )
+                await self._step(step)
+        except (ScenarioAborted, DeploymentWriteError, LoadError) as error:
+            aborted = f"line {step.line}: {error}"
+            self.log(f"stopped: {aborted}")
+        finally:
+            await self._stop_load()
+        record = self.session.record()
+        record = dataclasses.replace(
+            record,
+            phases=tuple(sorted(self.phases, key=lambda p: p.started_at)),
+            events=tuple(sorted([*record.events, *self.notes])),
+        )
+        verdicts = [*self.verdicts]
+        if aborted is None:
+            verdicts += [self._judge(e, record) for e in self.scenario.expectations]
+        return ScenarioResult(
+            self.scenario.name, record, tuple(verdicts), tuple(self.windows), aborted
+        )
+
+    # -- steps --------------------------------------------------------------------------
+
+    async def _step(self, step: Step) -> None:
+        get = step.get
+        started = self.clock()
+        match step.kind:
+            case "burst":
+                plan = LoadPlan(users=get("users"), chats_per_user=get("chats_per_user"))
+                if get("background"):
+                    self._background(plan)
+                else:
+                    self.phases.append(await run_phase(self.session, plan, self.clock))
+            case "sustained":
+                self._background(LoadPlan(users=get("users"), duration=get("duration")))
+            case "rate":
+                plan = LoadPlan(
+                    users=get("users"), duration=get("duration"), rate=get("per_second")
+                )
+                self._background(plan)
+            case "stop_load":
+                await self._stop_load()
+            case "sleep":
+                await asyncio.sleep(get("seconds"))
+            case "evict" | "kill":
+                await self._kill(step, force=step.kind == "kill")
+            case "rollout_restart":
+                await self._rollout(step)
+            case "scale":
+                await self._writer().scale(get("replicas"))
+                self.notes.append((started, f"scaled deployment to {get('replicas')} replicas"))
+            case "wait_for":
+                await self._wait_for(step)
+        self.windows.append(StepWindow(step.kind, step.line, started, self.clock()))
+
+    def _background(self, plan: LoadPlan) -> None:
+        plan.check()
+        self._load.append(asyncio.create_task(run_phase(self.session, plan, self.clock)))
+
+    async def _stop_load(self) -> None:
+        if not self._load:
+            return
+        await self.session.load.stop()
+        tasks, self._load = self._load, []
+        for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(outcome, LoadPhase):
+                self.phases.append(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+
+    def _writer(self) -> DeploymentControl:
+        if self.control is None:
+            raise ScenarioAborted("this run cannot write to the Deployment")
+        return self.control
+
+    async def _kill(self, step: Step, *, force: bool) -> None:
+        wanted = step.get("pod")
+        pod = self.session.plan_kill(None if wanted == "random" else wanted).pod
+        if wanted != "random" and pod != wanted:
+            pod = None
+        what = describe_step(step)
+        if pod is None:
+            missing = "no Ready pod to kill" if wanted == "random" else f"no pod {wanted} alive"
+            self.verdicts.append(Verdict("step", step.line, what, False, missing))
+            return
+        result = await self.session.kill(pod, force=force)
+        if not result.ok:
+            self.verdicts.append(Verdict("step", step.line, what, False, result.message))
+
+    async def _rollout(self, step: Step) -> None:
+        before = {p.name for p in self.session.snapshot.pods if not p.terminating}
+        requested = self.clock()
+        stamp = await self._writer().restart(requested)
+        self.notes.append((requested, f"rollout restart (restartedAt {stamp})"))
+        within = step.get("within")
+        deadline = requested + within
+
+        def done(snapshot: ClusterSnapshot) -> bool:
+            # Replaced: none of the old pods is left (not even terminating), and every pod is
+            # Ready, as many as before.
+            names = {p.name for p in snapshot.pods}
+            fresh = [p for p in snapshot.pods if p.name not in before]
+            return (
+                not names & before
+                and len(fresh) >= len(before)
+                and all(p.ready and not p.terminating for p in fresh)
+            )
+
+        while not done(self.session.snapshot):
+            if self.clock() > deadline:
+                self.verdicts.append(
+                    Verdict(
+                        "step",
+                        step.line,
+                        describe_step(step),
+                        False,
+                        f"the pods were not all replaced and Ready within {within:g} s",
+                    )
+                )
+                return
+            await asyncio.sleep(_POLL)
+        took = self.clock() - requested
+        self.notes.append((self.clock(), f"rollout restart done in {took:.1f} s"))
+        self.log(f"rollout restart done in {took:.1f} s")
+
+    async def _wait_for(self, step: Step) -> None:
+        within = step.get("within")
+        condition = next(name for name in WAIT_CONDITIONS if step.get(name) is not None)
+        wanted: int = step.get(condition)
+        words = "Ready pods" if condition == "ready_pods" else "HPA current replicas"
+
+        def value(snapshot: ClusterSnapshot) -> int:
+            if condition == "ready_pods":
+                return _ready(snapshot)
+            return snapshot.hpa.current_replicas if snapshot.hpa else -1
+
+        def met(seen: int) -> bool:
+            if condition == "replicas_at_most":
+                return 0 <= seen <= wanted
+            return seen >= wanted
+
+        started = self.clock()
+        while not met(seen := value(self.session.snapshot)):
+            if self.clock() - started > within:
+                self.verdicts.append(
+                    Verdict(
+                        "step",
+                        step.line,
+                        describe_step(step),
+                        False,
+                        f"{words} {seen} after {within:g} s, not {wanted}",
+                    )
+                )
+                return
+            await asyncio.sleep(_POLL)
+        took = self.clock() - started
+        self.verdicts.append(
+            Verdict(
+                "step",
+                step.line,
+                describe_step(step),
+                True,
+                f"{words} {seen} after {took:.1f} s ({within - took:.1f} s to spare)",
+            )
+        )
+
+    # -- expectations -------------------------------------------------------------------
+
+    def _judge(self, expectation: Expectation, record: CockpitRecord) -> Verdict:
+        held, detail = judge(expectation, record, tuple(self.windows))
+        return Verdict("expect", expectation.line, describe_expectation(expectation), held, detail)
+
+
+def _below(name: str, value: float | None, limit: float, unit: str = "s") -> tuple[bool, str]:
+    if value is None:
+        return False, f"no {name} measured"
+    scale, fmt = (1000.0, "ms") if unit == "ms" else (1.0, unit)
+    shown = f"{name} {value * scale:.3f} {fmt}"
+    margin = (limit - value) * scale
+    if value < limit:
+        return True, f"{shown}, {margin:.3f} {fmt} under the limit"
+    return False, f"{shown}, {-margin:.3f} {fmt} over the limit"
+
+
+def judge(
+    expectation: Expectation, record: CockpitRecord, windows: tuple[StepWindow, ...]
+) -> tuple[bool, str]:
+    """Whether one expectation held on `record`, and the words saying by how much."""
+    numbers = figures(record)
+    get = expectation.get
+    match expectation.kind:
+        case "ttft_p95_below":
+            return _below("TTFT p95", numbers.chats.ttft.p95, get("seconds"))
+        case "e2e_p95_below":
+            return _below("end-to-end p95", numbers.chats.end_to_end.p95, get("seconds"))
+        case "health_p50_below":
+            return _below("health p50", numbers.health.p50, get("seconds"), "ms")
+        case "failures_below_percent":
+            chats = numbers.chats
+            if not chats.requests:
+                return False, "no chat was sent"
+            share = chats.failed * 100 / chats.requests
+            limit = get("percent")
+            words = f"{chats.failed} of {chats.requests} chats failed ({share:.2f} %)"
+            if share < limit:
+                return True, f"{words}, {limit - share:.2f} points under {limit:g} %"
+            return False, f"{words}, {share - limit:.2f} points over {limit:g} %"
+        case "failures_at_most":
+            failed = numbers.chats.failed + numbers.health.failures
+            limit = get("count")
+            words = (
+                f"{numbers.chats.failed} of {numbers.chats.requests} chats and "
+                f"{numbers.health.failures} of {numbers.health.checks} health checks failed"
+            )
+            if failed <= limit:
+                return True, f"{words}, {limit - failed} under the allowed {limit}"
+            return False, f"{words}, {failed - limit} over the allowed {limit}"
+        case "recovery_below":
+            return _recovery(record, get("seconds"))
+        case "replicas_reach":
+            return _replicas_reach(record, get("replicas"), get("within"))
+        case "replicas_return":
+            return _replicas_return(record, get("replicas"), get("within"))
+        case "no_failures_during":
+            return _no_failures_during(record, windows, get("step"))
+    raise ValueError(f"unknown expectation {expectation.kind!r}")  # pragma: no cover
+
+
+def _recovery(record: CockpitRecord, limit: float) -> tuple[bool, str]:
+    kills = [t for t in record.recoveries if t.refused is None]
+    if not kills:
+        return False, "no pod was killed: no recovery to measure"
+    times = [t.recovery_seconds for t in kills]
+    if any(t is None for t in times):
+        missing = sum(1 for t in times if t is None)
+        return False, f"{missing} of {len(kills)} kills had no replacement Ready"
+    worst = max(t for t in times if t is not None)
+    words = f"worst of {len(kills)}: {worst:.1f} s to the replacement Ready"
+    if worst < limit:
+        return True, f"{words}, {limit - worst:.1f} s under {limit:g} s"
+    return False, f"{words}, {worst - limit:.1f} s over {limit:g} s"
+
+
+def _replicas_reach(record: CockpitRecord, wanted: int, within: float) -> tuple[bool, str]:
+    start = min((p.started_at for p in record.phases), default=record.started_at)
+    points = sorted(record.replicas, key=lambda p: p.at)
+    reached = next((p for p in points if p.current >= wanted and p.at <= start + within), None)
+    if reached is not None:
+        after = max(0.0, reached.at - start)
+        return True, f"{reached.current} replicas {after:.1f} s after the load began " + (
+            f"({within - after:.1f} s to spare)"
+        )
+    peak = max((p.current for p in points if p.at <= start + within), default=0)
+    return False, f"at most {peak} replicas within {within:g} s of the load's start, not {wanted}"
+
+
+def _replicas_return(record: CockpitRecord, wanted: int, within: float) -> tuple[bool, str]:
+    ends = [p.ended_at for p in record.phases if p.ended_at is not None]
+    if not ends:
+        return False, "no load phase ended"
+    stop = max(ends)
+    points = sorted(record.replicas, key=lambda p: p.at)
+    back = next((p for p in points if stop <= p.at <= stop + within and p.current <= wanted), None)
+    if back is None:
+        last = [p.current for p in points if p.at <= stop + within]
+        now = last[-1] if last else "unknown"
+        return False, f"still {now} replicas {within:g} s after the load stopped, not {wanted}"
+    after = back.at - stop
+    return True, f"{back.current} replicas {after:.1f} s after the load stopped " + (
+        f"({within - after:.1f} s to spare)"
+    )
+
+
+def _no_failures_during(
+    record: CockpitRecord, windows: tuple[StepWindow, ...], kind: str
+) -> tuple[bool, str]:
+    spans: list[tuple[float, float]] = []
+    if kind in {"kill", "evict"}:
+        action = "delete" if kind == "kill" else "evict"
+        for timeline in record.recoveries:
+            if timeline.action == action and timeline.refused is None:
+                end = timeline.replacement_ready_at or timeline.closed_at or record.ended_at
+                spans.append((timeline.requested_at, end))
+    else:
+        spans = [(w.started_at, w.ended_at) for w in windows if w.kind == kind]
+    if not spans:
+        return False, f"no {kind} step ran: nothing to judge"
+    during = [
+        c for c in record.chats if any(c.started_at <= e and c.ended_at >= s for s, e in spans)
+    ]
+    if not during:
+        return False, f"no chat overlapped the {kind}: nothing was measured"
+    failed = [c for c in during if c.outcome is Outcome.ERROR]
+    shed = sum(1 for c in during if c.outcome is Outcome.SHED)
+    seconds = sum(e - s for s, e in spans)
+    words = f"{len(during)} chats during {seconds:.1f} s of {kind}, {shed} shed (429)"
+    if failed:
+        kinds = sorted({c.error_kind or "error" for c in failed})
+        return False, f"{len(failed)} failed ({', '.join(kinds)}) of {words}"
+    return True, f"0 failed of {words}"
+
+
+__all__ = ["ScenarioResult", "ScenarioRunner", "StepWindow", "Verdict", "judge"]
