@@ -38,6 +38,21 @@ every process it started.
 """
 
 
+class EscapingFormatter(logging.Formatter):
+    """Log lines with control characters escaped: a name, path or message a client chose
+    (an escape sequence in a URL, say) must never reach the terminal raw."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The formatted record, tracebacks included, with control characters as `\\xNN`."""
+        text = super().format(record)
+        return "".join(
+            char
+            if char in "\n\t" or (char.isprintable() and char != "\x7f")
+            else f"\\x{ord(char):02x}"
+            for char in text
+        )
+
+
 def parse_args(argv: list[str] | None = None) -> SandboxOptions:
     """Command-line options."""
     parser = argparse.ArgumentParser(
@@ -209,7 +224,9 @@ async def _serve_locked(options: SandboxOptions, lock: StateLock) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m sandbox` and `kube-llm sandbox`."""
     options = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
     return asyncio.run(serve(options))
 
 

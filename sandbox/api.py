@@ -495,7 +495,7 @@ def create_app(server: ApiServer) -> ASGIApp:
 
     async def internal(request: Request, exc: Exception) -> Response:
         # A bug, not the caller's mistake; it is logged (with its traceback) by the server.
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        log.error("unhandled error on %s %r", request.method, request.url.path, exc_info=exc)
         return status_response(
             ApiError(500, "InternalError", f"Internal error occurred: {type(exc).__name__}")
         )

@@ -102,3 +102,24 @@ def test_each_run_gets_a_folder_and_only_the_last_few_stay(tmp_path: Path) -> No
     assert folder.name in runs
     assert (root / "latest").resolve() == folder.resolve()
     assert not list(root.glob("*.log"))
+
+
+def test_the_sandbox_log_escapes_control_characters() -> None:
+    import logging
+
+    from sandbox.__main__ import EscapingFormatter
+
+    formatter = EscapingFormatter("%(levelname)s %(message)s")
+    try:
+        raise KeyError("\x1b]0;title\x07")
+    except KeyError:
+        import sys
+
+        record = logging.LogRecord(
+            "sandbox", logging.ERROR, __file__, 1, "pod %s", ("x\x1b[31m",), sys.exc_info()
+        )
+    text = formatter.format(record)
+    assert "\x1b" not in text
+    assert "\x07" not in text
+    assert "x\\x1b[31m" in text
+    assert "\n" in text  # the traceback keeps its lines
