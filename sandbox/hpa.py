@@ -48,6 +48,7 @@ from typing import Any
 from sandbox.hpa_behavior import (
     Conditions,
     HPAHistory,
+    Rules,
     behavior_rules,
     normalize_legacy,
     normalize_with_behavior,
@@ -233,65 +234,32 @@ def decide(
         rescale_reason = "Current number of replicas below Spec.MinReplicas"
         desired = min_replicas
     else:
-        tolerances = Tolerances(
-            config.tolerance
-            if behavior is None or down_rules.tolerance is None
-            else down_rules.tolerance,
-            config.tolerance
-            if behavior is None or up_rules.tolerance is None
-            else up_rules.tolerance,
-        )
-        metrics = list(spec.get("metrics") or [])
         # The metrics API is asked with the target's selector: only these pods' samples count.
         known = {pod.name for pod in pods}
-        usage = {name: sample for name, sample in usage.items() if name in known}
-        best = 0
-        best_name = ""
-        invalid = 0
-        first_error: MetricOutcome | None = None
-        for metric in metrics:
-            outcome = compute_metric(
-                metric,
-                spec_replicas=current_replicas,
-                pods=pods,
-                usage=usage,
-                namespace=namespace,
-                now=now,
-                tolerances=tolerances,
-                config=config,
-            )
-            metric_statuses.append(outcome.status)
-            if outcome.replicas is None:
-                invalid += 1
-                first_error = first_error or outcome
-                continue
-            if best == 0 or outcome.replicas > best:
-                best, best_name = outcome.replicas, outcome.name
-        if invalid >= len(metrics) or (invalid > 0 and best < current_replicas):
-            if first_error is not None:
-                conditions.set(
-                    "ScalingActive",
-                    False,
-                    first_error.error_reason or "FailedGetResourceMetric",
-                    f"the HPA was unable to compute the replica count: {first_error.error}",
-                )
-            else:
-                conditions.set(
-                    "ScalingActive",
-                    False,
-                    "InvalidMetricSourceType",
-                    "the HPA was unable to compute the replica count: no metrics in the spec",
-                )
+        proposal = _propose(
+            list(spec.get("metrics") or []),
+            spec_replicas=current_replicas,
+            pods=pods,
+            usage={name: sample for name, sample in usage.items() if name in known},
+            namespace=namespace,
+            now=now,
+            tolerances=_tolerances(behavior, up_rules, down_rules, config),
+            config=config,
+        )
+        metric_statuses = list(proposal.statuses)
+        if proposal.failure is not None:
+            conditions.set("ScalingActive", False, *proposal.failure)
             return _finish(
                 current_replicas,
                 current_replicas,
                 False,
                 None,
-                tuple(metric_statuses),
+                proposal.statuses,
                 conditions,
                 "",
                 False,
             )
+        best, best_name = proposal.replicas, proposal.name
         conditions.set(
             "ScalingActive",
             True,
@@ -348,6 +316,78 @@ def decide(
         rescale_reason,
         metrics_valid,
     )
+
+
+@dataclass(frozen=True)
+class _Proposal:
+    """The largest proposal over the spec's metrics, or why there is none."""
+
+    statuses: tuple[dict[str, Any], ...]
+    replicas: int
+    name: str
+    failure: tuple[str, str] | None
+    """(reason, message) of ScalingActive False when the metrics allow no decision."""
+
+
+def _tolerances(
+    behavior: Mapping[str, Any] | None, up_rules: Rules, down_rules: Rules, config: HPAConfig
+) -> Tolerances:
+    """The down and up tolerances: the behaviour's (1.33+) where set, else the controller's."""
+    return Tolerances(
+        config.tolerance
+        if behavior is None or down_rules.tolerance is None
+        else down_rules.tolerance,
+        config.tolerance if behavior is None or up_rules.tolerance is None else up_rules.tolerance,
+    )
+
+
+def _propose(
+    metrics: Sequence[Mapping[str, Any]],
+    *,
+    spec_replicas: int,
+    pods: Sequence[PodState],
+    usage: Mapping[str, PodSample],
+    namespace: str,
+    now: float,
+    tolerances: Tolerances,
+    config: HPAConfig,
+) -> _Proposal:
+    """Every metric's proposal; the largest wins. As upstream, failed metrics block a decision
+    when all fail, or when the others would scale down (a scale-up still goes ahead)."""
+    statuses: list[dict[str, Any]] = []
+    best, best_name, invalid = 0, "", 0
+    first_error: MetricOutcome | None = None
+    for metric in metrics:
+        outcome = compute_metric(
+            metric,
+            spec_replicas=spec_replicas,
+            pods=pods,
+            usage=usage,
+            namespace=namespace,
+            now=now,
+            tolerances=tolerances,
+            config=config,
+        )
+        statuses.append(outcome.status)
+        if outcome.replicas is None:
+            invalid += 1
+            first_error = first_error or outcome
+            continue
+        if best == 0 or outcome.replicas > best:
+            best, best_name = outcome.replicas, outcome.name
+    failure: tuple[str, str] | None = None
+    if invalid >= len(metrics) or (invalid > 0 and best < spec_replicas):
+        if first_error is not None:
+            failure = (
+                first_error.error_reason or "FailedGetResourceMetric",
+                f"the HPA was unable to compute the replica count: {first_error.error}",
+            )
+        else:
+            failure = (
+                "InvalidMetricSourceType",
+                "the HPA was unable to compute the replica count: no metrics in the spec",
+            )
+    return _Proposal(tuple(statuses), best, best_name, failure)
 
 
 def _finish(
