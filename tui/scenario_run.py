@@ -32,6 +32,8 @@ from tui.scenario import (
 from tui.session import Session
 
 _POLL = 0.2
+_KILL_SEEN_WITHIN = 10.0
+"""Seconds a kill step waits for the watch to show its pod going."""
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,15 @@ class ScenarioRunner:
         result = await self.session.kill(pod, force=force)
         if not result.ok:
             self.verdicts.append(Verdict("step", step.line, what, False, result.message))
+            return
+        # The step ends once the watch shows the pod going, so a `wait_for` after it judges
+        # the cluster after the kill, not a snapshot from just before it.
+        deadline = self.clock() + _KILL_SEEN_WITHIN
+        while self.clock() < deadline:
+            seen = self.session.snapshot.pod(pod)
+            if seen is None or seen.terminating or not seen.ready:
+                return
+            await asyncio.sleep(_POLL)
 
     async def _rollout(self, step: Step) -> None:
         before = {p.name for p in self.session.snapshot.pods if not p.terminating}
@@ -234,8 +245,17 @@ class ScenarioRunner:
                 return
             await asyncio.sleep(_POLL)
         took = self.clock() - requested
-        self.notes.append((self.clock(), f"rollout restart done in {took:.1f} s"))
-        self.log(f"rollout restart done in {took:.1f} s")
+        replaced = f"{len(before)} pods replaced, all Ready, in {took:.1f} s"
+        self.notes.append((self.clock(), f"rollout restart done: {replaced}"))
+        self.verdicts.append(
+            Verdict(
+                "step",
+                step.line,
+                describe_step(step),
+                True,
+                f"{replaced} ({within - took:.1f} s to spare)",
+            )
+        )
 
     async def _wait_for(self, step: Step) -> None:
         within = step.get("within")

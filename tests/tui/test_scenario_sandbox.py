@@ -1,0 +1,205 @@
+"""Scenarios end to end: `kube-llm scenario run` on a real sandbox with the fake engine.
+
+`poster.yaml` as shipped must pass here within the test budget (the sandbox's HPA syncs every
+second; its scale-down window is 30 s). Every step kind runs against the sandbox; a rollout
+restart with the cockpit's own context is refused with words that say what to do; a failing
+expectation exits 1 and says which; every figure of the written report recomputes from its JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sandbox.harness import ROOT, RunningSandbox, fake_engine_cmd, start_sandbox
+from tui.figures import figures
+from tui.reportjson import record_from_json, record_json
+from tui.run import DEMO_CONTEXT
+
+pytestmark = pytest.mark.slow
+ADMIN_CONTEXT = "kube-llm-sandbox"
+"""The sandbox kubeconfig's own context: allowed to patch the Deployment."""
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox]:
+    """A sandbox whose engines burn CPU per token (load moves the HPA); HPA sync every 1 s."""
+    running = start_sandbox(
+        tmp_path_factory.mktemp("scenario"),
+        "--hpa-sync-seconds",
+        "1",
+        engine_cmd=fake_engine_cmd(busy_ms_per_token=8, tokens=16, token_delay=0.01),
+    )
+    yield running
+    assert running.stop() == 0
+
+
+def run(
+    sandbox: RunningSandbox, scenario: Path, tmp_path: Path, context: str = DEMO_CONTEXT
+) -> tuple[int, dict[str, Any], str]:
+    """`kube-llm scenario run SCENARIO --json`: exit code, the JSON printed, stderr."""
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "tui", "scenario", "run", str(scenario),
+            "--kubeconfig", str(sandbox.kubeconfig), "--context", context,
+            "--report-dir", str(tmp_path / "reports"), "--json",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert "Traceback" not in result.stderr, result.stderr
+    data: dict[str, Any] = json.loads(result.stdout) if result.stdout.strip() else {}
+    return result.returncode, data, result.stderr
+
+
+def stored(data: dict[str, Any]) -> dict[str, Any]:
+    """The report folder's JSON, checked: its figures are those of its samples."""
+    folder = Path(data["report"])
+    assert sorted(p.name for p in folder.iterdir()) == ["report.json", "report.md", "timeline.png"]
+    report: dict[str, Any] = json.loads((folder / "report.json").read_text())
+    record = record_from_json(report)
+    assert record_json(record)["figures"] == report["figures"]
+    assert report["scenario"]["verdicts"] == data["verdicts"]
+    return report
+
+
+def scenario_file(tmp_path: Path, text: str) -> Path:
+    """A scenario written for one test."""
+    path = tmp_path / "scenario.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_poster_passes_on_the_sandbox(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    began = time.monotonic()
+    code, data, stderr = run(sandbox, ROOT / "scenarios" / "poster.yaml", tmp_path)
+    took = time.monotonic() - began
+    assert code == 0, (data, stderr, sandbox.diagnosis())
+    assert data["passed"] is True
+    assert took < 150, f"poster.yaml took {took:.0f} s"
+    kinds = [(v["source"], v["line"]) for v in data["verdicts"]]
+    # Three waits (up, the replacement, back down), then the five expectations, in file order.
+    assert kinds == [
+        ("step", 18), ("step", 20), ("step", 23),
+        ("expect", 25), ("expect", 26), ("expect", 27), ("expect", 28), ("expect", 29),
+    ]  # fmt: skip
+    record = record_from_json(stored(data))
+    numbers = figures(record)
+    assert numbers.chats.failed == 0
+    assert numbers.health.failures == 0
+    assert numbers.most_users_without_failure == 10
+    (kill,) = record.recoveries
+    assert kill.action == "evict"
+    assert kill.recovery_seconds is not None
+    assert kill.recovery_seconds < 30
+    assert [p.kind for p in record.phases] == ["burst", "sustained"]
+    sustained = numbers.phases[1]
+    assert sustained.back_to_min_after_stop is not None
+    assert max(p.current for p in record.replicas) >= 3
+
+
+def test_every_step_kind_runs_on_the_sandbox(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    scenario = scenario_file(
+        tmp_path,
+        "name: steps\n"
+        "settings: {max_tokens: 8, first_chat_wait: 2}\n"
+        "steps:\n"
+        "  - rate: {per_second: 4, duration: 3, users: 4}\n"
+        "  - burst: {users: 2, chats_per_user: 2, background: true}\n"
+        "  - sleep: 0.5\n"
+        "  - kill: {}\n"
+        "  - wait_for: {ready_pods: 2, within: 45}\n"
+        "  - evict: {}\n"
+        "  - wait_for: {ready_pods: 2, within: 45}\n"
+        "  - stop_load: {}\n"
+        "  - scale: {replicas: 3}\n"
+        "  - wait_for: {replicas: 3, within: 30}\n",
+    )
+    code, data, stderr = run(sandbox, scenario, tmp_path, context=ADMIN_CONTEXT)
+    assert code == 0, (data["verdicts"], stderr)
+    assert [v["held"] for v in data["verdicts"]] == [True, True, True]
+    report = stored(data)
+    record = record_from_json(report)
+    assert sorted(t.action for t in record.recoveries) == ["delete", "evict"]
+    assert sorted(p.kind for p in record.phases) == ["burst", "rate"]
+    burst = next(p for p in record.phases if p.kind == "burst")
+    assert sum(1 for c in record.chats if c.started_at >= burst.started_at) >= 4
+    assert any("scaled deployment to 3 replicas" in text for _, text in record.events)
+    kinds = [w["kind"] for w in data["windows"]]
+    assert kinds == [
+        "rate", "burst", "sleep", "kill", "wait_for", "evict", "wait_for", "stop_load", "scale",
+        "wait_for",
+    ]  # fmt: skip
+
+
+def test_a_rollout_restart_with_the_cockpits_role_says_what_to_do(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    scenario = scenario_file(
+        tmp_path, "name: restart\nsteps:\n  - sleep: 0.1\n  - rollout_restart: {}\n"
+    )
+    code, data, _ = run(sandbox, scenario, tmp_path, context=DEMO_CONTEXT)
+    assert code == 2
+    assert data["passed"] is False
+    aborted = data["aborted"]
+    assert aborted.startswith("line 4: 403: context 'kube-llm-sandbox-cockpit' may not patch")
+    assert "The cockpit's Role does not allow it" in aborted
+    assert "`kube-llm-sandbox`" in aborted
+
+
+def test_the_rolling_update_fails_no_request(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    code, data, stderr = run(
+        sandbox, ROOT / "scenarios" / "rolling-update.yaml", tmp_path, context=ADMIN_CONTEXT
+    )
+    assert code == 0, (data, stderr)
+    restart, during, total = data["verdicts"]
+    assert restart["held"]
+    assert "pods replaced, all Ready" in restart["detail"]
+    assert during["detail"].startswith("0 failed of ")
+    record = record_from_json(stored(data))
+    window = next(w for w in data["windows"] if w["kind"] == "rollout_restart")
+    overlapping = [
+        c for c in record.chats
+        if c.started_at <= window["ended_at"] and c.ended_at >= window["started_at"]
+    ]  # fmt: skip
+    assert f"0 failed of {len(overlapping)} chats" in during["detail"]
+    assert total["held"]
+
+
+def test_a_failing_expectation_exits_1_and_says_which(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    scenario = scenario_file(
+        tmp_path,
+        "name: too-strict\n"
+        "settings: {max_tokens: 8}\n"
+        "steps:\n"
+        "  - burst: {users: 2, chats_per_user: 1}\n"
+        "expect:\n"
+        "  - ttft_p95_below: 0.000001\n"
+        "  - failures_at_most: 0\n",
+    )
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "tui", "scenario", "run", str(scenario),
+            "--kubeconfig", str(sandbox.kubeconfig), "--context", DEMO_CONTEXT,
+            "--report-dir", str(tmp_path / "reports"),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("FAIL  line 6   chat TTFT p95 below 1e-06 s: TTFT p95 ")
+    assert lines[0].endswith("s over the limit")
+    assert lines[1].startswith("PASS  line 7   at most 0 failed chats and health checks")
+    assert lines[2] == "scenario too-strict: FAILED"
+    folder = Path(lines[3].removeprefix("report: "))
+    markdown = (folder / "report.md").read_text()
+    assert "## Scenario too-strict: FAILED" in markdown
+    assert "| **no** | 6 | chat TTFT p95 below 1e-06 s |" in markdown
