@@ -7,7 +7,7 @@ bearer tokens and token files, client certificates and keys, CA files or data,
 `insecure-skip-tls-verify`, `tls-server-name`, proxies and exec plugins. Nothing here speaks TLS.
 
 A `ClusterTarget` never shows its credentials: they live in a `Credentials` holder whose repr
-hides them, so a target can be printed, logged or put in a snapshot (RELIABILITY.md T6).
+hides them, so a target can be printed, logged or put in a snapshot (docs/reliability.md, T6).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""RELIABILITY.md M2-M13 and M15 as functions that list violations.
+"""docs/reliability.md M2-M13 and M15 as functions that list violations.
 
 Each check takes the rendered objects of one kustomize target and returns a list of
 human-readable violations (empty = the rule holds). Keeping the checks separate from the tests

@@ -1,4 +1,4 @@
-"""RELIABILITY.md M2-M13 on the rendered objects (loaded with pyyaml), for the base and every
+"""docs/reliability.md M2-M13 on the rendered objects (loaded with pyyaml), for the base and every
 overlay; each rule also runs once on a deliberately broken copy to show it can fail."""
 
 from __future__ import annotations
