@@ -21,7 +21,7 @@ A scenario is YAML (see `scenarios/*.yaml`)::
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,9 @@ class Scenario:
     max_tokens: int = 64
     ready_timeout: float = 60.0
     first_chat_wait: float = 15.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    recovery_wait: float = 60.0
+    """After the steps, how long each kill's replacement may take to be Ready before the
+    record is taken."""
 
     @property
     def needs_deployment_writes(self) -> bool:
@@ -149,6 +151,7 @@ SETTINGS: dict[str, Param] = {
     "max_tokens": Param(int, False, 64, 1, 1024),
     "ready_timeout": Param(float, False, 60.0, 1, 600),
     "first_chat_wait": Param(float, False, 15.0, 0, 300),
+    "recovery_wait": Param(float, False, 60.0, 0, 600),
 }
 
 _TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
@@ -362,6 +365,7 @@ def parse_scenario(text: str, path: Path) -> Scenario:
         max_tokens=settings["max_tokens"],
         ready_timeout=settings["ready_timeout"],
         first_chat_wait=settings["first_chat_wait"],
+        recovery_wait=settings["recovery_wait"],
     )
 
 

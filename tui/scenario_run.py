@@ -122,6 +122,8 @@ class ScenarioRunner:
             self.log(f"stopped: {aborted}")
         finally:
             await self._stop_load()
+        if aborted is None:
+            await self._settle_recoveries()
         record = self.session.record()
         record = dataclasses.replace(
             record,
@@ -168,6 +170,24 @@ class ScenarioRunner:
             case "wait_for":
                 await self._wait_for(step)
         self.windows.append(StepWindow(step.kind, step.line, started, self.clock()))
+
+    async def _settle_recoveries(self) -> None:
+        """Give each kill's replacement time to become Ready (or be removed) before the record
+        is taken, so a kill late in the scenario still has its recovery measured."""
+        deadline = self.clock() + self.scenario.recovery_wait
+        while self.clock() < deadline:
+            self.session.tick()
+            waiting = [
+                t
+                for t in self.session.tracker.active
+                if t.replacement_ready_at is None and t.replacement_removed_at is None
+            ]
+            if not waiting:
+                return
+            await asyncio.sleep(_POLL)
+        self.log(
+            f"some kills had no replacement Ready {self.scenario.recovery_wait:g} s after the steps"
+        )
 
     def _background(self, plan: LoadPlan) -> None:
         plan.check()
@@ -378,13 +398,22 @@ def _recovery(record: CockpitRecord, limit: float) -> tuple[bool, str]:
 def _replicas_reach(record: CockpitRecord, wanted: int, within: float) -> tuple[bool, str]:
     start = min((p.started_at for p in record.phases), default=record.started_at)
     points = sorted(record.replicas, key=lambda p: p.at)
-    reached = next((p for p in points if p.current >= wanted and p.at <= start + within), None)
+    before = [p for p in points if p.at <= start]
+    if before and before[-1].current >= wanted:
+        return False, (
+            f"already {before[-1].current} replicas when the load began: nothing measured "
+            "(wait for the replicas to come down first)"
+        )
+    reached = next(
+        (p for p in points if start <= p.at <= start + within and p.current >= wanted), None
+    )
     if reached is not None:
         after = max(0.0, reached.at - start)
         return True, f"{reached.current} replicas {after:.1f} s after the load began " + (
             f"({within - after:.1f} s to spare)"
         )
-    peak = max((p.current for p in points if p.at <= start + within), default=0)
+    seen = [p.current for p in points if start <= p.at <= start + within]
+    peak = max([*seen, *(p.current for p in before[-1:])], default=0)
     return False, f"at most {peak} replicas within {within:g} s of the load's start, not {wanted}"
 
 

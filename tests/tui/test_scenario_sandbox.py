@@ -84,10 +84,10 @@ def test_poster_passes_on_the_sandbox(sandbox: RunningSandbox, tmp_path: Path) -
     assert data["passed"] is True
     assert took < 150, f"poster.yaml took {took:.0f} s"
     kinds = [(v["source"], v["line"]) for v in data["verdicts"]]
-    # Three waits (up, the replacement, back down), then the five expectations, in file order.
+    # Four waits (the minimum, up, the replacement, back down), then the five expectations.
     assert kinds == [
-        ("step", 18), ("step", 20), ("step", 23),
-        ("expect", 25), ("expect", 26), ("expect", 27), ("expect", 28), ("expect", 29),
+        ("step", 16), ("step", 19), ("step", 21), ("step", 24),
+        ("expect", 26), ("expect", 27), ("expect", 28), ("expect", 29), ("expect", 30),
     ]  # fmt: skip
     record = record_from_json(stored(data))
     numbers = figures(record)
