@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import importlib.util
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -99,6 +100,12 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         default=10.0,
         help="interval of watch bookmarks for clients that allow them (default: %(default)s)",
     )
+    parser.add_argument(
+        "--stop-with-parent",
+        action="store_true",
+        help="stop (and stop every pod) when the process that started the sandbox ends, "
+        "however it ends (what `kube-llm demo` asks, so a closed terminal leaves nothing behind)",
+    )
     args = parser.parse_args(argv)
     if args.hpa_sync_seconds <= 0:
         parser.error("--hpa-sync-seconds must be positive")
@@ -116,6 +123,7 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         watch_history=args.watch_history,
         bookmark_seconds=args.bookmark_seconds,
         workdir=Path.cwd(),
+        stop_with_parent=args.stop_with_parent,
     )
 
 
@@ -214,11 +222,28 @@ async def _serve_locked(options: SandboxOptions, lock: StateLock) -> int:
         loop.add_signal_handler(sig, sandbox.stop)
     ready = asyncio.Event()
     runner = asyncio.create_task(sandbox.run(ready))
+    orphan_watch = (
+        asyncio.create_task(_stop_when_orphaned(sandbox)) if options.stop_with_parent else None
+    )
     await ready.wait()
     print(banner(sandbox), flush=True)
     await runner
+    if orphan_watch is not None:
+        orphan_watch.cancel()
     print("kube-llm sandbox: stopped; no process left behind.", flush=True)
     return 0
+
+
+async def _stop_when_orphaned(sandbox: Sandbox, interval: float = 0.5) -> None:
+    """Stop the sandbox once the process that started it has gone (we are re-parented)."""
+    parent = os.getppid()
+    # Linux tells a process nothing when its parent dies (short of prctl): look every interval.
+    while True:
+        await asyncio.sleep(interval)
+        if os.getppid() != parent:
+            break
+    logging.getLogger("sandbox").warning("the process that started the sandbox ended: stopping")
+    sandbox.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -209,6 +209,7 @@ class SandboxOptions:
     watch_history: int = 1000
     bookmark_seconds: float = 10.0
     workdir: Path = field(default_factory=Path.cwd)
+    stop_with_parent: bool = False
 
 
 class Sandbox:

@@ -210,17 +210,23 @@ class CockpitApp(App[int]):
         if event.state is not WorkerState.ERROR:
             return
         error = event.worker.error
-        text = one_line(str(error) or type(error).__name__, 2000)
+        lines = (str(error) or type(error).__name__).splitlines()
         if event.worker.group == "session":
-            self.failure = text
+            self.failure = lines[0] if lines else "stopped"
             self.snapshot = ClusterSnapshot(
                 namespace=self.snapshot.namespace,
                 connection=Connection.RETRYING,
-                detail=text.splitlines()[0] if text else "stopped",
+                detail=self.failure,
             )
             self._refresh_status()
-        self.log_note(text, "error")
-        self.notify(text, title="kube-llm", severity="error", timeout=15)
+        for line in lines[:30]:
+            self.log_note(line, "error")
+        self.notify(
+            "\n".join(one_line(line, 300) for line in lines[:8]),
+            title="kube-llm",
+            severity="error",
+            timeout=15,
+        )
 
     # -- messages -------------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Callable
 
@@ -16,8 +17,9 @@ from tui.session import CockpitSettings, Session, SessionSink
 
 DEMO_CONTEXT = "kube-llm-sandbox-cockpit"
 """The demo's cockpit acts as the cockpit's ServiceAccount: exactly the Role in the manifests."""
-DEMO_SANDBOX_ARGS = ("--hpa-sync-seconds", "5")
-"""A demo's HPA decides every 5 s instead of Kubernetes' 15 s, so scaling shows sooner."""
+DEMO_SANDBOX_ARGS = ("--hpa-sync-seconds", "5", "--stop-with-parent")
+"""A demo's HPA decides every 5 s instead of Kubernetes' 15 s, so scaling shows sooner; and the
+sandbox stops by itself if the cockpit dies without stopping it (a closed terminal, a kill -9)."""
 NO_CLUSTER_HINT = (
     "No cluster at hand? `make demo` (or `kube-llm demo`) opens the cockpit on a local sandbox."
 )
@@ -111,6 +113,10 @@ def run_tui(parsed: argparse.Namespace) -> int:
     return app.return_code or 0
 
 
+def _leave(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def run_demo(parsed: argparse.Namespace) -> int:
     """`kube-llm demo`: start the sandbox, open the cockpit on it, stop the sandbox on quit."""
     settings = settings_from(parsed)
@@ -130,6 +136,9 @@ def run_demo(parsed: argparse.Namespace) -> int:
         return session_for(target, settings, sink)
 
     app = make_cockpit(settings, connect)
+    # A closed terminal (SIGHUP) or a SIGTERM must stop the sandbox too: leave through `finally`.
+    for sig in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, _leave)
     try:
         app.run()
     finally:

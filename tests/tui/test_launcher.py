@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -70,3 +72,45 @@ def test_a_sandbox_too_slow_to_get_ready_is_reported(tmp_path: Path) -> None:
             asyncio.run(launcher.wait_ready(lambda _: None, limit=0.5))
     finally:
         launcher.stop(grace=5)
+
+
+PARENT = """
+import asyncio, sys, time
+from pathlib import Path
+from tui.launcher import SandboxLauncher
+launcher = SandboxLauncher(Path(sys.argv[1]), sys.argv[2:], cwd=Path.cwd())
+launcher.start()
+asyncio.run(launcher.wait_ready(lambda _: None, limit=60))
+print(launcher.process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_demo_killed_outright_leaves_no_sandbox_behind(tmp_path: Path) -> None:
+    """`--stop-with-parent`: a cockpit killed with SIGKILL (or a closed terminal) cannot stop
+    its sandbox, so the sandbox stops itself once its parent has gone."""
+    args = [
+        str(tmp_path / "state"),
+        "--engine-cmd",
+        fake_engine_cmd(busy_ms_per_token=0),
+        "--stop-with-parent",
+    ]
+    parent = subprocess.Popen(
+        [sys.executable, "-c", PARENT, *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        sandbox_pid = int(parent.stdout.readline())
+        wait_for(lambda: len(family(sandbox_pid)) >= 5, 60, "the pods' processes")
+        started = family(sandbox_pid)
+        parent.kill()
+        parent.wait()
+
+        def all_gone() -> bool:
+            return all(not p.is_running() or p.status() == psutil.STATUS_ZOMBIE for p in started)
+
+        wait_for(all_gone, 45, "the orphaned sandbox and its pods to stop")
+    finally:
+        parent.kill()
+        for process in family(parent.pid):
+            process.kill()
