@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from typing import ClassVar
 
@@ -309,7 +310,12 @@ class CockpitApp(App[int]):
             key: [value or 0.0 for value in session.recorder.series(name, CHART_SPAN, now=now)]
             for key, name in CHART_SERIES.items()
         }
-        self.latency_panel.show(summary, series)
+        failed = Counter(
+            h.error or f"http_{h.status}"
+            for h in session.recorder.healths(now - LATENCY_WINDOW)
+            if not h.ok
+        )
+        self.latency_panel.show(summary, series, tuple(failed.most_common()))
 
     def _panels_gone(self) -> bool:
         """The app is closing: a timer that fires now has nothing left to draw on."""

@@ -12,7 +12,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from tests.tui.scripted import NOW, TWO_PODS, Rig, ScriptedGateway, hpa, pod, rig, snapshot
-from tui.model import ClusterEvent, Connection
+from tui.model import ClusterEvent, Connection, HealthSample
 from tui.sanitize import multi_line
 from tui.screens import ConfirmScreen, HelpScreen
 from tui.widgets import ChatPane, EventLog, PodsTable, StatusLine
@@ -372,6 +372,19 @@ async def test_a_repeating_event_is_shown_once_a_minute() -> None:
             )
         await wait_until(pilot, lambda: "(x40)" in log_text(made))
         assert log_text(made).count("probe failed") == 2
+
+
+async def test_failed_health_checks_are_counted_by_kind() -> None:
+    made = rig()
+    async with made.app.run_test(size=SIZE) as pilot:
+        await connected(pilot, made)
+        session = made.app.session
+        assert session is not None
+        for _ in range(3):
+            session.recorder.add_health(HealthSample(NOW - 1, None, 503, None, "http_503"))
+        made.app._refresh_panels()
+        numbers = str(made.app.query_one("#latency-numbers").render())
+        assert "3 failed: http_503" in numbers
 
 
 async def test_kubernetes_events_reach_the_log() -> None:

@@ -40,14 +40,22 @@ class LatencyPanel(Vertical):
                 yield Sparkline([], id=f"chart-{key}")
                 yield Label("", id=f"chart-{key}-last", classes="chart-last")
 
-    def show(self, summary: LatencySummary, series: Mapping[str, Sequence[float]]) -> None:
-        """Show the window's numbers and the charts."""
+    def show(
+        self,
+        summary: LatencySummary,
+        series: Mapping[str, Sequence[float]],
+        health_failures: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        """Show the window's numbers and the charts (and health checks that failed, by kind)."""
+        failed = sum(count for _, count in health_failures)
+        worst = health_failures[0][0] if health_failures else ""
         rate = summary.tokens_per_second
         unit = "chunks/s" if summary.tokens_are_chunks else "tok/s"
         errors = ", ".join(f"{one_line(kind, 24)} {count}" for kind, count in summary.errors)
         lines = Text.assemble(
             ("health ", "dim"),
             f"p50 {seconds(summary.health_p50)}  p99 {seconds(summary.health_p99)}",
+            (f"  {failed} failed: {one_line(worst, 40)}" if failed else "", "bold"),
             ("\nTTFT   ", "dim"),
             f"p50 {seconds(summary.ttft_p50)}  p95 {seconds(summary.ttft_p95)}",
             ("\ne2e    ", "dim"),
