@@ -14,8 +14,8 @@ from textual.widgets import Static
 PANELS = """\
 Pods     one row per pod of the Deployment: ready containers, STATUS as kubectl shows it,
          restarts, age, CPU and memory against the pod's requests (metrics.k8s.io),
-         chats in flight (the pod's /metrics), its share of the chats served, its TTFT p50.
-         ✚ marks a pod created while you watch, ✖ a pod that is terminating.
+         chats in flight (its /metrics), its share of the chats served, their TTFT p50.
+         ✚ marks a pod younger than a minute, ✖ a pod that is terminating.
 HPA      current → desired replicas, each metric against its target, the conditions,
          one line saying why it is or is not scaling, and the replicas over 10 minutes.
 Latency  health p50/p99 (GET /healthz every second through the Service), chat TTFT and
