@@ -37,8 +37,13 @@ def fake_engine_cmd(
 T = TypeVar("T")
 
 
-def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
-    """Poll until `predicate` returns something truthy; fail with `what` after `timeout`."""
+def wait_for(
+    predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.2
+) -> T:
+    """Poll until `predicate` returns something truthy; fail with `what` after `timeout`.
+
+    A predicate may return None for "not yet"; what comes back is never None.
+    """
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from typing import Any, Protocol, TypeVar
 
 import pytest
 from kubernetes import client, config, watch
@@ -25,6 +26,45 @@ from tests.sandbox.harness import (
 pytestmark = pytest.mark.slow
 
 WATCH_HISTORY = 40
+
+Meta = TypeVar("Meta", covariant=True)
+
+
+class HasMetadata(Protocol[Meta]):
+    """An API object or list; the client types its metadata as optional."""
+
+    @property
+    def metadata(self) -> Meta | None:
+        """The object's or list's metadata."""
+        ...
+
+
+class Named(Protocol):
+    """Object metadata (sync or aio client), as far as a name goes."""
+
+    @property
+    def name(self) -> str | None:
+        """The object's name."""
+        ...
+
+
+def meta(obj: HasMetadata[Meta]) -> Meta:
+    """An object's or list's metadata, which the API server always sends."""
+    assert obj.metadata is not None, obj
+    return obj.metadata
+
+
+def name_of(obj: HasMetadata[Named]) -> str:
+    """An object's name, which the API server always sends."""
+    name = meta(obj).name
+    assert name is not None, obj
+    return name
+
+
+def status_body(error: ApiException) -> Any:
+    """The Status object an API error carried as its body."""
+    assert error.body is not None, error
+    return json.loads(error.body)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +108,9 @@ def list_to_watch(
     two_ready(sandbox)
     core = client.CoreV1Api(api)
     listing = core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR)
-    return core, listing.metadata.resource_version, listing.items[0].metadata.name
+    resource_version = meta(listing).resource_version
+    assert resource_version is not None
+    return core, resource_version, name_of(listing.items[0])
 
 
 def test_list_with_label_selectors(sandbox: RunningSandbox, api: client.ApiClient) -> None:
@@ -101,44 +143,57 @@ def test_list_with_label_selectors(sandbox: RunningSandbox, api: client.ApiClien
         core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/name=other").items
         == []
     )
-    name = core.list_namespaced_pod(NAMESPACE).items[0].metadata.name
+    name = name_of(core.list_namespaced_pod(NAMESPACE).items[0])
     by_name = core.list_namespaced_pod(NAMESPACE, field_selector=f"metadata.name={name}").items
-    assert [p.metadata.name for p in by_name] == [name]
+    assert [name_of(p) for p in by_name] == [name]
 
 
 def test_get_pod_has_real_shapes(sandbox: RunningSandbox, api: client.ApiClient) -> None:
     two_ready(sandbox)
     core = client.CoreV1Api(api)
-    name = core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR).items[0].metadata.name
+    name = name_of(core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR).items[0])
     pod = core.read_namespaced_pod(name, NAMESPACE)
-    assert pod.metadata.uid
-    assert int(pod.metadata.resource_version) > 0
-    assert pod.metadata.creation_timestamp is not None
-    owner = pod.metadata.owner_references[0]
+    metadata, status = meta(pod), pod.status
+    assert metadata.uid
+    assert metadata.resource_version is not None
+    assert int(metadata.resource_version) > 0
+    assert metadata.creation_timestamp is not None
+    assert metadata.owner_references
+    owner = metadata.owner_references[0]
     assert (owner.kind, owner.name, owner.controller) == ("Deployment", "llm-backend", True)
-    assert pod.status.phase == "Running"
-    conditions = {c.type: c.status for c in pod.status.conditions}
+    assert status is not None
+    assert status.phase == "Running"
+    assert status.conditions is not None
+    conditions = {c.type: c.status for c in status.conditions}
     assert (
         conditions["Ready"] == conditions["ContainersReady"] == conditions["Initialized"] == "True"
     )
     assert conditions["PodScheduled"] == "True"
-    (backend,) = pod.status.container_statuses
+    assert status.container_statuses is not None
+    (backend,) = status.container_statuses
     assert backend.name == "backend"
     assert backend.ready
     assert backend.started
+    assert backend.state is not None
+    assert backend.state.running is not None
     assert backend.state.running.started_at is not None
     assert backend.restart_count == 0
-    init = {s.name: s for s in pod.status.init_container_statuses}
-    assert init["engine"].state.running is not None
+    assert status.init_container_statuses is not None
+    init = {s.name: s for s in status.init_container_statuses}
+    engine_state, pull_state = init["engine"].state, init["model-pull"].state
+    assert engine_state is not None
+    assert engine_state.running is not None
     assert init["engine"].started
-    assert init["model-pull"].state.terminated.reason == "Completed"
+    assert pull_state is not None
+    assert pull_state.terminated is not None
+    assert pull_state.terminated.reason == "Completed"
     with pytest.raises(ApiException) as missing:
         core.read_namespaced_pod("no-such-pod", NAMESPACE)
     assert missing.value.status == 404
-    status = json.loads(missing.value.body)
-    assert status["kind"] == "Status"
-    assert status["reason"] == "NotFound"
-    assert status["message"] == 'pods "no-such-pod" not found'
+    not_found = status_body(missing.value)
+    assert not_found["kind"] == "Status"
+    assert not_found["reason"] == "NotFound"
+    assert not_found["message"] == 'pods "no-such-pod" not found'
 
 
 def test_requests_without_the_token_get_401(sandbox: RunningSandbox) -> None:
@@ -202,7 +257,7 @@ def test_watch_from_a_compacted_version_gets_410(
             pass
     assert gone.value.status == 410
     # A fresh list gives a version that can be watched again.
-    fresh = core.list_namespaced_pod(NAMESPACE).metadata.resource_version
+    fresh = meta(core.list_namespaced_pod(NAMESPACE)).resource_version
     list(
         watch.Watch().stream(
             core.list_namespaced_pod, NAMESPACE, resource_version=fresh, timeout_seconds=1
@@ -237,15 +292,15 @@ def test_eviction_is_refused_when_it_would_break_the_budget(
         core.create_namespaced_pod_eviction(name, NAMESPACE, body)
 
     evict(first)
-    assert core.read_namespaced_pod(first, NAMESPACE).metadata.deletion_timestamp is not None
+    assert meta(core.read_namespaced_pod(first, NAMESPACE)).deletion_timestamp is not None
     with pytest.raises(ApiException) as refused:
         evict(second)
     assert refused.value.status == 429
-    status = json.loads(refused.value.body)
+    status = status_body(refused.value)
     assert status["message"] == "Cannot evict pod as it would violate the pod's disruption budget."
     assert status["details"]["causes"][0]["reason"] == "DisruptionBudget"
     assert "needs 1 healthy pods and has 1 currently" in status["details"]["causes"][0]["message"]
-    assert core.read_namespaced_pod(second, NAMESPACE).metadata.deletion_timestamp is None
+    assert meta(core.read_namespaced_pod(second, NAMESPACE)).deletion_timestamp is None
     two_ready(sandbox)
 
 
@@ -256,12 +311,10 @@ def test_delete_is_graceful_and_the_pod_is_replaced(
     core = client.CoreV1Api(api)
     core.delete_namespaced_pod(victim, NAMESPACE)
     terminating = core.read_namespaced_pod(victim, NAMESPACE)
-    assert terminating.metadata.deletion_timestamp is not None
-    assert terminating.metadata.deletion_grace_period_seconds == 35
+    assert meta(terminating).deletion_timestamp is not None
+    assert meta(terminating).deletion_grace_period_seconds == 35
     # The replacement exists at once; the terminating pod takes no new traffic.
-    names = {
-        p.metadata.name for p in core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR).items
-    }
+    names = {name_of(p) for p in core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR).items}
     assert len(names - {victim, survivor}) == 1
     with sandbox.http() as http:
         served = {
@@ -294,15 +347,22 @@ def test_scale_subresource(sandbox: RunningSandbox, api: client.ApiClient) -> No
     )
     autoscaling.delete_namespaced_horizontal_pod_autoscaler("llm-backend", NAMESPACE)
     scale = apps.read_namespaced_deployment_scale("llm-backend", NAMESPACE)
+    assert scale.spec is not None
     assert scale.spec.replicas == 2
+    assert scale.status is not None
     assert scale.status.selector == SELECTOR
     apps.patch_namespaced_deployment_scale("llm-backend", NAMESPACE, {"spec": {"replicas": 3}})
     wait_for(lambda: len(sandbox.ready_pods()) == 3, 60, "a third Ready pod")
-    assert apps.read_namespaced_deployment("llm-backend", NAMESPACE).status.ready_replicas == 3
+    deployment_status = apps.read_namespaced_deployment("llm-backend", NAMESPACE).status
+    assert deployment_status is not None
+    assert deployment_status.ready_replicas == 3
     apps.replace_namespaced_deployment_scale(
         "llm-backend",
         NAMESPACE,
-        {"metadata": {"name": "llm-backend", "namespace": NAMESPACE}, "spec": {"replicas": 2}},
+        client.V1Scale(
+            metadata=client.V1ObjectMeta(name="llm-backend", namespace=NAMESPACE),
+            spec=client.V1ScaleSpec(replicas=2),
+        ),
     )
     two_ready(sandbox)
     hpa["metadata"] = {"name": "llm-backend", "labels": hpa["metadata"].get("labels", {})}
@@ -342,26 +402,30 @@ def test_service_proxy_spreads_and_streams(sandbox: RunningSandbox) -> None:
 
 def test_hpa_and_metrics_api(sandbox: RunningSandbox, api: client.ApiClient) -> None:
     two_ready(sandbox)
-    hpa = wait_for(
-        lambda: (
-            (
-                h := client.AutoscalingV2Api(api).read_namespaced_horizontal_pod_autoscaler(
-                    "llm-backend", NAMESPACE
-                )
-            ).status.current_metrics
-            and h
-        ),
-        30,
-        "HPA current metrics",
-    )
-    assert hpa.status.current_replicas == 2
-    assert hpa.status.desired_replicas == 2
-    kinds = {(m.type, m.container_resource.name) for m in hpa.status.current_metrics}
+
+    def status_with_metrics() -> client.V2HorizontalPodAutoscalerStatus | None:
+        status = (
+            client.AutoscalingV2Api(api)
+            .read_namespaced_horizontal_pod_autoscaler("llm-backend", NAMESPACE)
+            .status
+        )
+        return status if status is not None and status.current_metrics else None
+
+    status = wait_for(status_with_metrics, 30, "HPA current metrics")
+    assert status.current_replicas == 2
+    assert status.desired_replicas == 2
+    assert status.current_metrics is not None
+    kinds = set()
+    for metric in status.current_metrics:
+        assert metric.container_resource is not None
+        kinds.add((metric.type, metric.container_resource.name))
     assert kinds == {("ContainerResource", "cpu"), ("ContainerResource", "memory")}
-    assert {c.type for c in hpa.status.conditions} >= {"AbleToScale", "ScalingActive"}
+    assert status.conditions is not None
+    assert {c.type for c in status.conditions} >= {"AbleToScale", "ScalingActive"}
     metrics = client.CustomObjectsApi(api).list_namespaced_custom_object(
         "metrics.k8s.io", "v1beta1", NAMESPACE, "pods"
     )
+    assert isinstance(metrics, dict)
     assert metrics["kind"] == "PodMetricsList"
     assert metrics["items"]
     containers = {c["name"] for c in metrics["items"][0]["containers"]}
@@ -408,10 +472,11 @@ async def test_aio_client(sandbox: RunningSandbox) -> None:
         apps = aio_client.AppsV1Api(api_client)
         listing = await core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR)
         assert len(listing.items) == 2
-        first, second = (p.metadata.name for p in listing.items)
+        first, second = (name_of(p) for p in listing.items)
         pod = await core.read_namespaced_pod(first, NAMESPACE)
-        assert pod.metadata.uid == listing.items[0].metadata.uid
+        assert meta(pod).uid == meta(listing.items[0]).uid
         scale = await apps.read_namespaced_deployment_scale("llm-backend", NAMESPACE)
+        assert scale.spec is not None
         assert scale.spec.replicas == 2
         await core.create_namespaced_pod_eviction(
             first, NAMESPACE, aio_client.V1Eviction(metadata=aio_client.V1ObjectMeta(name=first))
@@ -428,7 +493,7 @@ async def test_aio_client(sandbox: RunningSandbox) -> None:
             core.list_namespaced_pod,
             NAMESPACE,
             label_selector=SELECTOR,
-            resource_version=listing.metadata.resource_version,
+            resource_version=meta(listing).resource_version,
             timeout_seconds=3,
         )
         async for event in stream:
@@ -437,7 +502,7 @@ async def test_aio_client(sandbox: RunningSandbox) -> None:
         assert any(kind == "ADDED" and name not in (first, second) for kind, name in seen)
         await _settle(sandbox)
         listing = await core.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR)
-        victim = listing.items[0].metadata.name
+        victim = name_of(listing.items[0])
         await core.delete_namespaced_pod(victim, NAMESPACE, grace_period_seconds=0)
         with pytest.raises(aio_client.ApiException) as gone:
             await core.read_namespaced_pod(victim, NAMESPACE)
@@ -568,7 +633,7 @@ def test_cockpit_context_has_exactly_its_role(sandbox: RunningSandbox) -> None:
         client.CustomObjectsApi(api_client).list_namespaced_custom_object(
             "metrics.k8s.io", "v1beta1", NAMESPACE, "pods"
         )
-        name = pods[0].metadata.name
+        name = name_of(pods[0])
         proxied = core.connect_get_namespaced_pod_proxy_with_path(
             f"{name}:8000", NAMESPACE, "healthz"
         )
@@ -591,7 +656,7 @@ def test_cockpit_context_has_exactly_its_role(sandbox: RunningSandbox) -> None:
             with pytest.raises(ApiException) as denied:
                 forbidden()
             assert denied.value.status == 403
-            status = json.loads(denied.value.body)
+            status = status_body(denied.value)
             assert status["reason"] == "Forbidden"
             assert (
                 'User "system:serviceaccount:kube-llm:kube-llm-cockpit" cannot' in status["message"]
@@ -625,6 +690,7 @@ def test_access_reviews_answer_what_a_context_may_do(sandbox: RunningSandbox) ->
                 )
             )
         )
+    assert review.status is not None
     assert review.status.allowed is True
 
 

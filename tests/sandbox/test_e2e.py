@@ -177,7 +177,9 @@ def test_rolling_restart(sandbox: RunningSandbox) -> None:
     )
     assert status.returncode == 0, status.stderr
     assert "successfully rolled out" in status.stdout
-    ready = wait_for(lambda: len(r := sandbox.ready_pods()) == 2 and r, 30, "two Ready pods")
+    ready = wait_for(
+        lambda: r if len(r := sandbox.ready_pods()) == 2 else None, 30, "two Ready pods"
+    )
     hashes = {
         p["metadata"]["labels"]["pod-template-hash"]
         for p in sandbox.pods()
