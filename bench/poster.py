@@ -112,11 +112,11 @@ async def chat_once(client: httpx2.AsyncClient, prompt: str, max_tokens: int) ->
                     await asyncio.sleep(float(reply.headers.get("retry-after", "1")))
                     continue
                 if reply.status_code != 200:
-                    body = await reply.aread()
+                    error_body = await reply.aread()
                     try:
-                        code = json.loads(body)["error"]["code"]
+                        code = json.loads(error_body)["error"]["code"]
                     except (ValueError, KeyError, TypeError):
-                        code = body[:80].decode(errors="replace")
+                        code = error_body[:80].decode(errors="replace")
                     result.error = f"HTTP {reply.status_code} {code}"
                     return result
                 finished = False

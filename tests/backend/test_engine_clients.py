@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypedDict, Unpack
 
 import pytest
 from hypothesis import given, settings
@@ -126,9 +127,18 @@ def reading(seen: Seen) -> Callable[[asyncio.StreamReader], Awaitable[bytes]]:
     return read_request
 
 
+class ClientOverrides(TypedDict, total=False):
+    """The Settings fields these tests tune, typed as Settings has them."""
+
+    max_inflight: int
+    engine_connect_timeout: float
+    first_token_timeout: float
+    request_timeout: float
+
+
 @asynccontextmanager
 async def engine_client(
-    name: str, url: str, **overrides: float | int
+    name: str, url: str, **overrides: Unpack[ClientOverrides]
 ) -> AsyncIterator[EngineClient]:
     """The engine client ``name`` (an ENGINE_TRANSPORT) for ``url``, closed afterwards."""
     base = Settings(pod_name="t", engine_url=url, engine_transport=name)

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.backend.conftest import running_backend, wait_until_answers
 from tests.fakes.serve import free_port
@@ -115,7 +116,7 @@ def test_smollm2_usage_reaches_the_sdk_as_the_engine_reports_it(llama_server: st
         llama_server, model=MODEL, models=(MODEL,), request_timeout=120, max_tokens_cap=16
     ) as backend:
         client = openai.OpenAI(base_url=backend.url + "/v1", api_key="unused", max_retries=0)
-        messages = [{"role": "user", "content": "Name a colour."}]
+        messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "Name a colour."}]
         plain = client.chat.completions.create(
             model=MODEL, messages=messages, temperature=0, max_tokens=8
         )

@@ -78,12 +78,12 @@ async def test_past_max_inflight_chats_wait_and_are_served_in_arrival_order() ->
 
                 for index in range(4):
                     group.start_soon(send, f"chat-{index}")
+
                     # Each arrives once the one before is running or queued: a known order.
-                    await wait_until(
-                        lambda n=index: len(engine.stats.requests) + queued(backend) > n,
-                        5,
-                        f"chat-{index} admitted or queued",
-                    )
+                    def admitted_or_queued(n: int = index) -> bool:
+                        return len(engine.stats.requests) + queued(backend) > n
+
+                    await wait_until(admitted_or_queued, 5, f"chat-{index} admitted or queued")
                 assert queued(backend) == 3
             metrics = (await client.get("/metrics")).text
     assert results == {f"chat-{i}": 200 for i in range(4)}

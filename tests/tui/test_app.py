@@ -15,7 +15,7 @@ from tests.tui.scripted import NOW, TWO_PODS, Rig, ScriptedGateway, hpa, pod, ri
 from tui.model import ClusterEvent, Connection, HealthSample
 from tui.sanitize import multi_line
 from tui.screens import ConfirmScreen, HelpScreen
-from tui.widgets import ChatPane, EventLog, PodsTable, StatusLine
+from tui.widgets import ChatPane, ChatTurn, EventLog, PodsTable, StatusLine
 
 SIZE = (160, 48)
 
@@ -306,7 +306,7 @@ async def test_chat_streams_a_reply_with_who_served_it() -> None:
         await pilot.press("enter")
         pane = made.app.query_one(ChatPane)
         await wait_until(pilot, lambda: pane.current is None and made.gateway.chats)
-        turn = pane.query("ChatTurn").last()
+        turn = pane.query("ChatTurn").last(ChatTurn)
         assert turn.reply == ScriptedGateway.reply
         footer = str(turn.query_one(".reply-footer").render())
         assert "served by llm-backend-5d8f-abcde" in footer
@@ -327,7 +327,7 @@ async def test_escape_stops_a_streaming_reply() -> None:
         await wait_until(pilot, lambda: pane.current is not None and pane.current.reply)
         await pilot.press("escape")
         await wait_until(pilot, lambda: pane.current is None, timeout=2)
-        turn = pane.query("ChatTurn").last()
+        turn = pane.query("ChatTurn").last(ChatTurn)
         assert "stopped" in str(turn.query_one(".reply-footer").render())
         assert len(turn.reply.split()) < 400
 
@@ -430,7 +430,7 @@ async def test_untrusted_text_renders_literally(hostile: str) -> None:
         svg = made.app.export_screenshot()
         assert "\x1b" not in svg
         assert "\x07" not in svg
-        turn = pane.query("ChatTurn").last()
+        turn = pane.query("ChatTurn").last(ChatTurn)
         shown = str(turn.query_one(".reply").render())
         # Shown as typed, with every control character visible: markup is not applied,
         # so no style, click action or link comes of it.

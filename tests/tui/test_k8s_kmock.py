@@ -85,6 +85,7 @@ async def test_objects_become_the_right_values(
 
     assert snapshot.connection is Connection.LIVE
     deployment = snapshot.deployment
+    assert deployment is not None
     assert deployment.selector == ("app.kubernetes.io/name=llm-backend,tier in (chat,web),!canary")
     assert (deployment.replicas, deployment.ready_replicas, deployment.available_replicas) == (
         3,
@@ -93,6 +94,7 @@ async def test_objects_become_the_right_values(
     )
 
     hpa = snapshot.hpa
+    assert hpa is not None
     assert (hpa.min_replicas, hpa.max_replicas) == (2, 6)
     assert (hpa.current_replicas, hpa.desired_replicas) == (3, 4)
     assert (hpa.scale_up_window_seconds, hpa.scale_down_window_seconds) == (15, 600)

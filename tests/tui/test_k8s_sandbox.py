@@ -180,8 +180,10 @@ async def test_an_evicted_pod_terminates_leaves_and_its_replacement_becomes_read
     assert len(new) == 1
     # The replacement was seen before it was Ready: its start is visible, not only its end.
     early = [s.pod(new[0].name) for s in seen.snapshots if s.pod(new[0].name) is not None]
-    assert not early[0].ready
-    assert early[0].status != "Running" or early[0].ready_containers < 2
+    first_seen = early[0]
+    assert first_seen is not None
+    assert not first_seen.ready
+    assert first_seen.status != "Running" or first_seen.ready_containers < 2
     assert any(e.reason == "Killing" and e.name == victim for e in seen.events)
 
 
