@@ -1,7 +1,7 @@
 """The cockpit's session without a screen: what `kube-llm load` and `kube-llm scenario` run on.
 
 `headless_session` builds the same `Session` the cockpit uses (watcher, gateway, load engine,
-health prober, recovery tracker, through `tui.run.session_for`), runs its background services,
+health prober, recovery tracker, through `tui.connect.session_for`), runs its background services,
 waits until the cluster is watched and a pod is Ready, and closes everything on the way out.
 `HeadlessSink` takes what the session reports: recoveries and warnings go to stderr as lines.
 `ProgressLine` redraws one status line on a terminal and stays quiet when output is piped.
@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from tui.chaos import describe
+from tui.connect import session_for
 from tui.kubeconfig import ClusterTarget, KubeconfigError, load_target
 from tui.model import BackendMetrics, ClusterEvent, ClusterSnapshot, Connection, RecoveryTimeline
 from tui.sanitize import one_line
@@ -78,10 +79,6 @@ async def headless_session(
     ready_timeout: float = 60.0,
 ) -> AsyncIterator[Session]:
     """A running session on `target`, once the cluster is watched and a pod is Ready."""
-    # Here, not at the top: tui.run also builds the Textual app, which a headless run never
-    # shows; the session itself is the same one the cockpit runs.
-    from tui.run import session_for
-
     session = session_for(target, settings, sink)
     runner = asyncio.create_task(session.run(), name="session")
     try:

@@ -8,15 +8,14 @@ import sys
 from collections.abc import Callable
 
 from tui.app import make_cockpit
-from tui.gateway import Gateway, GatewayTarget
-from tui.k8s import ClusterWatcher
-from tui.kubeconfig import ClusterTarget, KubeconfigError, load_target
+from tui.connect import DEMO_CONTEXT, session_for
+from tui.gateway import GatewayTarget
+from tui.kubeconfig import KubeconfigError, load_target
 from tui.launcher import SandboxFailed, SandboxLauncher
-from tui.model import ClusterEvent, ClusterSnapshot
 from tui.session import CockpitSettings, Session, SessionSink
 
-DEMO_CONTEXT = "kube-llm-sandbox-cockpit"
-"""The demo's cockpit acts as the cockpit's ServiceAccount: exactly the Role in the manifests."""
+__all__ = ["DEMO_CONTEXT", "run_demo", "run_tui", "session_for", "settings_from"]
+
 DEMO_SANDBOX_ARGS = ("--hpa-sync-seconds", "5", "--stop-with-parent")
 """A demo's HPA decides every 5 s instead of Kubernetes' 15 s, so scaling shows sooner; and the
 sandbox stops by itself if the cockpit dies without stopping it (a closed terminal, a kill -9)."""
@@ -37,46 +36,6 @@ def settings_from(parsed: argparse.Namespace) -> CockpitSettings:
         service=parsed.deployment,
         burst_users=parsed.burst_users,
         report_dir=parsed.report_dir,
-    )
-
-
-def gateway_for(target: ClusterTarget, settings: CockpitSettings) -> tuple[Gateway, str]:
-    """The gateway client, and how chats reach the backend in words."""
-    through_api = GatewayTarget.through_service_proxy(
-        target.server,
-        target.namespace,
-        settings.service,
-        headers=target.auth_headers(),
-        verify=target.ssl_context(),
-        cert=target.client_cert(),
-    )
-    if settings.backend_url:
-        direct = GatewayTarget.direct(settings.backend_url)
-        # Per-pod /metrics still go through the API server's pod proxy, with its credentials.
-        return Gateway(direct, pods=through_api), direct.display_url
-    return Gateway(through_api), "the API server's service proxy"
-
-
-def session_for(target: ClusterTarget, settings: CockpitSettings, sink: SessionSink) -> Session:
-    """The session on a loaded kubeconfig target."""
-    gateway, path = gateway_for(target, settings)
-
-    def cluster(
-        on_snapshot: Callable[[ClusterSnapshot], None], on_event: Callable[[ClusterEvent], None]
-    ) -> ClusterWatcher:
-        return ClusterWatcher(
-            target, deployment=settings.deployment, on_snapshot=on_snapshot, on_event=on_event
-        )
-
-    return Session(
-        settings,
-        sink,
-        cluster,
-        gateway,
-        namespace=target.namespace,
-        context=target.context,
-        sandbox=target.sandbox,
-        target=path,
     )
 
 
