@@ -93,7 +93,7 @@ class CockpitApp(App[int]):
             "report",
             "Report",
             id="report",
-            tooltip="Write a Markdown report of what the cockpit has seen",
+            tooltip="Write a report (Markdown, JSON, chart) of what the cockpit has seen",
         ),
         Binding("c,slash", "focus_chat", "Chat", id="chat"),
         Binding("question_mark", "help", "Help", id="help"),
@@ -110,7 +110,7 @@ class CockpitApp(App[int]):
         ("l", "load burst: N users x 3 chats (N is the burst size)", "burst"),
         ("L", "sustained load on/off", "sustained"),
         ("+ / -", "burst size up / down", "burst_size"),
-        ("r", "write a Markdown report of what the cockpit has seen so far", "report"),
+        ("r", "write a report of what the cockpit has seen so far (reports/)", "report"),
         ("c or /", "type a chat message (Enter sends, Escape stops a reply)", "chat"),
         ("↑ ↓", "select a pod in the table (Escape clears the selection)", "select"),
         ("ctrl+p", "command palette", "palette"),
@@ -469,7 +469,7 @@ class CockpitApp(App[int]):
             yield SystemCommand("Load burst", "l: N users x 3 chats", self.action_burst)
             yield SystemCommand("Sustained load on/off", "L", self.action_sustained)
         yield SystemCommand(
-            "Write report", "r: Markdown of what the cockpit saw", self.action_report
+            "Write report", "r: what the cockpit saw, to reports/", self.action_report
         )
         yield SystemCommand("Help", "?: keys and panels", self.action_help)
 

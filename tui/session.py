@@ -35,7 +35,7 @@ from tui.model import (
     ReplicaPoint,
 )
 from tui.recorder import Recorder
-from tui.report import CockpitRecord, write_report
+from tui.report import CockpitRecord, write_report_folder
 
 MIN_BURST_USERS = 1
 MAX_BURST_USERS = 64
@@ -420,12 +420,13 @@ class Session:
         )
 
     async def write_report(self) -> Path:
-        """Write the Markdown report of what the cockpit has seen so far.
+        """Write the report folder (Markdown, JSON with every sample, the timeline chart) of
+        what the cockpit has seen so far; its path.
 
         The record is taken here, on the event loop; rendering and writing (a third of a
         second for a long session) happen in a thread, so the screen keeps moving.
         """
         record = self.record()
-        path = await asyncio.to_thread(write_report, record, self.settings.report_dir)
+        path = await asyncio.to_thread(write_report_folder, record, self.settings.report_dir)
         self._act(f"report written: {path}")
         return path

@@ -192,8 +192,10 @@ async def test_r_writes_a_report(tmp_path: Path) -> None:
         await wait_until(pilot, lambda: "burst done" in log_text(made))
         await pilot.press("r")
         await wait_until(pilot, lambda: any("Report written" in n for n in notices(made)))
-    reports = list((tmp_path / "reports").glob("*.md"))
+    reports = list((tmp_path / "reports").glob("*/report.md"))
     assert len(reports) == 1
+    assert (reports[0].parent / "report.json").exists()
+    assert (reports[0].parent / "timeline.png").exists()
     text = reports[0].read_text()
     assert "30" in text
     assert "llm-backend-5d8f-abcde" in text
