@@ -13,6 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tui.headless_args import add_cluster_flags
+
 PROG = "kube-llm"
 COMMANDS = ("tui", "demo", "sandbox", "load", "scenario", "report")
 DEMO_CONTEXT = "kube-llm-sandbox-cockpit"
@@ -32,25 +34,7 @@ def _exec_module(module: str, args: Sequence[str]) -> int:
 def _cockpit_flags(parser: argparse.ArgumentParser, *, cluster: bool) -> None:
     """The flags the cockpit shares with kubectl, plus its own."""
     if cluster:
-        parser.add_argument(
-            "--kubeconfig",
-            type=Path,
-            default=None,
-            help="kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)",
-        )
-        parser.add_argument("--context", default=None, help="kubeconfig context to use")
-        parser.add_argument(
-            "-n",
-            "--namespace",
-            default=None,
-            help="namespace (default: the context's namespace, else kube-llm)",
-        )
-        parser.add_argument(
-            "--backend-url",
-            default=None,
-            help="reach the backend Service here (a NodePort, Ingress or port-forward) instead "
-            "of through the API server's service proxy; better for heavy load",
-        )
+        add_cluster_flags(parser)
     parser.add_argument(
         "--read-only",
         action="store_true",

@@ -9,8 +9,8 @@ from pathlib import Path
 Subparsers = argparse._SubParsersAction  # the type argparse gives `add_subparsers()`
 
 
-def add_target_flags(parser: argparse.ArgumentParser) -> None:
-    """The kubectl-like flags and the report folder, shared by `load` and `scenario run`."""
+def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags shared with kubectl, plus `--backend-url`: every command that reaches a cluster."""
     parser.add_argument(
         "--kubeconfig",
         type=Path,
@@ -30,6 +30,11 @@ def add_target_flags(parser: argparse.ArgumentParser) -> None:
         help="send chats here (a NodePort, Ingress or port-forward) instead of "
         "through the API server's service proxy; better for heavy load",
     )
+
+
+def add_target_flags(parser: argparse.ArgumentParser) -> None:
+    """The cluster flags and the report folder, shared by `load` and `scenario run`."""
+    add_cluster_flags(parser)
     parser.add_argument(
         "--deployment",
         default="llm-backend",
