@@ -16,29 +16,29 @@ from typing import ClassVar
 
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
-from textual.binding import Binding, BindingType
+from textual.binding import BindingType
 from textual.containers import Horizontal, Vertical
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
+from tui.keys import BINDINGS, DESTRUCTIVE, KEYS_HELP
 from tui.messages import (
     BackendMetricsArrived,
     ClusterEventArrived,
     CockpitNote,
     RecoveryCompleted,
+    SessionMessages,
     SnapshotArrived,
 )
 from tui.model import (
     BackendMetrics,
     ChatSample,
-    ClusterEvent,
     ClusterSnapshot,
     Connection,
     LatencySummary,
     Outcome,
-    RecoveryTimeline,
 )
 from tui.recorder import Series
 from tui.report import ReportError
@@ -60,8 +60,6 @@ CHART_SERIES = {
     "rps": Series.REQUESTS_PER_SECOND,
     "errors": Series.ERRORS_PER_SECOND,
 }
-DESTRUCTIVE = frozenset({"kill", "burst", "sustained", "burst_size"})
-"""Actions that kill pods or send load: gone with --read-only, confirmed once off the sandbox."""
 
 
 class CockpitApp(App[int]):
@@ -69,54 +67,8 @@ class CockpitApp(App[int]):
 
     CSS_PATH = "app.tcss"
     TITLE = "kube-llm"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(
-            "k",
-            "kill(False)",
-            "Evict pod",
-            id="evict",
-            tooltip="Evict the selected pod (else a random Ready one); the PDB may refuse",
-        ),
-        Binding(
-            "K",
-            "kill(True)",
-            "Force delete",
-            id="force-delete",
-            tooltip="FORCE delete a pod with grace period 0: its streams are cut",
-        ),
-        Binding("l", "burst", "Burst", id="burst", tooltip="N users x 3 chats at once"),
-        Binding("L", "sustained", "Sustained", id="sustained", tooltip="Sustained load on or off"),
-        Binding("plus,equals_sign", "burst_size(1)", "+user", id="burst-bigger", show=False),
-        Binding("minus", "burst_size(-1)", "-user", id="burst-smaller", show=False),
-        Binding(
-            "r",
-            "report",
-            "Report",
-            id="report",
-            tooltip="Write a report (Markdown, JSON, chart) of what the cockpit has seen",
-        ),
-        Binding("c,slash", "focus_chat", "Chat", id="chat"),
-        Binding("question_mark", "help", "Help", id="help"),
-        Binding("q", "quit", "Quit", id="quit"),
-        Binding("ctrl+c", "quit", "Quit", id="quit-ctrl-c", show=False, priority=True),
-    ]
-    KEYS_HELP: ClassVar[list[tuple[str, str, str]]] = [
-        (
-            "k",
-            "evict a pod (the selected one, else a random Ready one; the PDB may refuse)",
-            "kill",
-        ),
-        ("K", "FORCE delete a pod (grace period 0: its open streams are cut)", "kill"),
-        ("l", "load burst: N users x 3 chats (N is the burst size)", "burst"),
-        ("L", "sustained load on/off", "sustained"),
-        ("+ / -", "burst size up / down", "burst_size"),
-        ("r", "write a report of what the cockpit has seen so far (reports/)", "report"),
-        ("c or /", "type a chat message (Enter sends, Escape stops a reply)", "chat"),
-        ("↑ ↓", "select a pod in the table (Escape clears the selection)", "select"),
-        ("ctrl+p", "command palette", "palette"),
-        ("?", "this help", "help"),
-        ("q", "quit (stops the load, and the sandbox when `make demo` started it)", "quit"),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = BINDINGS
+    KEYS_HELP: ClassVar[list[tuple[str, str, str]]] = KEYS_HELP
 
     def __init__(
         self,
@@ -141,8 +93,6 @@ class CockpitApp(App[int]):
         """Set once the user confirmed destructive actions (or the context is the sandbox)."""
         self.failure: str | None = None
         """Why the session could not start or stopped, shown in the status line."""
-        self._stream_buffer: list[str] = []
-        self._flush_pending = False
         self._chat_stop: asyncio.Event | None = None
         self._summary_cache: LatencySummary | None = None
         self._cluster_shown_at = 0.0
@@ -185,7 +135,7 @@ class CockpitApp(App[int]):
     @work(exclusive=True, group="session", exit_on_error=False)
     async def _run_session(self) -> None:
         """Make the session (showing progress), then run its services until the app ends."""
-        session = await self.connector(self.settings, _Sink(self), self._progress)
+        session = await self.connector(self.settings, SessionMessages(self), self._progress)
         self.session = session
         self.destructive_allowed = session.sandbox
         self.sub_title = " · ".join(
@@ -495,9 +445,8 @@ class CockpitApp(App[int]):
         started = self.clock()
         self._chat_stop = stop = asyncio.Event()
         try:
-            sample = await self.session.chat(prompt, self._stream, stop)
+            sample = await self.session.chat(prompt, pane.stream, stop)
         except asyncio.CancelledError:  # the app is quitting
-            self._flush_stream()
             pane.finish(
                 ChatSample(
                     started_at=started,
@@ -510,22 +459,7 @@ class CockpitApp(App[int]):
             raise
         finally:
             self._chat_stop = None
-        self._flush_stream()
         pane.finish(sample)
-
-    def _stream(self, text: str) -> None:
-        # Tokens come faster than a screen needs: gather them and show them every 50 ms.
-        self._stream_buffer.append(text)
-        if not self._flush_pending:
-            self._flush_pending = True
-            self.set_timer(0.05, self._flush_stream)
-
-    def _flush_stream(self) -> None:
-        self._flush_pending = False
-        if self._stream_buffer:
-            text = "".join(self._stream_buffer)
-            self._stream_buffer.clear()
-            self.chat_pane.stream(text)
 
     async def action_quit(self) -> None:
         """Stop the load and the session, then leave (the CLI stops a demo's sandbox)."""
@@ -533,33 +467,6 @@ class CockpitApp(App[int]):
             self.notify("Stopping the load…", timeout=2)
             await self.session.load.stop()
         self.exit(0)
-
-
-class _Sink:
-    """The app as the session's `SessionSink`: each report becomes a message to the app."""
-
-    def __init__(self, app: CockpitApp) -> None:
-        self.app = app
-
-    def snapshot(self, snapshot: ClusterSnapshot) -> None:
-        """The cluster changed."""
-        self.app.post_message(SnapshotArrived(snapshot))
-
-    def cluster_event(self, event: ClusterEvent) -> None:
-        """A Kubernetes event arrived."""
-        self.app.post_message(ClusterEventArrived(event))
-
-    def backend_metrics(self, metrics: BackendMetrics) -> None:
-        """A pod's gateway counters were scraped."""
-        self.app.post_message(BackendMetricsArrived(metrics))
-
-    def recovery(self, timeline: RecoveryTimeline) -> None:
-        """A recovery timeline completed."""
-        self.app.post_message(RecoveryCompleted(timeline))
-
-    def note(self, text: str, severity: str = "information") -> None:
-        """Something the cockpit did or noticed."""
-        self.app.post_message(CockpitNote(text, severity))
 
 
 def _severity(severity: str) -> SeverityLevel:

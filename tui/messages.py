@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from textual.message import Message
+from textual.message_pump import MessagePump
 
 from tui.model import BackendMetrics, ClusterEvent, ClusterSnapshot, RecoveryTimeline
 
@@ -47,3 +48,30 @@ class CockpitNote(Message):
 
     text: str
     severity: str = "information"
+
+
+class SessionMessages:
+    """The app as the session's `SessionSink`: each report becomes a message to the app."""
+
+    def __init__(self, app: MessagePump) -> None:
+        self.app = app
+
+    def snapshot(self, snapshot: ClusterSnapshot) -> None:
+        """The cluster changed."""
+        self.app.post_message(SnapshotArrived(snapshot))
+
+    def cluster_event(self, event: ClusterEvent) -> None:
+        """A Kubernetes event arrived."""
+        self.app.post_message(ClusterEventArrived(event))
+
+    def backend_metrics(self, metrics: BackendMetrics) -> None:
+        """A pod's gateway counters were scraped."""
+        self.app.post_message(BackendMetricsArrived(metrics))
+
+    def recovery(self, timeline: RecoveryTimeline) -> None:
+        """A recovery timeline completed."""
+        self.app.post_message(RecoveryCompleted(timeline))
+
+    def note(self, text: str, severity: str = "information") -> None:
+        """Something the cockpit did or noticed."""
+        self.app.post_message(CockpitNote(text, severity))

@@ -90,6 +90,8 @@ class ChatPane(Vertical):
         super().__init__(id=id)
         self.border_title = "Chat"
         self.current: ChatTurn | None = None
+        self._pending: list[str] = []
+        self._flush_scheduled = False
 
     def compose(self) -> ComposeResult:
         """The turns, then the input box."""
@@ -118,13 +120,26 @@ class ChatPane(Vertical):
         return turn
 
     def stream(self, text: str) -> None:
-        """Add streamed text to the current reply."""
-        if self.current is not None:
-            self.current.append(text)
+        """Add streamed text to the current reply, shown at most every 50 ms.
+
+        Tokens come faster than a screen needs; redrawing the reply for each would cost more
+        than the reply itself.
+        """
+        self._pending.append(text)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.set_timer(0.05, self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._pending and self.current is not None:
+            self.current.append("".join(self._pending))
             self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
+        self._pending.clear()
 
     def finish(self, sample: ChatSample) -> None:
-        """End the current turn with its sample."""
+        """End the current turn with its sample (what is still pending is shown first)."""
+        self._flush()
         if self.current is not None:
             self.current.finish(sample)
             self.current = None
