@@ -131,10 +131,10 @@ async def measure(seconds: float, pods: int, samples: int) -> list[Phase]:
     process = psutil.Process(os.getpid())
     phases: list[Phase] = []
     async with made.app.run_test(size=(200, 60)) as pilot:
-        while not made.clusters:
+        while not made.clusters or not made.app.pods_table.row_count:
             await pilot.pause(0.05)
         made.app.refresh_interval = 1.0
-        made.app.set_interval(1.0, made.app._refresh_panels)
+        made.app.set_interval(1.0, made.app._tick)
         await pilot.press("down")
         spy_on_display(made.app)
         for name, load in (("idle (2 pods, no samples)", False), ("loaded", True)):

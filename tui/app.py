@@ -51,7 +51,7 @@ Connector = Callable[[CockpitSettings, SessionSink, Callable[[str], None]], Awai
 """Makes the session: loads the kubeconfig (after starting the sandbox, for the demo)."""
 
 LATENCY_WINDOW = 60.0
-CLUSTER_REFRESH_SECONDS = 0.25
+CLUSTER_REFRESH_SECONDS = 1.0
 CHART_SPAN = 120.0
 CHART_SERIES = {
     "health": Series.HEALTH_P50,
@@ -127,7 +127,7 @@ class CockpitApp(App[int]):
         self.sub_title = "connecting"
         self.pods_table.focus()
         self._refresh_panels()
-        self.set_interval(self.refresh_interval, self._refresh_panels)
+        self.set_interval(self.refresh_interval, self._tick)
         self._run_session()
 
     # -- the session --------------------------------------------------------------------------
@@ -246,12 +246,18 @@ class CockpitApp(App[int]):
             self._summary_cache = session.recorder.summary(LATENCY_WINDOW, now)
         return self._summary_cache
 
-    def _refresh_panels(self) -> None:
+    def _tick(self) -> None:
+        """Every second: the panels, and the cluster's unless a snapshot just redrew them."""
+        recent = time.monotonic() - self._cluster_shown_at < CLUSTER_REFRESH_SECONDS * 0.9
+        self._refresh_panels(cluster=not recent)
+
+    def _refresh_panels(self, cluster: bool = True) -> None:
         if self._panels_gone():
             return
         now = self.clock()
         summary = self._summary(now, fresh=True)
-        self._refresh_cluster()
+        if cluster:
+            self._refresh_cluster()
         self._refresh_status()
         session = self.session
         if session is None:
