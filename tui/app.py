@@ -25,7 +25,6 @@ from textual.worker import Worker, WorkerState
 
 from tui.keys import BINDINGS, DESTRUCTIVE, KEYS_HELP
 from tui.messages import (
-    BackendMetricsArrived,
     ClusterEventArrived,
     CockpitNote,
     RecoveryCompleted,
@@ -33,7 +32,6 @@ from tui.messages import (
     SnapshotArrived,
 )
 from tui.model import (
-    BackendMetrics,
     ChatSample,
     ClusterSnapshot,
     Connection,
@@ -88,7 +86,6 @@ class CockpitApp(App[int]):
         self.snapshot = ClusterSnapshot(
             namespace=settings.namespace or "", connection=Connection.CONNECTING
         )
-        self.metrics: dict[str, BackendMetrics] = {}
         self.destructive_allowed = False
         """Set once the user confirmed destructive actions (or the context is the sandbox)."""
         self.failure: str | None = None
@@ -209,10 +206,6 @@ class CockpitApp(App[int]):
     def _on_cluster_event(self, message: ClusterEventArrived) -> None:
         self.event_log.cluster_event(message.event)
 
-    @on(BackendMetricsArrived)
-    def _on_backend_metrics(self, message: BackendMetricsArrived) -> None:
-        self.metrics[message.metrics.pod] = message.metrics
-
     @on(RecoveryCompleted)
     def _on_recovery(self, message: RecoveryCompleted) -> None:
         from tui.chaos import describe  # the session's module; imported late to keep it light
@@ -286,7 +279,8 @@ class CockpitApp(App[int]):
         session = self.session
         summary = self._summary(now)
         why, history = (session.hpa_line(), session.replicas) if session else ("", [])
-        self.pods_table.show(self.snapshot, self.metrics, summary, now)
+        metrics = session.metrics if session else {}
+        self.pods_table.show(self.snapshot, metrics, summary, now)
         live = self.snapshot.connection is Connection.LIVE or not self.snapshot.pods
         self.pods_table.border_title = (
             "Pods" if live else f"Pods (as last seen: API {self.snapshot.connection.value})"

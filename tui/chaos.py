@@ -224,7 +224,7 @@ class RecoveryTracker:
             timeline = replace(
                 timeline, replacement_started_at=_moment(pod.started_at, floor, seen_at)
             )
-        if pod.ready and not pod.terminating and timeline.replacement_ready_at is None:
+        if pod.serving and timeline.replacement_ready_at is None:
             floor = max(earliest, timeline.replacement_started_at or created)
             timeline = replace(timeline, replacement_ready_at=_moment(pod.ready_at, floor, seen_at))
         kill.timeline = timeline

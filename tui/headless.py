@@ -66,10 +66,6 @@ def load_cluster(settings: CockpitSettings) -> ClusterTarget:
         raise HeadlessError(str(error)) from None
 
 
-def _ready_pods(snapshot: ClusterSnapshot) -> int:
-    return sum(1 for p in snapshot.pods if p.ready and not p.terminating)
-
-
 @contextlib.asynccontextmanager
 async def headless_session(
     settings: CockpitSettings,
@@ -84,7 +80,7 @@ async def headless_session(
     try:
         deadline = time.monotonic() + ready_timeout
         while not (
-            session.snapshot.connection is Connection.LIVE and _ready_pods(session.snapshot)
+            session.snapshot.connection is Connection.LIVE and session.snapshot.serving_pods
         ):
             if runner.done():
                 runner.result()

@@ -29,13 +29,6 @@ class ClusterEventArrived(Message):
 
 
 @dataclass
-class BackendMetricsArrived(Message):
-    """A pod's gateway counters were scraped."""
-
-    metrics: BackendMetrics
-
-
-@dataclass
 class RecoveryCompleted(Message):
     """A kill's recovery timeline is complete."""
 
@@ -66,7 +59,7 @@ class SessionMessages:
 
     def backend_metrics(self, metrics: BackendMetrics) -> None:
         """A pod's gateway counters were scraped."""
-        self.app.post_message(BackendMetricsArrived(metrics))
+        # Nothing to post: the pods table reads the session's latest metrics when it redraws.
 
     def recovery(self, timeline: RecoveryTimeline) -> None:
         """A recovery timeline completed."""

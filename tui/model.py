@@ -65,6 +65,11 @@ class PodView:
         return self.deleting_at is not None
 
     @property
+    def serving(self) -> bool:
+        """Ready and not terminating: the pod takes the Service's traffic."""
+        return self.ready and not self.terminating
+
+    @property
     def cpu_request_millicores(self) -> float | None:
         """The pod's CPU request (the sum over containers), if every container sets one."""
         values = [c.cpu_request_millicores for c in self.containers]
@@ -187,6 +192,11 @@ class ClusterSnapshot:
     def pod(self, name: str) -> PodView | None:
         """The pod with this name, if it is in the snapshot."""
         return next((p for p in self.pods if p.name == name), None)
+
+    @property
+    def serving_pods(self) -> tuple[PodView, ...]:
+        """The pods that take the Service's traffic (Ready, not terminating)."""
+        return tuple(p for p in self.pods if p.serving)
 
     def usage_of(self, name: str) -> PodUsage | None:
         """The pod's CPU and memory, if metrics have it."""

@@ -79,10 +79,6 @@ class ScenarioAborted(Exception):
     """A step that cannot run at all (not a measurement that failed)."""
 
 
-def _ready(snapshot: ClusterSnapshot) -> int:
-    return sum(1 for p in snapshot.pods if p.ready and not p.terminating)
-
-
 class ScenarioRunner:
     """Runs one scenario's steps on a session; `run()` returns the result."""
 
@@ -246,9 +242,7 @@ class ScenarioRunner:
             names = {p.name for p in snapshot.pods}
             fresh = [p for p in snapshot.pods if p.name not in before]
             return (
-                not names & before
-                and len(fresh) >= len(before)
-                and all(p.ready and not p.terminating for p in fresh)
+                not names & before and len(fresh) >= len(before) and all(p.serving for p in fresh)
             )
 
         while not done(self.session.snapshot):
@@ -285,7 +279,7 @@ class ScenarioRunner:
 
         def value(snapshot: ClusterSnapshot) -> int:
             if condition == "ready_pods":
-                return _ready(snapshot)
+                return len(snapshot.serving_pods)
             return snapshot.hpa.current_replicas if snapshot.hpa else -1
 
         def met(seen: int) -> bool:

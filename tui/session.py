@@ -11,10 +11,9 @@ deterministically; the CLI hands it the real ones through `connect`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -208,30 +207,26 @@ class Session:
 
     async def run(self) -> None:
         """Run every background service until cancelled."""
-        async with self._supervised() as tasks:
-            tasks.append(asyncio.create_task(self.cluster.run(), name="cluster"))
-            tasks.append(asyncio.create_task(self.prober.run(), name="health"))
-            tasks.append(asyncio.create_task(self.poller.run(), name="pod-metrics"))
-            tasks.append(asyncio.create_task(self._tick(), name="tick"))
-            await asyncio.gather(*tasks)
-
-    @contextlib.asynccontextmanager
-    async def _supervised(self) -> AsyncIterator[list[asyncio.Task[None]]]:
-        tasks: list[asyncio.Task[None]] = []
-        self._tasks = tasks
+        self._tasks = [
+            asyncio.create_task(self.cluster.run(), name="cluster"),
+            asyncio.create_task(self.prober.run(), name="health"),
+            asyncio.create_task(self.poller.run(), name="pod-metrics"),
+            asyncio.create_task(self._tick(), name="tick"),
+        ]
         try:
-            yield tasks
+            await asyncio.gather(*self._tasks)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._cancel_background()
+
+    async def _cancel_background(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def close(self) -> None:
         """Stop the load, cancel the background work and close the clients (T5: load stops)."""
         await self.stop_load()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._cancel_background()
         await self.cluster.close()
         await self.gateway.aclose()
 
@@ -243,7 +238,7 @@ class Session:
     def tick(self, now: float | None = None) -> None:
         """Close the recovery timelines that are due (run every second)."""
         for timeline in self.tracker.tick(self.clock() if now is None else now):
-            self._recovered(timeline)
+            self.sink.recovery(timeline)
 
     # -- what the services report ---------------------------------------------------------
 
@@ -251,7 +246,7 @@ class Session:
         self.snapshot = snapshot
         hpa = snapshot.hpa
         if hpa is not None:
-            ready = sum(1 for p in snapshot.pods if p.ready and not p.terminating)
+            ready = len(snapshot.serving_pods)
             point = ReplicaPoint(
                 snapshot.at or self.clock(), hpa.current_replicas, hpa.desired_replicas, ready
             )
@@ -263,7 +258,7 @@ class Session:
             ):
                 self.replicas.append(point)
         for timeline in self.tracker.observe(snapshot):
-            self._recovered(timeline)
+            self.sink.recovery(timeline)
         self.sink.snapshot(snapshot)
 
     def _on_event(self, event: ClusterEvent) -> None:
@@ -272,14 +267,11 @@ class Session:
     def _on_sample(self, sample: ChatSample) -> None:
         self.recorder.add_chat(sample)
         for timeline in self.tracker.observe_chat(sample):
-            self._recovered(timeline)
+            self.sink.recovery(timeline)
 
     def _on_metrics(self, metrics: BackendMetrics) -> None:
         self.metrics[metrics.pod] = metrics
         self.sink.backend_metrics(metrics)
-
-    def _recovered(self, timeline: RecoveryTimeline) -> None:
-        self.sink.recovery(timeline)
 
     def _live_pods(self) -> list[str]:
         return [p.name for p in self.snapshot.pods if not p.terminating]
@@ -295,7 +287,7 @@ class Session:
         alive = {p.name for p in self.snapshot.pods if not p.terminating}
         if selected is not None and selected in alive:
             return KillPlan(selected, "selected")
-        ready = sorted(p.name for p in self.snapshot.pods if p.ready and not p.terminating)
+        ready = sorted(p.name for p in self.snapshot.serving_pods)
         if not ready:
             return KillPlan(None, "no Ready pod to kill")
         return KillPlan(random.choice(ready), "a random Ready pod")
@@ -399,7 +391,7 @@ class Session:
 
     def hpa_line(self) -> str:
         """The HPA explainer's plain-words line for the current snapshot."""
-        ready = sum(1 for p in self.snapshot.pods if p.ready and not p.terminating)
+        ready = len(self.snapshot.serving_pods)
         return explain(self.snapshot.hpa, self.clock(), ready_pods=ready)
 
     def record(self) -> CockpitRecord:
