@@ -332,7 +332,11 @@ async def test_a_busy_engine_is_not_restarted(tmp_path: Path) -> None:
             if e["involvedObject"].get("fieldPath") == "spec.initContainers{engine}"
         ]
         assert engine_events
-        assert "Unhealthy" not in [e["reason"] for e in engine_events]
+        messages = [e["message"] for e in engine_events]
+        # A probe that timed out on a busy engine never counts as a failure (a startup probe
+        # refused before the engine listens, on a slow machine, is a failure as on a cluster).
+        assert not [m for m in messages if "deadline exceeded" in m], messages
+        assert "Container engine failed liveness probe, will be restarted" not in messages
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
