@@ -1,8 +1,9 @@
 """``python -m backend``: serve the app with uvicorn, settings from the environment.
 
-SIGTERM (or SIGINT) starts a drain: ``/readyz``, new and queued chats answer 503, open streams may
-finish until ``SHUTDOWN_TIMEOUT``, then the rest end with a terminal "shutting down" event,
-and the process exits 0. A second signal stops at once.
+SIGTERM (or SIGINT) starts a drain: ``/readyz`` and new chats answer 503; the chats already
+taken, running and queued, are served while they can finish within ``SHUTDOWN_TIMEOUT`` (queued
+ones that cannot get their 503 at once: ``backend.admission``); past it the rest end with a
+terminal "shutting down" event, and the process exits 0. A second signal stops at once.
 """
 
 from __future__ import annotations
@@ -59,14 +60,29 @@ class DrainingServer(uvicorn.Server):
         self._loop.call_soon_threadsafe(self._start_drain)
 
     def _start_drain(self) -> None:
-        # Queued chats get their 503 now, from the loop (not from the signal handler).
-        self._gate.refuse_queued()
+        # From the loop (not from the signal handler): queued chats that cannot finish within
+        # the drain get their 503 now; the others stay queued and are served.
+        self._gate.drain_until(self._drain_seconds)
+        log.info(
+            "draining",
+            extra={
+                "fields": {
+                    "open": self._gate.inflight,
+                    "queued": self._gate.queued,
+                    "drain_seconds": self._drain_seconds,
+                }
+            },
+        )
         self._drain_task = asyncio.ensure_future(self._drain())
 
     async def _drain(self) -> None:
         gate = self._gate
         if not await gate.wait_idle(self._drain_seconds):
-            log.info("drain timeout, aborting chats", extra={"fields": {"open": gate.inflight}})
+            log.info(
+                "drain timeout, aborting chats",
+                extra={"fields": {"open": gate.inflight, "queued": gate.queued}},
+            )
+            gate.refuse_queued()
             gate.abort_all("shutting_down")
             await gate.wait_idle(_ABORT_GRACE_SECONDS)
         log.info("drain finished", extra={"fields": {"open": gate.inflight}})

@@ -1,5 +1,5 @@
-"""S4, S5, S6, S10 (docs/reliability.md) for the bounded FIFO wait queue past MAX_INFLIGHT:
-order, bounds, leaving, probes and drain."""
+"""S4, S5, S6, S10, C1, C4 (docs/reliability.md) for the bounded FIFO wait queue past
+MAX_INFLIGHT: order, bounds, leaving, probes, and the drain that serves what was queued."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -195,50 +196,113 @@ async def test_probes_are_never_queued() -> None:
 # SIGTERM on a real process ---------------------------------------------------------------
 
 
-def test_sigterm_answers_queued_chats_503_at_once(tmp_path: Path) -> None:
+TWO_SECOND_CHATS = EngineConfig(token_delay=0.1, tokens=20)
+
+
+@dataclass
+class DrainRun:
+    """What a SIGTERM with chats queued did: each chat's answer and the moments around it."""
+
+    signalled: float
+    streamed: str
+    queued: list[tuple[str, float, httpx2.Response]]
+    late: httpx2.Response
+    engine_order: list[str]
+
+
+def sigterm_with_chats_queued(
+    tmp_path: Path, engine: EngineConfig, waiting: int, shutdown_timeout: float
+) -> DrainRun:
+    """One chat served to the end (so the pod knows how long a chat takes), then one streaming
+    and ``waiting`` more queued behind it (MAX_INFLIGHT 1); SIGTERM; then one more chat."""
     with (
-        running_engine(EngineConfig(token_delay=0.1, tokens=20)) as engine,
+        running_engine(engine) as fake,
         backend_process(
-            engine.url, tmp_path, MAX_INFLIGHT="1", MAX_QUEUE="4", SHUTDOWN_TIMEOUT="10"
+            fake.url,
+            tmp_path,
+            MAX_INFLIGHT="1",
+            MAX_QUEUE=str(waiting),
+            SHUTDOWN_TIMEOUT=str(shutdown_timeout),
         ) as proc,
         httpx2.Client(base_url=proc.url, timeout=30) as client,
     ):
+        assert client.post(CHAT, json=chat_body("before")).status_code == 200
         streamed: list[str] = []
-        queued_replies: list[tuple[float, httpx2.Response]] = []
+        answers: list[tuple[str, float, httpx2.Response]] = []
 
         def stream() -> None:
-            with client.stream("POST", CHAT, json=chat_body(stream=True)) as response:
+            body = chat_body("running", stream=True)
+            with client.stream("POST", CHAT, json=body) as response:
                 streamed.append(response.read().decode())
 
-        def wait_in_queue() -> None:
-            response = httpx2.post(proc.url + CHAT, json=chat_body(), timeout=30)
-            queued_replies.append((time.monotonic(), response))
+        def wait_in_queue(text: str) -> None:
+            response = httpx2.post(proc.url + CHAT, json=chat_body(text), timeout=30)
+            answers.append((text, time.monotonic(), response))
 
         threads = [threading.Thread(target=stream, daemon=True)]
         threads[0].start()
         deadline = time.monotonic() + 10
-        while engine.stats.open_streams < 1:
-            assert time.monotonic() < deadline, "the first chat never reached the engine"
-            time.sleep(0.02)
-        threads += [threading.Thread(target=wait_in_queue, daemon=True) for _ in range(2)]
-        for thread in threads[1:]:
+        while fake.stats.open_streams < 1:
+            assert time.monotonic() < deadline, "the running chat never reached the engine"
+            time.sleep(0.01)
+        for index in range(waiting):
+            thread = threading.Thread(target=wait_in_queue, args=(f"queued-{index}",))
             thread.start()
-        while metric(client.get("/metrics").text, "kube_llm_queue_depth") < 2:
-            assert time.monotonic() < deadline, "the chats never queued"
-            time.sleep(0.02)
+            threads.append(thread)
+            # One at a time, so the queue's order is known.
+            while metric(client.get("/metrics").text, "kube_llm_queue_depth") < index + 1:
+                assert time.monotonic() < deadline, f"queued-{index} never queued"
+                time.sleep(0.01)
         signalled = time.monotonic()
         proc.process.send_signal(signal.SIGTERM)
+        late = httpx2.post(proc.url + CHAT, json=chat_body("late"), timeout=5)
         for thread in threads:
-            thread.join(15)
-        assert proc.process.wait(15) == 0
-    assert len(queued_replies) == 2
-    for answered, response in queued_replies:
-        assert response.status_code == 503
-        assert response.headers["retry-after"] == "1"
-        assert assert_openai_error(response.json())["code"] == "shutting_down"
-        assert answered - signalled < 1.0  # at once, not after the open stream's 2 s
-    events = sse_events(streamed[0])
+            thread.join(20)
+        assert proc.process.wait(20) == 0
+    order = [r["messages"][0]["content"] for r in fake.stats.requests]
+    return DrainRun(signalled, streamed[0], sorted(answers), late, order)
+
+
+def assert_complete_stream(raw: str) -> None:
+    """A streamed reply that ended normally: content, then [DONE], no error event."""
+    events = sse_events(raw)
     assert events[-1] == "[DONE]"
     assert len(content_of(events)) > 0
-    assert len(engine.stats.requests) == 1
     assert all(json.loads(e).get("choices") for e in events[:-1])
+
+
+def assert_refused_for_shutdown(response: httpx2.Response) -> None:
+    """A 503 that tells the client to go elsewhere at once."""
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert assert_openai_error(response.json())["code"] == "shutting_down"
+
+
+def test_sigterm_serves_queued_chats_that_can_finish_within_the_drain(tmp_path: Path) -> None:
+    """C1/C4: a pod told to stop fails none of the chats it already took. Each chat here takes
+    about 2 s and the drain has 10 s: the running chat and both queued ones are served."""
+    run = sigterm_with_chats_queued(tmp_path, TWO_SECOND_CHATS, waiting=2, shutdown_timeout=11)
+    assert_complete_stream(run.streamed)
+    assert [text for text, _, _ in run.queued] == ["queued-0", "queued-1"]
+    for text, _, response in run.queued:
+        assert response.status_code == 200, (text, response.text)
+        assert response.json()["choices"][0]["message"]["content"]
+    assert run.engine_order == ["before", "running", "queued-0", "queued-1"]
+    # A chat that arrives after SIGTERM was routed by stale endpoints: refused at once.
+    assert_refused_for_shutdown(run.late)
+
+
+def test_sigterm_refuses_at_once_only_the_queued_chats_that_cannot_finish(tmp_path: Path) -> None:
+    """Each chat takes about 2 s and the drain has 5 s (SHUTDOWN_TIMEOUT 6 less the 1 s left
+    for aborted streams): the running chat and the first queued one fit; the two behind them
+    cannot, and get their 503 at once rather than at the end of the drain."""
+    run = sigterm_with_chats_queued(tmp_path, TWO_SECOND_CHATS, waiting=3, shutdown_timeout=6)
+    assert_complete_stream(run.streamed)
+    served, refused = run.queued[:1], run.queued[1:]
+    for text, _, response in served:
+        assert response.status_code == 200, (text, response.text)
+    for _, answered, response in refused:
+        assert_refused_for_shutdown(response)
+        assert answered - run.signalled < 0.5  # at once, not after the served chats
+    assert run.engine_order == ["before", "running", "queued-0"]
+    assert_refused_for_shutdown(run.late)
