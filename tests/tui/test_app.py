@@ -58,7 +58,7 @@ async def test_pods_table_shows_the_deployment() -> None:
     async with made.app.run_test(size=SIZE) as pilot:
         await connected(pilot, made)
         table = made.app.query_one(PodsTable)
-        first = [cell.plain for cell in table.get_row("llm-backend-5d8f-abcde")]
+        first = [cell.plain for cell in table.cells("llm-backend-5d8f-abcde")]
         assert first[1:5] == ["2/2", "Running", "0", "15m"]
         # CPU and memory against the requests: 35m of 350m, 150Mi of 640Mi.
         assert first[5:7] == ["10%", "23%"]
@@ -137,7 +137,7 @@ async def test_the_replacement_is_followed_to_ready_and_logged() -> None:
         )
         table = made.app.query_one(PodsTable)
         await wait_until(pilot, lambda: table.row_count == 3)
-        names = [table.get_row(key)[0].plain for key in table.rows]
+        names = [table.cells(key)[0].plain for key in table.row_names]
         assert "✖ " + victim in names, names
         assert "✚ llm-backend-5d8f-new01" in names, names
         made.cluster.push(snapshot(pod(survivor), pod("llm-backend-5d8f-new01", age=4.0)))
@@ -445,7 +445,7 @@ async def test_untrusted_text_renders_literally(hostile: str) -> None:
         assert made.app.is_running
         assert "\x1b" not in log_text(made)
         table = made.app.query_one(PodsTable)
-        assert all("\x1b" not in cell.plain for key in table.rows for cell in table.get_row(key))
+        assert all("\x1b" not in cell.plain for key in table.row_names for cell in table.cells(key))
 
 
 async def test_chat_box_keeps_letters_from_the_keys() -> None:

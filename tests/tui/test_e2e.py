@@ -55,11 +55,11 @@ def ready_rows(app: CockpitApp) -> list[str]:
     """Pods the table shows Ready (READY n/n and Running), not terminating."""
     table = app.query_one(PodsTable)
     rows = []
-    for key in table.rows:
-        cells = [cell.plain for cell in table.get_row(key)]
+    for key in table.row_names:
+        cells = [cell.plain for cell in table.cells(key)]
         ready, total = cells[1].split("/")
         if ready == total and cells[2] == "Running" and not cells[0].startswith("✖"):
-            rows.append(str(key.value))
+            rows.append(key)
     return rows
 
 
@@ -81,15 +81,15 @@ async def test_k_evicts_and_the_recovery_is_timed(sandbox: RunningSandbox, tmp_p
         await wait_until(
             pilot,
             lambda: (
-                victim not in {str(k.value) for k in table.rows}
-                or table.get_row(victim)[0].plain.startswith("✖")
+                victim not in set(table.row_names)
+                or table.cells(victim)[0].plain.startswith("✖")
             ),
             timeout=20,
         )
         await wait_until(
             pilot,
             lambda: (
-                victim not in {str(k.value) for k in table.rows}
+                victim not in set(table.row_names)
                 and len(set(ready_rows(app)) - before) >= 1
             ),
             timeout=60,
