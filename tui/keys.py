@@ -51,7 +51,7 @@ KEYS_HELP: list[tuple[str, str, str]] = [
     ("+ / -", "burst size up / down", "burst_size"),
     ("r", "write a report of what the cockpit has seen so far (reports/)", "report"),
     ("c or /", "type a chat message (Enter sends, Escape stops a reply)", "chat"),
-    ("↑ ↓", "select a pod in the table (Escape clears the selection)", "select"),
+    ("↑ ↓ PgUp PgDn Home End", "select a pod in the table (Escape clears the selection)", "select"),
     ("ctrl+p", "command palette", "palette"),
     ("?", "this help", "help"),
     ("q", "quit (stops the load, and the sandbox when `make demo` started it)", "quit"),
