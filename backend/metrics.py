@@ -16,7 +16,7 @@ _REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
 class Metrics:
-    """The metric families named in DESIGN.md, registered on a private ``CollectorRegistry``."""
+    """The metric families in docs/design.md, registered on a private ``CollectorRegistry``."""
 
     def __init__(self) -> None:
         """Create the registry and every metric family on it."""

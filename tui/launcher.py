@@ -1,6 +1,6 @@
 """Start the sandbox as a child process for `kube-llm demo` (`make demo`), and stop it again.
 
-The cockpit never imports the sandbox (the walls in DESIGN.md): it runs `python -m sandbox` as
+The cockpit never imports the sandbox (the walls in docs/design.md): it runs `python -m sandbox` as
 a process in its own session, with its output in the state folder, waits for the banner that
 says the API server is up and the kubeconfig written, and on quit sends SIGTERM to the whole
 process group (then SIGKILL after a grace period) so that no engine or backend is left behind.

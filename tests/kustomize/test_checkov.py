@@ -40,7 +40,8 @@ SKIP_ALWAYS: dict[str, str] = {
     "CKV_DOCKER_7": "checkov cannot resolve FROM ${ARG}; our own test checks the ARG default",
 }
 # The base is not deployed on its own: it has no namespace and no image tags by design
-# (STYLE.md); every overlay sets both, and the overlays are checked without these skips.
+# (docs/design.md, Conventions); every overlay sets both, and the overlays are checked without
+# these skips.
 SKIP_BASE_ONLY: dict[str, str] = {
     "CKV_K8S_21": "the base carries no namespace; overlays set kube-llm",
     "CKV_K8S_14": "the base carries no image tag; overlays pin tags with `images:`",

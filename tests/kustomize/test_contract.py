@@ -92,7 +92,7 @@ def test_service_contract(target: str) -> None:
 
 
 def test_selectors_hold_only_the_identity_label() -> None:
-    """STYLE.md: `labels:` reaches metadata and templates, never a selector."""
+    """docs/design.md: `labels:` reaches metadata and templates, never a selector."""
     objs = rendered("minikube")
     dep = deployment(objs)
     assert dep["spec"]["selector"]["matchLabels"] == SELECTOR

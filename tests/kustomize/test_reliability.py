@@ -111,7 +111,7 @@ def test_m14_no_latest_tag(target: str) -> None:
 
 
 def test_m14_base_images_carry_no_tag() -> None:
-    """STYLE.md: the base names images without tags; overlays pin them with `images:`."""
+    """docs/design.md: the base names images without tags; overlays pin them with `images:`."""
     assert all(rules.image_tag(image) is None for image in rules.images(rendered("base")))
 
 

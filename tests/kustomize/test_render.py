@@ -26,7 +26,7 @@ from tests.kustomize.manifests import (
 
 K8S_VERSION = "1.31.0"
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "PersistentVolume"}
-# STYLE.md: current kustomize fields only (no commonLabels, bases, patchesStrategicMerge,
+# docs/design.md: current kustomize fields only (no commonLabels, bases, patchesStrategicMerge,
 # patchesJson6902, vars).
 CURRENT_FIELDS = {
     "apiVersion",
@@ -142,12 +142,12 @@ def test_overlays_put_everything_in_the_namespace(target: str) -> None:
 
 
 def test_base_carries_no_namespace() -> None:
-    """STYLE.md: the base has no namespace; overlays set it."""
+    """docs/design.md: the base has no namespace; overlays set it."""
     assert all("namespace" not in obj["metadata"] for obj in rendered("base"))
 
 
 def test_kustomizations_use_current_fields_only() -> None:
-    """STYLE.md: no deprecated kustomize fields anywhere in the tree."""
+    """docs/design.md: no deprecated kustomize fields anywhere in the tree."""
     files = sorted(KUSTOMIZE.rglob("kustomization.yaml"))
     assert len(files) >= 4
     for path in files:
