@@ -14,10 +14,13 @@ import dataclasses
 import json
 import sys
 
+from tui.figures import LoadPhase
 from tui.gateway import GatewayTarget
 from tui.headless import (
+    INTERRUPTED_EXIT,
     HeadlessError,
     HeadlessSink,
+    Interrupts,
     ProgressLine,
     headless_session,
     load_cluster,
@@ -92,38 +95,76 @@ def run_load(parsed: argparse.Namespace) -> int:
     progress = ProgressLine(enabled=None if not parsed.json else False)
 
     async def main() -> int:
-        async with headless_session(settings, target, sink) as session:
-            if prompts is not None:
-                use_prompts(session, prompts, settings.max_tokens)
-            sink.note(f"load: {plan.describe()} through {session.target}")
-            started = session.clock()
-            ticker = asyncio.create_task(
-                tick_progress(progress, lambda: progress_text(session, started, session.clock()))
-            )
-            try:
-                phase = await run_phase(session, plan, session.clock)
-            finally:
-                await wait_quietly(ticker)
-            record = dataclasses.replace(session.record(), phases=(phase,))
-        folder = None
-        if not parsed.no_report:
-            folder = await asyncio.to_thread(
-                write_report_folder, record, settings.report_dir, name="kube-llm-load"
-            )
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        # Ctrl+C before the load starts (waiting for a Ready pod) just stops.
+        with Interrupts(main_task.cancel) as interrupts:
+            async with headless_session(settings, target, sink) as session:
+                if prompts is not None or not parsed.stream:
+                    use_prompts(session, prompts, settings.max_tokens, stream=parsed.stream)
+                sink.note(f"load: {plan.describe()} through {session.target}")
+                started = session.clock()
+                ticker = asyncio.create_task(
+                    tick_progress(
+                        progress, lambda: progress_text(session, started, session.clock())
+                    )
+                )
+                load = asyncio.create_task(run_phase(session, plan, session.clock))
+                interrupts.on_first = load.cancel
+                try:
+                    phase = await load
+                except asyncio.CancelledError:
+                    if not interrupts.interrupted or main_task.cancelling():
+                        raise
+                    # Stopped by Ctrl+C: the phase is what ran, and its open chats were
+                    # closed (each one a `cancelled` sample).
+                    label = f"{plan.label or plan.describe()} (interrupted by Ctrl+C)"
+                    phase = LoadPhase(plan.kind, plan.users, started, session.clock(), label)
+                finally:
+                    interrupts.on_first = lambda: None  # the report is next: nothing to stop
+                    await wait_quietly(ticker)
+                record = dataclasses.replace(session.record(), phases=(phase,))
+            stopped = interrupts.interrupted
+            folder = None
+            if not parsed.no_report:
+                folder = await asyncio.to_thread(
+                    write_report_folder,
+                    record,
+                    settings.report_dir,
+                    name="kube-llm-load",
+                    preface=[INTERRUPTED_NOTE] if stopped else (),
+                    extra={"interrupted": True} if stopped else None,
+                )
         if parsed.json:
-            print(json.dumps(load_summary(record, folder), indent=1))
+            print(json.dumps(load_summary(record, folder) | {"interrupted": stopped}, indent=1))
         else:
             print(load_table(record))
             if folder is not None:
                 print(f"report: {folder}")
+        if stopped:
+            print(
+                "kube-llm: interrupted (Ctrl+C): the load was stopped early; the table and "
+                "the report cover what was done",
+                file=sys.stderr,
+            )
+            return INTERRUPTED_EXIT
         return 0
 
     try:
         return asyncio.run(main())
     except (HeadlessError, LoadError, ReportError) as error:
         return _fail(str(error))
-    except KeyboardInterrupt:
-        return _fail("stopped (Ctrl+C); the load was stopped and no report written")
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(
+            "kube-llm: stopped (Ctrl+C) before the load began; nothing to report", file=sys.stderr
+        )
+        return INTERRUPTED_EXIT
+
+
+INTERRUPTED_NOTE = (
+    "**Interrupted (Ctrl+C):** the load was stopped before its end. The figures cover what was "
+    "done; chats closed mid-reply by the stop count as cancelled, not as failures."
+)
 
 
 def run_headless(parsed: argparse.Namespace) -> int:

@@ -116,6 +116,11 @@ class ChatFigures:
     ttft_p50_by_pod: tuple[tuple[str, float], ...]
     peak_concurrency: int
     """The most chats open at one moment."""
+    cancelled: int = 0
+    """Chats the client closed mid-reply (the load stopped, Escape): neither ok nor failed."""
+    unstreamed: int = 0
+    """Successful chats asked with `stream: false`: in end to end and tokens, but they have no
+    TTFT and no inter-token gaps."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,8 @@ class PhaseFigures:
     """Until the HPA first wanted fewer replicas than it had when the load stopped."""
     back_to_min_after_stop: float | None
     """Until the current replicas were back at the HPA's minimum."""
+    cancelled: int = 0
+    """Chats closed mid-reply when the load stopped."""
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,8 @@ def chat_figures(record: CockpitRecord) -> ChatFigures:
         served_by=summary.served_by,
         ttft_p50_by_pod=summary.ttft_p50_by_pod,
         peak_concurrency=peak_concurrency(chats),
+        cancelled=sum(1 for c in chats if c.outcome is Outcome.CANCELLED),
+        unstreamed=sum(1 for c in ok if not c.streamed),
     )
 
 
@@ -317,6 +326,7 @@ def phase_figures(record: CockpitRecord, phase: LoadPhase) -> PhaseFigures:
         ready_after_start=ready,
         desired_down_after_stop=down,
         back_to_min_after_stop=back,
+        cancelled=sum(1 for c in chats if c.outcome is Outcome.CANCELLED),
     )
 
 

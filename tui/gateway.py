@@ -14,20 +14,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from email.utils import parsedate_to_datetime
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import httpx2
 from prometheus_client.parser import text_string_to_metric_families
 
-from tui.model import BackendMetrics, ChatSample, HealthSample, Outcome
+from tui.chatcall import (
+    ChatCancelled,
+    ChatProgress,
+    check_messages,
+    error_detail,
+    parse_retry_after,
+)
+from tui.model import BackendMetrics, ChatSample, HealthSample
 from tui.target import BACKEND_PORT, GatewayError, GatewayTarget, ssl_context_for
 
 __all__ = [
     "BACKEND_PORT",
+    "ChatCancelled",
     "Gateway",
     "GatewayError",
     "GatewayTarget",
@@ -66,40 +72,6 @@ def _client(target: GatewayTarget) -> httpx2.AsyncClient:
     )
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header (delta-seconds or an HTTP date); None if absent
-    or unreadable."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        moment = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if moment.tzinfo is None:
-        return None
-    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
-
-
-def _error_detail(body: bytes) -> str:
-    """The server's words from an error body: OpenAI's `error.message`, a Kubernetes Status
-    `message`, else the start of the text."""
-    text = body.decode("utf-8", errors="replace")
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        return text.strip()[:_DETAIL_CHARS]
-    message: Any = None
-    if isinstance(parsed, dict):
-        error = parsed.get("error")
-        message = error.get("message") if isinstance(error, dict) else parsed.get("message")
-        if isinstance(error, dict) and isinstance(error.get("code"), str) and message:
-            message = f"{error['code']}: {message}"
-    return (message if isinstance(message, str) else text.strip())[:_DETAIL_CHARS]
-
-
 def _kind_of(error: httpx2.TransportError, answered: bool) -> str:
     """The error kind of a transport failure; `answered` once a 200 stream has begun."""
     if isinstance(error, httpx2.ConnectError | httpx2.ConnectTimeout):
@@ -110,125 +82,6 @@ def _kind_of(error: httpx2.TransportError, answered: bool) -> str:
         return "protocol"
     # The connection broke: mid-reply the user got part of an answer.
     return "truncated" if answered else "network"
-
-
-class _ChatProgress:
-    """What one chat attempt has seen so far; turned into a `ChatSample` when it ends."""
-
-    def __init__(self, origin: str, on_text: Callable[[str], None] | None) -> None:
-        self.origin = origin
-        self.on_text = on_text
-        self.started_at = time.time()
-        self.started = time.perf_counter()
-        self.status: int | None = None
-        self.pod: str | None = None
-        self.ttft: float | None = None
-        self.last_chunk: float | None = None
-        self.gaps: list[float] = []
-        self.chunks = 0
-        self.usage_tokens: int | None = None
-        self.finish_reason: str | None = None
-        self.done = False
-        self.error_kind: str | None = None
-        self.error_detail: str | None = None
-        self.retry_after: float | None = None
-
-    def begin(self) -> None:
-        """The request is about to go out: its times count from here (a first chat's model
-        lookup is not in its TTFT)."""
-        self.started_at = time.time()
-        self.started = time.perf_counter()
-
-    def take(self, data: str) -> bool:
-        """Account for one event's data; return True when the stream has ended (either way)."""
-        if not data:
-            return False  # an event with no data carries nothing (a keep-alive)
-        if data == "[DONE]":
-            if self.finish_reason is None:
-                self.fail("truncated", "the stream ended with no finish_reason")
-            else:
-                self.done = True
-            return True
-        try:
-            chunk = json.loads(data)
-        except ValueError:
-            chunk = None
-        if not isinstance(chunk, dict):
-            self.fail("protocol", "an event that is not a JSON object")
-            return True
-        if "error" in chunk:
-            error = chunk["error"]
-            self.fail("stream_error", _error_detail(json.dumps({"error": error}).encode()))
-            return True
-        usage = chunk.get("usage")
-        if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
-            self.usage_tokens = usage["completion_tokens"]
-        choices = chunk.get("choices")
-        if isinstance(choices, list) and choices and isinstance(choices[0], dict):
-            choice = choices[0]
-            delta = choice.get("delta")
-            content = delta.get("content") if isinstance(delta, dict) else None
-            if isinstance(content, str) and content:
-                self._content(content)
-            if isinstance(choice.get("finish_reason"), str):
-                self.finish_reason = choice["finish_reason"]
-        return False
-
-    def _content(self, content: str) -> None:
-        now = time.perf_counter()
-        if self.last_chunk is None:
-            self.ttft = now - self.started
-        else:
-            self.gaps.append(now - self.last_chunk)
-        self.last_chunk = now
-        self.chunks += 1
-        if self.on_text is not None:
-            self.on_text(content)
-
-    def fail(self, kind: str, detail: str = "") -> None:
-        """Note the first failure (a later one is a consequence of it)."""
-        if self.error_kind is None:
-            self.error_kind = kind
-            self.error_detail = detail or None
-
-    def sample(self) -> ChatSample:
-        """The chat as the user felt it, at this moment."""
-        if self.status == 429:
-            outcome = Outcome.SHED
-        elif self.done and self.error_kind is None:
-            outcome = Outcome.OK
-        else:
-            outcome = Outcome.ERROR
-            if self.error_kind is None:
-                self.error_kind = "truncated"  # the body ended with no [DONE]
-        from_usage = self.usage_tokens is not None
-        return ChatSample(
-            started_at=self.started_at,
-            origin=self.origin,
-            outcome=outcome,
-            status=self.status,
-            error_kind=None if outcome is Outcome.OK else self.error_kind,
-            pod=self.pod,
-            ttft=self.ttft,
-            e2e=time.perf_counter() - self.started,
-            gaps=tuple(self.gaps),
-            output_tokens=self.usage_tokens if self.usage_tokens is not None else self.chunks,
-            tokens_from_usage=from_usage,
-            retry_after=self.retry_after,
-            error_detail=self.error_detail,
-        )
-
-
-def _check_messages(messages: Sequence[Mapping[str, str]]) -> list[dict[str, str]]:
-    if not messages:
-        raise ValueError("a chat needs at least one message")
-    checked = []
-    for message in messages:
-        role, content = message.get("role"), message.get("content")
-        if not isinstance(role, str) or not isinstance(content, str):
-            raise ValueError("each message needs a string 'role' and 'content'")
-        checked.append({"role": role, "content": content})
-    return checked
 
 
 class Gateway:
@@ -295,35 +148,50 @@ class Gateway:
         origin: str = "chat",
         on_text: Callable[[str], None] | None = None,
         stop: asyncio.Event | None = None,
+        stream: bool = True,
     ) -> ChatSample:
-        """Stream one chat and return how it went; never raises for a failed request.
+        """Send one chat and return how it went; never raises for a failed request.
 
-        `on_text` gets each piece of the reply as it arrives. Setting `stop` (Escape) closes
-        the stream at once and returns a sample with error kind `cancelled`. Cancelling the
-        calling task also closes the stream, and `CancelledError` propagates as asyncio wants.
+        Streamed (the default), `on_text` gets each piece of the reply as it arrives; with
+        `stream=False` the backend answers once, with the whole reply and its `usage`, and the
+        sample has no TTFT and no gaps (`streamed` False). Setting `stop` (Escape) closes the
+        reply at once and returns a sample with outcome `CANCELLED`. Cancelling the calling
+        task also closes it, and raises `ChatCancelled` (a `CancelledError`, so the
+        cancellation propagates as asyncio wants) carrying the chat's sample so far.
         A 429 is `Outcome.SHED` with the server's `Retry-After` in `retry_after`.
         """
-        checked = _check_messages(messages)
+        checked = check_messages(messages)
         if not isinstance(max_tokens, int) or max_tokens < 1:
             raise ValueError(f"max_tokens must be a positive integer, not {max_tokens!r}")
-        progress = _ChatProgress(origin, on_text)
+        progress = ChatProgress(origin, on_text, streamed=stream)
         try:
             model = await self.model()
         except GatewayError as error:
             progress.status = error.status
             progress.fail(error.kind, error.detail)
             return progress.sample()
-        body = {
-            "model": model,
-            "messages": checked,
-            "max_tokens": max_tokens,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
-        if stop is None:
-            await self._stream(body, progress)
-            return progress.sample()
-        reader = asyncio.ensure_future(self._stream(body, progress))
+        body: dict[str, Any] = {"model": model, "messages": checked, "max_tokens": max_tokens}
+        if stream:
+            body |= {"stream": True, "stream_options": {"include_usage": True}}
+        else:
+            body["stream"] = False
+        send = self._stream if stream else self._plain
+        try:
+            if stop is None:
+                await send(body, progress)
+            else:
+                await self._until_stopped(send(body, progress), stop, progress)
+        except asyncio.CancelledError as cancelled:
+            progress.cancel("the chat's task was cancelled (the load stopped)")
+            raise ChatCancelled(progress.sample()) from cancelled
+        return progress.sample()
+
+    @staticmethod
+    async def _until_stopped(
+        reading: Coroutine[Any, Any, None], stop: asyncio.Event, progress: ChatProgress
+    ) -> None:
+        """Read the reply until it ends or `stop` is set (then close it at once)."""
+        reader = asyncio.ensure_future(reading)
         stopper = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({reader, stopper}, return_when=asyncio.FIRST_COMPLETED)
@@ -331,16 +199,29 @@ class Gateway:
             stopper.cancel()
             if not reader.done():
                 reader.cancel()
-                # Waiting (not awaiting) lets the stream close without raising its
+                # Waiting (not awaiting) lets the reply close without raising its
                 # CancelledError here; a cancellation of this task still propagates.
                 await asyncio.wait({reader})
         if reader.cancelled():
-            progress.fail("cancelled", "stopped by the user")
+            progress.cancel("stopped by the user")
         else:
             reader.result()  # a bug in on_text surfaces here
-        return progress.sample()
 
-    async def _stream(self, body: dict[str, Any], progress: _ChatProgress) -> None:
+    async def _plain(self, body: dict[str, Any], progress: ChatProgress) -> None:
+        """Send a chat with `stream: false` and read its one reply into `progress`."""
+        progress.begin()
+        try:
+            async with self._client.stream("POST", CHAT_PATH, json=body) as response:
+                progress.status = response.status_code
+                progress.pod = response.headers.get(SERVED_BY)
+                if response.status_code != 200:
+                    await self._http_failure(response, progress)
+                    return
+                progress.take_reply(await response.aread())
+        except httpx2.TransportError as error:
+            progress.fail(_kind_of(error, progress.status == 200), str(error)[:_DETAIL_CHARS])
+
+    async def _stream(self, body: dict[str, Any], progress: ChatProgress) -> None:
         """Send the chat and read its events into `progress`."""
         progress.begin()
         try:
@@ -361,14 +242,14 @@ class Gateway:
             progress.fail(_kind_of(error, progress.status == 200), str(error)[:_DETAIL_CHARS])
 
     @staticmethod
-    async def _http_failure(response: httpx2.Response, progress: _ChatProgress) -> None:
+    async def _http_failure(response: httpx2.Response, progress: ChatProgress) -> None:
         status = response.status_code
         body = b""
         async for chunk in response.aiter_bytes():
             body += chunk
             if len(body) >= _ERROR_BODY_BYTES:
                 break
-        progress.fail(f"http_{status}", _error_detail(body[:_ERROR_BODY_BYTES]))
+        progress.fail(f"http_{status}", error_detail(body[:_ERROR_BODY_BYTES]))
         progress.retry_after = parse_retry_after(response.headers.get("retry-after"))
 
     async def health(self) -> HealthSample:
@@ -404,7 +285,7 @@ class Gateway:
         except httpx2.TransportError as error:
             raise GatewayError(_kind_of(error, answered=False), str(error)) from None
         if response.status_code != 200:
-            detail = _error_detail(response.content[:_ERROR_BODY_BYTES])
+            detail = error_detail(response.content[:_ERROR_BODY_BYTES])
             raise GatewayError(f"http_{response.status_code}", detail, response.status_code)
         return response
 

@@ -5,16 +5,21 @@ health prober, recovery tracker, through `tui.connect.session_for`), runs its ba
 waits until the cluster is watched and a pod is Ready, and closes everything on the way out.
 `HeadlessSink` takes what the session reports: recoveries and warnings go to stderr as lines.
 `ProgressLine` redraws one status line on a terminal and stays quiet when output is piped.
+`Interrupts` turns a first Ctrl+C into "stop the load, keep what was done" and a second one
+into an exit at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from types import TracebackType
 from typing import TextIO
 
 from tui.chaos import describe
@@ -142,9 +147,67 @@ async def tick_progress(
         progress.clear()
 
 
+INTERRUPTED_EXIT = 130
+"""The exit code of a run stopped by Ctrl+C (128 + SIGINT), as shells report it."""
+
+
+class Interrupts:
+    """Ctrl+C (SIGINT) during a headless run, on the running event loop.
+
+    The first one calls `on_first` (set it to whatever stops the current work: the load
+    phase's task, a scenario's steps) and the run goes on to print and write what was done;
+    a second one exits at once with `INTERRUPTED_EXIT`, writing nothing more. Used as a
+    context manager inside the loop; on exit, Ctrl+C is Python's `KeyboardInterrupt` again.
+    """
+
+    def __init__(self, on_first: Callable[[], object], stream: TextIO | None = None) -> None:
+        """Call `on_first` at the first Ctrl+C; say so on `stream` (stderr)."""
+        self.on_first = on_first
+        self.stream = stream
+        self.count = 0
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether Ctrl+C was pressed."""
+        return self.count > 0
+
+    def __enter__(self) -> Interrupts:
+        """Take SIGINT from Python's default handler for the running loop."""
+        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._pressed)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Give SIGINT back (the loop restores `KeyboardInterrupt`)."""
+        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+
+    def _pressed(self) -> None:
+        self.count += 1
+        stream = self.stream or sys.stderr
+        if self.count == 1:
+            print(
+                "\nkube-llm: Ctrl+C: stopping the load; the table and the report will cover "
+                "what was done (Ctrl+C again quits at once)",
+                file=stream,
+                flush=True,
+            )
+            self.on_first()
+            return
+        print("\nkube-llm: stopped at once (a second Ctrl+C)", file=stream, flush=True)
+        sys.stdout.flush()
+        # At once: no cleanup that could hang (open streams, a report half written).
+        os._exit(INTERRUPTED_EXIT)
+
+
 __all__ = [
+    "INTERRUPTED_EXIT",
     "HeadlessError",
     "HeadlessSink",
+    "Interrupts",
     "ProgressLine",
     "headless_session",
     "load_cluster",

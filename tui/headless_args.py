@@ -96,6 +96,14 @@ def add_load_parser(commands: Subparsers[argparse.ArgumentParser]) -> None:
         help="new chats a second for --duration seconds (open loop), at most --users open at once",
     )
     load.add_argument(
+        "--stream",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stream each reply (SSE) and time its first token and the gaps between tokens "
+        "(the default); --no-stream asks for whole replies (`stream: false`): end to end and "
+        "output tokens (from the backend's usage) only, TTFT shows as n/a",
+    )
+    load.add_argument(
         "--prompts",
         type=Path,
         default=None,

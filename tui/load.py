@@ -13,8 +13,9 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
+from tui.chatcall import ChatCancelled
 from tui.model import ChatSample, Outcome
 from tui.probes import GatewayClient, HealthProber, PodMetricsPoller
 from tui.prompts import PROMPTS, prompt_for
@@ -92,6 +93,18 @@ class LoadStatus:
     """429s, each one counted (also the ones retried)."""
     errors: int = 0
     retries_after_429: int = 0
+    cancelled: int = 0
+    """Chats closed mid-reply because the load was stopped (not failures)."""
+
+
+class _UnstreamedChats(Protocol):
+    """A gateway that can also ask for a reply in one piece (`stream: false`)."""
+
+    async def chat(
+        self, messages: list[dict[str, str]], *, max_tokens: int, origin: str, stream: bool
+    ) -> ChatSample:
+        """One chat, streamed or not."""
+        ...
 
 
 class LoadEngine:
@@ -99,8 +112,10 @@ class LoadEngine:
 
     A burst is N users at once, M chats each; sustained load is N users chatting back to back
     (a closed loop: the next chat waits for the answer); rate load starts chats at a fixed rate
-    whatever the answers (an open loop), at most `limits.max_users` open at once. Chats the
-    engine itself cancels (on `stop()`) give no sample: the user stopped them, not the service.
+    whatever the answers (an open loop), at most `limits.max_users` open at once. A chat the
+    engine itself closes mid-reply (on `stop()`) is a `CANCELLED` sample with what it had got
+    so far: the user stopped it, so it is neither a failure nor a success of the service.
+    With `stream=False` every chat asks for its reply in one piece (no TTFT, no gaps).
 
     Each finished chat and each 429 goes to `on_sample` (a 429 is a `SHED` sample; the chat is
     retried after its `Retry-After`, at most `limits.max_retries_after_429` times, and the final
@@ -115,8 +130,12 @@ class LoadEngine:
         prompts: tuple[str, ...] = PROMPTS,
         max_tokens: int = 64,
         limits: LoadLimits | None = None,
+        *,
+        stream: bool = True,
     ) -> None:
-        """Generate load against `gateway`, reporting every sample to `on_sample`."""
+        """Generate load against `gateway`, reporting every sample to `on_sample`; with
+        `stream=False` the gateway must take `stream` in its `chat` (`tui.gateway.Gateway`
+        does)."""
         if not prompts:
             raise LoadError("the prompt set is empty")
         if not isinstance(max_tokens, int) or max_tokens < 1:
@@ -126,6 +145,9 @@ class LoadEngine:
         self.prompts = prompts
         self.max_tokens = max_tokens
         self.limits = limits or LoadLimits()
+        self.stream = stream
+        # Only a non-streaming engine passes `stream`: scripted gateways need not know it.
+        self._unstreamed = None if stream else cast(_UnstreamedChats, gateway)
         self._burst_tasks: set[asyncio.Task[None]] = set()
         self._burst_running = False
         self._burst_done = 0
@@ -143,6 +165,7 @@ class LoadEngine:
         self._shed = 0
         self._errors = 0
         self._retries = 0
+        self._cancelled = 0
         self._failures: list[BaseException] = []
         # All load together (bursts, sustained and rate) has at most max_users chats open.
         self._open = asyncio.Semaphore(self.limits.max_users)
@@ -163,6 +186,7 @@ class LoadEngine:
             shed=self._shed,
             errors=self._errors,
             retries_after_429=self._retries,
+            cancelled=self._cancelled,
         )
 
     @property
@@ -304,12 +328,14 @@ class LoadEngine:
     async def stop_sustained(self) -> None:
         """Stop the sustained users (their open chats are closed) and wait for them."""
         timer, self._sustained_timer = self._sustained_timer, None
-        tasks = list(self._sustained.values())
-        if timer is not None:
-            tasks.append(timer)
-        self._sustained.clear()
+        users = list(self._sustained.values())
         self._sustained_ends_at = None
-        await _cancel_all(tasks)
+        # The users count as running until their open chats have reported (as cancelled), so
+        # no sample arrives after the load says it has stopped.
+        await _cancel_all([*users, *([timer] if timer is not None else [])])
+        for index, task in list(self._sustained.items()):
+            if task in users:
+                del self._sustained[index]
         stopped, self._sustained_stopped = self._sustained_stopped, None
         if stopped is not None:
             stopped.set()
@@ -376,8 +402,11 @@ class LoadEngine:
 
     async def stop_rate(self) -> None:
         """Stop rate load: no new chats, and the open ones are closed."""
-        task, self._rate_task = self._rate_task, None
+        task = self._rate_task
+        # Rate load counts as running until its open chats have reported (as cancelled).
         await _cancel_all([*([task] if task is not None else []), *self._rate_chats])
+        if self._rate_task is task:
+            self._rate_task = None
         self._raise_failures()
 
     async def stop(self) -> None:
@@ -395,9 +424,11 @@ class LoadEngine:
             async with self._open:
                 self._in_flight += 1
                 try:
-                    sample = await self.gateway.chat(
-                        messages, max_tokens=self.max_tokens, origin="load"
-                    )
+                    sample = await self._chat(messages)
+                except ChatCancelled as cancelled:
+                    # Stopped mid-reply: what the user had got so far is a sample too.
+                    self._report(dataclasses.replace(cancelled.sample, retries_after_429=retries))
+                    raise
                 finally:
                     self._in_flight -= 1
             if sample.outcome is Outcome.SHED and retries < limits.max_retries_after_429:
@@ -413,11 +444,20 @@ class LoadEngine:
             self._report(final)
             return final
 
+    async def _chat(self, messages: list[dict[str, str]]) -> ChatSample:
+        if self._unstreamed is not None:
+            return await self._unstreamed.chat(
+                messages, max_tokens=self.max_tokens, origin="load", stream=False
+            )
+        return await self.gateway.chat(messages, max_tokens=self.max_tokens, origin="load")
+
     def _report(self, sample: ChatSample) -> None:
         if sample.outcome is Outcome.OK:
             self._ok += 1
         elif sample.outcome is Outcome.SHED:
             self._shed += 1
+        elif sample.outcome is Outcome.CANCELLED:
+            self._cancelled += 1
         else:
             self._errors += 1
         self.on_sample(sample)

@@ -17,6 +17,7 @@ from typing import Any
 
 from tui.figures import ChatFigures, CockpitRecord, LoadPhase, Percentiles, figures
 from tui.load import LoadEngine, LoadError
+from tui.prompts import PROMPTS
 from tui.session import Session
 
 
@@ -68,15 +69,19 @@ def read_prompts(path: Path) -> tuple[str, ...]:
     return prompts
 
 
-def use_prompts(session: Session, prompts: Sequence[str], max_tokens: int) -> None:
-    """Give the session a load engine with this prompt set (the cockpit's engine has the
-    built-in one); its samples go where the session's own engine sends them."""
+def use_prompts(
+    session: Session, prompts: Sequence[str] | None, max_tokens: int, *, stream: bool = True
+) -> None:
+    """Give the session a load engine with this prompt set (None: the built-in one, which the
+    cockpit's engine has) and streaming on or off; its samples go where the session's own
+    engine sends them."""
     # The session's sample handler is what its own engine reports to: recorder and tracker.
     session.load = LoadEngine(
         session.gateway,
         session._on_sample,
-        prompts=tuple(prompts),
+        prompts=PROMPTS if prompts is None else tuple(prompts),
         max_tokens=max_tokens,
+        stream=stream,
     )
 
 
@@ -106,6 +111,8 @@ def progress_text(session: Session, started: float, now: float) -> str:
     elapsed = max(now - started, 1e-9)
     ttft = session.recorder.summary(10.0, now).ttft_p50
     ttft_text = "n/a" if ttft is None else f"{ttft * 1000:.0f} ms"
+    if not session.load.stream:
+        ttft_text = "n/a (not streamed)"
     return (
         f"{elapsed:5.0f} s  done {done}  {done / elapsed:.1f}/s  errors {status.errors}  "
         f"shed {status.shed}  in flight {status.in_flight}  TTFT p50 (10 s) {ttft_text}"
@@ -116,10 +123,22 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 1000:.0f}"
 
 
+NOT_STREAMED = "n/a (not streamed)"
+"""What the table and the report show for TTFT and gaps when no successful chat was streamed."""
+
+
 def _row(name: str, values: Percentiles) -> str:
     return (
         f"  {name:<22}{_ms(values.p50):>9}{_ms(values.p95):>9}{_ms(values.p99):>9}{values.count:>8}"
     )
+
+
+def _streamed_row(name: str, values: Percentiles, chats: ChatFigures) -> str:
+    """A TTFT or gap row; for chats that were all asked with `stream: false`, it says so
+    rather than show numbers that cannot exist."""
+    if values.count == 0 and chats.unstreamed:
+        return f"  {name:<22}{NOT_STREAMED:>27}{values.count:>8}"
+    return _row(name, values)
 
 
 def _requests_per_second(record: CockpitRecord, chats: ChatFigures) -> float | None:
@@ -136,19 +155,22 @@ def load_table(record: CockpitRecord) -> str:
     unit = "chunks" if chats.tokens_are_chunks else "tokens"
     lines = [
         f"requests {chats.requests}   ok {chats.ok}   failed {chats.failed}   "
-        f"shed (429, retried) {chats.shed}",
+        f"shed (429, retried) {chats.shed}"
+        + (f"   cancelled (load stopped) {chats.cancelled}" if chats.cancelled else ""),
     ]
     if chats.failures_by_kind:
         lines.append("failures: " + ", ".join(f"{k} {n}" for k, n in chats.failures_by_kind))
     lines += [
         f"  {'ms':<22}{'p50':>9}{'p95':>9}{'p99':>9}{'count':>8}",
-        _row("time to first token", chats.ttft),
-        _row("inter-token gap", chats.inter_token),
+        _streamed_row("time to first token", chats.ttft, chats),
+        _streamed_row("inter-token gap", chats.inter_token, chats),
         _row("end to end", chats.end_to_end),
         f"output {unit}/s {_num(chats.tokens_per_second)}   requests/s {_num(rps)}   "
         f"health p50 {_ms(numbers.health.p50)} ms ({numbers.health.checks} checks, "
         f"{numbers.health.failures} failed)",
     ]
+    if chats.unstreamed and chats.ttft.count:
+        lines.append(f"{chats.unstreamed} chats were not streamed: in end to end and tokens only")
     if chats.served_by:
         total = sum(n for _, n in chats.served_by)
         lines.append(

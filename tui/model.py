@@ -225,6 +225,9 @@ class Outcome(StrEnum):
     SHED = "shed"
     """429: the gateway had no room and said when to come back (not a failure)."""
     ERROR = "error"
+    CANCELLED = "cancelled"
+    """The client stopped the chat (the load was stopped, the user pressed Escape): neither a
+    failure nor a success of the service; counted apart, like shed requests."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,9 @@ class ChatSample:
     """For a 429: the seconds the gateway's `Retry-After` asked the client to wait."""
     error_detail: str | None = None
     """The server's own words about a failure (untrusted text: sanitise before showing)."""
+    streamed: bool = True
+    """False for a chat asked with `stream: false`: one reply at the end, so it has no TTFT
+    and no inter-token gaps, and its tokens come from `usage`."""
 
     @property
     def ended_at(self) -> float:

@@ -136,7 +136,13 @@ def _health(health: HealthFigures) -> list[str]:
     return lines
 
 
-def _percentiles(name: str, values: Percentiles) -> list[str]:
+NOT_STREAMED = "n/a (not streamed)"
+
+
+def _percentiles(name: str, values: Percentiles, unstreamed: int = 0) -> list[str]:
+    if values.count == 0 and unstreamed:
+        # Chats asked with `stream: false` have no first token or gaps to time.
+        return [name, NOT_STREAMED, NOT_STREAMED, NOT_STREAMED, "0"]
     return [name, _s(values.p50), _s(values.p95), _s(values.p99), str(values.count)]
 
 
@@ -151,15 +157,28 @@ def _chats(chats: ChatFigures) -> list[str]:
         ["requests", "ok", "shed (429)", "failed"],
         [[str(chats.requests), str(chats.ok), str(chats.shed), str(chats.failed)]],
     )
+    if chats.cancelled:
+        lines += [
+            "",
+            f"{_count(chats.cancelled, 'chat')} closed by the client mid-reply (the load was "
+            "stopped, or Escape): counted in the requests, neither ok nor failed.",
+        ]
     lines += ["", "Latency over the chats that succeeded:", ""]
     lines += _table(
         ["measure", "p50", "p95", "p99", "count"],
         [
-            _percentiles("time to first token", chats.ttft),
-            _percentiles("inter-token gap", chats.inter_token),
+            _percentiles("time to first token", chats.ttft, chats.unstreamed),
+            _percentiles("inter-token gap", chats.inter_token, chats.unstreamed),
             _percentiles("end to end", chats.end_to_end),
         ],
     )
+    if chats.unstreamed:
+        lines += [
+            "",
+            f"{_count(chats.unstreamed, 'chat')} asked with `stream: false`: one reply at the "
+            "end, so no time to first token and no inter-token gaps; their end to end and "
+            "their tokens (from `usage`) count.",
+        ]
     lines += [
         "",
         f"Output {unit}/s, all chats together (from the first start to the last end): "

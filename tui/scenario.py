@@ -88,6 +88,8 @@ class Scenario:
     steps: tuple[Step, ...]
     expectations: tuple[Expectation, ...] = ()
     max_tokens: int = 64
+    stream: bool = True
+    """False: the load asks for whole replies (`stream: false`), so there is no TTFT."""
     ready_timeout: float = 60.0
     first_chat_wait: float = 15.0
     recovery_wait: float = 60.0
@@ -149,6 +151,7 @@ WAIT_CONDITIONS = ("replicas", "replicas_at_most", "ready_pods")
 
 SETTINGS: dict[str, Param] = {
     "max_tokens": Param(int, False, 64, 1, 1024),
+    "stream": Param(bool, False, True),
     "ready_timeout": Param(float, False, 60.0, 1, 600),
     "first_chat_wait": Param(float, False, 15.0, 0, 300),
     "recovery_wait": Param(float, False, 60.0, 0, 600),
@@ -363,6 +366,7 @@ def parse_scenario(text: str, path: Path) -> Scenario:
         steps=tuple(steps),
         expectations=tuple(expectations),
         max_tokens=settings["max_tokens"],
+        stream=settings["stream"],
         ready_timeout=settings["ready_timeout"],
         first_chat_wait=settings["first_chat_wait"],
         recovery_wait=settings["recovery_wait"],
@@ -466,8 +470,9 @@ def plan_text(scenario: Scenario) -> str:
     if scenario.description:
         lines.append(f"  {scenario.description}")
     lines.append(
-        f"settings: max_tokens {scenario.max_tokens}, wait up to {scenario.ready_timeout:g} s "
-        "for a Ready pod before the first step"
+        f"settings: max_tokens {scenario.max_tokens}, "
+        + ("streamed replies" if scenario.stream else "whole replies (stream: false, no TTFT)")
+        + f", wait up to {scenario.ready_timeout:g} s for a Ready pod before the first step"
     )
     lines.append("steps:")
     for number, step in enumerate(scenario.steps, 1):

@@ -3,7 +3,9 @@
 Prints a line per step as it starts (stderr), then a line per verdict (stdout: PASS or FAIL,
 the file's line, what was expected and by how much it held or not), and writes the report
 folder with the verdicts at its top and in its JSON. Exit 0 when every verdict held, 1 when one
-did not, 2 when the scenario could not run (a bad file, no cluster, a 403 on a write).
+did not, 2 when the scenario could not run (a bad file, no cluster, a 403 on a write), 130 when
+Ctrl+C stopped it (the report is still written, marked as interrupted; a second Ctrl+C quits at
+once).
 """
 
 from __future__ import annotations
@@ -13,12 +15,21 @@ import asyncio
 import dataclasses
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from tui.chaos import RecoveryTracker
 from tui.commands import check_backend_url, settings_of
-from tui.headless import HeadlessError, HeadlessSink, headless_session, load_cluster
+from tui.headless import (
+    INTERRUPTED_EXIT,
+    HeadlessError,
+    HeadlessSink,
+    Interrupts,
+    headless_session,
+    load_cluster,
+)
 from tui.load import LoadError
+from tui.loadcmd import use_prompts
 from tui.report import ReportError, cell, write_report_folder
 from tui.rollout import DeploymentControl
 from tui.scenario import Scenario, ScenarioError, load_scenario, plan_text
@@ -34,6 +45,8 @@ def verdict_line(verdict: Verdict) -> str:
 def verdict_markdown(result: ScenarioResult) -> list[str]:
     """The verdicts as the report's first section."""
     outcome = "passed" if result.passed else "FAILED"
+    if result.interrupted:
+        outcome = "interrupted (Ctrl+C)"
     lines = [f"## Scenario {cell(result.name)}: {outcome}", ""]
     if result.aborted:
         lines += [f"The steps stopped early: {cell(result.aborted)}", ""]
@@ -52,6 +65,7 @@ def result_json(result: ScenarioResult, scenario: Scenario) -> dict[str, Any]:
         "file": str(scenario.path),
         "passed": result.passed,
         "aborted": result.aborted,
+        "interrupted": result.interrupted,
         "verdicts": [dataclasses.asdict(v) for v in result.verdicts],
         "windows": [dataclasses.asdict(w) for w in result.windows],
     }
@@ -80,33 +94,45 @@ def run_scenario(parsed: argparse.Namespace) -> int:
         if not parsed.json:
             print(line, file=sys.stderr, flush=True)
 
-    async def main() -> ScenarioResult:
-        async with headless_session(
-            settings, target, sink, ready_timeout=scenario.ready_timeout
-        ) as session:
-            # The tracker's wait for a replacement's first chat is a scenario setting.
-            session.tracker = RecoveryTracker(first_chat_wait=scenario.first_chat_wait)
-            control = DeploymentControl(target, settings.deployment)
-            runner = ScenarioRunner(scenario, session, control, log=log, clock=session.clock)
-            return await runner.run()
+    async def main() -> tuple[ScenarioResult, Path | None]:
+        main_task = asyncio.current_task()
+        assert main_task is not None
+        # Ctrl+C before the steps start (waiting for a Ready pod) just stops.
+        with Interrupts(main_task.cancel) as interrupts:
+            async with headless_session(
+                settings, target, sink, ready_timeout=scenario.ready_timeout
+            ) as session:
+                # The tracker's wait for a replacement's first chat is a scenario setting.
+                session.tracker = RecoveryTracker(first_chat_wait=scenario.first_chat_wait)
+                if not scenario.stream:
+                    use_prompts(session, None, settings.max_tokens, stream=False)
+                control = DeploymentControl(target, settings.deployment)
+                runner = ScenarioRunner(scenario, session, control, log=log, clock=session.clock)
+                interrupts.on_first = runner.interrupt
+                result = await runner.run()
+                interrupts.on_first = lambda: None  # the report is next: nothing to stop
+            folder = None
+            if not parsed.no_report:
+                folder = await asyncio.to_thread(
+                    write_report_folder,
+                    result.record,
+                    settings.report_dir,
+                    preface=verdict_markdown(result),
+                    extra={"scenario": result_json(result, scenario)},
+                    name=f"kube-llm-scenario-{_safe(scenario.name)}",
+                )
+        return result, folder
 
     try:
-        result = asyncio.run(main())
-        folder = None
-        if not parsed.no_report:
-            folder = write_report_folder(
-                result.record,
-                settings.report_dir,
-                preface=verdict_markdown(result),
-                extra={"scenario": result_json(result, scenario)},
-                name=f"kube-llm-scenario-{_safe(scenario.name)}",
-            )
+        result, folder = asyncio.run(main())
     except (HeadlessError, LoadError, ReportError) as error:
         print(f"kube-llm: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("kube-llm: stopped (Ctrl+C); the load was stopped", file=sys.stderr)
-        return 2
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print(
+            "kube-llm: stopped (Ctrl+C) before the steps began; nothing to report", file=sys.stderr
+        )
+        return INTERRUPTED_EXIT
     if parsed.json:
         data = result_json(result, scenario)
         data["report"] = None if folder is None else str(folder)
@@ -116,9 +142,12 @@ def run_scenario(parsed: argparse.Namespace) -> int:
             print(verdict_line(verdict))
         if result.aborted:
             print(f"STOPPED  {result.aborted}")
-        print(f"scenario {scenario.name}: {'passed' if result.passed else 'FAILED'}")
+        outcome = "passed" if result.passed else "FAILED"
+        print(f"scenario {scenario.name}: {'interrupted' if result.interrupted else outcome}")
         if folder is not None:
             print(f"report: {folder}")
+    if result.interrupted:
+        return INTERRUPTED_EXIT
     if result.aborted:
         return 2
     return 0 if result.passed else 1

@@ -68,6 +68,8 @@ class ScenarioResult:
     windows: tuple[StepWindow, ...]
     aborted: str | None = None
     """Why the steps stopped early (a 403 on a rollout restart, say), if they did."""
+    interrupted: bool = False
+    """The user stopped the steps with Ctrl+C (`aborted` says at which step)."""
 
     @property
     def passed(self) -> bool:
@@ -102,19 +104,27 @@ class ScenarioRunner:
         self.notes: list[tuple[float, str]] = []
         self._load: list[asyncio.Task[LoadPhase]] = []
         self._started = clock()
+        self._steps: asyncio.Task[str | None] | None = None
+        self._line = 0
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        """Stop the steps now (Ctrl+C): the load stops, and the run ends with what was done,
+        its expectations not judged."""
+        self.interrupted = True
+        if self._steps is not None:
+            self._steps.cancel()
 
     async def run(self) -> ScenarioResult:
         """Every step, then the expectations on what was recorded."""
-        aborted = None
+        this = asyncio.current_task()
+        self._steps = steps = asyncio.create_task(self._run_steps())
         try:
-            for step in self.scenario.steps:
-                self.log(
-                    f"[+{self.clock() - self._started:6.1f} s] line {step.line}: "
-                    f"{describe_step(step)}"
-                )
-                await self._step(step)
-        except (ScenarioAborted, DeploymentWriteError, LoadError) as error:
-            aborted = f"line {step.line}: {error}"
+            aborted = await steps
+        except asyncio.CancelledError:
+            if not self.interrupted or (this is not None and this.cancelling()):
+                raise
+            aborted = f"line {self._line}: interrupted by Ctrl+C"
             self.log(f"stopped: {aborted}")
         finally:
             await self._stop_load()
@@ -130,8 +140,28 @@ class ScenarioRunner:
         if aborted is None:
             verdicts += [self._judge(e, record) for e in self.scenario.expectations]
         return ScenarioResult(
-            self.scenario.name, record, tuple(verdicts), tuple(self.windows), aborted
+            self.scenario.name,
+            record,
+            tuple(verdicts),
+            tuple(self.windows),
+            aborted,
+            interrupted=self.interrupted,
         )
+
+    async def _run_steps(self) -> str | None:
+        """Each step in turn; why they stopped early, if they did."""
+        for step in self.scenario.steps:
+            self._line = step.line
+            self.log(
+                f"[+{self.clock() - self._started:6.1f} s] line {step.line}: {describe_step(step)}"
+            )
+            try:
+                await self._step(step)
+            except (ScenarioAborted, DeploymentWriteError, LoadError) as error:
+                aborted = f"line {step.line}: {error}"
+                self.log(f"stopped: {aborted}")
+                return aborted
+        return None
 
     # -- steps --------------------------------------------------------------------------
 
@@ -144,7 +174,7 @@ class ScenarioRunner:
                 if get("background"):
                     self._background(plan)
                 else:
-                    self.phases.append(await run_phase(self.session, plan, self.clock))
+                    await self._foreground(plan)
             case "sustained":
                 self._background(LoadPlan(users=get("users"), duration=get("duration")))
             case "rate":
@@ -184,6 +214,16 @@ class ScenarioRunner:
         self.log(
             f"some kills had no replacement Ready {self.scenario.recovery_wait:g} s after the steps"
         )
+
+    async def _foreground(self, plan: LoadPlan) -> None:
+        started = self.clock()
+        try:
+            self.phases.append(await run_phase(self.session, plan, self.clock))
+        except asyncio.CancelledError:
+            if self.interrupted:  # the burst as far as it went is in the record
+                label = f"{plan.describe()} (interrupted by Ctrl+C)"
+                self.phases.append(LoadPhase(plan.kind, plan.users, started, self.clock(), label))
+            raise
 
     def _background(self, plan: LoadPlan) -> None:
         plan.check()

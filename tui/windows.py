@@ -150,6 +150,8 @@ class Bucket:
             self.error_count += 1
             self.errors[chat.error_kind or "error"] += 1
             return
+        if chat.outcome is Outcome.CANCELLED:
+            return  # stopped by the client: in the count of chats, not in the service's figures
         self.ok += 1
         self.medians.clear()
         if chat.ttft is not None:

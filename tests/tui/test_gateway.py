@@ -300,9 +300,15 @@ async def test_stop_closes_the_stream_promptly_and_frees_the_slot() -> None:
         assert engine.stats.disconnected_streams == 1
     assert stopped_in < 0.5
     assert freed_in < 1.0
-    assert (sample.outcome, sample.error_kind, sample.status) == (Outcome.ERROR, "cancelled", 200)
+    # Stopped by the user: neither a failure nor a success of the service.
+    assert (sample.outcome, sample.error_kind, sample.status) == (
+        Outcome.CANCELLED,
+        "cancelled",
+        200,
+    )
     assert sample.ttft is not None
     assert 1 <= sample.output_tokens < 100
+    assert sample.output_tokens == len(sample.gaps) + 1
 
 
 async def test_cancelling_the_task_closes_the_stream_and_propagates() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 
@@ -184,8 +184,13 @@ async def test_sustained_load_stops_itself_at_the_duration_cap() -> None:
             assert len(samples) == count  # nothing more after it stopped
             await eventually(inflight_is(gateway, 0), 2, "the backend idle")
     assert 0.6 <= stopped_after < 1.5
-    assert count >= 3
-    assert all(s.outcome is Outcome.OK for s in samples)
+    ok = [s for s in samples if s.outcome is Outcome.OK]
+    cancelled = [s for s in samples if s.outcome is Outcome.CANCELLED]
+    assert len(ok) >= 3
+    # The rest are the chats open when the time ran out: at most one per user, closed by it.
+    assert len(ok) + len(cancelled) == count
+    assert len(cancelled) <= 3
+    assert all(s.ended_at <= started + stopped_after + 0.1 for s in cancelled)
     assert load.status.sustained_users == 0
     assert load.status.sustained_ends_at is None
 
@@ -226,11 +231,74 @@ async def test_stop_cancels_in_flight_chats_promptly() -> None:
     assert stopped_in < 0.5
     assert freed_in < 1.0
     assert finals == ()
-    assert samples == []  # a chat stopped by the user is no sample of the service
+    # Each chat closed by the stop is a sample, cancelled (not failed), with what it had got.
+    assert len(samples) == 5
+    assert {(s.outcome, s.error_kind) for s in samples} == {(Outcome.CANCELLED, "cancelled")}
+    # Each keeps what it had got: a first token and what came after it, or nothing yet (the
+    # stop came before the backend's first token).
+    assert all(s.status in (200, None) for s in samples)
+    for sample in samples:
+        if sample.ttft is None:
+            assert (sample.output_tokens, sample.gaps) == (0, ())
+        else:
+            assert sample.output_tokens == len(sample.gaps) + 1
+            assert sample.e2e is not None
+            assert sample.e2e >= sample.ttft
     status = load.status
+    assert (status.ok, status.errors, status.cancelled) == (0, 0, 5)
     assert (status.in_flight, status.sustained_users, status.burst_running) == (0, 0, False)
     assert status.rate_per_second is None
     assert not load.running
+
+
+class _Watched:
+    """The real gateway, noting when any reply's text begins (the load engine passes no
+    `on_text` of its own)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.text = asyncio.Event()
+
+    async def chat(
+        self, messages: Sequence[dict[str, str]], *, max_tokens: int, origin: str
+    ) -> ChatSample:
+        return await self.gateway.chat(
+            messages, max_tokens=max_tokens, origin=origin, on_text=lambda _: self.text.set()
+        )
+
+    async def health(self) -> HealthSample:
+        return await self.gateway.health()
+
+    async def pod_metrics(self, pod: str) -> BackendMetrics:
+        return await self.gateway.pod_metrics(pod)
+
+
+async def test_a_chat_stopped_mid_reply_keeps_its_ttft_and_tokens() -> None:
+    config = EngineConfig(token_delay=0.1, tokens=100)
+    with running_engine(config) as engine, running_backend(engine.url) as backend:
+        async with direct(backend.url) as gateway:
+            watched = _Watched(gateway)
+            samples: list[ChatSample] = []
+            load = LoadEngine(watched, samples.append, max_tokens=100)
+            load.start_sustained(1, duration=30)
+            await asyncio.wait_for(watched.text.wait(), 5)
+            await asyncio.sleep(0.35)  # a few more tokens
+            await load.stop()
+            await eventually(inflight_is(gateway, 0), 2, "the backend's slot freed")
+    (sample,) = samples
+    assert (sample.outcome, sample.error_kind, sample.status, sample.pod) == (
+        Outcome.CANCELLED,
+        "cancelled",
+        200,
+        "test-pod",
+    )
+    assert sample.ttft is not None
+    assert sample.e2e is not None
+    assert 3 <= sample.output_tokens < 100
+    assert sample.output_tokens == len(sample.gaps) + 1
+    assert not sample.tokens_from_usage  # the usage chunk comes at the end, which never came
+    assert sample.e2e >= sample.ttft + sum(sample.gaps)
+    assert (load.status.ok, load.status.errors, load.status.cancelled) == (0, 0, 1)
 
 
 async def test_an_unreachable_gateway_is_not_hammered() -> None:
@@ -366,4 +434,7 @@ async def test_all_load_together_stays_within_the_user_cap() -> None:
             await load.stop()
     assert peak == 3
     assert len(await burst) == 3
-    assert all(s.outcome is Outcome.OK for s in samples)
+    # The sustained users' chats open at the stop are cancelled; nothing failed or was shed.
+    outcomes = Counter(s.outcome for s in samples)
+    assert set(outcomes) <= {Outcome.OK, Outcome.CANCELLED}
+    assert outcomes[Outcome.CANCELLED] <= 3

@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.sandbox.harness import ROOT, RunningSandbox, fake_engine_cmd, start_sandbox
+from tests.sandbox.harness import (
+    NAMESPACE,
+    ROOT,
+    RunningSandbox,
+    fake_engine_cmd,
+    start_sandbox,
+    wait_for,
+)
 from tui.figures import figures
+from tui.gateway import parse_backend_metrics
 from tui.headless import ProgressLine
+from tui.model import Outcome
 from tui.reportjson import record_from_json, record_json
 from tui.run import DEMO_CONTEXT
 
@@ -151,3 +162,128 @@ def test_load_sustained_table(sandbox: RunningSandbox, tmp_path: Path) -> None:
     assert 3.0 <= phase.ended_at - phase.started_at < 10
     assert "time to first token" in result.stdout
     assert "served by:" in result.stdout
+
+
+@pytest.mark.slow
+def test_load_without_streaming_shows_no_ttft(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    result = kube_llm(
+        "load", "--kubeconfig", str(sandbox.kubeconfig), "--context", DEMO_CONTEXT,
+        "--users", "2", "--chats-per-user", "2", "--max-tokens", "8", "--no-stream",
+        "--report-dir", str(tmp_path / "reports"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    ttft = next(line for line in lines if "time to first token" in line)
+    assert "n/a (not streamed)" in ttft
+    assert "n/a (not streamed)" in next(line for line in lines if "inter-token gap" in line)
+    folder = Path(lines[-1].removeprefix("report: "))
+    record = record_from_json(report_of(folder))
+    assert len(record.chats) == 4
+    assert all(c.outcome is Outcome.OK and not c.streamed for c in record.chats), record.chats
+    # Output tokens come from the backend's usage on each whole reply.
+    assert all(c.output_tokens == 8 and c.tokens_from_usage for c in record.chats)
+    assert all(c.ttft is None and c.e2e is not None for c in record.chats)
+    assert "n/a (not streamed)" in (folder / "report.md").read_text()
+
+
+def _start_load(sandbox: RunningSandbox, tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    """`kube-llm load` for 60 s of sustained load, output piped, as a process to interrupt."""
+    return subprocess.Popen(
+        [
+            sys.executable, "-m", "tui", "load", "--kubeconfig", str(sandbox.kubeconfig),
+            "--context", DEMO_CONTEXT, "--users", "3", "--duration", "60", "--max-tokens", "200",
+            "--report-dir", str(tmp_path / "reports"), *extra,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+
+
+def _wait_for_load(process: subprocess.Popen[str]) -> list[str]:
+    """Read stderr until the load has begun; the lines read."""
+    assert process.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = process.stderr.readline()
+        assert line, f"kube-llm ended before the load began: {seen}"
+        seen.append(line)
+        if line.startswith("load: "):
+            return seen
+    raise AssertionError(f"no load after 60 s: {seen}")
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_load_and_reports_what_was_done(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    process = _start_load(sandbox, tmp_path)
+    try:
+        _wait_for_load(process)
+        time.sleep(2.5)  # long replies (200 tokens): some are mid-reply at the Ctrl+C
+        pressed = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - pressed
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted (Ctrl+C)" in stderr
+    assert took < 15
+    lines = stdout.splitlines()
+    assert lines[0].startswith("requests ")
+    assert "time to first token" in stdout
+    folder = Path(lines[-1].removeprefix("report: "))
+    data = report_of(folder)
+    assert data["interrupted"] is True
+    record = record_from_json(data)
+    (phase,) = record.phases
+    assert phase.ended_at is not None
+    assert "interrupted by Ctrl+C" in phase.label
+    assert phase.ended_at - phase.started_at < 30  # not the 60 s asked for
+    # The chats open at the Ctrl+C are in the record as cancelled, not as failures.
+    cancelled = [c for c in record.chats if c.outcome is Outcome.CANCELLED]
+    assert 1 <= len(cancelled) <= 3
+    assert not [c for c in record.chats if c.outcome is Outcome.ERROR]
+    assert f"cancelled (load stopped) {len(cancelled)}" in lines[0]
+    assert "**Interrupted (Ctrl+C):**" in (folder / "report.md").read_text()
+    # Every pod's slots are free again: the streams were closed, not left running.
+    wait_for(lambda: _inflight(sandbox) == 0, 5, "no chat in flight on any pod")
+
+
+def _inflight(sandbox: RunningSandbox) -> float:
+    """Chats in flight on all the Ready pods, from their /metrics through the pod proxy."""
+    total = 0.0
+    with sandbox.http() as http:
+        for pod in sandbox.ready_pods():
+            path = f"/api/v1/namespaces/{NAMESPACE}/pods/{pod}:8000/proxy/metrics"
+            text = http.get(path).raise_for_status().text
+            total += parse_backend_metrics(pod, text, 0.0).inflight
+    return total
+
+
+@pytest.mark.slow
+def test_a_second_ctrl_c_quits_at_once(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    process = _start_load(sandbox, tmp_path)
+    try:
+        _wait_for_load(process)
+        time.sleep(1.0)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.05)
+        pressed = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - pressed
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "stopped at once (a second Ctrl+C)" in stderr
+    assert "Traceback" not in stderr
+    assert took < 2

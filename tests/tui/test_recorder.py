@@ -45,7 +45,7 @@ def random_samples(rng: random.Random, start: float, seconds: float, rate: int) 
     samples = []
     for index in range(int(seconds * rate)):
         ended = start + index / rate + rng.uniform(0, 0.5)
-        outcome = rng.choices(list(Outcome), weights=[90, 5, 5])[0]
+        outcome = rng.choices(list(Outcome), weights=[90, 5, 5, 2])[0]
         samples.append(
             chat(
                 ended,

@@ -215,3 +215,20 @@ def test_a_bad_file_runs_nothing_and_exits_2(tmp_path: Path) -> None:
     missing = kube_llm("scenario", "run", str(tmp_path / "nope.yaml"), "--dry-run")
     assert missing.returncode == 2
     assert f"{tmp_path / 'nope.yaml'}: cannot read it" in missing.stderr
+
+
+def test_streaming_is_a_setting_and_a_bad_value_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "plain.yaml"
+    text = "name: plain\nsettings: {stream: false}\nsteps:\n  - burst: {users: 1}\n"
+    scenario = parse_scenario(text, path)
+    assert scenario.stream is False
+    assert "whole replies (stream: false, no TTFT)" in plan_text(scenario)
+    assert parse_scenario(text.replace("false", "true"), path).stream is True
+    assert "streamed replies" in plan_text(
+        parse_scenario(text.replace("{stream: false}", "{}"), path)
+    )
+    with pytest.raises(ScenarioError) as raised:
+        parse_scenario(text.replace("false", "sometimes"), path)
+    assert raised.value.problems == [
+        f"{path}:2: settings stream: expected true or false, got 'sometimes'"
+    ]

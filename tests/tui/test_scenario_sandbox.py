@@ -9,6 +9,7 @@ expectation exits 1 and says which; every figure of the written report recompute
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ import pytest
 
 from tests.sandbox.harness import ROOT, RunningSandbox, fake_engine_cmd, start_sandbox
 from tui.figures import figures
+from tui.model import Outcome
 from tui.reportjson import record_from_json, record_json
 from tui.run import DEMO_CONTEXT
 
@@ -203,3 +205,61 @@ def test_a_failing_expectation_exits_1_and_says_which(
     markdown = (folder / "report.md").read_text()
     assert "## Scenario too-strict: FAILED" in markdown
     assert "| **no** | 6 | chat TTFT p95 below 1e-06 s |" in markdown
+
+
+def test_ctrl_c_stops_a_scenario_and_reports_what_was_done(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    # Whole replies (`stream: false`) here, so the setting runs on the sandbox too.
+    scenario = scenario_file(
+        tmp_path,
+        "name: cut-short\n"
+        "settings: {max_tokens: 8, stream: false}\n"
+        "steps:\n"
+        "  - sustained: {users: 2, duration: 120}\n"
+        "  - sleep: 120\n"
+        "expect:\n"
+        "  - failures_at_most: 0\n",
+    )
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "tui", "scenario", "run", str(scenario),
+            "--kubeconfig", str(sandbox.kubeconfig), "--context", DEMO_CONTEXT,
+            "--report-dir", str(tmp_path / "reports"),
+        ],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stderr is not None
+        seen: list[str] = []
+        while not any("line 5: sleep" in line for line in seen):
+            line = process.stderr.readline()
+            assert line, f"the scenario ended before its sleep: {seen}"
+            seen.append(line)
+        time.sleep(2.0)
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    lines = stdout.splitlines()
+    # Nothing is judged on a run cut short: no PASS or FAIL, and it says where it stopped.
+    assert lines[0] == "STOPPED  line 5: interrupted by Ctrl+C"
+    assert lines[1] == "scenario cut-short: interrupted"
+    folder = Path(lines[2].removeprefix("report: "))
+    report = json.loads((folder / "report.json").read_text())
+    assert report["scenario"]["interrupted"] is True
+    assert report["scenario"]["verdicts"] == []
+    record = record_from_json(report)
+    assert record_json(record)["figures"] == report["figures"]
+    assert record.chats
+    assert all(not c.streamed for c in record.chats)
+    assert {c.outcome for c in record.chats} <= {Outcome.OK, Outcome.CANCELLED}
+    assert any(c.outcome is Outcome.OK and c.tokens_from_usage for c in record.chats)
+    (phase,) = record.phases
+    assert phase.ended_at is not None
+    assert phase.ended_at - phase.started_at < 60  # stopped, not the 120 s asked for
+    assert "## Scenario cut-short: interrupted (Ctrl+C)" in (folder / "report.md").read_text()

@@ -45,7 +45,7 @@ def _chat(
         started_at=ended - e2e,
         origin="load",
         outcome=outcome,
-        status={Outcome.OK: 200, Outcome.SHED: 429, Outcome.ERROR: 503}[outcome],
+        status={Outcome.OK: 200, Outcome.SHED: 429, Outcome.ERROR: 503}.get(outcome),
         error_kind=None if outcome is Outcome.OK else rng.choice(["http_503", "truncated"]),
         pod=pod,
         ttft=ttft if outcome is Outcome.OK else None,
@@ -63,7 +63,7 @@ def test_summarize_counts_only_the_window_and_matches_hand_computed_values() -> 
         _chat(
             rng,
             now - rng.uniform(0, 120),
-            rng.choices(list(Outcome), weights=[8, 1, 1])[0],
+            rng.choices(list(Outcome), weights=[8, 1, 1, 1])[0],
             rng.choice(["pod-a", "pod-b", "pod-c"]),
         )
         for _ in range(500)
