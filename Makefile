@@ -57,3 +57,10 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .sandbox .pytest_cache .mypy_cache .ruff_cache
+
+# Our load engine against hey (GET /healthz) and NVIDIA aiperf (streamed chats on the embedded
+# model), by hand and never in `make test`: aiperf goes into .bench-venv/aiperf on first use
+# (about 1.2 GB, 2 minutes). bench/loadgen.py hey|aiperf runs one half.
+.PHONY: bench-loadgen
+bench-loadgen: $(STAMP)
+	$(PY) bench/loadgen.py
