@@ -14,8 +14,8 @@ on both alike, and each printing the machine's load average beside its table:
 
     .venv/bin/python bench/loadgen.py                  # both halves (make bench-loadgen)
     .venv/bin/python bench/loadgen.py hey [--concurrency 10] [--requests 2000] [--rounds 3]
-    .venv/bin/python bench/loadgen.py aiperf [--concurrency 4] [--requests 24] [--rounds 3]
-                                             [--max-tokens 64] [--seed 10] [--threads 1] [--pin]
+    .venv/bin/python bench/loadgen.py aiperf [--concurrency 4] [--requests 24] [--rounds 5]
+                                             [--max-tokens 64] [--seed 10] [--threads 1] [--no-pin]
 """
 
 from __future__ import annotations
