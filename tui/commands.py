@@ -187,7 +187,8 @@ def run_report(parsed: argparse.Namespace) -> int:
         data = json.loads(parsed.json_file.read_text(encoding="utf-8"))
         record = record_from_json(data)
         extra = {k: v for k, v in data.items() if k not in {"format", "record", "figures"}}
-        folder = write_report_folder(record, parsed.report_dir, extra=extra)
+        preface = [INTERRUPTED_NOTE] if extra.get("interrupted") is True else []
+        folder = write_report_folder(record, parsed.report_dir, extra=extra, preface=preface)
     except (OSError, UnicodeDecodeError, ValueError, ReportJsonError, ReportError) as error:
         return _fail(f"{parsed.json_file}: {error}")
     print(f"report: {folder}")

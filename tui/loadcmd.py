@@ -18,6 +18,7 @@ from typing import Any
 from tui.figures import ChatFigures, CockpitRecord, LoadPhase, Percentiles, figures
 from tui.load import LoadEngine, LoadError
 from tui.prompts import PROMPTS
+from tui.report import NOT_STREAMED
 from tui.session import Session
 
 
@@ -121,10 +122,6 @@ def progress_text(session: Session, started: float, now: float) -> str:
 
 def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value * 1000:.0f}"
-
-
-NOT_STREAMED = "n/a (not streamed)"
-"""What the table and the report show for TTFT and gaps when no successful chat was streamed."""
 
 
 def _row(name: str, values: Percentiles) -> str:

@@ -137,6 +137,7 @@ def _health(health: HealthFigures) -> list[str]:
 
 
 NOT_STREAMED = "n/a (not streamed)"
+"""What a table shows for TTFT and gaps when no successful chat was streamed."""
 
 
 def _percentiles(name: str, values: Percentiles, unstreamed: int = 0) -> list[str]:

@@ -252,6 +252,11 @@ def test_ctrl_c_stops_the_load_and_reports_what_was_done(
     assert not [c for c in record.chats if c.outcome is Outcome.ERROR]
     assert f"cancelled (load stopped) {len(cancelled)}" in lines[0]
     assert "**Interrupted (Ctrl+C):**" in (folder / "report.md").read_text()
+    # Written again from its JSON, the report still says it was interrupted.
+    again = kube_llm("report", str(folder / "report.json"), "--report-dir", str(tmp_path / "again"))
+    assert again.returncode == 0, again.stderr
+    refolder = Path(again.stdout.strip().removeprefix("report: "))
+    assert "**Interrupted (Ctrl+C):**" in (refolder / "report.md").read_text()
     # Every pod's slots are free again: the streams were closed, not left running.
     wait_for(lambda: _inflight(sandbox) == 0, 5, "no chat in flight on any pod")
 
