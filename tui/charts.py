@@ -33,6 +33,9 @@ class LatencyPoint:
     e2e_p50: float | None
     e2e_p95: float | None
     chats: int
+    """The successful chats that ended in the bucket (end to end covers them all)."""
+    no_ttft: int = 0
+    """How many of them had no TTFT (whole replies, `stream: false`)."""
 
 
 def bucket_seconds(record: CockpitRecord) -> float:
@@ -42,17 +45,22 @@ def bucket_seconds(record: CockpitRecord) -> float:
 
 
 def latency_series(record: CockpitRecord, step: float | None = None) -> tuple[LatencyPoint, ...]:
-    """TTFT and end-to-end percentiles of the successful chats, by the bucket of their end."""
+    """TTFT and end-to-end percentiles of the successful chats, by the bucket of their end.
+
+    End to end covers every successful chat, TTFT only those that had one: a chat asked with
+    `stream: false` (`--no-stream`) has no first token, only its whole reply, so a run of them
+    still draws its end-to-end line.
+    """
     step = bucket_seconds(record) if step is None else step
-    buckets: dict[int, list[tuple[float, float]]] = {}
+    buckets: dict[int, list[tuple[float | None, float]]] = {}
     for chat in record.chats:
-        if chat.outcome is not Outcome.OK or chat.ttft is None or chat.e2e is None:
+        if chat.outcome is not Outcome.OK or chat.e2e is None:
             continue
         index = math.floor((chat.ended_at - record.started_at) / step)
         buckets.setdefault(index, []).append((chat.ttft, chat.e2e))
     points = []
     for index in sorted(buckets):
-        ttfts = [t for t, _ in buckets[index]]
+        ttfts = [t for t, _ in buckets[index] if t is not None]
         e2es = [e for _, e in buckets[index]]
         points.append(
             LatencyPoint(
@@ -61,7 +69,8 @@ def latency_series(record: CockpitRecord, step: float | None = None) -> tuple[La
                 ttft_p95=percentile(ttfts, 95),
                 e2e_p50=percentile(e2es, 50),
                 e2e_p95=percentile(e2es, 95),
-                chats=len(ttfts),
+                chats=len(e2es),
+                no_ttft=len(e2es) - len(ttfts),
             )
         )
     return tuple(points)
@@ -91,6 +100,8 @@ def draw_timeline(record: CockpitRecord, path: Path) -> Path:
         ("e2e_p95", "end to end p95", "--"),
     ):
         ys = [getattr(p, name) for p in series]
+        if all(y is None for y in ys):
+            continue  # no TTFT at all (whole replies): no empty line in the legend
         latency.plot(xs, [math.nan if y is None else y for y in ys], style, label=label,
                      marker=".")  # fmt: skip
     latency.set_ylabel("seconds")

@@ -25,9 +25,10 @@ def test_latency_points_are_the_percentiles_of_each_bucket() -> None:
         inside = [
             c
             for c in record.chats
-            if c.outcome is Outcome.OK and low <= c.ended_at < low + step and c.ttft is not None
+            if c.outcome is Outcome.OK and low <= c.ended_at < low + step and c.e2e is not None
         ]
         assert point.chats == len(inside)
+        assert point.no_ttft == sum(1 for c in inside if c.ttft is None)
         ttfts = [c.ttft for c in inside if c.ttft is not None]
         e2es = [c.e2e for c in inside if c.e2e is not None]
         assert point.ttft_p50 == percentile(ttfts, 50)
@@ -58,3 +59,37 @@ def test_an_empty_record_still_draws(tmp_path: Path) -> None:
     record = replace(make_record(), chats=(), replicas=(), recoveries=(), phases=())
     assert latency_series(record) == ()
     assert draw_timeline(record, tmp_path / "empty.png").stat().st_size > 0
+
+
+def test_whole_replies_without_a_ttft_still_draw_their_end_to_end_line(tmp_path: Path) -> None:
+    # A `--no-stream` run: every chat is a whole reply, with an end to end and no TTFT.
+    streamed = make_record()
+    whole = tuple(
+        replace(c, ttft=None, gaps=(), streamed=False) if c.outcome is Outcome.OK else c
+        for c in streamed.chats
+    )
+    record = replace(streamed, chats=whole)
+    series = latency_series(record)
+    ok = [c for c in whole if c.outcome is Outcome.OK]
+    assert ok
+    assert sum(p.chats for p in series) == len(ok)
+    assert sum(p.no_ttft for p in series) == len(ok)
+    assert all(p.ttft_p50 is None and p.ttft_p95 is None for p in series)
+    # End to end is what the streamed run showed, bucket for bucket.
+    assert [(p.at, p.e2e_p50, p.e2e_p95) for p in series] == [
+        (p.at, p.e2e_p50, p.e2e_p95) for p in latency_series(streamed)
+    ]
+    # Half and half: TTFT from the streamed ones only, end to end from all of them.
+    pairs = zip(streamed.chats, whole, strict=True)
+    mixed = replace(streamed, chats=tuple(w if i % 2 else c for i, (c, w) in enumerate(pairs)))
+    step = bucket_seconds(mixed)
+    for point in latency_series(mixed):
+        low = mixed.started_at + point.at - step / 2
+        inside = [
+            c for c in mixed.chats if c.outcome is Outcome.OK and low <= c.ended_at < low + step
+        ]
+        ttfts = [c.ttft for c in inside if c.ttft is not None]
+        assert point.ttft_p50 == percentile(ttfts, 50)
+        assert point.e2e_p50 == percentile([c.e2e for c in inside if c.e2e is not None], 50)
+        assert point.no_ttft == len(inside) - len(ttfts)
+    assert draw_timeline(record, tmp_path / "whole.png").stat().st_size > 0
