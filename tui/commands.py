@@ -3,13 +3,15 @@
 Each takes the parsed flags, runs on the cockpit's session (`tui.headless`), prints its result
 (a table, or JSON with `--json`) and writes the report folder (Markdown, JSON, chart). Exit
 codes: 0 done (for a scenario: every expectation held), 1 a scenario expectation failed,
-2 the command could not run (bad flags, bad file, no cluster).
+2 the command could not run (bad flags, bad file, no cluster), 128 + the signal when Ctrl+C,
+SIGTERM or SIGHUP stopped it (130, 143, 129; the report is still written, marked interrupted).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import sys
@@ -17,7 +19,7 @@ import sys
 from tui.figures import LoadPhase
 from tui.gateway import GatewayTarget
 from tui.headless import (
-    INTERRUPTED_EXIT,
+    STOP_SIGNALS,
     HeadlessError,
     HeadlessSink,
     Interrupts,
@@ -94,11 +96,14 @@ def run_load(parsed: argparse.Namespace) -> int:
     sink = HeadlessSink(quiet=parsed.json)
     progress = ProgressLine(enabled=None if not parsed.json else False)
 
+    interrupts = Interrupts(lambda: None)
+
     async def main() -> int:
         main_task = asyncio.current_task()
         assert main_task is not None
-        # Ctrl+C before the load starts (waiting for a Ready pod) just stops.
-        with Interrupts(main_task.cancel) as interrupts:
+        # Ctrl+C (or SIGTERM, SIGHUP) before the load starts (waiting for a Ready pod) just stops.
+        interrupts.on_first = main_task.cancel
+        with interrupts:
             async with headless_session(settings, target, sink) as session:
                 if prompts is not None or not parsed.stream:
                     use_prompts(session, prompts, settings.max_tokens, stream=parsed.stream)
@@ -116,9 +121,9 @@ def run_load(parsed: argparse.Namespace) -> int:
                 except asyncio.CancelledError:
                     if not interrupts.interrupted or main_task.cancelling():
                         raise
-                    # Stopped by Ctrl+C: the phase is what ran, and its open chats were
+                    # Stopped by a signal: the phase is what ran, and its open chats were
                     # closed (each one a `cancelled` sample).
-                    label = f"{plan.label or plan.describe()} (interrupted by Ctrl+C)"
+                    label = f"{plan.label or plan.describe()} (interrupted by {interrupts.cause})"
                     phase = LoadPhase(plan.kind, plan.users, started, session.clock(), label)
                 finally:
                     interrupts.on_first = lambda: None  # the report is next: nothing to stop
@@ -132,39 +137,52 @@ def run_load(parsed: argparse.Namespace) -> int:
                     record,
                     settings.report_dir,
                     name="kube-llm-load",
-                    preface=[INTERRUPTED_NOTE] if stopped else (),
-                    extra={"interrupted": True} if stopped else None,
+                    preface=[interrupted_note(interrupts.cause)] if stopped else (),
+                    extra=(
+                        {"interrupted": True, "interrupted_by": interrupts.cause}
+                        if stopped
+                        else None
+                    ),
                 )
-        if parsed.json:
-            print(json.dumps(load_summary(record, folder) | {"interrupted": stopped}, indent=1))
-        else:
-            print(load_table(record))
-            if folder is not None:
-                print(f"report: {folder}")
-        if stopped:
-            print(
-                "kube-llm: interrupted (Ctrl+C): the load was stopped early; the table and "
-                "the report cover what was done",
-                file=sys.stderr,
-            )
-            return INTERRUPTED_EXIT
-        return 0
+        # After SIGHUP the terminal may be gone: the report is written, the exit code says it.
+        with contextlib.suppress(OSError):
+            if parsed.json:
+                summary = load_summary(record, folder) | {"interrupted": stopped}
+                print(json.dumps(summary, indent=1))
+            else:
+                print(load_table(record))
+                if folder is not None:
+                    print(f"report: {folder}")
+            if stopped:
+                print(
+                    f"kube-llm: interrupted ({interrupts.cause}): the load was stopped early; "
+                    "the table and the report cover what was done",
+                    file=sys.stderr,
+                )
+        return interrupts.exit_code if stopped else 0
 
     try:
         return asyncio.run(main())
     except (HeadlessError, LoadError, ReportError) as error:
         return _fail(str(error))
     except (KeyboardInterrupt, asyncio.CancelledError):
-        print(
-            "kube-llm: stopped (Ctrl+C) before the load began; nothing to report", file=sys.stderr
-        )
-        return INTERRUPTED_EXIT
+        with contextlib.suppress(OSError):
+            print(
+                f"kube-llm: stopped ({interrupts.cause}) before the load began; nothing to report",
+                file=sys.stderr,
+            )
+        return interrupts.exit_code
 
 
-INTERRUPTED_NOTE = (
-    "**Interrupted (Ctrl+C):** the load was stopped before its end. The figures cover what was "
-    "done; chats closed mid-reply by the stop count as cancelled, not as failures."
-)
+def interrupted_note(cause: str = "Ctrl+C") -> str:
+    """The report's note on a load stopped by `cause` (Ctrl+C, SIGTERM, SIGHUP)."""
+    return (
+        f"**Interrupted ({cause}):** the load was stopped before its end. The figures cover what "
+        "was done; chats closed mid-reply by the stop count as cancelled, not as failures."
+    )
+
+
+INTERRUPTED_NOTE = interrupted_note()
 
 
 def run_headless(parsed: argparse.Namespace) -> int:
@@ -187,7 +205,9 @@ def run_report(parsed: argparse.Namespace) -> int:
         data = json.loads(parsed.json_file.read_text(encoding="utf-8"))
         record = record_from_json(data)
         extra = {k: v for k, v in data.items() if k not in {"format", "record", "figures"}}
-        preface = [INTERRUPTED_NOTE] if extra.get("interrupted") is True else []
+        cause = extra.get("interrupted_by")
+        cause = cause if isinstance(cause, str) and cause in STOP_SIGNALS.values() else "Ctrl+C"
+        preface = [interrupted_note(cause)] if extra.get("interrupted") is True else []
         folder = write_report_folder(record, parsed.report_dir, extra=extra, preface=preface)
     except (OSError, UnicodeDecodeError, ValueError, ReportJsonError, ReportError) as error:
         return _fail(f"{parsed.json_file}: {error}")

@@ -5,8 +5,8 @@ health prober, recovery tracker, through `tui.connect.session_for`), runs its ba
 waits until the cluster is watched and a pod is Ready, and closes everything on the way out.
 `HeadlessSink` takes what the session reports: recoveries and warnings go to stderr as lines.
 `ProgressLine` redraws one status line on a terminal and stays quiet when output is piped.
-`Interrupts` turns a first Ctrl+C into "stop the load, keep what was done" and a second one
-into an exit at once.
+`Interrupts` turns a first Ctrl+C, SIGTERM or SIGHUP into "stop the load, keep what was done"
+and a second one into an exit at once.
 """
 
 from __future__ import annotations
@@ -150,30 +150,59 @@ async def tick_progress(
 INTERRUPTED_EXIT = 130
 """The exit code of a run stopped by Ctrl+C (128 + SIGINT), as shells report it."""
 
+STOP_SIGNALS = {
+    signal.SIGINT: "Ctrl+C",
+    signal.SIGTERM: "SIGTERM",
+    signal.SIGHUP: "SIGHUP (terminal closed)",
+}
+"""The signals a headless run stops on, each with the words that name it in messages."""
+
+
+def _say(text: str, stream: TextIO | None) -> None:
+    """A line on `stream` (stderr) that never fails: after SIGHUP the terminal may be gone."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=stream or sys.stderr, flush=True)
+
 
 class Interrupts:
-    """Ctrl+C (SIGINT) during a headless run, on the running event loop.
+    """Ctrl+C (SIGINT), SIGTERM and SIGHUP (the terminal closed) during a headless run, on the
+    running event loop.
 
     The first one calls `on_first` (set it to whatever stops the current work: the load
-    phase's task, a scenario's steps) and the run goes on to print and write what was done;
-    a second one exits at once with `INTERRUPTED_EXIT`, writing nothing more. Used as a
-    context manager inside the loop; on exit, Ctrl+C is Python's `KeyboardInterrupt` again.
+    phase's task, a scenario's steps) and the run goes on to print and write what was done,
+    then exits with `exit_code` (128 + the signal: 130, 143, 129); a second one exits at once
+    with that code, writing nothing more. Used as a context manager inside the loop; on exit
+    the signals get their previous handlers back (Ctrl+C is Python's `KeyboardInterrupt`).
     """
 
     def __init__(self, on_first: Callable[[], object], stream: TextIO | None = None) -> None:
-        """Call `on_first` at the first Ctrl+C; say so on `stream` (stderr)."""
+        """Call `on_first` at the first signal; say so on `stream` (stderr)."""
         self.on_first = on_first
         self.stream = stream
         self.count = 0
+        self.signal: signal.Signals | None = None
+        """The first signal that stopped the run, if one did."""
 
     @property
     def interrupted(self) -> bool:
-        """Whether Ctrl+C was pressed."""
+        """Whether a stop signal arrived."""
         return self.count > 0
 
+    @property
+    def cause(self) -> str:
+        """The first signal in words ("Ctrl+C", "SIGTERM", ...); "Ctrl+C" before any."""
+        return STOP_SIGNALS[self.signal or signal.SIGINT]
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the first signal's number, as shells report it (130 before any)."""
+        return 128 + int(self.signal or signal.SIGINT)
+
     def __enter__(self) -> Interrupts:
-        """Take SIGINT from Python's default handler for the running loop."""
-        asyncio.get_running_loop().add_signal_handler(signal.SIGINT, self._pressed)
+        """Take the stop signals from their default handlers for the running loop."""
+        loop = asyncio.get_running_loop()
+        for number in STOP_SIGNALS:
+            loop.add_signal_handler(number, self._pressed, number)
         return self
 
     def __exit__(
@@ -182,29 +211,33 @@ class Interrupts:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        """Give SIGINT back (the loop restores `KeyboardInterrupt`)."""
-        asyncio.get_running_loop().remove_signal_handler(signal.SIGINT)
+        """Give the signals back (the loop restores their previous handlers)."""
+        loop = asyncio.get_running_loop()
+        for number in STOP_SIGNALS:
+            loop.remove_signal_handler(number)
 
-    def _pressed(self) -> None:
+    def _pressed(self, number: signal.Signals) -> None:
         self.count += 1
-        stream = self.stream or sys.stderr
         if self.count == 1:
-            print(
-                "\nkube-llm: Ctrl+C: stopping the load; the table and the report will cover "
-                "what was done (Ctrl+C again quits at once)",
-                file=stream,
-                flush=True,
+            self.signal = number
+            again = "Ctrl+C" if number is signal.SIGINT else "another signal"
+            _say(
+                f"\nkube-llm: {STOP_SIGNALS[number]}: stopping the load; the table and the "
+                f"report will cover what was done ({again} quits at once)",
+                self.stream,
             )
             self.on_first()
             return
-        print("\nkube-llm: stopped at once (a second Ctrl+C)", file=stream, flush=True)
-        sys.stdout.flush()
+        _say(f"\nkube-llm: stopped at once (a second {STOP_SIGNALS[number]})", self.stream)
+        with contextlib.suppress(OSError, ValueError):
+            sys.stdout.flush()
         # At once: no cleanup that could hang (open streams, a report half written).
-        os._exit(INTERRUPTED_EXIT)
+        os._exit(self.exit_code)
 
 
 __all__ = [
     "INTERRUPTED_EXIT",
+    "STOP_SIGNALS",
     "HeadlessError",
     "HeadlessSink",
     "Interrupts",

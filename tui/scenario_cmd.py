@@ -3,15 +3,16 @@
 Prints a line per step as it starts (stderr), then a line per verdict (stdout: PASS or FAIL,
 the file's line, what was expected and by how much it held or not), and writes the report
 folder with the verdicts at its top and in its JSON. Exit 0 when every verdict held, 1 when one
-did not, 2 when the scenario could not run (a bad file, no cluster, a 403 on a write), 130 when
-Ctrl+C stopped it (the report is still written, marked as interrupted; a second Ctrl+C quits at
-once).
+did not, 2 when the scenario could not run (a bad file, no cluster, a 403 on a write), 128 + the
+signal when Ctrl+C, SIGTERM or SIGHUP (the terminal closed) stopped it: 130, 143, 129 (the report
+is still written, marked as interrupted; a second signal quits at once).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import sys
@@ -21,7 +22,6 @@ from typing import Any
 from tui.chaos import RecoveryTracker
 from tui.commands import check_backend_url, settings_of
 from tui.headless import (
-    INTERRUPTED_EXIT,
     HeadlessError,
     HeadlessSink,
     Interrupts,
@@ -32,8 +32,9 @@ from tui.load import LoadError
 from tui.loadcmd import use_prompts
 from tui.report import ReportError, cell, write_report_folder
 from tui.rollout import DeploymentControl
-from tui.scenario import Scenario, ScenarioError, load_scenario, plan_text
+from tui.scenario import Scenario, ScenarioError, load_scenario
 from tui.scenario_run import ScenarioResult, ScenarioRunner, Verdict
+from tui.scenario_words import plan_text
 
 
 def verdict_line(verdict: Verdict) -> str:
@@ -46,7 +47,7 @@ def verdict_markdown(result: ScenarioResult) -> list[str]:
     """The verdicts as the report's first section."""
     outcome = "passed" if result.passed else "FAILED"
     if result.interrupted:
-        outcome = "interrupted (Ctrl+C)"
+        outcome = f"interrupted ({result.interrupted_by})"
     lines = [f"## Scenario {cell(result.name)}: {outcome}", ""]
     if result.aborted:
         lines += [f"The steps stopped early: {cell(result.aborted)}", ""]
@@ -66,6 +67,7 @@ def result_json(result: ScenarioResult, scenario: Scenario) -> dict[str, Any]:
         "passed": result.passed,
         "aborted": result.aborted,
         "interrupted": result.interrupted,
+        "interrupted_by": result.interrupted_by if result.interrupted else None,
         "verdicts": [dataclasses.asdict(v) for v in result.verdicts],
         "windows": [dataclasses.asdict(w) for w in result.windows],
     }
@@ -94,11 +96,14 @@ def run_scenario(parsed: argparse.Namespace) -> int:
         if not parsed.json:
             print(line, file=sys.stderr, flush=True)
 
+    interrupts = Interrupts(lambda: None)
+
     async def main() -> tuple[ScenarioResult, Path | None]:
         main_task = asyncio.current_task()
         assert main_task is not None
-        # Ctrl+C before the steps start (waiting for a Ready pod) just stops.
-        with Interrupts(main_task.cancel) as interrupts:
+        # Ctrl+C (SIGTERM, SIGHUP) before the steps start (waiting for a Ready pod) just stops.
+        interrupts.on_first = main_task.cancel
+        with interrupts:
             async with headless_session(
                 settings, target, sink, ready_timeout=scenario.ready_timeout
             ) as session:
@@ -108,7 +113,7 @@ def run_scenario(parsed: argparse.Namespace) -> int:
                     use_prompts(session, None, settings.max_tokens, stream=False)
                 control = DeploymentControl(target, settings.deployment)
                 runner = ScenarioRunner(scenario, session, control, log=log, clock=session.clock)
-                interrupts.on_first = runner.interrupt
+                interrupts.on_first = lambda: runner.interrupt(interrupts.cause)
                 result = await runner.run()
                 interrupts.on_first = lambda: None  # the report is next: nothing to stop
             folder = None
@@ -129,28 +134,39 @@ def run_scenario(parsed: argparse.Namespace) -> int:
         print(f"kube-llm: {error}", file=sys.stderr)
         return 2
     except (KeyboardInterrupt, asyncio.CancelledError):
-        print(
-            "kube-llm: stopped (Ctrl+C) before the steps began; nothing to report", file=sys.stderr
-        )
-        return INTERRUPTED_EXIT
+        with contextlib.suppress(OSError):
+            print(
+                f"kube-llm: stopped ({interrupts.cause}) before the steps began; nothing to report",
+                file=sys.stderr,
+            )
+        return interrupts.exit_code
+    # After SIGHUP the terminal may be gone: the report is written, the exit code says the rest.
+    with contextlib.suppress(OSError):
+        _print_result(parsed, result, scenario, folder)
+    if result.interrupted:
+        return interrupts.exit_code
+    if result.aborted:
+        return 2
+    return 0 if result.passed else 1
+
+
+def _print_result(
+    parsed: argparse.Namespace, result: ScenarioResult, scenario: Scenario, folder: Path | None
+) -> None:
+    """The verdicts (or `--json`) on stdout."""
     if parsed.json:
         data = result_json(result, scenario)
         data["report"] = None if folder is None else str(folder)
         print(json.dumps(data, indent=1))
-    else:
-        for verdict in result.verdicts:
-            print(verdict_line(verdict))
-        if result.aborted:
-            print(f"STOPPED  {result.aborted}")
-        outcome = "passed" if result.passed else "FAILED"
-        print(f"scenario {scenario.name}: {'interrupted' if result.interrupted else outcome}")
-        if folder is not None:
-            print(f"report: {folder}")
-    if result.interrupted:
-        return INTERRUPTED_EXIT
+        return
+    for verdict in result.verdicts:
+        print(verdict_line(verdict))
     if result.aborted:
-        return 2
-    return 0 if result.passed else 1
+        print(f"STOPPED  {result.aborted}")
+    outcome = "passed" if result.passed else "FAILED"
+    print(f"scenario {scenario.name}: {'interrupted' if result.interrupted else outcome}")
+    if folder is not None:
+        print(f"report: {folder}")
 
 
 def _safe(name: str) -> str:

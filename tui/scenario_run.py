@@ -16,24 +16,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tui.figures import CockpitRecord, LoadPhase, figures
+from tui.figures import CockpitRecord, LoadPhase
+from tui.gateway import GatewayError
 from tui.load import LoadError
 from tui.loadcmd import LoadPlan, run_phase
-from tui.model import ClusterSnapshot, Outcome
+from tui.model import BackendMetrics, ClusterSnapshot
 from tui.rollout import DeploymentControl, DeploymentWriteError
-from tui.scenario import (
-    WAIT_CONDITIONS,
-    Expectation,
-    Scenario,
-    Step,
-    describe_expectation,
-    describe_step,
-)
+from tui.scenario import WAIT_CONDITIONS, Expectation, Scenario, Step
+from tui.scenario_expect import StepWindow, judge
+from tui.scenario_words import describe_expectation, describe_step
 from tui.session import Session
 
 _POLL = 0.2
 _KILL_SEEN_WITHIN = 10.0
 """Seconds a kill step waits for the watch to show its pod going."""
+_SAMPLE_WITHIN = 3.0
+"""Seconds a kill step waits for the pod's `/metrics` just before the kill."""
 
 
 @dataclass(frozen=True)
@@ -49,16 +47,6 @@ class Verdict:
 
 
 @dataclass(frozen=True)
-class StepWindow:
-    """When one step ran: from its start to its end (a rollout: until every pod was replaced)."""
-
-    kind: str
-    line: int
-    started_at: float
-    ended_at: float
-
-
-@dataclass(frozen=True)
 class ScenarioResult:
     """What came of a scenario: the record of the run, the verdicts, and whether it stopped."""
 
@@ -69,7 +57,9 @@ class ScenarioResult:
     aborted: str | None = None
     """Why the steps stopped early (a 403 on a rollout restart, say), if they did."""
     interrupted: bool = False
-    """The user stopped the steps with Ctrl+C (`aborted` says at which step)."""
+    """The user stopped the steps with Ctrl+C, SIGTERM or SIGHUP (`aborted` says at which step)."""
+    interrupted_by: str = "Ctrl+C"
+    """What stopped them, in words, when they were stopped."""
 
     @property
     def passed(self) -> bool:
@@ -107,11 +97,15 @@ class ScenarioRunner:
         self._steps: asyncio.Task[str | None] | None = None
         self._line = 0
         self.interrupted = False
+        self.interrupted_by = "Ctrl+C"
+        self._took: tuple[str, BackendMetrics | None] | None = None
+        """The pod the current kill step took, and its `/metrics` just before."""
 
-    def interrupt(self) -> None:
-        """Stop the steps now (Ctrl+C): the load stops, and the run ends with what was done,
-        its expectations not judged."""
+    def interrupt(self, cause: str = "Ctrl+C") -> None:
+        """Stop the steps now (Ctrl+C, SIGTERM, SIGHUP: `cause`): the load stops, and the run
+        ends with what was done, its expectations not judged."""
         self.interrupted = True
+        self.interrupted_by = cause
         if self._steps is not None:
             self._steps.cancel()
 
@@ -124,7 +118,7 @@ class ScenarioRunner:
         except asyncio.CancelledError:
             if not self.interrupted or (this is not None and this.cancelling()):
                 raise
-            aborted = f"line {self._line}: interrupted by Ctrl+C"
+            aborted = f"line {self._line}: interrupted by {self.interrupted_by}"
             self.log(f"stopped: {aborted}")
         finally:
             await self._stop_load()
@@ -146,6 +140,7 @@ class ScenarioRunner:
             tuple(self.windows),
             aborted,
             interrupted=self.interrupted,
+            interrupted_by=self.interrupted_by,
         )
 
     async def _run_steps(self) -> str | None:
@@ -168,6 +163,7 @@ class ScenarioRunner:
     async def _step(self, step: Step) -> None:
         get = step.get
         started = self.clock()
+        self._took = None
         match step.kind:
             case "burst":
                 plan = LoadPlan(users=get("users"), chats_per_user=get("chats_per_user"))
@@ -195,7 +191,8 @@ class ScenarioRunner:
                 self.notes.append((started, f"scaled deployment to {get('replicas')} replicas"))
             case "wait_for":
                 await self._wait_for(step)
-        self.windows.append(StepWindow(step.kind, step.line, started, self.clock()))
+        pod, metrics = self._took or (None, None)
+        self.windows.append(StepWindow(step.kind, step.line, started, self.clock(), pod, metrics))
 
     async def _settle_recoveries(self) -> None:
         """Give each kill's replacement time to become Ready (or be removed) before the record
@@ -221,7 +218,7 @@ class ScenarioRunner:
             self.phases.append(await run_phase(self.session, plan, self.clock))
         except asyncio.CancelledError:
             if self.interrupted:  # the burst as far as it went is in the record
-                label = f"{plan.describe()} (interrupted by Ctrl+C)"
+                label = f"{plan.describe()} (interrupted by {self.interrupted_by})"
                 self.phases.append(LoadPhase(plan.kind, plan.users, started, self.clock(), label))
             raise
 
@@ -255,8 +252,11 @@ class ScenarioRunner:
             missing = "no Ready pod to kill" if wanted == "random" else f"no pod {wanted} alive"
             self.verdicts.append(Verdict("step", step.line, what, False, missing))
             return
+        held = await self._pod_metrics(pod)
         result = await self.session.kill(pod, force=force)
-        if not result.ok:
+        if result.ok:
+            self._took = (pod, held)
+        else:
             self.verdicts.append(Verdict("step", step.line, what, False, result.message))
             return
         # The step ends once the watch shows the pod going, so a `wait_for` after it judges
@@ -267,6 +267,16 @@ class ScenarioRunner:
             if seen is None or seen.terminating or not seen.ready:
                 return
             await asyncio.sleep(_POLL)
+
+    async def _pod_metrics(self, pod: str) -> BackendMetrics | None:
+        """What `pod` holds just before a kill (running and queued chats): a fresh `/metrics`
+        through the pod proxy, else the session's last poll of it (up to 2 s old)."""
+        try:
+            return await asyncio.wait_for(
+                self.session.gateway.pod_metrics(pod), timeout=_SAMPLE_WITHIN
+            )
+        except (GatewayError, ValueError, TimeoutError):
+            return self.session.metrics.get(pod)
 
     async def _rollout(self, step: Step) -> None:
         before = {p.name for p in self.session.snapshot.pods if not p.terminating}
@@ -357,144 +367,6 @@ class ScenarioRunner:
     def _judge(self, expectation: Expectation, record: CockpitRecord) -> Verdict:
         held, detail = judge(expectation, record, tuple(self.windows))
         return Verdict("expect", expectation.line, describe_expectation(expectation), held, detail)
-
-
-def _below(name: str, value: float | None, limit: float, unit: str = "s") -> tuple[bool, str]:
-    if value is None:
-        return False, f"no {name} measured"
-    scale, fmt = (1000.0, "ms") if unit == "ms" else (1.0, unit)
-    shown = f"{name} {value * scale:.3f} {fmt}"
-    margin = (limit - value) * scale
-    if value < limit:
-        return True, f"{shown}, {margin:.3f} {fmt} under the limit"
-    return False, f"{shown}, {-margin:.3f} {fmt} over the limit"
-
-
-def judge(
-    expectation: Expectation, record: CockpitRecord, windows: tuple[StepWindow, ...]
-) -> tuple[bool, str]:
-    """Whether one expectation held on `record`, and the words saying by how much."""
-    numbers = figures(record)
-    get = expectation.get
-    match expectation.kind:
-        case "ttft_p95_below":
-            return _below("TTFT p95", numbers.chats.ttft.p95, get("seconds"))
-        case "e2e_p95_below":
-            return _below("end-to-end p95", numbers.chats.end_to_end.p95, get("seconds"))
-        case "health_p50_below":
-            return _below("health p50", numbers.health.p50, get("seconds"), "ms")
-        case "failures_below_percent":
-            chats = numbers.chats
-            if not chats.requests:
-                return False, "no chat was sent"
-            share = chats.failed * 100 / chats.requests
-            limit = get("percent")
-            words = f"{chats.failed} of {chats.requests} chats failed ({share:.2f} %)"
-            if share < limit:
-                return True, f"{words}, {limit - share:.2f} points under {limit:g} %"
-            return False, f"{words}, {share - limit:.2f} points over {limit:g} %"
-        case "failures_at_most":
-            failed = numbers.chats.failed + numbers.health.failures
-            limit = get("count")
-            words = (
-                f"{numbers.chats.failed} of {numbers.chats.requests} chats and "
-                f"{numbers.health.failures} of {numbers.health.checks} health checks failed"
-            )
-            if failed <= limit:
-                return True, f"{words}, {limit - failed} under the allowed {limit}"
-            return False, f"{words}, {failed - limit} over the allowed {limit}"
-        case "recovery_below":
-            return _recovery(record, get("seconds"))
-        case "replicas_reach":
-            return _replicas_reach(record, get("replicas"), get("within"))
-        case "replicas_return":
-            return _replicas_return(record, get("replicas"), get("within"))
-        case "no_failures_during":
-            return _no_failures_during(record, windows, get("step"))
-    raise ValueError(f"unknown expectation {expectation.kind!r}")  # pragma: no cover
-
-
-def _recovery(record: CockpitRecord, limit: float) -> tuple[bool, str]:
-    kills = [t for t in record.recoveries if t.refused is None]
-    if not kills:
-        return False, "no pod was killed: no recovery to measure"
-    times = [t.recovery_seconds for t in kills]
-    if any(t is None for t in times):
-        missing = sum(1 for t in times if t is None)
-        return False, f"{missing} of {len(kills)} kills had no replacement Ready"
-    worst = max(t for t in times if t is not None)
-    words = f"worst of {len(kills)}: {worst:.1f} s to the replacement Ready"
-    if worst < limit:
-        return True, f"{words}, {limit - worst:.1f} s under {limit:g} s"
-    return False, f"{words}, {worst - limit:.1f} s over {limit:g} s"
-
-
-def _replicas_reach(record: CockpitRecord, wanted: int, within: float) -> tuple[bool, str]:
-    start = min((p.started_at for p in record.phases), default=record.started_at)
-    points = sorted(record.replicas, key=lambda p: p.at)
-    before = [p for p in points if p.at <= start]
-    if before and before[-1].current >= wanted:
-        return False, (
-            f"already {before[-1].current} replicas when the load began: nothing measured "
-            "(wait for the replicas to come down first)"
-        )
-    reached = next(
-        (p for p in points if start <= p.at <= start + within and p.current >= wanted), None
-    )
-    if reached is not None:
-        after = max(0.0, reached.at - start)
-        return True, f"{reached.current} replicas {after:.1f} s after the load began " + (
-            f"({within - after:.1f} s to spare)"
-        )
-    seen = [p.current for p in points if start <= p.at <= start + within]
-    peak = max([*seen, *(p.current for p in before[-1:])], default=0)
-    return False, f"at most {peak} replicas within {within:g} s of the load's start, not {wanted}"
-
-
-def _replicas_return(record: CockpitRecord, wanted: int, within: float) -> tuple[bool, str]:
-    ends = [p.ended_at for p in record.phases if p.ended_at is not None]
-    if not ends:
-        return False, "no load phase ended"
-    stop = max(ends)
-    points = sorted(record.replicas, key=lambda p: p.at)
-    back = next((p for p in points if stop <= p.at <= stop + within and p.current <= wanted), None)
-    if back is None:
-        last = [p.current for p in points if p.at <= stop + within]
-        now = last[-1] if last else "unknown"
-        return False, f"still {now} replicas {within:g} s after the load stopped, not {wanted}"
-    after = back.at - stop
-    return True, f"{back.current} replicas {after:.1f} s after the load stopped " + (
-        f"({within - after:.1f} s to spare)"
-    )
-
-
-def _no_failures_during(
-    record: CockpitRecord, windows: tuple[StepWindow, ...], kind: str
-) -> tuple[bool, str]:
-    spans: list[tuple[float, float]] = []
-    if kind in {"kill", "evict"}:
-        action = "delete" if kind == "kill" else "evict"
-        for timeline in record.recoveries:
-            if timeline.action == action and timeline.refused is None:
-                end = timeline.replacement_ready_at or timeline.closed_at or record.ended_at
-                spans.append((timeline.requested_at, end))
-    else:
-        spans = [(w.started_at, w.ended_at) for w in windows if w.kind == kind]
-    if not spans:
-        return False, f"no {kind} step ran: nothing to judge"
-    during = [
-        c for c in record.chats if any(c.started_at <= e and c.ended_at >= s for s, e in spans)
-    ]
-    if not during:
-        return False, f"no chat overlapped the {kind}: nothing was measured"
-    failed = [c for c in during if c.outcome is Outcome.ERROR]
-    shed = sum(1 for c in during if c.outcome is Outcome.SHED)
-    seconds = sum(e - s for s, e in spans)
-    words = f"{len(during)} chats during {seconds:.1f} s of {kind}, {shed} shed (429)"
-    if failed:
-        kinds = sorted({c.error_kind or "error" for c in failed})
-        return False, f"{len(failed)} failed ({', '.join(kinds)}) of {words}"
-    return True, f"0 failed of {words}"
 
 
 __all__ = ["ScenarioResult", "ScenarioRunner", "StepWindow", "Verdict", "judge"]

@@ -261,6 +261,49 @@ def test_ctrl_c_stops_the_load_and_reports_what_was_done(
     wait_for(lambda: _inflight(sandbox) == 0, 5, "no chat in flight on any pod")
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signal_number", "words"),
+    [(signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGHUP (terminal closed)")],
+)
+def test_sigterm_and_sighup_stop_the_load_like_a_first_ctrl_c(
+    sandbox: RunningSandbox, tmp_path: Path, signal_number: signal.Signals, words: str
+) -> None:
+    process = _start_load(sandbox, tmp_path)
+    try:
+        _wait_for_load(process)
+        time.sleep(2.0)
+        process.send_signal(signal_number)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + signal_number, stderr
+    assert "Traceback" not in stderr
+    assert f"kube-llm: {words}: stopping the load" in stderr
+    assert f"interrupted ({words})" in stderr
+    lines = stdout.splitlines()
+    assert lines[0].startswith("requests ")
+    folder = Path(lines[-1].removeprefix("report: "))
+    data = report_of(folder)
+    assert data["interrupted"] is True
+    assert data["interrupted_by"] == words
+    record = record_from_json(data)
+    (phase,) = record.phases
+    assert phase.ended_at is not None
+    assert phase.ended_at - phase.started_at < 30
+    assert f"interrupted by {words}" in phase.label
+    assert not [c for c in record.chats if c.outcome is Outcome.ERROR]
+    assert f"**Interrupted ({words}):**" in (folder / "report.md").read_text()
+    # Written again from its JSON, the report still names what stopped it.
+    again = kube_llm("report", str(folder / "report.json"), "--report-dir", str(tmp_path / "again"))
+    assert again.returncode == 0, again.stderr
+    refolder = Path(again.stdout.strip().removeprefix("report: "))
+    assert f"**Interrupted ({words}):**" in (refolder / "report.md").read_text()
+    wait_for(lambda: _inflight(sandbox) == 0, 5, "no chat in flight on any pod")
+
+
 def _inflight(sandbox: RunningSandbox) -> float:
     """Chats in flight on all the Ready pods, from their /metrics through the pod proxy."""
     total = 0.0

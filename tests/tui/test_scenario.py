@@ -10,16 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.sandbox.harness import ROOT
-from tui.scenario import (
-    EXPECTATIONS,
-    STEPS,
-    ScenarioError,
-    describe_expectation,
-    describe_step,
-    load_scenario,
-    parse_scenario,
-    plan_text,
-)
+from tui.scenario import EXPECTATIONS, STEPS, ScenarioError, load_scenario, parse_scenario
+from tui.scenario_words import describe_expectation, describe_step, plan_text
 
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
 HERE = Path("my.yaml")
@@ -121,6 +113,14 @@ def test_a_good_file_gives_typed_steps_with_their_lines_and_defaults() -> None:
         ("name: x\nsteps:\n  - sleep: 1\nexpect:\n  - no_failures_during: {step: rollout}\n",
          "my.yaml:5: no_failures_during step: expected one of rollout_restart, kill, evict, "
          "got 'rollout'"),
+        ("name: x\nsteps:\n  - kill: {}\nexpect:\n  - failures_only_on_killed_pod: rollout\n",
+         "my.yaml:5: failures_only_on_killed_pod step: expected one of kill, evict, "
+         "got 'rollout'"),
+        ("name: x\nsteps:\n  - kill: {}\nexpect:\n  - failures_only_on_killed_pod: {}\n",
+         "my.yaml:5: failures_only_on_killed_pod: missing 'step' (a string)"),
+        ("name: x\nsteps:\n  - evict: {}\nexpect:\n  - failures_only_on_killed_pod: kill\n",
+         "my.yaml:5: failures_only_on_killed_pod: expected a kill step to judge, the steps have "
+         "none"),
         ("name: x\nsteps:\n  - sleep: 1\nexpect:\n  - faster: 1\n",
          "my.yaml:5: expectation: unknown kind 'faster'"),
         ("name: x\nsettings: {max_tokens: 0}\nsteps:\n  - sleep: 1\n",
@@ -160,6 +160,7 @@ def test_every_step_and_expectation_kind_has_words() -> None:
         "failures_below_percent": "1", "failures_at_most": "0", "recovery_below": "30",
         "replicas_reach": "{replicas: 3, within: 60}",
         "replicas_return": "{replicas: 2, within: 60}",
+        "failures_only_on_killed_pod": "kill",
         "no_failures_during": "rollout_restart",
     }  # fmt: skip
     assert set(expectations) == set(EXPECTATIONS)
@@ -174,6 +175,10 @@ def test_every_step_and_expectation_kind_has_words() -> None:
     assert words[9] == "wait up to 9 s for Ready pods at least 2"
     said = [describe_expectation(e) for e in scenario.expectations]
     assert said[2] == "health check p50 below 76 ms"
+    assert said[-2] == (
+        "the only failed chats are those each kill step's pod held at the kill (running or "
+        "queued there), none served by another pod"
+    )
     assert said[-1] == "no failed chat during any rollout_restart step"
     plan = plan_text(scenario)
     for number, step in enumerate(scenario.steps, 1):

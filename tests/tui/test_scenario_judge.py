@@ -10,14 +10,15 @@ import pytest
 
 from tests.tui.test_report import START, make_record
 from tui.figures import CockpitRecord, LoadPhase, figures
-from tui.model import Outcome, ReplicaPoint
+from tui.model import BackendMetrics, ChatSample, Outcome, RecoveryTimeline, ReplicaPoint
 from tui.scenario import Expectation, parse_scenario
 from tui.scenario_run import StepWindow, judge
 
 
 def expectation(text: str) -> Expectation:
     """One expectation parsed from its YAML form, as a scenario file gives it."""
-    scenario = parse_scenario(f"name: x\nsteps:\n  - sleep: 0\nexpect:\n  - {text}\n", Path("x"))
+    steps = "  - sleep: 0\n  - kill: {}\n  - evict: {}\n"
+    scenario = parse_scenario(f"name: x\nsteps:\n{steps}expect:\n  - {text}\n", Path("x"))
     (parsed,) = scenario.expectations
     return parsed
 
@@ -149,3 +150,107 @@ def test_no_failures_during_a_kill_spans_the_kill_to_its_replacement_ready(kind:
     failed = sum(1 for c in during if c.outcome is Outcome.ERROR)
     assert held is (failed == 0)
     assert f"of {len(during)} chats during" in words
+
+
+# -- failures_only_on_killed_pod: C1 for a force delete, over recorded samples -----------------
+
+KILLED, SURVIVOR = "llm-backend-7f9c-aaaa", "llm-backend-7f9c-bbbb"
+KILL_AT = START + 100
+
+
+def kill_record(*failures: ChatSample) -> tuple[CockpitRecord, tuple[StepWindow, ...]]:
+    """Two pods under load, `KILLED` force-deleted at `KILL_AT` (replacement Ready 20 s later),
+    holding 1 running + 2 queued chats in its /metrics 0.2 s before; `failures` added."""
+    ok = [
+        ChatSample(START + t, "load", Outcome.OK, 200, pod=pod, ttft=0.3, e2e=2.0)
+        for t in range(0, 200, 5)
+        for pod in (KILLED, SURVIVOR)
+    ]
+    timeline = RecoveryTimeline(
+        KILLED, "delete", KILL_AT, gone_at=KILL_AT + 2, replacement="llm-backend-7f9c-cccc",
+        replacement_ready_at=KILL_AT + 20, complete=True, closed_at=KILL_AT + 25,
+    )  # fmt: skip
+    record = CockpitRecord(
+        started_at=START, ended_at=START + 200, context="kube-llm-sandbox-cockpit",
+        namespace="kube-llm", backend="service proxy",
+        chats=tuple(sorted([*ok, *failures], key=lambda c: c.ended_at)), recoveries=(timeline,),
+    )  # fmt: skip
+    held = BackendMetrics(KILLED, KILL_AT - 0.2, 1.0, 40.0, 8.0, 40.0, 600.0, queued=2.0)
+    window = StepWindow("kill", 12, KILL_AT - 0.25, KILL_AT + 1.0, KILLED, held)
+    return record, (window,)
+
+
+def failed(at: float, pod: str | None, kind: str = "truncated") -> ChatSample:
+    """A chat that began at `at` and failed 1.5 s later, served by `pod` (None: unknown)."""
+    return ChatSample(at, "load", Outcome.ERROR, None, kind, pod=pod, e2e=1.5)
+
+
+ONLY_OWN = expectation("failures_only_on_killed_pod: kill")
+HELD = "(1 running + 2 queued, sampled 0.2 s before)"
+
+
+def test_the_killed_pods_own_chats_may_fail_up_to_what_it_held() -> None:
+    # Its running stream cut at SIGKILL, two queued chats that lost their connection (no
+    # X-Served-By: the headers never came).
+    record, windows = kill_record(
+        failed(KILL_AT - 1, KILLED), failed(KILL_AT - 0.5, None, "connect"),
+        failed(KILL_AT - 0.4, None, "connect"),
+    )  # fmt: skip
+    assert judge(ONLY_OWN, record, windows) == (
+        True,
+        f"{KILLED} (line 12): 3 failed (connect, truncated; 2 with no serving pod known) of the "
+        f"3 it held at the kill {HELD}, 0 to spare; none on another pod",
+    )
+    fewer, _ = kill_record(failed(KILL_AT - 1, KILLED))
+    assert judge(ONLY_OWN, fewer, windows) == (
+        True,
+        f"{KILLED} (line 12): 1 failed (truncated) of the 3 it held at the kill {HELD}, "
+        "2 to spare; none on another pod",
+    )
+    # The same run judged by a share of all chats fails, although only the killed pod lost any.
+    assert judge(expectation("failures_below_percent: 1"), record, windows)[0] is False
+
+
+def test_a_failure_on_a_survivor_fails_it_even_within_the_bound() -> None:
+    record, windows = kill_record(failed(KILL_AT + 3, SURVIVOR, "http_504"))
+    assert judge(ONLY_OWN, record, windows) == (
+        False,
+        f"{KILLED} (line 12): 0 failed of the 3 it held at the kill {HELD}, 3 to spare; "
+        f"1 failed on another pod during the kill ({SURVIVOR}: http_504)",
+    )
+
+
+def test_more_failures_than_the_killed_pod_held_fail_it() -> None:
+    lost = [failed(KILL_AT - 1 + i / 10, None, "connect") for i in range(4)]
+    record, windows = kill_record(*lost)
+    assert judge(ONLY_OWN, record, windows) == (
+        False,
+        f"{KILLED} (line 12): 4 failed (connect; 4 with no serving pod known) of the 3 it held "
+        f"at the kill {HELD}, 1 more than it held; none on another pod",
+    )
+
+
+def test_a_failure_outside_the_kill_fails_it() -> None:
+    record, windows = kill_record(failed(KILL_AT - 1, KILLED), failed(START + 30, KILLED))
+    held, words = judge(ONLY_OWN, record, windows)
+    assert not held
+    assert words.endswith("none on another pod; 1 failed outside every kill's window (truncated)")
+
+
+def test_without_a_sample_of_what_the_pod_held_nothing_may_fail() -> None:
+    record, (window,) = kill_record(failed(KILL_AT - 1, KILLED))
+    unsampled = (replace(window, pod_metrics=None),)
+    assert judge(ONLY_OWN, record, unsampled) == (
+        False,
+        f"{KILLED} (line 12): 1 failed (truncated); no /metrics sample of it before the kill, "
+        "so 0 may fail; none on another pod",
+    )
+    metrics = window.pod_metrics
+    assert metrics is not None
+    no_queue = (replace(window, pod_metrics=replace(metrics, queued=None)),)
+    held, words = judge(ONLY_OWN, record, no_queue)
+    assert held is True
+    assert "of the 1 it held at the kill (1 running + 0 queued, queue depth not reported" in words
+    clean, _ = kill_record()
+    assert judge(ONLY_OWN, clean, ()) == (False, "no kill step took a pod: nothing to judge")
+    assert judge(expectation("failures_only_on_killed_pod: evict"), clean, (window,))[0] is False
