@@ -1,5 +1,6 @@
 """The report's chart: latency percentiles and replicas over time on one time axis, with the
-load phases shaded and the kills marked, drawn with matplotlib as a PNG.
+load phases shaded and the kills, rollout restarts and scales marked, drawn with matplotlib as
+a PNG.
 
 The series are computed here from the record's samples (`latency_series`), so a test can check
 the points the chart shows against the JSON they came from.
@@ -8,6 +9,7 @@ the points the chart shows against the JSON they came from.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from pathlib import Path
 # saves through the Agg canvas), so a chart never tries a display, in a terminal or in CI.
 from matplotlib.figure import Figure
 
-from tui.figures import CockpitRecord
+from tui.figures import CockpitRecord, deployment_actions
 from tui.model import Outcome
 from tui.stats import percentile
 
@@ -87,6 +89,11 @@ def _steps(record: CockpitRecord, attribute: str) -> tuple[list[float], list[int
     return xs, ys
 
 
+def clock_time(moment: float) -> str:
+    """A moment (seconds since the epoch) as HH:MM:SS in UTC."""
+    return time.strftime("%H:%M:%S", time.gmtime(moment))
+
+
 def draw_timeline(record: CockpitRecord, path: Path) -> Path:
     """Draw the chart of `record` into `path` (a PNG) and return the path."""
     figure = Figure(figsize=(10, 6), layout="constrained")
@@ -105,14 +112,17 @@ def draw_timeline(record: CockpitRecord, path: Path) -> Path:
         latency.plot(xs, [math.nan if y is None else y for y in ys], style, label=label,
                      marker=".")  # fmt: skip
     latency.set_ylabel("seconds")
-    latency.set_title(f"chat latency per {bucket_seconds(record):g} s, replicas, load and kills")
+    latency.set_title(
+        f"chat latency per {bucket_seconds(record):g} s, replicas, load, kills and rollouts"
+    )
     for attribute, style in (("current", "-"), ("desired", "--"), ("ready", ":")):
         steps_x, steps_y = _steps(record, attribute)
         if steps_x:
             replicas.step(steps_x, steps_y, style, where="post", label=attribute)
     replicas.set_ylabel("replicas")
-    replicas.set_xlabel(f"seconds since {record.started_at:.0f} (epoch)")
+    replicas.set_xlabel(f"seconds since {clock_time(record.started_at)} UTC (the record's start)")
     replicas.yaxis.get_major_locator().set_params(integer=True)
+    actions = deployment_actions(record.events)
     for axes in (latency, replicas):
         for phase in record.phases:
             end = record.ended_at if phase.ended_at is None else phase.ended_at
@@ -124,12 +134,23 @@ def draw_timeline(record: CockpitRecord, path: Path) -> Path:
             )
         for kill in record.recoveries:
             axes.axvline(kill.requested_at - record.started_at, color="tab:red", lw=1)
+        for at, _ in actions:
+            axes.axvline(at - record.started_at, color="tab:blue", lw=1, ls="-.")
     for phase in record.phases:
         latency.annotate(
             f"{phase.kind} {phase.users}u",
             (phase.started_at - record.started_at, 1.0),
             xycoords=("data", "axes fraction"),
             va="top",
+            fontsize=8,
+        )
+    for at, label in actions:
+        replicas.annotate(
+            label,
+            (at - record.started_at, 1.0),
+            xycoords=("data", "axes fraction"),
+            va="top",
+            color="tab:blue",
             fontsize=8,
         )
     for kill in record.recoveries:

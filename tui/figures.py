@@ -15,6 +15,22 @@ from dataclasses import dataclass
 from tui.model import ChatSample, HealthSample, HpaView, Outcome, RecoveryTimeline, ReplicaPoint
 from tui.stats import percentile, summarize
 
+ROLLOUT_NOTE = "rollout restart ("
+"""How a scenario's note of a rollout restart begins (the chart marks these notes)."""
+SCALE_NOTE = "scaled deployment to "
+"""How a scenario's note of a scale step begins (the chart marks these notes)."""
+
+
+def deployment_actions(events: Iterable[tuple[float, str]]) -> list[tuple[float, str]]:
+    """The rollout restarts and scales among a record's notes, as (when, short label)."""
+    marks = []
+    for at, text in events:
+        if text.startswith(ROLLOUT_NOTE):
+            marks.append((at, "rollout"))
+        elif text.startswith(SCALE_NOTE):
+            marks.append((at, "scale " + text.removeprefix(SCALE_NOTE).split()[0]))
+    return marks
+
 
 @dataclass(frozen=True)
 class LoadPhase:

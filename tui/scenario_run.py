@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tui.figures import CockpitRecord, LoadPhase
+from tui.figures import ROLLOUT_NOTE, SCALE_NOTE, CockpitRecord, LoadPhase
 from tui.gateway import GatewayError
 from tui.load import LoadError
 from tui.loadcmd import LoadPlan, run_phase
@@ -188,7 +188,7 @@ class ScenarioRunner:
                 await self._rollout(step)
             case "scale":
                 await self._writer().scale(get("replicas"))
-                self.notes.append((started, f"scaled deployment to {get('replicas')} replicas"))
+                self.notes.append((started, f"{SCALE_NOTE}{get('replicas')} replicas"))
             case "wait_for":
                 await self._wait_for(step)
         pod, metrics = self._took or (None, None)
@@ -282,7 +282,7 @@ class ScenarioRunner:
         before = {p.name for p in self.session.snapshot.pods if not p.terminating}
         requested = self.clock()
         stamp = await self._writer().restart(requested)
-        self.notes.append((requested, f"rollout restart (restartedAt {stamp})"))
+        self.notes.append((requested, f"{ROLLOUT_NOTE}restartedAt {stamp})"))
         within = step.get("within")
         deadline = requested + within
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tests.tui.test_report import START, make_record
 from tui.charts import bucket_seconds, draw_timeline, latency_series
-from tui.figures import LoadPhase
+from tui.figures import ROLLOUT_NOTE, SCALE_NOTE, LoadPhase, deployment_actions
 from tui.model import Outcome
 from tui.stats import percentile
 
@@ -93,3 +93,19 @@ def test_whole_replies_without_a_ttft_still_draw_their_end_to_end_line(tmp_path:
         assert point.e2e_p50 == percentile([c.e2e for c in inside if c.e2e is not None], 50)
         assert point.no_ttft == len(inside) - len(ttfts)
     assert draw_timeline(record, tmp_path / "whole.png").stat().st_size > 0
+
+
+def test_rollouts_and_scales_among_the_notes_are_marked() -> None:
+    notes = (
+        (START + 5, f"{ROLLOUT_NOTE}restartedAt 2026-12-01T04:07:23Z)"),
+        (START + 9, "rollout restart done: 2 pods replaced, all Ready, in 30.1 s"),
+        (START + 12, f"{SCALE_NOTE}4 replicas"),
+        (START + 14, "evicted llm-backend-5d8f-abcde"),
+    )
+    assert deployment_actions(notes) == [(START + 5, "rollout"), (START + 12, "scale 4")]
+
+
+def test_the_chart_draws_with_a_rollout_marked(tmp_path: Path) -> None:
+    record = replace(make_record(), events=((START + 5, f"{ROLLOUT_NOTE}restartedAt x)"),))
+    path = draw_timeline(record, tmp_path / "timeline.png")
+    assert path.read_bytes().startswith(b"\x89PNG")
