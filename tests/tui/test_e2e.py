@@ -81,17 +81,13 @@ async def test_k_evicts_and_the_recovery_is_timed(sandbox: RunningSandbox, tmp_p
         await wait_until(
             pilot,
             lambda: (
-                victim not in set(table.row_names)
-                or table.cells(victim)[0].plain.startswith("✖")
+                victim not in set(table.row_names) or table.cells(victim)[0].plain.startswith("✖")
             ),
             timeout=20,
         )
         await wait_until(
             pilot,
-            lambda: (
-                victim not in set(table.row_names)
-                and len(set(ready_rows(app)) - before) >= 1
-            ),
+            lambda: victim not in set(table.row_names) and len(set(ready_rows(app)) - before) >= 1,
             timeout=60,
         )
         # A chat to reach the replacement; the timeline completes and is logged with every moment.
