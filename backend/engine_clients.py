@@ -127,9 +127,12 @@ class _AiohttpReply:
         return self._response.headers.get(name)
 
     async def chunks(self) -> AsyncIterator[bytes]:
+        # readany returns whatever has arrived (under load, several events at once), b"" at
+        # the end; called directly rather than through iter_any's iterator, one layer less
+        # per chunk.
+        read = self._response.content.readany
         try:
-            # iter_any yields whatever has arrived: under load, several events at once.
-            async for data in self._response.content.iter_any():
+            while data := await read():
                 yield data
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise EngineTimedOut("the engine sent nothing in time") from exc
@@ -155,12 +158,13 @@ class AiohttpEngineClient:
             keepalive_timeout=_KEEPALIVE_SECONDS,
             use_dns_cache=True,
         )
-        # The relay enforces the first-token, per-chunk and total deadlines itself; these are
-        # the safety net. "connect" includes the wait for a free pooled connection.
+        # The relay enforces the first-token, per-chunk and total deadlines itself, and every
+        # read of the engine runs inside them (the warm-up inside REQUEST_TIMEOUT, the model
+        # listing with a total of its own), so there is no sock_read: it could never fire
+        # before REQUEST_TIMEOUT had, and aiohttp re-arms its timer on every chunk received.
+        # "connect" includes the wait for a free pooled connection.
         timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=settings.engine_connect_timeout,
-            sock_read=settings.request_timeout,
+            total=None, connect=settings.engine_connect_timeout, sock_read=None
         )
         # Whole URLs, parsed once: ENGINE_URL may carry a path of its own.
         self._chat_url = yarl.URL(settings.engine_url + CHAT_PATH)

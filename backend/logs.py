@@ -10,6 +10,9 @@ from typing import Any
 
 __all__ = ["JsonFormatter", "log_config"]
 
+# json.dumps(line, default=str), with the encoder made once rather than for every line.
+_ENCODER = json.JSONEncoder(default=str)
+
 
 class JsonFormatter(logging.Formatter):
     """Format each record as one JSON object on one line."""
@@ -31,7 +34,7 @@ class JsonFormatter(logging.Formatter):
             line.update(fields)
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
+        return _ENCODER.encode(line)
 
 
 def log_config(level: str) -> dict[str, Any]:

@@ -93,20 +93,6 @@ class Outcome:
         return self.ttft is not None
 
 
-def _delta(chunk: dict[str, Any]) -> tuple[str | None, str | None]:
-    choices = chunk.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return None, None
-    choice = choices[0]
-    delta = choice.get("delta")
-    content = delta.get("content") if isinstance(delta, dict) else None
-    finish = choice.get("finish_reason")
-    return (
-        content if isinstance(content, str) else None,
-        finish if isinstance(finish, str) else None,
-    )
-
-
 def _engine_message(body: bytes) -> str | None:
     try:
         parsed = json.loads(body)
@@ -185,11 +171,25 @@ class EngineEvents:
                     502, "engine_midstream", "The engine failed while answering."
                 )
                 break
-            content, finish = _delta(chunk)
+            # choices[0].delta.content and choices[0].finish_reason, inline: this runs for
+            # every event of every stream.
+            content: str | None = None
+            finish: str | None = None
+            choices = chunk.get("choices")
+            if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+                choice = choices[0]
+                delta = choice.get("delta")
+                if isinstance(delta, dict):
+                    content = delta.get("content")
+                    if not isinstance(content, str):
+                        content = None
+                finish = choice.get("finish_reason")
+                if not isinstance(finish, str):
+                    finish = None
             usage = chunk.get("usage")
             if isinstance(usage, dict):
                 outcome.usage = usage
-                if not chunk.get("choices") and not self._include_usage:
+                if not choices and not self._include_usage:
                     continue  # the usage chunk was asked for the metrics, not by the client
             if finish is not None:
                 outcome.finish_reason = finish
