@@ -127,16 +127,25 @@ async def test_burst_fills_the_latency_panel_and_the_hpa_scales_up(
         assert summary.health_p50 is not None
         assert len(summary.served_by) >= 2, "the Service spreads chats over both pods"
         assert app.query_one(LatencyPanel) is not None
-        # Sustained load keeps the engines busy until the HPA asks for more pods.
+        # Sustained load keeps the engines busy until the HPA asks for more pods, and the panel
+        # says why. The burst alone may already have scaled up and left the HPA in its scale-down
+        # window ("wants 3, keeps 4"), a true line but not this one: wait for the load's.
         await pilot.press("L")
-        await wait_until(
-            pilot,
-            lambda: session.snapshot.hpa is not None and session.snapshot.hpa.desired_replicas > 2,
-            timeout=120,
-        )
-        app._refresh_panels()
-        why = str(app.query_one("#hpa-why").render())
-        assert any(word in why for word in ("scaling up", "holding", "at maximum")), why
+        why = ""
+
+        def explained_scaling_up() -> bool:
+            nonlocal why
+            hpa = session.snapshot.hpa
+            if hpa is None or hpa.desired_replicas <= 2:
+                return False
+            app._refresh_panels()
+            why = str(app.query_one("#hpa-why").render())
+            return any(word in why for word in ("scaling up", "holding", "at maximum"))
+
+        try:
+            await wait_until(pilot, explained_scaling_up, timeout=120)
+        except AssertionError as error:
+            raise AssertionError(f"no scale-up explained; the panel said {why!r}") from error
         assert max(point.desired for point in session.replicas) > 2
         await pilot.press("q")
     assert session.load_status.sustained_users == 0
