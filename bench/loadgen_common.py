@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tui.stats import percentile  # noqa: E402
+from tui.core.stats import percentile  # noqa: E402
 
 
 def free_port() -> int:

@@ -1,6 +1,6 @@
 """The `hey` half of bench/loadgen.py: `GET /healthz` against the backend, hey and ours in turns.
 
-`hey` (Debian package `hey`) and the cockpit's gateway client (`tui.gateway.Gateway.health`,
+`hey` (Debian package `hey`) and the cockpit's gateway client (`tui.gateway.client.Gateway.health`,
 what the health prober and the load engine use) take turns sending `GET /healthz` to one
 `python -m backend` on loopback (its engine is the fake engine), at the same fixed concurrency
 and request count. Rounds alternate, so a neighbour's CPU burst falls on both alike. It prints
@@ -21,8 +21,9 @@ from dataclasses import dataclass
 
 from loadgen_common import children_cpu, free_port, load_average, median, start, stop, wait_ready
 
-from tui.gateway import Gateway, GatewayTarget
-from tui.stats import percentile
+from tui.core.stats import percentile
+from tui.gateway.client import Gateway
+from tui.gateway.target import GatewayTarget
 
 MODEL = "tinyllama"
 

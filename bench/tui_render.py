@@ -27,8 +27,8 @@ from textual import events
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.tui.scripted import ScriptedGateway, pod, rig, snapshot
-from tui.model import ChatSample, HealthSample, Outcome
-from tui.stats import percentile
+from tui.core.model import ChatSample, HealthSample, Outcome
+from tui.core.stats import percentile
 
 
 @dataclass

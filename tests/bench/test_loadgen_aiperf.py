@@ -3,18 +3,19 @@ server's timings, and giving aiperf exactly the prompts our load engine sends.""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import json
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-from tui.load import LoadEngine
-from tui.model import BackendMetrics, ChatSample, HealthSample, Outcome
+from tui.core.model import BackendMetrics, ChatSample, HealthSample, Outcome
+from tui.services.load import LoadEngine
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -95,7 +96,14 @@ class _RecordingGateway:
         self.prompts: list[str] = []
 
     async def chat(
-        self, messages: Sequence[dict[str, str]], *, max_tokens: int, origin: str
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        max_tokens: int,
+        origin: str,
+        on_text: Callable[[str], None] | None = None,
+        stop: asyncio.Event | None = None,
+        stream: bool = True,
     ) -> ChatSample:
         self.prompts.append(messages[-1]["content"])
         return ChatSample(started_at=0.0, origin=origin, outcome=Outcome.OK, ttft=0.1, e2e=0.2)
@@ -105,6 +113,9 @@ class _RecordingGateway:
 
     async def pod_metrics(self, pod: str) -> BackendMetrics:
         raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Nothing to close."""
 
 
 async def test_aiperf_gets_exactly_the_prompts_our_engine_sends(loadgen: ModuleType) -> None:

@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tui.k8s import ClusterWatcher
-from tui.k8s_watch import Backoff
-from tui.kubeconfig import ClusterTarget
-from tui.model import ClusterEvent, ClusterSnapshot
+from tui.cluster.kubeconfig import ClusterTarget
+from tui.cluster.watch import Backoff
+from tui.cluster.watcher import ClusterWatcher
+from tui.core.model import ClusterEvent, ClusterSnapshot
 
 
 class Recorder:

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from tui.app import CockpitApp, make_cockpit
-from tui.model import (
+from tui.cockpit.app import CockpitApp, make_cockpit
+from tui.core.model import (
     ActionResult,
     BackendMetrics,
     ChatSample,
@@ -31,7 +31,8 @@ from tui.model import (
     PodUsage,
     PodView,
 )
-from tui.session import CockpitSettings, Session, SessionSink
+from tui.core.settings import CockpitSettings
+from tui.services.session import Session, SessionSink
 
 NOW = 1_764_547_200.0  # 2025-12-01 00:00:00 UTC: a fixed clock for fixed screenshots
 NAMESPACE = "kube-llm"
@@ -179,6 +180,7 @@ class ScriptedGateway:
         origin: str = "chat",
         on_text: Callable[[str], None] | None = None,
         stop: asyncio.Event | None = None,
+        stream: bool = True,
     ) -> ChatSample:
         """Stream the reply word by word; `stop` ends it as `cancelled`."""
         self.chats.append(messages)

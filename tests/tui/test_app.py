@@ -12,10 +12,10 @@ from textual.pilot import Pilot
 from textual.widgets import Input
 
 from tests.tui.scripted import NOW, TWO_PODS, Rig, ScriptedGateway, hpa, pod, rig, snapshot
-from tui.model import ClusterEvent, Connection, HealthSample
-from tui.sanitize import multi_line
-from tui.screens import ConfirmScreen, HelpScreen
-from tui.widgets import ChatPane, ChatTurn, EventLog, PodsTable, StatusLine
+from tui.cockpit.screens import ConfirmScreen, HelpScreen
+from tui.cockpit.widgets import ChatPane, ChatTurn, EventLog, PodsTable, StatusLine
+from tui.core.model import ClusterEvent, Connection, HealthSample
+from tui.core.sanitize import multi_line
 
 SIZE = (160, 48)
 

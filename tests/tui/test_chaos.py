@@ -17,9 +17,16 @@ from tests.sandbox.harness import (
     start_sandbox,
     wait_for,
 )
-from tui.chaos import RecoveryTracker, describe
-from tui.k8s_convert import pod_view
-from tui.model import ChatSample, ClusterSnapshot, Connection, Outcome, PodView, RecoveryTimeline
+from tui.cluster.convert import pod_view
+from tui.core.model import (
+    ChatSample,
+    ClusterSnapshot,
+    Connection,
+    Outcome,
+    PodView,
+    RecoveryTimeline,
+)
+from tui.services.chaos import RecoveryTracker, describe
 
 A, B, C, D = (f"llm-backend-7f9c-{s}" for s in ("x2k4", "b8mq", "abcd", "zz91"))
 

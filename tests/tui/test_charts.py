@@ -7,10 +7,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from tests.tui.test_report import START, make_record
-from tui.charts import bucket_seconds, draw_timeline, latency_series
-from tui.figures import ROLLOUT_NOTE, SCALE_NOTE, LoadPhase, deployment_actions
-from tui.model import Outcome
-from tui.stats import percentile
+from tui.core.figures import ROLLOUT_NOTE, SCALE_NOTE, LoadPhase, deployment_actions
+from tui.core.model import Outcome
+from tui.core.stats import percentile
+from tui.report.charts import bucket_seconds, draw_timeline, latency_series
 
 
 def test_latency_points_are_the_percentiles_of_each_bucket() -> None:

@@ -14,11 +14,12 @@ import pytest
 
 from tests.sandbox.harness import RunningSandbox, fake_engine_cmd, start_sandbox
 from tests.tui.test_app import wait_until
-from tui.app import CockpitApp, make_cockpit
-from tui.kubeconfig import load_target
-from tui.run import DEMO_CONTEXT, session_for
-from tui.session import CockpitSettings, Session, SessionSink
-from tui.widgets import EventLog, LatencyPanel, PodsTable
+from tui.cluster.kubeconfig import load_target
+from tui.cockpit.app import CockpitApp, make_cockpit
+from tui.cockpit.widgets import EventLog, LatencyPanel, PodsTable
+from tui.core.settings import CockpitSettings
+from tui.services.connect import DEMO_CONTEXT, session_for
+from tui.services.session import Session, SessionSink
 
 pytestmark = pytest.mark.slow
 SIZE = (160, 48)

@@ -18,9 +18,9 @@ from tests.sandbox.harness import (
     start_sandbox,
     wait_for,
 )
-from tui.explain import explain, metric_label, recommended_replicas
-from tui.k8s_convert import hpa_view
-from tui.model import HpaCondition, HpaMetric, HpaView
+from tui.cluster.convert import hpa_view
+from tui.core.model import HpaCondition, HpaMetric, HpaView
+from tui.services.explain import explain, metric_label, recommended_replicas
 
 NOW = 1_700_000_000.0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tui.format import age, percent_of, seconds, share
+from tui.core.format import age, percent_of, seconds, share
 
 
 @pytest.mark.parametrize(

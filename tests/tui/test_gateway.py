@@ -42,15 +42,11 @@ from tests.sandbox.harness import (
     start_sandbox,
     wait_for,
 )
-from tui.gateway import (
-    Gateway,
-    GatewayError,
-    GatewayTarget,
-    parse_backend_metrics,
-    parse_retry_after,
-)
-from tui.load import LoadEngine
-from tui.model import ChatSample, Outcome
+from tui.core.model import ChatSample, Outcome
+from tui.gateway.chatcall import parse_retry_after
+from tui.gateway.client import Gateway, parse_backend_metrics
+from tui.gateway.target import GatewayError, GatewayTarget
+from tui.services.load import LoadEngine
 
 HELLO = [{"role": "user", "content": "Hello"}]
 # The backend's admission queue (when it has one) would hold a chat instead of refusing it;

@@ -14,13 +14,14 @@ import pytest
 
 from tests.backend.conftest import FakeEngine, backend_process, running_engine
 from tests.fakes.engine import EngineConfig
-from tui.figures import CockpitRecord, LoadPhase, figures
-from tui.gateway import Gateway, GatewayTarget
-from tui.load import LoadEngine
-from tui.loadcmd import load_table
-from tui.model import ChatSample, Outcome
-from tui.report import render
-from tui.reportjson import record_from_json, record_json
+from tui.core.figures import CockpitRecord, LoadPhase, figures
+from tui.core.model import ChatSample, Outcome
+from tui.gateway.client import Gateway
+from tui.gateway.target import GatewayTarget
+from tui.headless.load import load_table
+from tui.report.record_json import record_from_json, record_json
+from tui.report.writer import render
+from tui.services.load import LoadEngine
 
 HELLO = [{"role": "user", "content": "Hello"}]
 REPLY = "Hello from the fake engine, one token at a time."

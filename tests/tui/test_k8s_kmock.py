@@ -32,10 +32,10 @@ from tests.tui.k8s_objects import (
     event,
     pod_metrics,
 )
-from tui.k8s import ClusterWatcher
-from tui.k8s_watch import Backoff
-from tui.kubeconfig import ClusterTarget, load_target
-from tui.model import Connection
+from tui.cluster.kubeconfig import ClusterTarget, load_target
+from tui.cluster.watch import Backoff
+from tui.cluster.watcher import ClusterWatcher
+from tui.core.model import Connection
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ from tests.sandbox.harness import (
     wait_for,
 )
 from tests.tui.k8s_helpers import Recorder, watching
-from tui.k8s import ClusterWatcher
-from tui.kubeconfig import ClusterTarget, load_target
-from tui.model import ClusterSnapshot, Connection, PodView
+from tui.cluster.kubeconfig import ClusterTarget, load_target
+from tui.cluster.watcher import ClusterWatcher
+from tui.core.model import ClusterSnapshot, Connection, PodView
 
 pytestmark = pytest.mark.slow
 
@@ -321,9 +321,9 @@ async def test_a_stalled_api_server_never_blocks_the_caller(
 
 
 async def test_a_namespace_outside_the_role_names_the_missing_permissions(
-    target: ClusterTarget,
+    target: ClusterTarget, sandbox: RunningSandbox
 ) -> None:
-    elsewhere = target.with_namespace("default")
+    elsewhere = load_target(sandbox.kubeconfig, COCKPIT_CONTEXT, "default")  # as `-n default`
     watcher, seen = watching(elsewhere)
     task = asyncio.create_task(watcher.run())
     try:

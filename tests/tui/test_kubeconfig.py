@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from sandbox.pki import make_pki
-from tui.kubeconfig import (
+from tui.cluster.kubeconfig import (
     DEFAULT_NAMESPACE,
     ClusterTarget,
     KubeconfigError,
@@ -104,7 +104,7 @@ def test_str_and_repr_never_show_the_token(tmp_path: Path) -> None:
         repr(target.credentials),
         str(target.credentials),
         str(dataclasses.asdict(target)),
-        repr(target.with_namespace("other")),
+        repr(load_target(_simple(tmp_path), None, "other")),
     ]
     for text in shown:
         assert TOKEN not in text

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from tests.sandbox.harness import ROOT, fake_engine_cmd, wait_for
-from tui.launcher import SandboxFailed, SandboxLauncher
+from tui.services.launcher import SandboxFailed, SandboxLauncher
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def test_a_sandbox_too_slow_to_get_ready_is_reported(tmp_path: Path) -> None:
 PARENT = """
 import asyncio, sys, time
 from pathlib import Path
-from tui.launcher import SandboxLauncher
+from tui.services.launcher import SandboxLauncher
 launcher = SandboxLauncher(Path(sys.argv[1]), sys.argv[2:], cwd=Path.cwd())
 launcher.start()
 asyncio.run(launcher.wait_ready(lambda _: None, limit=60))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import pytest
 
@@ -14,10 +14,12 @@ from tests.backend.conftest import running_backend, running_engine
 from tests.fakes.engine import EngineConfig
 from tests.fakes.serve import free_port
 from tests.tui.test_gateway import NO_QUEUE
-from tui.gateway import Gateway, GatewayError, GatewayTarget
-from tui.load import HealthProber, LoadEngine, LoadError, LoadLimits, PodMetricsPoller
-from tui.model import BackendMetrics, ChatSample, HealthSample, Outcome
-from tui.prompts import PROMPTS, prompt_for
+from tui.core.model import BackendMetrics, ChatSample, HealthSample, Outcome
+from tui.gateway.client import Gateway
+from tui.gateway.target import GatewayError, GatewayTarget
+from tui.services.load import LoadEngine, LoadError, LoadLimits
+from tui.services.probes import HealthProber, PodMetricsPoller
+from tui.services.prompts import PROMPTS, prompt_for
 
 HELLO = [{"role": "user", "content": "Hello"}]
 
@@ -260,10 +262,22 @@ class _Watched:
         self.text = asyncio.Event()
 
     async def chat(
-        self, messages: Sequence[dict[str, str]], *, max_tokens: int, origin: str
+        self,
+        messages: Sequence[Mapping[str, str]],
+        *,
+        max_tokens: int,
+        origin: str,
+        on_text: Callable[[str], None] | None = None,
+        stop: asyncio.Event | None = None,
+        stream: bool = True,
     ) -> ChatSample:
         return await self.gateway.chat(
-            messages, max_tokens=max_tokens, origin=origin, on_text=lambda _: self.text.set()
+            messages,
+            max_tokens=max_tokens,
+            origin=origin,
+            on_text=lambda _: self.text.set(),
+            stop=stop,
+            stream=stream,
         )
 
     async def health(self) -> HealthSample:
@@ -271,6 +285,9 @@ class _Watched:
 
     async def pod_metrics(self, pod: str) -> BackendMetrics:
         return await self.gateway.pod_metrics(pod)
+
+    async def aclose(self) -> None:
+        await self.gateway.aclose()
 
 
 async def test_a_chat_stopped_mid_reply_keeps_its_ttft_and_tokens() -> None:

@@ -22,12 +22,12 @@ from tests.sandbox.harness import (
     start_sandbox,
     wait_for,
 )
-from tui.figures import figures
-from tui.gateway import parse_backend_metrics
-from tui.headless import ProgressLine
-from tui.model import Outcome
-from tui.reportjson import record_from_json, record_json
-from tui.run import DEMO_CONTEXT
+from tui.core.figures import figures
+from tui.core.model import Outcome
+from tui.gateway.client import parse_backend_metrics
+from tui.headless.terminal import ProgressLine
+from tui.report.record_json import record_from_json, record_json
+from tui.services.connect import DEMO_CONTEXT
 
 
 def kube_llm(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,8 @@ from textual.pilot import Pilot
 
 from tests.tui.scripted import Rig, pod, rig, snapshot
 from tests.tui.test_app import SIZE, wait_until
-from tui.model import ClusterSnapshot
-from tui.widgets import PodsTable
+from tui.cockpit.widgets import PodsTable
+from tui.core.model import ClusterSnapshot
 
 NAMES = [f"llm-backend-5d8f-p{index:03d}" for index in range(40)]
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 import pytest
 
-from tui.model import ChatSample, HealthSample, Outcome
-from tui.recorder import Recorder, Series
-from tui.stats import summarize
+from tui.core.model import ChatSample, HealthSample, Outcome
+from tui.core.stats import summarize
+from tui.services.recorder import Recorder, Series
 
 
 def chat(

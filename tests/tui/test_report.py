@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tui.chaos import describe
-from tui.cli import main
-from tui.figures import LoadPhase, figures
-from tui.model import (
+from tui.cli.main import main
+from tui.core.figures import CockpitRecord, LoadPhase, figures, peak_concurrency
+from tui.core.model import (
     ChatSample,
     HealthSample,
     HpaMetric,
@@ -24,17 +23,16 @@ from tui.model import (
     RecoveryTimeline,
     ReplicaPoint,
 )
-from tui.report import (
-    CockpitRecord,
+from tui.core.stats import percentile
+from tui.report.record_json import FORMAT, ReportJsonError, record_from_json, record_json
+from tui.report.writer import (
+    MARKDOWN_NAME,
     ReportError,
     cell,
-    peak_concurrency,
     render,
-    write_report,
     write_report_folder,
 )
-from tui.reportjson import FORMAT, ReportJsonError, record_from_json, record_json
-from tui.stats import percentile
+from tui.services.chaos import describe
 
 START = 1_764_547_200.0  # 2025-12-01 00:00 UTC
 EVIL_POD = "llm-backend-7f9c-x|2k4\n\x1b]0;owned\x07<b>`x"
@@ -186,20 +184,21 @@ def s(value: float | None) -> str:
 @pytest.fixture
 def report(tmp_path: Path) -> tuple[CockpitRecord, str, Path]:
     record = make_record()
-    path = write_report(record, tmp_path / "reports" / "nested", written_at=START + 601)
+    folder = write_report_folder(record, tmp_path / "reports" / "nested", written_at=START + 601)
+    path = folder / MARKDOWN_NAME
     return record, path.read_text(encoding="utf-8"), path
 
 
 def test_file_name_folder_and_no_overwrite(tmp_path: Path) -> None:
     record = make_record()
     folder = tmp_path / "new" / "folder"
-    first = write_report(record, folder, written_at=START + 601)
+    first = write_report_folder(record, folder, written_at=START + 601)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(START + 601))
-    assert first == folder / f"kube-llm-report-{stamp}.md"
-    before = first.read_bytes()
-    second = write_report(record, folder, written_at=START + 601)
-    assert second == folder / f"kube-llm-report-{stamp}-2.md"
-    assert first.read_bytes() == before
+    assert first == folder / f"kube-llm-report-{stamp}"
+    before = (first / MARKDOWN_NAME).read_bytes()
+    second = write_report_folder(record, folder, written_at=START + 601)
+    assert second == folder / f"kube-llm-report-{stamp}-2"
+    assert (first / MARKDOWN_NAME).read_bytes() == before
 
 
 def test_health_numbers_come_from_the_samples(report: tuple[CockpitRecord, str, Path]) -> None:
@@ -259,7 +258,8 @@ def test_chat_numbers_come_from_the_samples(report: tuple[CockpitRecord, str, Pa
 
 
 def test_chunks_are_called_chunks(tmp_path: Path) -> None:
-    text = write_report(make_record(usage=False), tmp_path, written_at=START).read_text()
+    folder = write_report_folder(make_record(usage=False), tmp_path, written_at=START)
+    text = (folder / MARKDOWN_NAME).read_text()
     assert "Output chunks/s" in text
     assert "counted as content chunks" in text
 
@@ -340,7 +340,7 @@ def test_a_real_cluster_is_not_called_a_sandbox(tmp_path: Path) -> None:
 
 def test_an_empty_record_still_reports(tmp_path: Path) -> None:
     record = CockpitRecord(START, START + 5, "ctx", "ns", "http://127.0.0.1:8000")
-    text = write_report(record, tmp_path, written_at=START).read_text()
+    text = (write_report_folder(record, tmp_path, written_at=START) / MARKDOWN_NAME).read_text()
     assert "No pod was killed." in text
     assert "No replica counts were recorded." in text
     assert table_after(text, "## Health checks")["p50"] == ["n/a"]
@@ -350,7 +350,7 @@ def test_an_unwritable_folder_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
     with pytest.raises(ReportError, match=r"cannot write the report in .*not-a-folder"):
-        write_report(make_record(), blocker / "reports")
+        write_report_folder(make_record(), blocker / "reports")
 
 
 def test_figures_are_plain_data_for_a_json_report() -> None:

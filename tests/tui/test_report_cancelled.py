@@ -4,13 +4,13 @@ the report's figures and text, and `kube-llm load`'s table."""
 
 from __future__ import annotations
 
-from tui.figures import CockpitRecord, LoadPhase, figures
-from tui.loadcmd import load_table
-from tui.model import ChatSample, Outcome
-from tui.recorder import Recorder
-from tui.report import render
-from tui.reportjson import record_from_json, record_json
-from tui.stats import summarize
+from tui.core.figures import CockpitRecord, LoadPhase, figures
+from tui.core.model import ChatSample, Outcome
+from tui.core.stats import summarize
+from tui.headless.load import load_table
+from tui.report.record_json import record_from_json, record_json
+from tui.report.writer import render
+from tui.services.recorder import Recorder
 
 START = 1_800_000_000.0
 

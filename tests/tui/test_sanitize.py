@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tui.sanitize import multi_line, one_line
+from tui.core.sanitize import multi_line, one_line
 
 
 def test_escape_sequences_become_visible() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.sandbox.harness import ROOT
-from tui.scenario import EXPECTATIONS, STEPS, ScenarioError, load_scenario, parse_scenario
-from tui.scenario_words import describe_expectation, describe_step, plan_text
+from tui.scenario.spec import EXPECTATIONS, STEPS, ScenarioError, load_scenario, parse_scenario
+from tui.scenario.words import describe_expectation, describe_step, plan_text
 
 SHIPPED = sorted((ROOT / "scenarios").glob("*.yaml"))
 HERE = Path("my.yaml")

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tests.tui.test_report import START, make_record
-from tui.figures import CockpitRecord, LoadPhase, figures
-from tui.model import BackendMetrics, ChatSample, Outcome, RecoveryTimeline, ReplicaPoint
-from tui.scenario import Expectation, parse_scenario
-from tui.scenario_run import StepWindow, judge
+from tui.core.figures import CockpitRecord, LoadPhase, figures
+from tui.core.model import BackendMetrics, ChatSample, Outcome, RecoveryTimeline, ReplicaPoint
+from tui.scenario.runner import StepWindow, judge
+from tui.scenario.spec import Expectation, parse_scenario
 
 
 def expectation(text: str) -> Expectation:

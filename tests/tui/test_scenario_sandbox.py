@@ -20,10 +20,10 @@ from typing import Any
 import pytest
 
 from tests.sandbox.harness import ROOT, RunningSandbox, fake_engine_cmd, start_sandbox
-from tui.figures import figures
-from tui.model import Outcome
-from tui.reportjson import record_from_json, record_json
-from tui.run import DEMO_CONTEXT
+from tui.core.figures import figures
+from tui.core.model import Outcome
+from tui.report.record_json import record_from_json, record_json
+from tui.services.connect import DEMO_CONTEXT
 
 pytestmark = pytest.mark.slow
 ADMIN_CONTEXT = "kube-llm-sandbox"

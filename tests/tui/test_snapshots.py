@@ -17,8 +17,8 @@ from textual.widgets import Input
 
 from tests.tui.scripted import TWO_PODS, Rig, ScriptedGateway, pod, rig, snapshot
 from tests.tui.test_app import wait_until
-from tui.model import Connection
-from tui.widgets import ChatPane, PodsTable
+from tui.cockpit.widgets import ChatPane, PodsTable
+from tui.core.model import Connection
 
 SIZE = (150, 44)
 Compare = Callable[..., bool]

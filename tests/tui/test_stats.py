@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from tui.model import ChatSample, HealthSample, Outcome
-from tui.stats import percentile, summarize
+from tui.core.model import ChatSample, HealthSample, Outcome
+from tui.core.stats import percentile, summarize
 
 
 @pytest.mark.parametrize("size", [1, 2, 3, 10, 101, 1000])

@@ -1,52 +1,94 @@
-"""The import-linter contract that keeps Textual out of the cockpit's services lists every one.
+"""The walls inside `tui/` that import-linter cannot say: no import cycle, and every package of
+`tui` is a layer of the layers contract (a package outside it would be unchecked).
 
-The contract names its modules one by one, so a new service module would be unchecked until
-someone added it; this test fails the moment a module of `tui/` is in neither group.
+The contracts themselves (the layers, only `tui.cockpit` imports Textual or Rich) are in
+`pyproject.toml` and name packages, never modules; `lint-imports` checks them.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterator, Mapping, Set
 from pathlib import Path
 
+import grimp
+
 ROOT = Path(__file__).resolve().parents[2]
-
-UI_MODULES = {"tui", "tui.__main__", "tui.app", "tui.cli", "tui.keys", "tui.messages", "tui.run"}
-"""The modules that may import Textual: the app, its keys and messages, and what starts it."""
-UI_PACKAGES = ("tui.widgets", "tui.screens")
+ENTRY_MODULES = {"tui.__main__"}
+"""Top-level modules of `tui` that are not packages: only `python -m tui`'s entry."""
 
 
-def tui_modules() -> set[str]:
-    """Every module of the `tui` package, dotted."""
-    modules = set()
-    for path in (ROOT / "tui").rglob("*.py"):
-        parts = path.relative_to(ROOT).with_suffix("").parts
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        modules.add(".".join(parts))
-    return modules
+def tui_imports() -> dict[str, set[str]]:
+    """Each module of `tui` and the `tui` modules it imports, at module level or inside a
+    function (grimp reads every import statement)."""
+    graph = grimp.build_graph("tui", cache_dir=None)
+    return {
+        module: {
+            imported
+            for imported in graph.find_modules_directly_imported_by(module)
+            if imported.startswith("tui.")
+        }
+        for module in graph.modules
+    }
 
 
-def services_contract() -> set[str]:
-    """The source modules of the contract that forbids Textual."""
+def cycles(imports: Mapping[str, Set[str]]) -> Iterator[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm), and modules
+    that import themselves: each an import cycle."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for imported in sorted(imports.get(module, ())):
+            if imported not in index:
+                visit(imported)
+                low[module] = min(low[module], low[imported])
+            elif imported in on_stack:
+                low[module] = min(low[module], index[imported])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1 or module in imports.get(module, ()):
+                found.append(sorted(group))
+
+    for module in sorted(imports):
+        if module not in index:
+            visit(module)
+    yield from found
+
+
+def layers_contract() -> list[str]:
+    """The layers of the `tui` layers contract, each a package name (siblings split on `|`)."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     for contract in config["tool"]["importlinter"]["contracts"]:
-        if "textual" in contract.get("forbidden_modules", []):
-            return set(contract["source_modules"])
-    raise AssertionError("no import-linter contract forbids textual")
+        if contract.get("type") == "layers" and contract.get("containers") == ["tui"]:
+            return [name.strip() for layer in contract["layers"] for name in layer.split("|")]
+    raise AssertionError("no import-linter layers contract for tui")
 
 
-def test_every_tui_module_is_ui_or_under_the_no_textual_contract() -> None:
-    services = services_contract()
-    unlisted = sorted(
-        module
-        for module in tui_modules()
-        if module not in UI_MODULES
-        and not module.startswith(UI_PACKAGES)
-        and module not in services
-    )
-    assert not unlisted, f"add these to the no-Textual contract in pyproject.toml: {unlisted}"
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    imports = {"tui.a": {"tui.b"}, "tui.b": {"tui.c"}, "tui.c": {"tui.a"}, "tui.d": {"tui.a"}}
+    assert list(cycles(imports)) == [["tui.a", "tui.b", "tui.c"]]
 
 
-def test_the_contract_names_only_modules_that_exist() -> None:
-    assert services_contract() <= tui_modules()
+def test_no_import_cycle_inside_tui() -> None:
+    found = list(cycles(tui_imports()))
+    assert not found, f"import cycles inside tui/ (move what both need down a layer): {found}"
+
+
+def test_every_package_of_tui_is_a_layer_and_every_layer_exists() -> None:
+    packages = {path.parent.name for path in (ROOT / "tui").glob("*/__init__.py")}
+    modules = {f"tui.{path.stem}" for path in (ROOT / "tui").glob("*.py")} - {"tui.__init__"}
+    assert set(layers_contract()) == packages
+    assert modules == ENTRY_MODULES, "a module of tui/ belongs in one of its packages"

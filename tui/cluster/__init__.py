@@ -1,0 +1,3 @@
+"""The Kubernetes adapter: kubeconfig, list+watch of pods, HPA, Deployment and Events, conversion to
+`tui.core.model`, API errors in words, and the Deployment writes (rollout restart, scale).
+"""

@@ -1,0 +1,3 @@
+"""The Textual app: the only package that imports Textual or Rich. Its stylesheet `app.tcss`, the
+key table, messages, `widgets/` and `screens/`.
+"""

@@ -1,0 +1,3 @@
+"""The plain data the rest shares: the model (frozen dataclasses), figures over a record, formatting
+and sanitising. Imports nothing else of `tui`.
+"""

@@ -1,0 +1,3 @@
+"""Clients of the backend's gateway: where it is (`target`), short calls (health, `/metrics`,
+models) and streamed chats.
+"""
