@@ -23,7 +23,7 @@ from sandbox.cluster import (
     render_overlay,
 )
 from sandbox.engine import embedded_model_path
-from sandbox.statelock import AlreadyRunning, StateLock
+from sandbox.store.statelock import AlreadyRunning, StateLock
 
 DESCRIPTION = """\
 Run kube-llm's sandbox overlay on this machine, with no cluster: an API server on 127.0.0.1

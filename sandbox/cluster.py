@@ -21,17 +21,17 @@ from pathlib import Path
 import uvicorn
 import yaml
 
-from sandbox.api import ApiServer, Authenticator, Faults, create_app
-from sandbox.controllers import (
-    DisruptionController,
-    HpaController,
-    MetricsCollector,
-)
-from sandbox.deployments import DeploymentController
-from sandbox.kubelet import NODE_IP, NODE_NAME, Kubelet, KubeletConfig
-from sandbox.logs import prepare_run_folder
+from sandbox.apiserver.auth import Authenticator
+from sandbox.apiserver.faults import Faults
+from sandbox.apiserver.server import ApiServer, create_app
+from sandbox.apiserver.version import served_version
+from sandbox.controllers.deployments import DeploymentController
+from sandbox.controllers.disruption import DisruptionController
+from sandbox.controllers.podautoscaler import HpaController, MetricsCollector
+from sandbox.kubelet.kubelet import NODE_IP, NODE_NAME, Kubelet, KubeletConfig
 from sandbox.pki import make_pki
-from sandbox.store import (
+from sandbox.store.logs import prepare_run_folder
+from sandbox.store.store import (
     JSON,
     NAMESPACES,
     NODES,
@@ -40,7 +40,6 @@ from sandbox.store import (
     resource_for_kind,
     timestamp,
 )
-from sandbox.version import served_version
 
 log = logging.getLogger("sandbox")
 

@@ -12,7 +12,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox.hpa import (
+from sandbox.controllers.hpa import (
     HPAConfig,
     HPADecision,
     HPAHistory,
@@ -22,7 +22,7 @@ from sandbox.hpa import (
     merge_conditions,
     pod_state,
 )
-from sandbox.metrics import ContainerSample, PodSample
+from sandbox.controllers.metrics import ContainerSample, PodSample
 
 ROOT = Path(__file__).resolve().parents[2]
 

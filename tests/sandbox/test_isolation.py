@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from sandbox.controllers import HpaController, MetricsCollector
-from sandbox.deployments import DeploymentController
-from sandbox.isolation import ObjectFailures
-from sandbox.store import DEPLOYMENTS, EVENTS, HPAS, NAMESPACES, PODS, Store
+from sandbox.controllers.deployments import DeploymentController
+from sandbox.controllers.isolation import ObjectFailures
+from sandbox.controllers.podautoscaler import HpaController, MetricsCollector
+from sandbox.store.store import DEPLOYMENTS, EVENTS, HPAS, NAMESPACES, PODS, Store
 
 NS = "kube-llm"
 

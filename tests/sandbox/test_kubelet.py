@@ -14,8 +14,8 @@ from typing import Any
 import psutil
 import pytest
 
-from sandbox.kubelet import Kubelet, KubeletConfig
-from sandbox.store import CONFIGMAPS, EVENTS, PODS, Store
+from sandbox.kubelet.kubelet import Kubelet, KubeletConfig
+from sandbox.store.store import CONFIGMAPS, EVENTS, PODS, Store
 from tests.sandbox.harness import ROOT, fake_engine_cmd
 
 pytestmark = pytest.mark.slow

@@ -7,7 +7,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from sandbox import logs
+from sandbox.store import logs
 
 
 def written(path: Path, lines: list[tuple[str, str]]) -> None:

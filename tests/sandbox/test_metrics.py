@@ -13,10 +13,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sandbox.metrics import (
+from sandbox.apiserver.subresources import pod_metrics_list
+from sandbox.controllers.metrics import (
     ContainerSample,
     PodSample,
     ProcessTreeSampler,
+    pod_metrics,
+)
+from sandbox.store.quantity import (
     QuantityError,
     format_cpu_millicores,
     format_cpu_nanocores,
@@ -27,8 +31,6 @@ from sandbox.metrics import (
     parse_cpu_millicores,
     parse_memory_bytes,
     parse_quantity,
-    pod_metrics,
-    pod_metrics_list,
 )
 
 # --------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sandbox.patch import apply_patch, merge_patch
-from sandbox.store import ApiError
+from sandbox.apiserver.patch import apply_patch, merge_patch
+from sandbox.store.store import ApiError
 
 SMP = "application/strategic-merge-patch+json"
 

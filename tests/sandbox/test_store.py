@@ -9,12 +9,13 @@ import time
 import pytest
 from starlette.testclient import TestClient
 
-from sandbox.api import ApiServer, create_app
-from sandbox.auth import Authenticator, User, authorize
-from sandbox.disruption import evict_pod, pdb_numbers
-from sandbox.events import EventRecorder
-from sandbox.patch import apply_patch, json_patch, merge_patch
-from sandbox.store import (
+from sandbox.apiserver.auth import Authenticator, User, authorize
+from sandbox.apiserver.patch import apply_patch, json_patch, merge_patch
+from sandbox.apiserver.server import ApiServer, create_app
+from sandbox.apiserver.tables import human_duration, pod_status_text
+from sandbox.store.disruption import evict_pod, pdb_numbers
+from sandbox.store.events import EventRecorder
+from sandbox.store.store import (
     CONFIGMAPS,
     DEPLOYMENTS,
     EVENTS,
@@ -29,7 +30,6 @@ from sandbox.store import (
     parse_field_selector,
     parse_label_selector,
 )
-from sandbox.tables import human_duration, pod_status_text
 
 
 def pod(name: str, ready: bool = True, labels: dict[str, str] | None = None) -> dict[str, object]:

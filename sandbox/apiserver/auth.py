@@ -1,0 +1,161 @@
+"""Who may call the sandbox's API server: bearer tokens and RBAC through Roles and RoleBindings.
+
+The kubeconfig's admin token may do anything; a token issued to a ServiceAccount (TokenRequest,
+`kubectl create token`) may do what the Roles bound to it in its namespace allow, so the
+cockpit's own Role can be tried against the sandbox. A SelfSubjectAccessReview (`kubectl auth
+can-i`) is answered in `sandbox.apiserver.reviews`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from sandbox.store.store import JSON, ROLEBINDINGS, ROLES, ApiError, Store
+
+
+@dataclass(frozen=True)
+class User:
+    """Who a bearer token belongs to: the sandbox's admin, or a ServiceAccount."""
+
+    name: str
+    admin: bool = False
+    service_account: tuple[str, str] | None = None  # (namespace, name)
+
+
+class Authenticator:
+    """Bearer tokens: the admin token of the kubeconfig plus tokens issued to ServiceAccounts.
+
+    Tokens are kept by their SHA-256 digest: a lookup costs the same whatever the token, and
+    its timing says nothing about a stored token.
+    """
+
+    def __init__(self, admin_token: str) -> None:
+        self._users: dict[bytes, tuple[User, float | None]] = {
+            _digest(admin_token.encode()): (User("kube-llm-sandbox-admin", admin=True), None)
+        }
+
+    def issue(
+        self, namespace: str, service_account: str, expiration_seconds: float | None = None
+    ) -> str:
+        """A new token for a ServiceAccount (what TokenRequest returns), valid for
+        `expiration_seconds` (None: as long as the sandbox runs)."""
+        token = secrets.token_urlsafe(32)
+        name = f"system:serviceaccount:{namespace}:{service_account}"
+        expires = None if expiration_seconds is None else time.time() + expiration_seconds
+        user = User(name, service_account=(namespace, service_account))
+        self._users[_digest(token.encode())] = (user, expires)
+        return token
+
+    def user(self, supplied: bytes) -> User | None:
+        """The user of a token, unless it is unknown or expired."""
+        found = self._users.get(_digest(supplied))
+        if found is None:
+            return None
+        user, expires = found
+        if expires is not None and time.time() >= expires:
+            del self._users[_digest(supplied)]
+            return None
+        return user
+
+
+def _digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
+
+
+USER_SCOPE_KEY = "kube_llm_user"
+
+
+class BearerAuth:
+    """Pure ASGI middleware: every HTTP request needs `Authorization: Bearer <token>`."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
+        self._app = app
+        self._authenticator = authenticator
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        supplied = b""
+        for name, value in scope.get("headers", []):
+            if name == b"authorization" and value.startswith(b"Bearer "):
+                supplied = value[len(b"Bearer ") :].strip()
+        user = self._authenticator.user(supplied) if supplied else None
+        if user is None:
+            error = ApiError(401, "Unauthorized", "Unauthorized")
+            await JSONResponse(error.status(), status_code=error.code)(scope, receive, send)
+            return
+        scope[USER_SCOPE_KEY] = user
+        await self._app(scope, receive, send)
+
+
+def _rule_allows(rule: JSON, verb: str, group: str, resource: str, name: str | None) -> bool:
+    def has(values: list[str] | None, wanted: str) -> bool:
+        return values is not None and ("*" in values or wanted in values)
+
+    if not (
+        has(rule.get("verbs"), verb)
+        and has(rule.get("apiGroups"), group)
+        and has(rule.get("resources"), resource)
+    ):
+        return False
+    names = rule.get("resourceNames")
+    return not names or (name is not None and name in names)
+
+
+def bound_rules(store: Store, user: User, namespace: str) -> list[JSON]:
+    """The rules of every Role bound to the user's ServiceAccount in `namespace`."""
+    if user.service_account is None:
+        return []
+    sa_namespace, sa_name = user.service_account
+    rules: list[JSON] = []
+    for binding in store.list(ROLEBINDINGS, namespace):
+        subjects = binding.get("subjects") or []
+        if not any(
+            s.get("kind") == "ServiceAccount"
+            and s.get("name") == sa_name
+            and (s.get("namespace") or namespace) == sa_namespace
+            for s in subjects
+        ):
+            continue
+        ref = binding.get("roleRef") or {}
+        if ref.get("kind") != "Role":
+            continue
+        role = store.find(ROLES, namespace, ref.get("name", ""))
+        if role is not None:
+            rules.extend(rule for rule in role.get("rules") or [] if isinstance(rule, dict))
+    return rules
+
+
+def authorize(
+    store: Store,
+    user: User,
+    verb: str,
+    group: str,
+    resource: str,
+    namespace: str | None,
+    name: str | None,
+) -> None:
+    """RBAC for ServiceAccounts through namespaced Roles and RoleBindings (403 when denied)."""
+    if user.admin:
+        return
+    if namespace and any(
+        _rule_allows(rule, verb, group, resource, name)
+        for rule in bound_rules(store, user, namespace)
+    ):
+        return
+    subject = f'{resource} "{name}"' if name else resource
+    where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+    raise ApiError(
+        403,
+        "Forbidden",
+        f'{subject} is forbidden: User "{user.name}" cannot {verb} resource "{resource}" '
+        f'in API group "{group}"{where}',
+        {"name": name or "", "group": group, "kind": resource.split("/")[0]},
+    )
