@@ -54,10 +54,6 @@ class Reconciler:
         """Bring the world towards the desired state (synchronous: one consistent view)."""
         raise NotImplementedError
 
-    def poke(self) -> None:
-        """Ask for a reconcile soon."""
-        self._dirty.set()
-
     async def run(self) -> None:
         """Reconcile on every change until cancelled."""
         loop = asyncio.get_running_loop()

@@ -17,7 +17,6 @@ from fractions import Fraction
 
 from kubernetes.utils import parse_quantity as kubernetes_parse_quantity
 
-_BINARY_SUFFIXES = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
 _DECIMAL_SUFFIXES = {
     "n": -9,
     "u": -6,
