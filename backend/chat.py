@@ -14,9 +14,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from backend.admission import ActiveChat, Refused
-from backend.engine import SseParser, parse_json
+from backend.engine import SseParser
 from backend.engine_clients import EngineBroken, EngineReply, EngineTimedOut, EngineUnreachable
 from backend.errors import ApiError
+from backend.jsontext import parse_json
 from backend.replies import (
     Deadline,
     EngineEvents,

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 from backend.engine_clients import (
@@ -21,8 +21,6 @@ __all__ = [
     "SseParser",
     "list_models",
     "model_listed",
-    "parse_json",
-    "sse_batches",
 ]
 
 
@@ -102,18 +100,6 @@ class SseParser:
         return batch
 
 
-async def sse_batches(chunks: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
-    """Yield the ``data`` payloads of the server-sent events in a byte stream, in batches.
-
-    Each batch holds the events completed by one chunk (see ``SseParser``).
-    """
-    parser = SseParser()
-    async for chunk in chunks:
-        batch = parser.feed(chunk)
-        if batch:
-            yield batch
-
-
 def _event_data(event: bytes) -> bytes | None:
     lines = []
     for line in event.split(b"\n"):
@@ -121,29 +107,3 @@ def _event_data(event: bytes) -> bytes | None:
             value = line[5:]
             lines.append(value[1:] if value.startswith(b" ") else value)
     return b"\n".join(lines) if lines else None
-
-
-def parse_json(data: bytes) -> Any:
-    """Parse engine JSON, refusing NaN and infinities (they are not JSON).
-
-    The same as ``json.loads(data, parse_constant=...)``, on one decoder made once: ``loads``
-    with an argument builds a decoder (and its C scanner) per call, which showed in the
-    profile of every streamed chunk.
-    """
-    # An object's opening '{"' rules out the BOMs and NUL bytes detect_encoding looks for.
-    encoding = "utf-8" if data.startswith(b'{"') else json.detect_encoding(data)
-    text = data.decode(encoding, "surrogatepass")
-    try:
-        value, end = _DECODER.raw_decode(text)
-    except json.JSONDecodeError:
-        return _DECODER.decode(text)  # leading whitespace, or an error to report as loads does
-    if end != len(text):
-        return _DECODER.decode(text)  # trailing whitespace, or extra data
-    return value
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-_DECODER = json.JSONDecoder(parse_constant=_reject_constant)

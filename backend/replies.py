@@ -18,9 +18,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Send
 
 from backend.admission import ActiveChat
-from backend.engine import parse_json
 from backend.engine_clients import EngineReply
 from backend.errors import error_response, error_type_for, sse_error_event
+from backend.jsontext import parse_json
 from backend.metrics import Metrics
 from backend.settings import Settings
 from backend.validation import ChatRequest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import TypedDict, Unpack
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backend.engine import sse_batches
+from backend.engine import SseParser
 from backend.engine_clients import (
     AiohttpEngineClient,
     EngineBroken,
@@ -35,7 +35,7 @@ payloads = st.lists(
 )
 
 
-async def _chunks(data: bytes, cuts: list[int]) -> AsyncIterator[bytes]:
+def _chunks(data: bytes, cuts: list[int]) -> Iterator[bytes]:
     previous = 0
     for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
         if cut > previous:
@@ -50,7 +50,7 @@ async def _chunks(data: bytes, cuts: list[int]) -> AsyncIterator[bytes]:
     cuts=st.lists(st.integers(min_value=0), max_size=12),
     comments=st.booleans(),
 )
-def test_sse_batches_survive_any_split(
+def test_sse_parser_survives_any_split(
     events: list[bytes], newline: bytes, cuts: list[int], comments: bool
 ) -> None:
     stream = b""
@@ -59,20 +59,12 @@ def test_sse_batches_survive_any_split(
             stream += b": keep-alive" + newline + newline
         stream += b"event: message" + newline + b"data: " + event + newline + newline
 
-    async def collect() -> list[bytes]:
-        return [data async for batch in sse_batches(_chunks(stream, cuts)) for data in batch]
-
-    assert asyncio.run(collect()) == events
+    parser = SseParser()
+    assert [data for chunk in _chunks(stream, cuts) for data in parser.feed(chunk)] == events
 
 
 def test_sse_multi_line_data_is_joined() -> None:
-    async def collect() -> list[bytes]:
-        async def one() -> AsyncIterator[bytes]:
-            yield b"data: a\ndata:b\nid: 3\n\n"
-
-        return [data async for batch in sse_batches(one()) for data in batch]
-
-    assert asyncio.run(collect()) == [b"a\nb"]
+    assert SseParser().feed(b"data: a\ndata:b\nid: 3\n\n") == [b"a\nb"]
 
 
 # The engine clients, against a raw HTTP/1.1 server ---------------------------------------
