@@ -12,7 +12,8 @@ import pytest
 
 from tui.core.model import ChatSample, HealthSample, Outcome
 from tui.core.stats import summarize
-from tui.services.recorder import Recorder, Series
+from tui.services.recorder import Recorder
+from tui.services.windows import Series
 
 
 def chat(

@@ -11,7 +11,7 @@ import pytest
 from tests.tui.test_report import START, make_record
 from tui.core.figures import CockpitRecord, LoadPhase, figures
 from tui.core.model import BackendMetrics, ChatSample, Outcome, RecoveryTimeline, ReplicaPoint
-from tui.scenario.runner import StepWindow, judge
+from tui.scenario.judge import StepWindow, judge
 from tui.scenario.spec import Expectation, parse_scenario
 
 

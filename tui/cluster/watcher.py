@@ -464,4 +464,4 @@ def _event_key(event: JSON) -> str:
     return str(metadata.get("uid") or metadata.get("name") or "")
 
 
-__all__ = ["Backoff", "ClusterWatcher"]
+__all__ = ["ClusterWatcher"]

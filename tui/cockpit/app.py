@@ -34,6 +34,7 @@ from tui.cockpit.messages import (
 )
 from tui.cockpit.screens import ConfirmScreen, HelpScreen
 from tui.cockpit.widgets import ChatPane, EventLog, HpaPanel, LatencyPanel, PodsTable, StatusLine
+from tui.cockpit.widgets.latency_panel import CHARTS
 from tui.core.model import (
     ChatSample,
     ClusterSnapshot,
@@ -44,7 +45,6 @@ from tui.core.model import (
 from tui.core.sanitize import one_line
 from tui.core.settings import CockpitSettings
 from tui.report.writer import ReportError, write_report_folder
-from tui.services.recorder import Series
 from tui.services.session import Session, SessionSink
 
 Connector = Callable[[CockpitSettings, SessionSink, Callable[[str], None]], Awaitable[Session]]
@@ -53,13 +53,6 @@ Connector = Callable[[CockpitSettings, SessionSink, Callable[[str], None]], Awai
 LATENCY_WINDOW = 60.0
 CLUSTER_REFRESH_SECONDS = 1.0
 CHART_SPAN = 120.0
-CHART_SERIES = {
-    "health": Series.HEALTH_P50,
-    "ttft": Series.TTFT_P50,
-    "e2e": Series.E2E_P50,
-    "rps": Series.REQUESTS_PER_SECOND,
-    "errors": Series.ERRORS_PER_SECOND,
-}
 
 
 class CockpitApp(App[int]):
@@ -259,8 +252,8 @@ class CockpitApp(App[int]):
         if session is None:
             return
         series = {
-            key: [value or 0.0 for value in session.recorder.series(name, CHART_SPAN, now=now)]
-            for key, name in CHART_SERIES.items()
+            name: [value or 0.0 for value in session.recorder.series(name, CHART_SPAN, now=now)]
+            for name, _, _ in CHARTS
         }
         failed = Counter(
             h.error or f"http_{h.status}"

@@ -56,6 +56,6 @@ def seconds(value: float | None) -> str:
     return f"{value:.1f} s"
 
 
-def clock_time(at: float) -> str:
-    """A moment as local wall-clock time (HH:MM:SS)."""
-    return time.strftime("%H:%M:%S", time.localtime(at))
+def clock_time(at: float, *, utc: bool = False) -> str:
+    """A moment (seconds since the epoch) as wall-clock time, HH:MM:SS: local, or in UTC."""
+    return time.strftime("%H:%M:%S", time.gmtime(at) if utc else time.localtime(at))

@@ -9,7 +9,6 @@ the points the chart shows against the JSON they came from.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from tui.core.figures import CockpitRecord, deployment_actions
+from tui.core.format import clock_time
 from tui.core.model import Outcome
 from tui.core.stats import percentile
 
@@ -89,11 +89,6 @@ def _steps(record: CockpitRecord, attribute: str) -> tuple[list[float], list[int
     return xs, ys
 
 
-def clock_time(moment: float) -> str:
-    """A moment (seconds since the epoch) as HH:MM:SS in UTC."""
-    return time.strftime("%H:%M:%S", time.gmtime(moment))
-
-
 def draw_timeline(record: CockpitRecord, path: Path) -> Path:
     """Draw the chart of `record` into `path` (a PNG) and return the path."""
     figure = Figure(figsize=(10, 6), layout="constrained")
@@ -120,7 +115,9 @@ def draw_timeline(record: CockpitRecord, path: Path) -> Path:
         if steps_x:
             replicas.step(steps_x, steps_y, style, where="post", label=attribute)
     replicas.set_ylabel("replicas")
-    replicas.set_xlabel(f"seconds since {clock_time(record.started_at)} UTC (the record's start)")
+    replicas.set_xlabel(
+        f"seconds since {clock_time(record.started_at, utc=True)} UTC (the record's start)"
+    )
     replicas.yaxis.get_major_locator().set_params(integer=True)
     actions = deployment_actions(record.events)
     for axes in (latency, replicas):

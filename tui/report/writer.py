@@ -23,6 +23,7 @@ from tui.core.figures import (
     Percentiles,
     figures,
 )
+from tui.core.format import clock_time
 from tui.core.model import RecoveryTimeline
 from tui.core.sanitize import one_line
 from tui.report.record_json import record_json
@@ -261,7 +262,7 @@ def _scaling(record: CockpitRecord, numbers: Figures) -> list[str]:
         ["time", "since start", "current", "desired", "ready"],
         [
             [
-                time.strftime("%H:%M:%S", time.localtime(p.at)),
+                clock_time(p.at),
                 f"+{p.at - record.started_at:.0f} s",
                 str(p.current),
                 str(p.desired),
@@ -409,10 +410,7 @@ def _users_row(numbers: Figures) -> list[str]:
 def _events(events: Sequence[tuple[float, str]]) -> list[str]:
     if not events:
         return []
-    rows = [
-        [time.strftime("%H:%M:%S", time.localtime(at)), cell(text)]
-        for at, text in sorted(events, key=lambda e: e[0])
-    ]
+    rows = [[clock_time(at), cell(text)] for at, text in sorted(events, key=lambda e: e[0])]
     return ["## Actions and events", "", *_table(["time", "what"], rows), ""]
 
 

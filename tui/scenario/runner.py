@@ -259,14 +259,23 @@ class ScenarioRunner:
         else:
             self.verdicts.append(Verdict("step", step.line, what, False, result.message))
             return
+
         # The step ends once the watch shows the pod going, so a `wait_for` after it judges
         # the cluster after the kill, not a snapshot from just before it.
-        deadline = self.clock() + _KILL_SEEN_WITHIN
-        while self.clock() < deadline:
-            seen = self.session.snapshot.pod(pod)
-            if seen is None or seen.terminating or not seen.ready:
-                return
+        def going(snapshot: ClusterSnapshot) -> bool:
+            seen = snapshot.pod(pod)
+            return seen is None or seen.terminating or not seen.ready
+
+        await self._until(going, self.clock() + _KILL_SEEN_WITHIN)
+
+    async def _until(self, done: Callable[[ClusterSnapshot], bool], deadline: float) -> bool:
+        """Poll the watched snapshot until `done` holds (True) or the clock passes `deadline`
+        (False)."""
+        while not done(self.session.snapshot):
+            if self.clock() > deadline:
+                return False
             await asyncio.sleep(_POLL)
+        return True
 
     async def _pod_metrics(self, pod: str) -> BackendMetrics | None:
         """What `pod` holds just before a kill (running and queued chats): a fresh `/metrics`
@@ -295,19 +304,17 @@ class ScenarioRunner:
                 not names & before and len(fresh) >= len(before) and all(p.serving for p in fresh)
             )
 
-        while not done(self.session.snapshot):
-            if self.clock() > deadline:
-                self.verdicts.append(
-                    Verdict(
-                        "step",
-                        step.line,
-                        describe_step(step),
-                        False,
-                        f"the pods were not all replaced and Ready within {within:g} s",
-                    )
+        if not await self._until(done, deadline):
+            self.verdicts.append(
+                Verdict(
+                    "step",
+                    step.line,
+                    describe_step(step),
+                    False,
+                    f"the pods were not all replaced and Ready within {within:g} s",
                 )
-                return
-            await asyncio.sleep(_POLL)
+            )
+            return
         took = self.clock() - requested
         replaced = f"{len(before)} pods replaced, all Ready, in {took:.1f} s"
         self.notes.append((self.clock(), f"rollout restart done: {replaced}"))
@@ -338,19 +345,19 @@ class ScenarioRunner:
             return seen >= wanted
 
         started = self.clock()
-        while not met(seen := value(self.session.snapshot)):
-            if self.clock() - started > within:
-                self.verdicts.append(
-                    Verdict(
-                        "step",
-                        step.line,
-                        describe_step(step),
-                        False,
-                        f"{words} {seen} after {within:g} s, not {wanted}",
-                    )
+        reached = await self._until(lambda snapshot: met(value(snapshot)), started + within)
+        seen = value(self.session.snapshot)
+        if not reached:
+            self.verdicts.append(
+                Verdict(
+                    "step",
+                    step.line,
+                    describe_step(step),
+                    False,
+                    f"{words} {seen} after {within:g} s, not {wanted}",
                 )
-                return
-            await asyncio.sleep(_POLL)
+            )
+            return
         took = self.clock() - started
         self.verdicts.append(
             Verdict(
@@ -369,4 +376,4 @@ class ScenarioRunner:
         return Verdict("expect", expectation.line, describe_expectation(expectation), held, detail)
 
 
-__all__ = ["ScenarioResult", "ScenarioRunner", "StepWindow", "Verdict", "judge"]
+__all__ = ["ScenarioResult", "ScenarioRunner", "Verdict"]

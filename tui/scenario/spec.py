@@ -53,8 +53,8 @@ class Param:
 
 
 @dataclass(frozen=True)
-class Step:
-    """One step: its kind, its checked parameters, and the line it is on."""
+class Entry:
+    """One step or expectation of the file: its kind, its checked parameters, and its line."""
 
     kind: str
     params: tuple[tuple[str, Any], ...]
@@ -65,17 +65,10 @@ class Step:
         return dict(self.params).get(name)
 
 
-@dataclass(frozen=True)
-class Expectation:
-    """One threshold the run must meet."""
-
-    kind: str
-    params: tuple[tuple[str, Any], ...]
-    line: int
-
-    def get(self, name: str) -> Any:
-        """A parameter's value."""
-        return dict(self.params).get(name)
+Step = Entry
+"""A step: `kind` is one of `STEPS`."""
+Expectation = Entry
+"""An expectation: `kind` is one of `EXPECTATIONS`."""
 
 
 @dataclass(frozen=True)

@@ -36,10 +36,10 @@ How each moment is derived (the cockpit's Role cannot read Endpoints or Endpoint
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
+from tui.core.format import clock_time
 from tui.core.model import (
     ChatSample,
     ClusterSnapshot,
@@ -326,7 +326,7 @@ def describe(timeline: RecoveryTimeline) -> list[str]:
     """The timeline in plain words, one line per part; pod names are left as given (untrusted:
     the UI and the report sanitise them)."""
     start = timeline.requested_at
-    clock = time.strftime("%H:%M:%S", time.localtime(start))
+    clock = clock_time(start)
     if timeline.refused is not None:
         kind = _REFUSED_WORDS.get(timeline.action, timeline.action)
         return [f"{timeline.pod} {kind} refused at {clock}: {timeline.refused}"]

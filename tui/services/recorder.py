@@ -23,7 +23,7 @@ from tui.core.model import ChatSample, HealthSample, LatencySummary
 from tui.core.stats import summarize
 from tui.services.windows import LATENCY_SERIES, Bucket, Series, Timeline, merged_summary
 
-__all__ = ["Recorder", "Series"]
+__all__ = ["Recorder"]
 
 _S = TypeVar("_S", ChatSample, HealthSample)
 

@@ -13,15 +13,16 @@ from tui.cockpit.widgets.fixed import show_text
 from tui.core.format import seconds
 from tui.core.model import LatencySummary
 from tui.core.sanitize import one_line
+from tui.services.windows import LATENCY_SERIES, Series
 
 CHARTS = (
-    ("health", "health p50"),
-    ("ttft", "TTFT p50"),
-    ("e2e", "e2e p50"),
-    ("rps", "req/s"),
-    ("errors", "errors/s"),
+    (Series.HEALTH_P50, "health", "health p50"),
+    (Series.TTFT_P50, "ttft", "TTFT p50"),
+    (Series.E2E_P50, "e2e", "e2e p50"),
+    (Series.REQUESTS_PER_SECOND, "rps", "req/s"),
+    (Series.ERRORS_PER_SECOND, "errors", "errors/s"),
 )
-"""The charts, by series name (as `Recorder.series` names them) and label."""
+"""The charts: the recorder's series, the widgets' id (`chart-KEY`) and the label."""
 
 
 class LatencyPanel(Vertical):
@@ -34,7 +35,7 @@ class LatencyPanel(Vertical):
     def compose(self) -> ComposeResult:
         """The numbers, then one labelled sparkline per series."""
         yield Static(id="latency-numbers")
-        for key, label in CHARTS:
+        for _, key, label in CHARTS:
             with Horizontal(classes="chart"):
                 yield Label(label, classes="chart-label")
                 yield Sparkline([], id=f"chart-{key}")
@@ -43,7 +44,7 @@ class LatencyPanel(Vertical):
     def show(
         self,
         summary: LatencySummary,
-        series: Mapping[str, Sequence[float]],
+        series: Mapping[Series, Sequence[float]],
         health_failures: Sequence[tuple[str, int]] = (),
     ) -> None:
         """Show the window's numbers and the charts (and health checks that failed, by kind)."""
@@ -70,17 +71,17 @@ class LatencyPanel(Vertical):
             (f"\nlast {summary.window_seconds:.0f} s", "dim italic"),
         )
         show_text(self.query_one("#latency-numbers", Static), lines)
-        for key, _ in CHARTS:
-            values = list(series.get(key, ())) or [0.0]
+        for name, key, _ in CHARTS:
+            values = list(series.get(name, ())) or [0.0]
             sparkline = self.query_one(f"#chart-{key}", Sparkline)
             if sparkline.data != values:
                 sparkline.data = values
             last = values[-1] if values else None
-            label = "" if last is None else self._last(key, last)
+            label = "" if last is None else self._last(name, last)
             show_text(self.query_one(f"#chart-{key}-last", Label), label)
 
     @staticmethod
-    def _last(key: str, value: float) -> str:
-        if key in {"health", "ttft", "e2e"}:
+    def _last(name: Series, value: float) -> str:
+        if name in LATENCY_SERIES:
             return seconds(value) if value else "-"
         return f"{value:.1f}"
