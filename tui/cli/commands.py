@@ -238,8 +238,7 @@ def run_scenario(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
     try:
         target = load_cluster(settings)
     except HeadlessError as error:
-        print(f"kube-llm: {error}", file=sys.stderr)
-        return 2
+        return _fail(str(error))
     sink = HeadlessSink(quiet=parsed.json)
 
     def log(line: str) -> None:
@@ -281,8 +280,7 @@ def run_scenario(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
     try:
         result, folder = asyncio.run(main())
     except (HeadlessError, LoadError, ReportError) as error:
-        print(f"kube-llm: {error}", file=sys.stderr)
-        return 2
+        return _fail(str(error))
     except (KeyboardInterrupt, asyncio.CancelledError):
         with contextlib.suppress(OSError):
             print(

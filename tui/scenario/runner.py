@@ -247,17 +247,16 @@ class ScenarioRunner:
         pod = self.session.plan_kill(None if wanted == "random" else wanted).pod
         if wanted != "random" and pod != wanted:
             pod = None
-        what = describe_step(step)
         if pod is None:
             missing = "no Ready pod to kill" if wanted == "random" else f"no pod {wanted} alive"
-            self.verdicts.append(Verdict("step", step.line, what, False, missing))
+            self._step_verdict(step, False, missing)
             return
         held = await self._pod_metrics(pod)
         result = await self.session.kill(pod, force=force)
         if result.ok:
             self._took = (pod, held)
         else:
-            self.verdicts.append(Verdict("step", step.line, what, False, result.message))
+            self._step_verdict(step, False, result.message)
             return
 
         # The step ends once the watch shows the pod going, so a `wait_for` after it judges
@@ -305,28 +304,14 @@ class ScenarioRunner:
             )
 
         if not await self._until(done, deadline):
-            self.verdicts.append(
-                Verdict(
-                    "step",
-                    step.line,
-                    describe_step(step),
-                    False,
-                    f"the pods were not all replaced and Ready within {within:g} s",
-                )
+            self._step_verdict(
+                step, False, f"the pods were not all replaced and Ready within {within:g} s"
             )
             return
         took = self.clock() - requested
         replaced = f"{len(before)} pods replaced, all Ready, in {took:.1f} s"
         self.notes.append((self.clock(), f"rollout restart done: {replaced}"))
-        self.verdicts.append(
-            Verdict(
-                "step",
-                step.line,
-                describe_step(step),
-                True,
-                f"{replaced} ({within - took:.1f} s to spare)",
-            )
-        )
+        self._step_verdict(step, True, f"{replaced} ({within - took:.1f} s to spare)")
 
     async def _wait_for(self, step: Step) -> None:
         within = step.get("within")
@@ -348,26 +333,16 @@ class ScenarioRunner:
         reached = await self._until(lambda snapshot: met(value(snapshot)), started + within)
         seen = value(self.session.snapshot)
         if not reached:
-            self.verdicts.append(
-                Verdict(
-                    "step",
-                    step.line,
-                    describe_step(step),
-                    False,
-                    f"{words} {seen} after {within:g} s, not {wanted}",
-                )
-            )
+            self._step_verdict(step, False, f"{words} {seen} after {within:g} s, not {wanted}")
             return
         took = self.clock() - started
-        self.verdicts.append(
-            Verdict(
-                "step",
-                step.line,
-                describe_step(step),
-                True,
-                f"{words} {seen} after {took:.1f} s ({within - took:.1f} s to spare)",
-            )
+        self._step_verdict(
+            step, True, f"{words} {seen} after {took:.1f} s ({within - took:.1f} s to spare)"
         )
+
+    def _step_verdict(self, step: Step, held: bool, detail: str) -> None:
+        """Note how a step went: its line, its words, whether it held and by how much."""
+        self.verdicts.append(Verdict("step", step.line, describe_step(step), held, detail))
 
     # -- expectations -------------------------------------------------------------------
 
