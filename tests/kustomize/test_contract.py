@@ -13,7 +13,6 @@ from tests.kustomize.manifests import (
     container,
     find,
     one,
-    pod_requests,
     pod_spec,
     quantity,
     rendered,
@@ -129,22 +128,6 @@ def test_minikube_keeps_models_on_a_claim() -> None:
     models = next(v for v in pod_spec(deployment(objs))["volumes"] if v["name"] == "models")
     assert models == {"name": "models", "persistentVolumeClaim": {"claimName": "llm-models"}}
     assert quantity(claim["spec"]["resources"]["requests"]["storage"]) >= 2 * 2**30
-
-
-def test_minikube_fits_four_cpus_and_eight_gib_at_six_replicas() -> None:
-    """6 replicas plus one surge pod fit `minikube start --cpus 4 --memory 8g`.
-
-    Reserved for everything else: 1.15 CPU (control plane 0.65, CoreDNS 0.1, Calico 0.25,
-    metrics-server 0.1, slack) and 1 GiB (the same pods plus the node's own daemons).
-    """
-    objs = rendered("minikube")
-    dep = deployment(objs)
-    hpa = one(objs, "HorizontalPodAutoscaler", "llm-backend")
-    surge = dep["spec"]["strategy"]["rollingUpdate"]["maxSurge"]
-    pods = hpa["spec"]["maxReplicas"] + int(surge)
-    requests = pod_requests(pod_spec(dep))
-    assert pods * requests["cpu"] <= 4.0 - 1.15
-    assert pods * requests["memory"] <= (8192 - 1024) * MI
 
 
 def test_minikube_scale_down_is_slow() -> None:
