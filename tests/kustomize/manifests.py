@@ -20,8 +20,12 @@ TARGETS: dict[str, Path] = {
     "base": KUSTOMIZE / "base",
     "minikube": KUSTOMIZE / "overlays" / "minikube",
     "sandbox": KUSTOMIZE / "overlays" / "sandbox",
+    # The minikube overlay with components/autoscale-queue: the HPA on chats in flight + waiting.
+    "minikube-queue": KUSTOMIZE / "overlays" / "minikube-queue",
 }
-OVERLAYS = ("minikube", "sandbox")
+OVERLAYS = ("minikube", "sandbox", "minikube-queue")
+# Trees whose HPA scales on the queue metric (M19) rather than the poster's CPU and memory (M8).
+QUEUE_TARGETS = ("minikube-queue",)
 NAMESPACE = "kube-llm"
 
 Obj = dict[str, Any]

@@ -1,4 +1,4 @@
-"""docs/reliability.md M2-M13 and M15 as functions that list violations.
+"""docs/reliability.md M2-M15 and M19 as functions that list violations.
 
 Each check takes the rendered objects of one kustomize target and returns a list of
 human-readable violations (empty = the rule holds). Keeping the checks separate from the tests
@@ -19,6 +19,7 @@ from tests.kustomize.manifests import (
     find,
     one,
     pod_spec,
+    quantity,
     workloads,
 )
 
@@ -191,15 +192,16 @@ def _metric_target(hpa: Obj, resource: str, ctr: str) -> int | None:
     return None
 
 
-def m8_hpa(objs: list[Obj], min_scale_down_window: int) -> list[str]:
-    """M8: no replicas on the Deployment; HPA v2, 2-6, CPU 70 % engine, memory 80 % backend."""
+def _hpa_shape(objs: list[Obj], min_scale_down_window: int) -> tuple[Obj | None, list[str]]:
+    """What every HPA here holds to, whatever it scales on: no replicas on the Deployment, HPA
+    v2 on the Deployment, 2-6 pods, explicit behaviour and a slow enough scale-down."""
     problems: list[str] = []
     deployment = one(objs, "Deployment", DEPLOYMENT)
     if "replicas" in deployment["spec"]:
         problems.append("the Deployment sets spec.replicas (the HPA owns it)")
     hpas = find(objs, "HorizontalPodAutoscaler", DEPLOYMENT)
     if len(hpas) != 1:
-        return [*problems, "no HorizontalPodAutoscaler llm-backend"]
+        return None, [*problems, "no HorizontalPodAutoscaler llm-backend"]
     hpa = hpas[0]
     spec = hpa["spec"]
     if hpa["apiVersion"] != "autoscaling/v2":
@@ -209,18 +211,144 @@ def m8_hpa(objs: list[Obj], min_scale_down_window: int) -> list[str]:
         problems.append(f"HPA targets {ref}")
     if (spec.get("minReplicas"), spec.get("maxReplicas")) != (2, 6):
         problems.append(f"HPA range {spec.get('minReplicas')}-{spec.get('maxReplicas')}, not 2-6")
-    if _metric_target(hpa, "cpu", "engine") != 70:
-        problems.append("no ContainerResource CPU 70 % target on the engine")
-    if _metric_target(hpa, "memory", "backend") != 80:
-        problems.append("no ContainerResource memory 80 % target on the backend")
-    if len(spec.get("metrics", [])) != 2:
-        problems.append("the HPA has metrics beyond the two of the poster")
     behavior = spec.get("behavior", {})
     if "scaleUp" not in behavior or "scaleDown" not in behavior:
         problems.append("the HPA behaviour is not explicit for both directions")
     window = behavior.get("scaleDown", {}).get("stabilizationWindowSeconds")
     if window is None or window < min_scale_down_window:
         problems.append(f"scale-down stabilisation {window} s < {min_scale_down_window} s")
+    return hpa, problems
+
+
+def m8_hpa(objs: list[Obj], min_scale_down_window: int) -> list[str]:
+    """M8: no replicas on the Deployment; HPA v2, 2-6, CPU 70 % engine, memory 80 % backend."""
+    hpa, problems = _hpa_shape(objs, min_scale_down_window)
+    if hpa is None:
+        return problems
+    if _metric_target(hpa, "cpu", "engine") != 70:
+        problems.append("no ContainerResource CPU 70 % target on the engine")
+    if _metric_target(hpa, "memory", "backend") != 80:
+        problems.append("no ContainerResource memory 80 % target on the backend")
+    if len(hpa["spec"].get("metrics", [])) != 2:
+        problems.append("the HPA has metrics beyond the two of the poster")
+    return problems
+
+
+# The queue autoscaler's metric (components/autoscale-queue): chats in flight plus chats waiting,
+# per pod, as prometheus-adapter (kustomize/monitoring) and the sandbox serve it.
+QUEUE_METRIC = "kube_llm_chats_active"
+# The backend's defaults (backend/settings.py), used when the ConfigMap does not set them.
+DEFAULT_MAX_INFLIGHT = 4
+DEFAULT_MAX_QUEUE = 16
+# Where the README installs Prometheus (the prometheus-community/prometheus chart's server pod).
+PROMETHEUS_NAMESPACE = "monitoring"
+PROMETHEUS_POD_LABELS = {
+    "app.kubernetes.io/name": "prometheus",
+    "app.kubernetes.io/component": "server",
+    "app.kubernetes.io/instance": "prometheus",
+}
+
+
+def queue_target(hpa: Obj) -> float | None:
+    """The AverageValue target of the HPA's kube_llm_chats_active Pods metric, if it has one."""
+    for metric in hpa["spec"].get("metrics", []):
+        source = metric.get("pods", {})
+        if metric.get("type") == "Pods" and source.get("metric", {}).get("name") == QUEUE_METRIC:
+            target = source.get("target", {})
+            if target.get("type") == "AverageValue" and "averageValue" in target:
+                return quantity(target["averageValue"])
+    return None
+
+
+def _peer_matches(peer: Obj, namespace_labels: dict[str, str], pod_labels: dict[str, str]) -> bool:
+    """A NetworkPolicy `from` entry against a pod in another namespace (ipBlock never matches a
+    pod here; an entry with only a podSelector means the policy's own namespace)."""
+    if "ipBlock" in peer:
+        return False
+    if "namespaceSelector" not in peer:
+        return False
+
+    def selects(selector: Obj | None, labels: dict[str, str]) -> bool:
+        if selector is None:
+            return True
+        if selector.get("matchExpressions"):
+            return False
+        return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+    return selects(peer["namespaceSelector"], namespace_labels) and selects(
+        peer.get("podSelector"), pod_labels
+    )
+
+
+def ingress_allowed(
+    objs: list[Obj], port: int, namespace: str, peer_pod_labels: dict[str, str]
+) -> bool:
+    """Whether the rendered NetworkPolicies let a pod of another namespace reach the gateway
+    pods on a port: no policy selecting them for Ingress, or a rule whose peers and ports match."""
+    deployment = one(objs, "Deployment", DEPLOYMENT)
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    named_ports = {
+        p["name"]: int(p["containerPort"])
+        for ctr in all_containers(pod_spec(deployment))
+        for p in ctr.get("ports", [])
+        if "name" in p
+    }
+    namespace_labels = {"kubernetes.io/metadata.name": namespace}
+    isolating = [
+        policy
+        for policy in find(objs, "NetworkPolicy")
+        if _selects_backend(policy, pod_labels)
+        and "Ingress" in policy["spec"].get("policyTypes", ["Ingress"])
+    ]
+    if not isolating:
+        return True
+    for policy in isolating:
+        for rule in policy["spec"].get("ingress", []) or []:
+            peers = rule.get("from")
+            if peers and not any(
+                _peer_matches(peer, namespace_labels, peer_pod_labels) for peer in peers
+            ):
+                continue
+            ports = rule.get("ports")
+            if not ports or any(
+                _resolve_port(p.get("port", port), named_ports) == port for p in ports
+            ):
+                return True
+    return False
+
+
+def m19_queue_autoscaler(objs: list[Obj], min_scale_down_window: int) -> list[str]:
+    """M19: the queue autoscaler's HPA (2-6, the same behaviour) scales on chats in flight plus
+    waiting per pod with a target a pod reaches before it refuses chats, and Prometheus finds and
+    may scrape every gateway pod's /metrics."""
+    hpa, problems = _hpa_shape(objs, min_scale_down_window)
+    if hpa is None:
+        return problems
+    deployment = one(objs, "Deployment", DEPLOYMENT)
+    metrics = hpa["spec"].get("metrics", [])
+    target = queue_target(hpa)
+    if target is None or len(metrics) != 1:
+        problems.append(f"the HPA's metrics are not exactly one Pods {QUEUE_METRIC} AverageValue")
+    else:
+        config = backend_config(objs, deployment)
+        inflight = int(config.get("MAX_INFLIGHT", DEFAULT_MAX_INFLIGHT))
+        capacity = inflight + int(config.get("MAX_QUEUE", DEFAULT_MAX_QUEUE))
+        if not 0 < target < capacity:
+            problems.append(
+                f"target {target} per pod is not within (0, {capacity}): MAX_INFLIGHT + "
+                "MAX_QUEUE chats is where a pod starts refusing them"
+            )
+    annotations = deployment["spec"]["template"]["metadata"].get("annotations", {})
+    backend = container(pod_spec(deployment), "backend")
+    ports = {str(p["containerPort"]) for p in backend.get("ports", [])}
+    if annotations.get("prometheus.io/scrape") != "true":
+        problems.append("the pod template is not annotated prometheus.io/scrape: 'true'")
+    if annotations.get("prometheus.io/port") not in ports or str(BACKEND_PORT) not in ports:
+        problems.append(f"prometheus.io/port is {annotations.get('prometheus.io/port')!r}")
+    if annotations.get("prometheus.io/path") != "/metrics":
+        problems.append(f"prometheus.io/path is {annotations.get('prometheus.io/path')!r}")
+    if not ingress_allowed(objs, BACKEND_PORT, PROMETHEUS_NAMESPACE, PROMETHEUS_POD_LABELS):
+        problems.append(f"Prometheus in {PROMETHEUS_NAMESPACE} may not reach :{BACKEND_PORT}")
     return problems
 
 

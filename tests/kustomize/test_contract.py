@@ -19,7 +19,12 @@ from tests.kustomize.manifests import (
 )
 
 SELECTOR = {"app.kubernetes.io/name": "llm-backend"}
-MODEL = {"base": "tinyllama", "minikube": "tinyllama", "sandbox": "smollm2:135m"}
+MODEL = {
+    "base": "tinyllama",
+    "minikube": "tinyllama",
+    "sandbox": "smollm2:135m",
+    "minikube-queue": "tinyllama",
+}
 MI = 2**20
 
 

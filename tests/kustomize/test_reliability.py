@@ -10,6 +10,7 @@ import pytest
 from tests.kustomize import rules
 from tests.kustomize.manifests import (
     OVERLAYS,
+    QUEUE_TARGETS,
     TARGETS,
     Obj,
     container,
@@ -65,13 +66,30 @@ def test_m7_grace_period_covers_drain(target: str) -> None:
 
 # M8 asks for >= 300 s in the minikube overlay; the base keeps the same, the sandbox is short on
 # purpose (test_contract checks it stays short).
-SCALE_DOWN_FLOOR = {"base": 300, "minikube": 300, "sandbox": 0}
+SCALE_DOWN_FLOOR = {"base": 300, "minikube": 300, "sandbox": 0, "minikube-queue": 300}
 
 
-@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("target", [t for t in TARGETS if t not in QUEUE_TARGETS])
 def test_m8_hpa(target: str) -> None:
     """M8: HPA v2, 2-6 replicas, CPU 70 % (engine), memory 80 % (backend), no replicas field."""
     assert rules.m8_hpa(rendered(target), SCALE_DOWN_FLOOR[target]) == []
+
+
+@pytest.mark.parametrize("target", QUEUE_TARGETS)
+def test_m19_queue_autoscaler(target: str) -> None:
+    """M19: 2-6 on chats in flight + waiting per pod, a reachable target, Prometheus let in."""
+    assert rules.m19_queue_autoscaler(rendered(target), SCALE_DOWN_FLOOR[target]) == []
+
+
+def test_m19_queue_component_changes_only_the_metrics_and_the_annotations() -> None:
+    """The queue tree is the minikube tree with other HPA metrics and scrape annotations."""
+    plain, queue = rendered("minikube"), rendered("minikube-queue")
+    for objs in (plain, queue):
+        one(objs, "HorizontalPodAutoscaler", "llm-backend")["spec"].pop("metrics")
+        one(objs, "Deployment", "llm-backend")["spec"]["template"]["metadata"].pop(
+            "annotations", None
+        )
+    assert plain == queue
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -346,3 +364,100 @@ def test_rule_catches_broken_copy(check: Check, breakage: Callable[[list[Obj]], 
     assert check(objs) == []
     breakage(objs)
     assert check(objs) != []
+
+
+# ---- M19 on broken copies of the queue tree ---------------------------------------------------
+
+
+def _queue_metric(objs: list[Obj]) -> Obj:
+    hpa = one(objs, "HorizontalPodAutoscaler", "llm-backend")
+    metric: Obj = hpa["spec"]["metrics"][0]["pods"]
+    return metric
+
+
+def _other_metric_name(objs: list[Obj]) -> None:
+    _queue_metric(objs)["metric"]["name"] = "kube_llm_inflight"
+
+
+def _zero_target(objs: list[Obj]) -> None:
+    _queue_metric(objs)["target"]["averageValue"] = "0"
+
+
+def _unreachable_target(objs: list[Obj]) -> None:
+    _queue_metric(objs)["target"]["averageValue"] = "20"
+
+
+def _value_target(objs: list[Obj]) -> None:
+    _queue_metric(objs)["target"] = {"type": "Value", "value": "4"}
+
+
+def _cpu_as_well(objs: list[Obj]) -> None:
+    one(objs, "HorizontalPodAutoscaler", "llm-backend")["spec"]["metrics"].append(
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 70},
+            },
+        }
+    )
+
+
+def _annotations(objs: list[Obj]) -> Obj:
+    meta: Obj = one(objs, "Deployment", "llm-backend")["spec"]["template"]["metadata"]
+    annotations: Obj = meta["annotations"]
+    return annotations
+
+
+def _not_scraped(objs: list[Obj]) -> None:
+    del _annotations(objs)["prometheus.io/scrape"]
+
+
+def _engine_port_scraped(objs: list[Obj]) -> None:
+    _annotations(objs)["prometheus.io/port"] = "11434"
+
+
+def _wrong_path(objs: list[Obj]) -> None:
+    _annotations(objs)["prometheus.io/path"] = "/healthz"
+
+
+def _ingress_from_own_namespace_only(objs: list[Obj]) -> None:
+    policy = one(objs, "NetworkPolicy", "llm-backend")
+    policy["spec"]["ingress"][0]["from"] = [{"podSelector": {}}]
+
+
+def _ingress_from_another_namespace(objs: list[Obj]) -> None:
+    policy = one(objs, "NetworkPolicy", "llm-backend")
+    policy["spec"]["ingress"][0]["from"] = [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    ]
+
+
+def _max_eight(objs: list[Obj]) -> None:
+    one(objs, "HorizontalPodAutoscaler", "llm-backend")["spec"]["maxReplicas"] = 8
+
+
+QUEUE_BREAKAGES: list[tuple[str, Callable[[list[Obj]], None]]] = [
+    ("other-metric", _other_metric_name),
+    ("zero-target", _zero_target),
+    ("unreachable-target", _unreachable_target),
+    ("value-target", _value_target),
+    ("cpu-as-well", _cpu_as_well),
+    ("not-scraped", _not_scraped),
+    ("engine-port", _engine_port_scraped),
+    ("wrong-path", _wrong_path),
+    ("own-namespace-only", _ingress_from_own_namespace_only),
+    ("another-namespace", _ingress_from_another_namespace),
+    ("max-eight", _max_eight),
+]
+
+
+@pytest.mark.parametrize(
+    "breakage", [pytest.param(breakage, id=name) for name, breakage in QUEUE_BREAKAGES]
+)
+def test_m19_catches_broken_copy(breakage: Callable[[list[Obj]], None]) -> None:
+    """M19 passes on the real minikube-queue render and fails on a copy broken on purpose."""
+    objs = rendered("minikube-queue")
+    assert rules.m19_queue_autoscaler(objs, 300) == []
+    breakage(objs)
+    assert rules.m19_queue_autoscaler(objs, 300) != []

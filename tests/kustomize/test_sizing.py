@@ -16,8 +16,18 @@ import re
 from dataclasses import dataclass
 
 import pytest
+import yaml
 
-from tests.kustomize.manifests import ROOT, Obj, one, pod_requests, pod_spec, rendered
+from tests.kustomize.manifests import (
+    KUSTOMIZE,
+    ROOT,
+    Obj,
+    one,
+    pod_requests,
+    pod_spec,
+    quantity,
+    rendered,
+)
 
 MI = 2**20
 GI = 2**30
@@ -126,6 +136,29 @@ def test_peak_fits_the_readme_start_line() -> None:
     assert cpu <= node.cpu, f"{cpu:.2f} CPU requested, {node.cpu:.2f} allocatable"
     assert memory <= node.memory, f"{memory / MI:.0f} MiB requested, {node.memory / MI:.0f} MiB"
     assert gateway_pods_that_fit(node, pod) >= pods
+
+
+def test_the_queue_autoscaler_peak_fits_too() -> None:
+    """With components/autoscale-queue, Prometheus and prometheus-adapter (their requests from
+    kustomize/monitoring's Helm values) join the node; the same peak still fits."""
+    objs = rendered("minikube-queue")
+    pods = peak_gateway_pods(objs)
+    pod = gateway_pod("minikube-queue")
+    monitoring = [
+        yaml.safe_load((KUSTOMIZE / "monitoring" / name).read_text())
+        for name in ("prometheus-values.yaml", "prometheus-adapter-values.yaml")
+    ]
+    requests = [
+        monitoring[0]["server"]["resources"]["requests"],
+        monitoring[1]["resources"]["requests"],
+    ]
+    node = allocatable(*readme_start_line())
+    cpu = pods * pod["cpu"] + sum(p.cpu for p in SYSTEM_PODS)
+    cpu += sum(quantity(r["cpu"]) for r in requests)
+    memory = pods * pod["memory"] + sum(p.memory for p in SYSTEM_PODS)
+    memory += sum(quantity(r["memory"]) for r in requests)
+    assert cpu <= node.cpu, f"{cpu:.3f} CPU requested, {node.cpu:.2f} allocatable"
+    assert memory <= node.memory, f"{memory / MI:.0f} MiB requested, {node.memory / MI:.0f} MiB"
 
 
 def test_the_overlay_pod_request_is_what_the_docs_say() -> None:
