@@ -157,7 +157,8 @@ def pod_requests(spec: Obj) -> dict[str, float]:
 
     Each regular init container needs its own requests plus those of the sidecars started
     before it; the running pod needs all sidecars plus all containers; the pod asks for the
-    larger of the two.
+    larger of the two (kubernetes.io/docs/concepts/resource-management/
+    effective-pod-requests-limits/, KEP-753). No pod overhead: no RuntimeClass sets one here.
     """
     effective: dict[str, float] = {}
     for resource in ("cpu", "memory"):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,6 +15,7 @@ from tests.kustomize.manifests import (
     KUSTOMIZE,
     NAMESPACE,
     OVERLAYS,
+    ROOT,
     TARGETS,
     Obj,
     kubectl,
@@ -153,3 +155,19 @@ def test_kustomizations_use_current_fields_only() -> None:
     for path in files:
         fields = set(yaml.safe_load(path.read_text()))
         assert fields <= CURRENT_FIELDS, f"{path}: {sorted(fields - CURRENT_FIELDS)}"
+
+
+def test_readme_minikube_commands_name_checked_trees() -> None:
+    """Every tree the README's Minikube section applies or renders (`-k PATH`, `kubectl
+    kustomize PATH`) is one these tests render and check, or the optional PodMonitor folder
+    (tests/kustomize/test_autoscale_queue.py); every kustomize/ file it names exists."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index("## Running on Minikube")
+    section = text[start : text.find("\n## ", start + 1)]
+    trees = set(re.findall(r"(?:-k|kubectl kustomize) (kustomize/[\w./-]+)", section))
+    assert trees, "no kustomize tree named in the README's Minikube section"
+    checked = {path.relative_to(ROOT).as_posix() for path in TARGETS.values()}
+    checked.add("kustomize/monitoring/podmonitor")
+    assert trees <= checked, sorted(trees - checked)
+    for path in re.findall(r"`?(kustomize/[\w./-]+\.ya?ml)", section):
+        assert (ROOT / path).is_file(), path
