@@ -8,64 +8,15 @@ The contracts themselves (the layers, only `tui.cockpit` imports Textual or Rich
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterator, Mapping, Set
 from pathlib import Path
 
 import grimp
 
+from tests.import_graph import cycles, package_cycles
+
 ROOT = Path(__file__).resolve().parents[2]
 ENTRY_MODULES = {"tui.__main__"}
 """Top-level modules of `tui` that are not packages: only `python -m tui`'s entry."""
-
-
-def tui_imports() -> dict[str, set[str]]:
-    """Each module of `tui` and the `tui` modules it imports, at module level or inside a
-    function (grimp reads every import statement)."""
-    graph = grimp.build_graph("tui", cache_dir=None)
-    return {
-        module: {
-            imported
-            for imported in graph.find_modules_directly_imported_by(module)
-            if imported.startswith("tui.")
-        }
-        for module in graph.modules
-    }
-
-
-def cycles(imports: Mapping[str, Set[str]]) -> Iterator[list[str]]:
-    """The strongly connected groups of more than one module (Tarjan's algorithm), and modules
-    that import themselves: each an import cycle."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(module: str) -> None:
-        index[module] = low[module] = len(index)
-        stack.append(module)
-        on_stack.add(module)
-        for imported in sorted(imports.get(module, ())):
-            if imported not in index:
-                visit(imported)
-                low[module] = min(low[module], low[imported])
-            elif imported in on_stack:
-                low[module] = min(low[module], index[imported])
-        if low[module] == index[module]:
-            group = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                group.append(member)
-                if member == module:
-                    break
-            if len(group) > 1 or module in imports.get(module, ()):
-                found.append(sorted(group))
-
-    for module in sorted(imports):
-        if module not in index:
-            visit(module)
-    yield from found
 
 
 def layers_contract() -> list[str]:
@@ -83,7 +34,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 
 def test_no_import_cycle_inside_tui() -> None:
-    found = list(cycles(tui_imports()))
+    found = package_cycles(grimp.build_graph("tui", cache_dir=None), "tui")
     assert not found, f"import cycles inside tui/ (move what both need down a layer): {found}"
 
 
