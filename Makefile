@@ -10,6 +10,14 @@ CHECKOV_VENV := .checkov-venv
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 CHECKOV_VERSION := 3.3.30
 export CMAKE_BUILD_PARALLEL_LEVEL ?= $(shell nproc 2>/dev/null || echo 2)
+# llama-cpp-python compiles llama.cpp for the building CPU (-march=native) unless told otherwise,
+# and on a CPU with AMX that build crashes (SIGSEGV in ggml's AMX matrix multiply on the first
+# chat; seen 2026-12-07 with 0.3.36, see docs/design.md). So the llm extra's llama-cpp-python is
+# built once for AVX2 into a wheelhouse outside the clone, which fresh clones and CI reuse, and
+# installed only from there (pip's own wheel cache would hand back a native build made before).
+LLAMA_WHEELHOUSE ?= $(HOME)/.cache/kube-llm/llama-wheel-avx2
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON
+export KUBE_LLM_LLAMA_WHEELHOUSE := $(LLAMA_WHEELHOUSE)
 
 .PHONY: demo test lint typecheck imports pytest venv checkov bench clean
 
@@ -18,9 +26,14 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "==> installing kube-llm with the dev and llm extras into $(VENV)"
-	@echo "    (the first run builds llama-cpp-python from source: about 7 minutes on 2 cores; pip caches it)"
+	@echo "    (the first run builds llama-cpp-python from source: about 7 minutes on 2 cores, kept in $(LLAMA_WHEELHOUSE))"
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --progress-bar off -e '.[dev,llm]'
+	@if ! ls $(LLAMA_WHEELHOUSE)/llama_cpp_python-*.whl >/dev/null 2>&1; then \
+	  echo "==> building llama-cpp-python for AVX2 into $(LLAMA_WHEELHOUSE) (once)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel --no-deps --no-cache-dir \
+	    --progress-bar off -w $(LLAMA_WHEELHOUSE) 'llama-cpp-python>=0.3.7'; fi
+	$(PY) -m pip install --progress-bar off --find-links $(LLAMA_WHEELHOUSE) \
+	  --only-binary llama-cpp-python -e '.[dev,llm]'
 	@touch $@
 
 checkov: $(CHECKOV)
