@@ -90,13 +90,18 @@ def scenario_names() -> list[str]:
 
 
 def scenario_file(name_or_path: str | Path) -> Path:
-    """A scenario by path (an existing file) or by the name of a shipped one (`poster`)."""
+    """A scenario by path (an existing file) or by the name of a shipped one (`poster`).
+
+    What looks like a path (a folder in it, or `.yaml`) and is no shipped name comes back as it
+    is, so reading it says what is wrong; a bare word that names nothing is a `ResourceError`."""
     given = Path(name_or_path)
     if given.is_file():
         return given
     name = given.name.removesuffix(".yaml")
     if given.parent == Path(".") and name in scenario_names():
         return scenarios_dir() / f"{name}.yaml"
+    if given.parent != Path(".") or given.suffix in {".yaml", ".yml"}:
+        return given
     raise ResourceError(
         f"{name_or_path}: no such file, and no shipped scenario of that name "
         f"(`kube-llm scenario list`: {', '.join(scenario_names())})"

@@ -75,12 +75,20 @@ def test_a_scenario_runs_by_name_and_by_path_from_any_folder(tmp_path: Path) -> 
     )
 
 
-@pytest.mark.parametrize("name", ["nope", "scenarios/poster.yaml", "../poster"])
-def test_an_unknown_scenario_is_a_clear_error(tmp_path: Path, name: str) -> None:
-    result = kube_llm("scenario", "run", name, "--dry-run", cwd=tmp_path)
+def test_an_unknown_scenario_name_lists_the_shipped_ones(tmp_path: Path) -> None:
+    result = kube_llm("scenario", "run", "nope", "--dry-run", cwd=tmp_path)
     assert result.returncode == 2
-    assert "no such file, and no shipped scenario of that name" in result.stderr
-    assert "poster" in result.stderr  # the names it knows
+    assert "nope: no such file, and no shipped scenario of that name" in result.stderr
+    assert ", ".join(SCENARIOS) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("path", ["scenarios/poster.yaml", "../poster", "nope.yaml"])
+def test_a_missing_scenario_path_is_a_clear_error(tmp_path: Path, path: str) -> None:
+    """Only a bare word is looked up by name: a path is read, and a missing one says so."""
+    result = kube_llm("scenario", "run", path, "--dry-run", cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{path}: cannot read it" in result.stderr
     assert "Traceback" not in result.stderr
 
 
