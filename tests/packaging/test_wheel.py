@@ -10,6 +10,7 @@ uvicorn), so the test does not depend on the embedded model's CPU support.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -67,10 +68,8 @@ def _checked(command: list[str], timeout: float = 600) -> None:
     assert result.returncode == 0, f"{' '.join(command)}:\n{result.stdout}\n{result.stderr}"
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Install:
+def build_and_install(work: Path) -> Install:
     """Build the sdist and, from it, the wheel; install the wheel with the llm extra."""
-    work = tmp_path_factory.mktemp("wheel")
     dist = work / "dist"
     # --no-isolation: hatchling comes from the dev extra, so the build fetches nothing.
     _checked([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(ROOT)])
@@ -98,7 +97,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Install:
     return Install(wheel, sdist, venv, empty, env)
 
 
-def test_the_wheel_and_the_sdist_hold_no_tests_bench_or_ci(installed: Install) -> None:
+def check_contents(installed: Install) -> None:
+    """Neither the wheel nor the sdist holds tests/, bench/ or .ci/; both hold the data."""
     with zipfile.ZipFile(installed.wheel) as wheel:
         in_wheel = wheel.namelist()
     with tarfile.open(installed.sdist) as sdist:
@@ -114,7 +114,8 @@ def test_the_wheel_and_the_sdist_hold_no_tests_bench_or_ci(installed: Install) -
     )
 
 
-def test_version_and_scenarios_from_an_empty_folder(installed: Install) -> None:
+def check_version_and_scenarios(installed: Install) -> None:
+    """`--version`, `scenario list` and `scenario run poster --dry-run` from the empty folder."""
     version = installed.run("--version")
     assert version.returncode == 0, version.stderr
     assert version.stdout.strip() == f"kube-llm {VERSION}"
@@ -128,9 +129,8 @@ def test_version_and_scenarios_from_an_empty_folder(installed: Install) -> None:
     assert plan.stdout.startswith(f"scenario poster ({installed.venv}")
 
 
-def test_manifests_from_an_empty_folder_validate_like_the_overlay(
-    installed: Install, tmp_path: Path
-) -> None:
+def check_manifests(installed: Install, tmp_path: Path) -> None:
+    """`kube-llm manifests minikube` is what the overlay renders to, and validates as it does."""
     result = installed.run("manifests", "minikube")
     assert result.returncode == 0, result.stderr
     assert result.stdout == rendered_text("minikube")
@@ -145,7 +145,7 @@ def test_manifests_from_an_empty_folder_validate_like_the_overlay(
     assert (folder / "kustomization.yaml").is_file()
 
 
-@pytest.fixture
+@contextlib.contextmanager
 def sandbox(installed: Install) -> Iterator[tuple[subprocess.Popen[str], Path]]:
     """`kube-llm sandbox` from the empty folder, its output in a file; stopped after."""
     output = installed.empty.parent / "sandbox.out"
@@ -171,10 +171,8 @@ def sandbox(installed: Install) -> Iterator[tuple[subprocess.Popen[str], Path]]:
                 process.wait()
 
 
-def test_the_sandbox_from_an_empty_folder_runs_two_ready_pods(
-    installed: Install, sandbox: tuple[subprocess.Popen[str], Path]
-) -> None:
-    process, output = sandbox
+def check_sandbox(installed: Install, process: subprocess.Popen[str], output: Path) -> None:
+    """`kube-llm sandbox` from the empty folder: state in the XDG folder, two Ready pods."""
     state = Path(installed.env["XDG_STATE_HOME"]) / "kube-llm"
     kubeconfig = state / "kubeconfig"
 
@@ -193,13 +191,31 @@ def test_the_sandbox_from_an_empty_folder_runs_two_ready_pods(
     def ready_pods() -> list[str]:
         pods = api.list_namespaced_pod(NAMESPACE, label_selector=SELECTOR).items
         return [
-            pod.metadata.name
+            str(pod.metadata and pod.metadata.name)
             for pod in pods
-            if any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+            if pod.status is not None
+            and any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
         ]
 
-    ready = wait_for(lambda: len(ready_pods()) >= 2 and ready_pods(), 120, "two Ready pods")
+    def two_ready() -> list[str] | None:
+        found = ready_pods()
+        return found if len(found) >= 2 else None
+
+    ready = wait_for(two_ready, 120, "two Ready pods")
     assert len(ready) == 2
     os.killpg(process.pid, signal.SIGTERM)
     assert process.wait(60) == 0, output.read_text()
     assert "no process left behind" in output.read_text()
+
+
+def test_slow_the_built_wheel_installed_into_a_fresh_venv_works_from_an_empty_folder(
+    tmp_path: Path,
+) -> None:
+    """Slow: a build, a fresh virtual environment and every dependency installed into it (one
+    test, so a parallel run never builds and installs it twice)."""
+    installed = build_and_install(tmp_path)
+    check_contents(installed)
+    check_version_and_scenarios(installed)
+    check_manifests(installed, tmp_path)
+    with sandbox(installed) as (process, output):
+        check_sandbox(installed, process, output)
