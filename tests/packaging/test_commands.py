@@ -226,3 +226,24 @@ def test_the_sandbox_takes_a_state_dir(tmp_path: Path) -> None:
     assert default.kubeconfig == ROOT / ".sandbox" / "kubeconfig"
     with pytest.raises(SystemExit):
         parse_args(["--state-dir", "a", "--kubeconfig", "b/kubeconfig"])
+
+
+@pytest.mark.parametrize(
+    ("args", "output"),
+    [
+        (["load"], None),
+        (["load", "--json"], "json"),
+        (["load", "-o", "yaml"], "yaml"),
+        (["scenario", "run", "poster", "--output", "json"], "json"),
+        (["scenario", "list", "-o", "yaml"], "yaml"),
+    ],
+)
+def test_json_is_output_json_and_yaml_prints_the_same_data(
+    args: list[str], output: str | None
+) -> None:
+    from tui.cli.main import build_parser
+    from tui.cli.package import dump
+
+    assert build_parser().parse_args(args).output == output
+    data = {"name": "poster", "passed": True, "verdicts": [{"line": 3, "what": "p95 < 2 s"}]}
+    assert yaml.safe_load(dump(data, "yaml")) == data == json.loads(dump(data, "json"))
