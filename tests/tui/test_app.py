@@ -11,6 +11,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
+from kube_llm_data import version
 from tests.tui.scripted import NOW, TWO_PODS, Rig, ScriptedGateway, hpa, pod, rig, snapshot
 from tui.cockpit.screens import ConfirmScreen, HelpScreen
 from tui.cockpit.widgets import ChatPane, ChatTurn, EventLog, PodsTable, StatusLine
@@ -241,6 +242,8 @@ async def test_help_lists_the_keys_and_closes() -> None:
         assert isinstance(made.app.screen, HelpScreen)
         keys = [key for key, _ in made.app.screen.keys]
         assert {"k", "K", "l", "L", "r", "q"} <= set(keys)
+        shown = str(made.app.screen.query_one("#help-body Static").render())
+        assert f"kube-llm {version()}" in shown  # what `kube-llm --version` says
         await pilot.press("escape")
         assert not isinstance(made.app.screen, HelpScreen)
 

@@ -7,6 +7,7 @@ import signal
 import sys
 from collections.abc import Callable
 
+from kube_llm_data import ResourceError, default_state_dir
 from tui.cluster.kubeconfig import KubeconfigError, load_target
 from tui.cockpit.app import make_cockpit
 from tui.core.settings import CockpitSettings
@@ -49,7 +50,12 @@ def _leave(signum: int, frame: object) -> None:
 def run_demo(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
     """`kube-llm demo`: start the sandbox, open the cockpit on it, stop the sandbox on quit."""
     extra = [*DEMO_SANDBOX_ARGS, *parsed.sandbox_arg]
-    launcher = SandboxLauncher(parsed.state_dir, extra)
+    try:
+        state_dir = parsed.state_dir or default_state_dir()
+    except ResourceError as error:
+        print(f"kube-llm: {error}", file=sys.stderr)
+        return 2
+    launcher = SandboxLauncher(state_dir, extra)
     print(f"kube-llm: starting the sandbox (its output: {launcher.paths.output})", flush=True)
     launcher.start()
 

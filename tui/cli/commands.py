@@ -1,7 +1,8 @@
 """The headless commands behind the CLI: `kube-llm load`, `kube-llm scenario`, `kube-llm report`.
 
 Each takes the parsed flags, runs on the cockpit's session (`tui.headless.terminal`), prints its
-result (a table, or JSON with `--json`) and writes the report folder (Markdown, JSON, chart).
+result (a table, or `-o json|yaml`; `--json` is `-o json`) and writes the report folder
+(Markdown, JSON, chart).
 Exit codes: 0 done (for a scenario: every expectation held), 1 a scenario expectation failed, 2
 the command could not run (bad flags, bad file, no cluster, a 403 on a write), 128 + the signal
 when Ctrl+C, SIGTERM or SIGHUP stopped it (130, 143, 129; the report is still written, marked
@@ -24,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tui.cli.package import dump
 from tui.cluster.rollout import DeploymentControl
 from tui.core.figures import LoadPhase
 from tui.core.settings import CockpitSettings
@@ -73,8 +75,8 @@ def run_load(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
         target = load_cluster(settings)
     except (HeadlessError, LoadError) as error:
         return _fail(str(error))
-    sink = HeadlessSink(quiet=parsed.json)
-    progress = ProgressLine(enabled=None if not parsed.json else False)
+    sink = HeadlessSink(quiet=parsed.output is not None)
+    progress = ProgressLine(enabled=None if parsed.output is None else False)
 
     interrupts = Interrupts(lambda: None)
 
@@ -126,9 +128,9 @@ def run_load(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
                 )
         # After SIGHUP the terminal may be gone: the report is written, the exit code says it.
         with contextlib.suppress(OSError):
-            if parsed.json:
+            if parsed.output is not None:
                 summary = load_summary(record, folder) | {"interrupted": stopped}
-                print(json.dumps(summary, indent=1))
+                print(dump(summary, parsed.output))
             else:
                 print(load_table(record))
                 if folder is not None:
@@ -211,7 +213,7 @@ def verdict_markdown(result: ScenarioResult) -> list[str]:
 
 
 def result_json(result: ScenarioResult, scenario: Scenario) -> dict[str, Any]:
-    """The scenario's outcome for the report's JSON and `--json`."""
+    """The scenario's outcome for the report's JSON and `-o json|yaml`."""
     return {
         "name": result.name,
         "file": str(scenario.path),
@@ -239,10 +241,10 @@ def run_scenario(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
         target = load_cluster(settings)
     except HeadlessError as error:
         return _fail(str(error))
-    sink = HeadlessSink(quiet=parsed.json)
+    sink = HeadlessSink(quiet=parsed.output is not None)
 
     def log(line: str) -> None:
-        if not parsed.json:
+        if parsed.output is None:
             print(line, file=sys.stderr, flush=True)
 
     interrupts = Interrupts(lambda: None)
@@ -301,11 +303,11 @@ def run_scenario(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
 def _print_result(
     parsed: argparse.Namespace, result: ScenarioResult, scenario: Scenario, folder: Path | None
 ) -> None:
-    """The verdicts (or `--json`) on stdout."""
-    if parsed.json:
+    """The verdicts (or `-o json|yaml`) on stdout."""
+    if parsed.output is not None:
         data = result_json(result, scenario)
         data["report"] = None if folder is None else str(folder)
-        print(json.dumps(data, indent=1))
+        print(dump(data, parsed.output))
         return
     for verdict in result.verdicts:
         print(verdict_line(verdict))

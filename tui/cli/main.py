@@ -13,10 +13,20 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from kube_llm_data import version
+from tui.cli.package import (
+    Subparsers,
+    add_completion_parser,
+    add_manifests_parser,
+    add_output_flags,
+    add_scenario_list_parser,
+    complete,
+    complete_scenario,
+    resolve_scenario,
+)
 from tui.core.settings import CockpitSettings
 
 PROG = "kube-llm"
-Subparsers = argparse._SubParsersAction  # the type argparse gives `add_subparsers()`
 
 
 def _exec_module(module: str, args: Sequence[str]) -> int:
@@ -81,11 +91,7 @@ def add_target_flags(parser: argparse.ArgumentParser) -> None:
     )
     add_report_dir_flag(parser)
     parser.add_argument("--no-report", action="store_true", help="write no report folder")
-    parser.add_argument(
-        "--json",
-        action="store_true",
-        help="print JSON on stdout instead of the table (no progress line)",
-    )
+    add_output_flags(parser)
 
 
 def add_load_parser(commands: Subparsers[argparse.ArgumentParser]) -> None:
@@ -143,23 +149,30 @@ def add_load_parser(commands: Subparsers[argparse.ArgumentParser]) -> None:
 
 
 def add_scenario_parser(commands: Subparsers[argparse.ArgumentParser]) -> None:
-    """`kube-llm scenario run FILE` and its flags."""
+    """`kube-llm scenario run NAME|FILE`, `kube-llm scenario list`, and their flags."""
     scenario = commands.add_parser(
         "scenario",
         help="run a chaos scenario file: timed steps and expectations that pass or fail",
-        description="Run a scenario (scenarios/*.yaml): load, pod kills, rollout restarts, "
-        "scaling and waits, then its expectations. Exit 0 when all hold, 1 otherwise.",
+        description="Run a scenario (one kube-llm ships, by name, or a YAML file): load, pod "
+        "kills, rollout restarts, scaling and waits, then its expectations. Exit 0 when all "
+        "hold, 1 otherwise.",
     )
     actions = scenario.add_subparsers(dest="scenario_command", metavar="ACTION", required=True)
+    add_scenario_list_parser(actions)
     run = actions.add_parser(
         "run",
-        help="run a scenario file",
-        description="Run FILE's steps on the cluster, check its expectations (a line each: "
+        help="run a scenario: a shipped one by name (`scenario list`) or a file",
+        description="Run the scenario's steps on the cluster, check its expectations (a line each: "
         "held or not, and by how much), print them and write the report folder. A scenario "
         "that restarts or scales the Deployment needs a context allowed to patch it: the "
         "cockpit's Role is not.",
     )
-    run.add_argument("file", type=Path, metavar="FILE", help="the scenario (YAML)")
+    file = run.add_argument(
+        "file",
+        metavar="NAME|FILE",
+        help="a scenario kube-llm ships (`kube-llm scenario list`: poster, ...) or a YAML file",
+    )
+    file.completer = complete_scenario  # type: ignore[attr-defined]  # argcomplete reads it
     run.add_argument(
         "--dry-run", action="store_true", help="check the file and print the plan; touch nothing"
     )
@@ -210,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
             "break it and measure it. Without a command, opens the cockpit (`tui`)."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     tui = commands.add_parser(
         "tui",
@@ -227,8 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--state-dir",
         type=Path,
-        default=Path(".sandbox"),
-        help="the sandbox's state folder (default: %(default)s)",
+        default=None,
+        help="the sandbox's state folder (default: .sandbox/ at the root of a checkout, else "
+        "$XDG_STATE_HOME/kube-llm or ~/.local/state/kube-llm)",
     )
     demo.add_argument(
         "--sandbox-arg",
@@ -247,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(see `kube-llm sandbox --help`).",
         add_help=False,
     )
+    add_manifests_parser(commands)
+    add_completion_parser(commands)
     return parser
 
 
@@ -272,13 +289,23 @@ def settings_from(parsed: argparse.Namespace) -> CockpitSettings:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `kube-llm` and `kubectl-llm` console scripts."""
     args = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    complete(parser)  # a TAB in the shell: answered here, and the process exits
     if args and args[0] == "sandbox":
         return _exec_module("sandbox", args[1:])
     # No command, or only flags: the cockpit (`tui`) is the default command.
-    if not args or (args[0].startswith("-") and args[0] not in {"-h", "--help"}):
+    if not args or (args[0].startswith("-") and args[0] not in {"-h", "--help", "--version"}):
         args = ["tui", *args]
-    parser = build_parser()
     parsed = parser.parse_args(args)
+    if parsed.command in {"manifests", "completion"} or (
+        parsed.command == "scenario" and parsed.scenario_command == "list"
+    ):
+        from tui.cli.package import run_completion, run_manifests, run_scenario_list
+
+        run = {"manifests": run_manifests, "completion": run_completion}
+        return run.get(parsed.command, run_scenario_list)(parsed)
+    if parsed.command == "scenario" and (code := resolve_scenario(parsed)) is not None:
+        return code
     settings = settings_from(parsed)
     if settings.backend_url is not None:
         from tui.gateway.target import GatewayTarget  # httpx2: only when the flag is given

@@ -7,20 +7,42 @@ from collections.abc import Callable
 
 
 def age(since: float | None, now: float) -> str:
-    """An age as kubectl prints it: 42s, 5m3s, 2h10m, 3d4h."""
+    """An age as `kubectl get` prints it: `HumanDuration` of k8s.io/apimachinery's
+    pkg/util/duration, about two significant figures (42s, 5m3s, 90m, 2h10m, 27h, 3d4h, 45d,
+    2y30d). A moment up to 1 s ahead of `now` (clocks a little apart) is 0s; further ahead,
+    `<invalid>`, as kubectl says."""
     if since is None:
         return ""
-    seconds = max(0, int(now - since))
-    if seconds < 120:
+    seconds = int(now - since)  # Go's int(d.Seconds()): truncated toward zero
+    if seconds < -1:
+        return "<invalid>"
+    if seconds < 0:
+        return "0s"
+    if seconds < 2 * 60:
         return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds}s" if minutes < 10 and seconds else f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours}h" if hours else f"{days}d"
+    minutes = seconds // 60
+    if minutes < 10:
+        return _two_units(minutes, "m", seconds % 60, "s")
+    if minutes < 3 * 60:
+        return f"{minutes}m"
+    hours = minutes // 60
+    if hours < 8:
+        return _two_units(hours, "h", minutes % 60, "m")
+    if hours < 48:
+        return f"{hours}h"
+    days = hours // 24
+    if hours < 8 * 24:
+        return _two_units(days, "d", hours % 24, "h")
+    if hours < 2 * 365 * 24:
+        return f"{days}d"
+    if hours < 8 * 365 * 24:
+        return _two_units(days // 365, "y", days % 365, "d")
+    return f"{days // 365}y"
+
+
+def _two_units(big: int, big_unit: str, small: int, small_unit: str) -> str:
+    """`3d4h`, or `3d` when the smaller part is zero."""
+    return f"{big}{big_unit}{small}{small_unit}" if small else f"{big}{big_unit}"
 
 
 def millicores(value: float) -> str:

@@ -11,6 +11,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from kube_llm_data import version
+
 PANELS = """\
 Pods     one row per pod of the Deployment: ready containers, STATUS as kubectl shows it,
          restarts, age, CPU and memory against the pod's requests (metrics.k8s.io),
@@ -41,7 +43,8 @@ class HelpScreen(ModalScreen[None]):
         lines = [f"  {key:<10} {description}" for key, description in self.keys]
         if self.read_only:
             lines.append("  (read-only: the keys that kill pods or send load are off)")
-        text = Text("Keys\n", style="bold")
+        text = Text(f"kube-llm {version()}\n\n", style="bold")
+        text.append("Keys\n", style="bold")
         text.append("\n".join(lines) + "\n\n")
         text.append("Panels\n", style="bold")
         text.append(PANELS)
