@@ -591,9 +591,10 @@ def test_what_a_user_meets_is_clear_and_defaulted(sandbox: RunningSandbox) -> No
     forward = sandbox.kubectl("port-forward", f"pod/{name}", "0:8000", "-n", NAMESPACE)
     assert forward.returncode != 0
     assert "the sandbox has no port-forward" in forward.stderr
+    # ReplicaSets are served now: the history kubectl reads from them is there.
     history = sandbox.kubectl("rollout", "history", "deployment/llm-backend", "-n", NAMESPACE)
-    assert history.returncode != 0
-    assert "the sandbox keeps no ReplicaSets" in history.stderr
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.split()[-2:] == ["1", "<none>"]
 
     # Endpoints carry the pods' target port (the named port `http`), as kubectl shows them.
     def endpoints_column() -> str | None:
