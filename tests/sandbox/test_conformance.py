@@ -160,7 +160,13 @@ def test_get_pod_has_real_shapes(sandbox: RunningSandbox, api: client.ApiClient)
     assert metadata.creation_timestamp is not None
     assert metadata.owner_references
     owner = metadata.owner_references[0]
-    assert (owner.kind, owner.name, owner.controller) == ("Deployment", "llm-backend", True)
+    # The pod's controller is its ReplicaSet (`<deployment>-<pod-template-hash>`), as upstream.
+    pod_hash = (metadata.labels or {})["pod-template-hash"]
+    assert (owner.kind, owner.name, owner.controller) == (
+        "ReplicaSet",
+        f"llm-backend-{pod_hash}",
+        True,
+    )
     assert status is not None
     assert status.phase == "Running"
     assert status.conditions is not None
