@@ -472,52 +472,38 @@ status:
       message: ReplicaSet "llm-backend-7d9f8c6b5" has successfully progressed.
 """)
 
-DEPLOYMENT_STUCK = yaml.safe_load("""
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: llm-backend
-  namespace: kube-llm
-  uid: 0b5c2d1e-1111-4a3b-9c1d-000000000001
-  resourceVersion: "1650"
-  generation: 5
-  creationTimestamp: "2026-01-10T09:00:00Z"
-  annotations: {deployment.kubernetes.io/revision: "3"}
-  labels: {app.kubernetes.io/name: llm-backend}
-spec:
-  replicas: 3
-  progressDeadlineSeconds: 600
-  selector:
-    matchLabels: {app.kubernetes.io/name: llm-backend}
-  strategy:
-    type: RollingUpdate
-    rollingUpdate: {maxSurge: 25%, maxUnavailable: 25%}
-  template:
-    metadata:
-      labels: {app.kubernetes.io/name: llm-backend, tier: chat}
-    spec:
-      containers: [{name: backend, image: "kube-llm-backend:no-such-tag"}]
-status:
-  observedGeneration: 5
-  replicas: 4
-  updatedReplicas: 2
-  readyReplicas: 2
-  availableReplicas: 2
-  unavailableReplicas: 2
-  conditions:
-    - type: Available
-      status: "True"
-      lastUpdateTime: "2026-01-10T09:10:00Z"
-      lastTransitionTime: "2026-01-10T09:10:00Z"
-      reason: MinimumReplicasAvailable
-      message: Deployment has minimum availability.
-    - type: Progressing
-      status: "False"
-      lastUpdateTime: "2026-01-10T09:20:05Z"
-      lastTransitionTime: "2026-01-10T09:20:05Z"
-      reason: ProgressDeadlineExceeded
-      message: ReplicaSet "llm-backend-6b8d9c7f4" has timed out progressing.
-""")
+DEPLOYMENT_STUCK: dict[str, Any] = {
+    **DEPLOYMENT_ROLLED_OUT,
+    "metadata": {
+        **DEPLOYMENT_ROLLED_OUT["metadata"],
+        "resourceVersion": "1650",
+        "generation": 5,
+        "annotations": {"deployment.kubernetes.io/revision": "3"},
+    },
+    "status": yaml.safe_load("""
+observedGeneration: 5
+replicas: 4
+updatedReplicas: 2
+readyReplicas: 2
+availableReplicas: 2
+unavailableReplicas: 2
+conditions:
+  - type: Available
+    status: "True"
+    lastUpdateTime: "2026-01-10T09:10:00Z"
+    lastTransitionTime: "2026-01-10T09:10:00Z"
+    reason: MinimumReplicasAvailable
+    message: Deployment has minimum availability.
+  - type: Progressing
+    status: "False"
+    lastUpdateTime: "2026-01-10T09:20:05Z"
+    lastTransitionTime: "2026-01-10T09:20:05Z"
+    reason: ProgressDeadlineExceeded
+    message: ReplicaSet "llm-backend-6b8d9c7f4" has timed out progressing.
+"""),
+}
+"""The same Deployment after a template change whose new pods never turned Ready: the
+controller gave up at `progressDeadlineSeconds` (the docs' "Failed Deployment")."""
 
 EVICTED = _pod(
     "llm-backend-5c4f7d8b9-eeeee",
