@@ -110,9 +110,12 @@ def progress_deadline(deployment: JSON) -> int | None:
     return None if seconds is None or int(seconds) == _NO_DEADLINE else int(seconds)
 
 
-def replicaset_annotations(deployment: JSON, current: dict[str, str], rev: int) -> dict[str, str]:
+def replicaset_annotations(
+    deployment: JSON, current: dict[str, str], rev: int, creating: bool = False
+) -> dict[str, str]:
     """A ReplicaSet's annotations (`SetNewReplicaSetAnnotations`): the Deployment's own, its
-    revision (an older one kept in `revision-history`), and the desired and max replicas."""
+    revision (an older one kept in `revision-history`), and, on one being created, the desired
+    and max replicas (an existing one keeps those it was sized for until it is scaled)."""
     annotations = dict(current)
     for key, value in (deployment["metadata"].get("annotations") or {}).items():
         if key not in _NOT_COPIED:
@@ -123,7 +126,8 @@ def replicaset_annotations(deployment: JSON, current: dict[str, str], rev: int) 
         annotations[REVISION_HISTORY] = ",".join([*history, old])
     if old is None or int(old or 0) < rev:
         annotations[REVISION] = str(rev)
-    annotations.update(replica_annotations(deployment))
+    if creating:
+        annotations.update(replica_annotations(deployment))
     return annotations
 
 

@@ -161,7 +161,7 @@ class DeploymentController(Reconciler):
                     "name": f"{meta['name']}-{pod_hash}",
                     "namespace": meta["namespace"],
                     "labels": dict(template["metadata"]["labels"]),
-                    "annotations": du.replicaset_annotations(deployment, {}, rev),
+                    "annotations": du.replicaset_annotations(deployment, {}, rev, creating=True),
                     "ownerReferences": [controller_reference(deployment)],
                 },
                 "spec": {
@@ -329,7 +329,7 @@ class DeploymentController(Reconciler):
         active = _active([*old, *([new_rs] if new_rs else [])])
         if len(active) <= 1:
             target = active[0] if active else new_rs or (max(old, key=_created) if old else None)
-            if target is not None and du.replicas_of(target) != replicas:
+            if target is not None:  # its size, and the replica annotations it is sized for
                 self._scale_rs(deployment, target, replicas)
             return
         if new_rs is not None and _saturated(deployment, new_rs):

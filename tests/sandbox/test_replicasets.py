@@ -64,20 +64,23 @@ class StubKubelet:
 
     async def run(self) -> None:
         _, queue = self.store.subscribe(PODS)
+        for pod in self.store.list(PODS):  # the pods made before it started watching
+            self._take(pod)
         while True:
             event = await queue.get()
-            if event is None or event.type == "DELETED":
-                continue
-            pod = event.obj
-            name = pod["metadata"]["name"]
-            if name in self._pending:
-                continue
-            if pod["metadata"].get("deletionTimestamp"):
-                self._pending.add(name)
-                asyncio.get_running_loop().call_later(0.05, self._remove, name)
-            elif (pod.get("status") or {}).get("phase") == "Pending":
-                self._pending.add(name)
-                asyncio.get_running_loop().call_later(self.ready_after, self._start, name)
+            if event is not None and event.type != "DELETED":
+                self._take(event.obj)
+
+    def _take(self, pod: JSON) -> None:
+        name = pod["metadata"]["name"]
+        if name in self._pending:
+            return
+        if pod["metadata"].get("deletionTimestamp"):
+            self._pending.add(name)
+            asyncio.get_running_loop().call_later(0.05, self._remove, name)
+        elif (pod.get("status") or {}).get("phase") == "Pending":
+            self._pending.add(name)
+            asyncio.get_running_loop().call_later(self.ready_after, self._start, name)
 
     def _remove(self, name: str) -> None:
         self._pending.discard(name)
@@ -424,3 +427,36 @@ async def test_deleting_cascades_or_orphans(cluster: CheckedStore) -> None:
     delete_dependents(store, store.delete(DEPLOYMENTS, NS, "web"), "Background")
     assert store.list(REPLICASETS, NS) == []
     await until("the pods gone", lambda: not store.list(PODS, NS))
+
+
+async def test_a_scale_mid_rollout_is_shared_in_proportion(cluster: CheckedStore) -> None:
+    """`scale`/`getProportion`: each active ReplicaSet grows by its share of the new size."""
+    store = cluster
+    strategy = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    store.create(DEPLOYMENTS, deployment(4, strategy), NS)
+    await until("the rollout", lambda: rollout_done(store))
+
+    def break_it(obj: JSON) -> None:  # the new pods never turn Ready: the rollout stays mid-way
+        obj["spec"]["template"]["metadata"]["labels"]["stuck"] = "true"
+
+    store.mutate(DEPLOYMENTS, NS, "web", break_it)
+
+    def sizes() -> tuple[int, ...]:
+        by_revision = sorted(store.list(REPLICASETS, NS), key=du.revision)
+        return tuple(int(rs["spec"]["replicas"]) for rs in by_revision)
+
+    await until("the surge pod", lambda: sizes() == (4, 1))
+    await asyncio.sleep(0.3)  # the new pod started, and stays unready
+
+    def scale(obj: JSON) -> None:
+        obj["spec"]["replicas"] = 8
+
+    store.mutate(DEPLOYMENTS, NS, "web", scale)
+    # 8 + 1 surge = 9 pods: the old ReplicaSet (sized for 5) gets round(4 * 9 / 5) = 7, the new
+    # one round(1 * 9 / 5) = 2.
+    await until("the proportional scale", lambda: sizes() == (7, 2), timeout=3)
+    await asyncio.sleep(0.3)
+    assert sizes() == (7, 2)
+    for rs in store.list(REPLICASETS, NS):
+        assert rs["metadata"]["annotations"][du.DESIRED_REPLICAS] == "8"
+        assert rs["metadata"]["annotations"][du.MAX_REPLICAS] == "9"
