@@ -28,10 +28,11 @@ from sandbox.store.statelock import AlreadyRunning, StateLock
 DESCRIPTION = """\
 Run kube-llm's sandbox overlay on this machine, with no cluster: an API server on 127.0.0.1
 that speaks the part of the Kubernetes API that kubectl and the kube-llm cockpit use (pods,
-deployments, HPAs, events, evictions, metrics.k8s.io, service and pod proxies), a kubelet that
-runs each pod's containers as local processes (the engine sidecar is llama-cpp-python's server
-on the embedded SmolLM2-135M model, the backend is `python -m backend`), and the Deployment,
-PodDisruptionBudget and HorizontalPodAutoscaler controllers.
+deployments, replica sets, HPAs, events, evictions, metrics.k8s.io, service and pod proxies), a
+kubelet that runs each pod's containers as local processes (the engine sidecar is
+llama-cpp-python's server on the embedded SmolLM2-135M model, the backend is `python -m
+backend`), and the Deployment, ReplicaSet, PodDisruptionBudget and HorizontalPodAutoscaler
+controllers.
 
 This is a test bench and a way to try the cockpit without a cluster, not a production
 orchestrator: no isolation, no scheduling, no persistence. Ctrl+C (or SIGTERM) stops it and

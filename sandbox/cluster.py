@@ -26,6 +26,7 @@ from sandbox.apiserver.version import served_version
 from sandbox.controllers.deployments import DeploymentController
 from sandbox.controllers.disruption import DisruptionController
 from sandbox.controllers.podautoscaler import HpaController, MetricsCollector
+from sandbox.controllers.replicasets import ReplicaSetController
 from sandbox.kubelet.kubelet import NODE_IP, NODE_NAME, Kubelet, KubeletConfig
 from sandbox.pki import make_pki
 from sandbox.store.logs import prepare_run_folder
@@ -256,6 +257,7 @@ class Sandbox:
             asyncio.create_task(server.serve(sockets=[self.sock]), name="api-server"),
             asyncio.create_task(self.kubelet.run(), name="kubelet"),
             asyncio.create_task(DeploymentController(self.store).run(), name="deployments"),
+            asyncio.create_task(ReplicaSetController(self.store).run(), name="replicasets"),
             asyncio.create_task(DisruptionController(self.store).run(), name="disruption"),
             asyncio.create_task(self.metrics.run(), name="metrics"),
             asyncio.create_task(

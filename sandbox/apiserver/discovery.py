@@ -77,8 +77,6 @@ def unserved(group: str, resource: str, namespace: str | None) -> str | None:
     return {
         ("metrics.k8s.io", "nodes"): "the sandbox serves pod metrics only (kubectl top pods), "
         "not nodes",
-        ("apps", "replicasets"): "the sandbox keeps no ReplicaSets (its Deployments own their "
-        "pods); kubectl rollout history and undo need them",
         ("", "pods/exec"): _NO_EXEC,
         ("", "pods/attach"): _NO_EXEC,
         ("", "pods/portforward"): "the sandbox has no port-forward: reach the pods through the "

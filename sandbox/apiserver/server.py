@@ -64,8 +64,8 @@ from sandbox.apiserver.validation import admit_create, validate
 from sandbox.apiserver.version import FALLBACK_MINOR, ServedVersion
 from sandbox.apiserver.watch import WatchOptions, WatchStream
 from sandbox.store.disruption import begin_pod_deletion
+from sandbox.store.ownership import delete_dependents
 from sandbox.store.store import (
-    DEPLOYMENTS,
     JSON,
     PODS,
     ApiError,
@@ -352,18 +352,10 @@ class ApiServer:
             )
         deleted = self.store.delete(rt, namespace, target.name, dry_run=dry)
         propagation = params.get("propagationPolicy") or options.get("propagationPolicy")
-        if rt is DEPLOYMENTS and propagation != "Orphan" and not dry:
-            self._cascade(deployed=deleted)
+        if not dry:
+            # The garbage collector's part: what the object controlled goes too, or is orphaned.
+            delete_dependents(self.store, deleted, propagation)
         return JSONResponse(deleted)
-
-    def _cascade(self, deployed: JSON) -> None:
-        """Background cascading deletion: the pods a deleted Deployment owned go too."""
-        uid = deployed["metadata"]["uid"]
-        for pod in self.store.list(PODS, deployed["metadata"]["namespace"]):
-            if any(ref.get("uid") == uid for ref in pod["metadata"].get("ownerReferences") or []):
-                begin_pod_deletion(
-                    self.store, pod["metadata"]["namespace"], pod["metadata"]["name"], None
-                )
 
     def _selectors(self, request: Request) -> tuple[list[Any], list[tuple[str, bool, str]]]:
         params = request.query_params

@@ -1,8 +1,8 @@
 """Server-side printing: `meta.k8s.io/v1` Table objects, as `kubectl get` asks for them.
 
 The columns follow kubectl's built-in printers for the kinds the sandbox serves (pods,
-deployments, HPAs, events, services, endpoints, PDBs, config maps); any other kind gets NAME
-and AGE.
+deployments, ReplicaSets, HPAs, events, services, endpoints, PDBs, config maps); any other kind
+gets NAME and AGE.
 """
 
 from __future__ import annotations
@@ -148,22 +148,29 @@ _POD_COLUMNS = [
 ]
 
 
-def _deployment_row(deployment: JSON) -> list[Any]:
-    spec = deployment.get("spec") or {}
-    status = deployment.get("status") or {}
+def _template_cells(spec: JSON) -> list[Any]:
+    """The wide columns of a Deployment or ReplicaSet: CONTAINERS, IMAGES, SELECTOR."""
     containers = (spec.get("template") or {}).get("spec", {}).get("containers") or []
     selector = ",".join(
         f"{k}={v}" for k, v in ((spec.get("selector") or {}).get("matchLabels") or {}).items()
     )
+    return [
+        ",".join(c["name"] for c in containers),
+        ",".join(c.get("image", "") for c in containers),
+        selector,
+    ]
+
+
+def _deployment_row(deployment: JSON) -> list[Any]:
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
     return [
         deployment["metadata"]["name"],
         f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 1)}",
         int(status.get("updatedReplicas", 0)),
         int(status.get("availableReplicas", 0)),
         age(deployment["metadata"].get("creationTimestamp")),
-        ",".join(c["name"] for c in containers),
-        ",".join(c.get("image", "") for c in containers),
-        selector,
+        *_template_cells(spec),
     ]
 
 
@@ -328,6 +335,31 @@ def _configmap_row(configmap: JSON) -> list[Any]:
     ]
 
 
+def _replicaset_row(replicaset: JSON) -> list[Any]:
+    spec = replicaset.get("spec") or {}
+    status = replicaset.get("status") or {}
+    return [
+        replicaset["metadata"]["name"],
+        int(spec.get("replicas", 1)),
+        int(status.get("replicas", 0)),
+        int(status.get("readyReplicas", 0)),
+        age(replicaset["metadata"].get("creationTimestamp")),
+        *_template_cells(spec),
+    ]
+
+
+_REPLICASET_COLUMNS = [
+    _column("Name"),
+    _column("Desired", "integer", "Number of desired pods."),
+    _column("Current", "integer", "Number of actual replicas."),
+    _column("Ready", "integer", "The number of ready replicas for this replica set."),
+    _column("Age"),
+    _column("Containers", priority=1),
+    _column("Images", priority=1),
+    _column("Selector", priority=1),
+]
+
+
 _CONFIGMAP_COLUMNS = [_column("Name"), _column("Data", "integer"), _column("Age")]
 
 
@@ -340,6 +372,7 @@ _DEFAULT_COLUMNS = [_column("Name"), _column("Age")]
 _PRINTERS: dict[str, tuple[list[JSON], Callable[[JSON], list[Any]]]] = {
     "/pods": (_POD_COLUMNS, _pod_row),
     "apps/deployments": (_DEPLOYMENT_COLUMNS, _deployment_row),
+    "apps/replicasets": (_REPLICASET_COLUMNS, _replicaset_row),
     "autoscaling/horizontalpodautoscalers": (_HPA_COLUMNS, _hpa_row),
     "/events": (_EVENT_COLUMNS, _event_row),
     "/services": (_SERVICE_COLUMNS, _service_row),

@@ -54,6 +54,10 @@ class Reconciler:
         """Bring the world towards the desired state (synchronous: one consistent view)."""
         raise NotImplementedError
 
+    def wake(self) -> None:
+        """Reconcile again soon (a timer's callback: a deadline or a wait has passed)."""
+        self._dirty.set()
+
     async def run(self) -> None:
         """Reconcile on every change until cancelled."""
         loop = asyncio.get_running_loop()

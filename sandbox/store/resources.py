@@ -74,6 +74,17 @@ RESOURCE_TYPES: tuple[ResourceType, ...] = (
         ("all",),
     ),
     ResourceType(
+        "apps",
+        "v1",
+        "replicasets",
+        "ReplicaSet",
+        True,
+        ("rs",),
+        _RW,
+        ("status", "scale"),
+        ("all",),
+    ),
+    ResourceType(
         "autoscaling",
         "v2",
         "horizontalpodautoscalers",
@@ -193,6 +204,9 @@ ROLEBINDINGS = _must("rbac.authorization.k8s.io", "rolebindings")
 
 
 DEPLOYMENTS = _must("apps", "deployments")
+
+
+REPLICASETS = _must("apps", "replicasets")
 
 
 HPAS = _must("autoscaling", "horizontalpodautoscalers")

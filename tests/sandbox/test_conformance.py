@@ -160,7 +160,13 @@ def test_get_pod_has_real_shapes(sandbox: RunningSandbox, api: client.ApiClient)
     assert metadata.creation_timestamp is not None
     assert metadata.owner_references
     owner = metadata.owner_references[0]
-    assert (owner.kind, owner.name, owner.controller) == ("Deployment", "llm-backend", True)
+    # The pod's controller is its ReplicaSet (`<deployment>-<pod-template-hash>`), as upstream.
+    pod_hash = (metadata.labels or {})["pod-template-hash"]
+    assert (owner.kind, owner.name, owner.controller) == (
+        "ReplicaSet",
+        f"llm-backend-{pod_hash}",
+        True,
+    )
     assert status is not None
     assert status.phase == "Running"
     assert status.conditions is not None
@@ -591,9 +597,10 @@ def test_what_a_user_meets_is_clear_and_defaulted(sandbox: RunningSandbox) -> No
     forward = sandbox.kubectl("port-forward", f"pod/{name}", "0:8000", "-n", NAMESPACE)
     assert forward.returncode != 0
     assert "the sandbox has no port-forward" in forward.stderr
+    # ReplicaSets are served now: the history kubectl reads from them is there.
     history = sandbox.kubectl("rollout", "history", "deployment/llm-backend", "-n", NAMESPACE)
-    assert history.returncode != 0
-    assert "the sandbox keeps no ReplicaSets" in history.stderr
+    assert history.returncode == 0, history.stderr
+    assert history.stdout.split()[-2:] == ["1", "<none>"]
 
     # Endpoints carry the pods' target port (the named port `http`), as kubectl shows them.
     def endpoints_column() -> str | None:

@@ -147,14 +147,18 @@ def test_events_and_annotations_say_what_really_runs(sandbox: RunningSandbox) ->
     assert "tests.fakes.engine" in engine[0]["message"]
 
 
-def test_deployment_events_name_no_replica_sets(sandbox: RunningSandbox) -> None:
+def test_deployment_events_name_the_replica_set(sandbox: RunningSandbox) -> None:
+    # Issue 14: the Deployment's ReplicaSet is real, so its events name it, as upstream's do.
     ns = ("-n", NAMESPACE)
     ok(sandbox.kubectl(*ns, "scale", "deploy/llm-backend", "--replicas=3"))
     try:
         wait_for(lambda: len(sandbox.pods()) == 3, 30, "a third pod")
     finally:
         ok(sandbox.kubectl(*ns, "scale", "deploy/llm-backend", "--replicas=2"))
+    listed = json.loads(ok(sandbox.kubectl(*ns, "get", "rs", "-o", "json")))["items"]
+    [replicaset] = [rs["metadata"]["name"] for rs in listed if rs["spec"]["replicas"] > 0]
     described = ok(sandbox.kubectl(*ns, "describe", "deploy/llm-backend"))
-    assert "Scaled up llm-backend from 2 to 3 pods" in described
-    assert "replica set" not in described.lower()
+    assert f"Scaled up replica set {replicaset} from 2 to 3" in described
+    assert f"Scaled down replica set {replicaset} from 3 to 2" in described
+    assert f"NewReplicaSet:   {replicaset} (" in described
     wait_for(lambda: len(sandbox.pods()) == 2, 60, "back to two pods")

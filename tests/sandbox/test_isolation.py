@@ -15,6 +15,7 @@ import pytest
 from sandbox.controllers.deployments import DeploymentController
 from sandbox.controllers.isolation import ObjectFailures
 from sandbox.controllers.podautoscaler import HpaController, MetricsCollector
+from sandbox.controllers.replicasets import ReplicaSetController
 from sandbox.store.store import DEPLOYMENTS, EVENTS, HPAS, NAMESPACES, PODS, Store
 
 NS = "kube-llm"
@@ -100,6 +101,8 @@ async def test_the_deployment_controller_keeps_running_past_a_bad_deployment() -
     store = a_store()
     store.create(DEPLOYMENTS, deployment("broken", template="not a template"), NS)
     controller = DeploymentController(store)
+    # The Deployment's ReplicaSet makes the pods, as on a cluster.
+    replicasets = asyncio.create_task(ReplicaSetController(store).run())
     task = asyncio.create_task(controller.run())
     try:
         store.create(DEPLOYMENTS, deployment("web"), NS)
@@ -114,7 +117,8 @@ async def test_the_deployment_controller_keeps_running_past_a_bad_deployment() -
         assert warnings_about(store, "broken")
     finally:
         task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        replicasets.cancel()
+        await asyncio.gather(task, replicasets, return_exceptions=True)
 
 
 def test_failures_back_off_and_clear() -> None:

@@ -15,7 +15,7 @@ from kube_llm_data import version
 from tests.tui.scripted import NOW, TWO_PODS, Rig, ScriptedGateway, hpa, pod, rig, snapshot
 from tui.cockpit.screens import ConfirmScreen, HelpScreen
 from tui.cockpit.widgets import ChatPane, ChatTurn, EventLog, PodsTable, StatusLine
-from tui.core.model import ClusterEvent, Connection, HealthSample
+from tui.core.model import ClusterEvent, Condition, Connection, HealthSample
 from tui.core.sanitize import multi_line
 
 SIZE = (160, 48)
@@ -480,3 +480,48 @@ async def test_hpa_panel_explains_scaling() -> None:
         assert "scaling up" in why
         assert "2 -> 4" in why or "2 → 4" in why
         assert made.app.session.replicas[-1].desired == 4  # type: ignore[union-attr]
+
+
+async def test_a_rollout_shows_in_the_pods_title_and_a_failure_is_a_notice() -> None:
+    """Issue 14 item 3: the cockpit follows the Deployment's status as `kubectl rollout
+    status` reads it; a rollout past its progress deadline is an error notice with the reason."""
+    made = rig()
+    async with made.app.run_test(size=SIZE) as pilot:
+        await connected(pilot, made)
+        table = made.app.query_one(PodsTable)
+        assert table.border_title == "Pods"
+        done = TWO_PODS.deployment
+        assert done is not None
+        rolling = replace(done, replicas=2, generation=2, observed_generation=2, updated_replicas=1)
+        made.cluster.push(replace(TWO_PODS, deployment=rolling))
+        await wait_until(pilot, lambda: "rolling out" in str(table.border_title))
+        assert table.border_title == "Pods · rolling out: 1 out of 2 new replicas have been updated"
+        assert "rollout started: Waiting for deployment" in log_text(made)
+        stuck = replace(
+            rolling,
+            conditions=(
+                Condition(
+                    "Progressing",
+                    "False",
+                    "ProgressDeadlineExceeded",
+                    'ReplicaSet "llm-backend-6b8d9c7f4" has timed out progressing.',
+                ),
+            ),
+        )
+        made.cluster.push(replace(TWO_PODS, deployment=stuck))
+        await wait_until(pilot, lambda: "rollout failed" in str(table.border_title))
+        assert table.border_title == "Pods · rollout failed: ProgressDeadlineExceeded"
+        await wait_until(
+            pilot, lambda: any("exceeded its progress deadline" in n for n in notices(made))
+        )
+        assert 'ReplicaSet "llm-backend-6b8d9c7f4" has timed out progressing.' in log_text(made)
+        made.cluster.push(
+            replace(
+                TWO_PODS,
+                deployment=replace(
+                    rolling, updated_replicas=2, status_replicas=2, available_replicas=2
+                ),
+            )
+        )
+        await wait_until(pilot, lambda: table.border_title == "Pods")
+        assert 'deployment "llm-backend" successfully rolled out' in log_text(made)

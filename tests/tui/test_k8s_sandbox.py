@@ -151,7 +151,10 @@ async def test_the_first_list_shows_the_pods_with_their_requests_and_the_hpa(
     # metrics.k8s.io answers the cockpit's Role: every Ready pod has CPU and memory.
     assert {u.pod for u in snapshot.usage} >= {p.name for p in ready}
     assert all(u.memory_bytes > 0 for u in snapshot.usage)
-    assert all(e.kind in ("Pod", "Deployment", "HorizontalPodAutoscaler") for e in seen.events)
+    kinds = ("Pod", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler")
+    assert all(e.kind in kinds for e in seen.events)
+    # The pods are the Deployment's ReplicaSet's: its SuccessfulCreate events are ours too.
+    assert all(e.name.startswith("llm-backend-") for e in seen.events if e.kind == "ReplicaSet")
 
 
 async def test_an_evicted_pod_terminates_leaves_and_its_replacement_becomes_ready(

@@ -16,9 +16,9 @@ from kubernetes.utils import parse_quantity
 
 from tui.core.model import (
     ClusterEvent,
+    Condition,
     ContainerView,
     DeploymentView,
-    HpaCondition,
     HpaMetric,
     HpaView,
     PodUsage,
@@ -309,16 +309,7 @@ def hpa_view(hpa: JSON) -> HpaView:
                 current_value=now_value,
             )
         )
-    conditions = tuple(
-        HpaCondition(
-            type=str(c.get("type", "")),
-            status=str(c.get("status", "")),
-            reason=str(c.get("reason", "")),
-            message=str(c.get("message", "")),
-            since=parse_time(c.get("lastTransitionTime")),
-        )
-        for c in _list(status.get("conditions"))
-    )
+    conditions = _conditions(status)
     behavior = _dict(spec.get("behavior"))
     up = _dict(behavior.get("scaleUp")).get("stabilizationWindowSeconds")
     down = _dict(behavior.get("scaleDown")).get("stabilizationWindowSeconds")
@@ -336,14 +327,31 @@ def hpa_view(hpa: JSON) -> HpaView:
     )
 
 
+def _conditions(status: JSON) -> tuple[Condition, ...]:
+    """A status's conditions (an HPA's, a Deployment's)."""
+    return tuple(
+        Condition(
+            type=str(c.get("type", "")),
+            status=str(c.get("status", "")),
+            reason=str(c.get("reason", "")),
+            message=str(c.get("message", "")),
+            since=parse_time(c.get("lastTransitionTime")),
+        )
+        for c in _list(status.get("conditions"))
+        if isinstance(c, dict)
+    )
+
+
 def deployment_view(deployment: JSON) -> DeploymentView:
-    """A Deployment: its selector and replica counts."""
+    """A Deployment: its selector, replica counts, generations and conditions (what
+    `kubectl rollout status` reads)."""
     metadata, spec, status = (
         _dict(deployment.get("metadata")),
         _dict(deployment.get("spec")),
         _dict(deployment.get("status")),
     )
     replicas = spec.get("replicas")
+    annotations = _dict(metadata.get("annotations"))
     return DeploymentView(
         name=str(metadata.get("name", "")),
         selector=label_selector(spec.get("selector")),
@@ -351,6 +359,12 @@ def deployment_view(deployment: JSON) -> DeploymentView:
         ready_replicas=_int(status.get("readyReplicas")),
         updated_replicas=_int(status.get("updatedReplicas")),
         available_replicas=_int(status.get("availableReplicas")),
+        generation=_int(metadata.get("generation")),
+        observed_generation=_int(status.get("observedGeneration")),
+        status_replicas=_int(status.get("replicas")),
+        unavailable_replicas=_int(status.get("unavailableReplicas")),
+        revision=str(annotations.get("deployment.kubernetes.io/revision") or ""),
+        conditions=_conditions(status),
     )
 
 

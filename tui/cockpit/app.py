@@ -24,6 +24,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header
 from textual.worker import Worker, WorkerState
 
+from tui.cluster.rollout import rollout_change, rollout_summary
 from tui.cockpit.keys import DESTRUCTIVE, bindings, help_rows, palette_keys
 from tui.cockpit.messages import (
     ClusterEventArrived,
@@ -187,6 +188,9 @@ class CockpitApp(App[int]):
                 f"API {state.value}: {message.snapshot.detail}",
                 "information" if state is Connection.LIVE else "warning",
             )
+        rollout = rollout_change(previous.deployment, message.snapshot.deployment)
+        if rollout is not None:
+            self.post_message(CockpitNote(*rollout))
         # Watch events can come many a second: the table and HPA panel follow at most every
         # CLUSTER_REFRESH_SECONDS, always ending on the newest snapshot.
         since = time.monotonic() - self._cluster_shown_at
@@ -278,9 +282,9 @@ class CockpitApp(App[int]):
         metrics = session.metrics if session else {}
         self.pods_table.show(self.snapshot, metrics, summary, now)
         live = self.snapshot.connection is Connection.LIVE or not self.snapshot.pods
-        self.pods_table.border_title = (
-            "Pods" if live else f"Pods (as last seen: API {self.snapshot.connection.value})"
-        )
+        title = "Pods" if live else f"Pods (as last seen: API {self.snapshot.connection.value})"
+        rollout = rollout_summary(self.snapshot.deployment)
+        self.pods_table.border_title = f"{title} · {rollout}" if rollout else title
         self.hpa_panel.show(self.snapshot.hpa, why, history, now)
 
     def _refresh_status(self) -> None:

@@ -114,14 +114,19 @@ class HpaMetric:
 
 
 @dataclass(frozen=True)
-class HpaCondition:
-    """One condition of the HPA (AbleToScale, ScalingActive, ScalingLimited)."""
+class Condition:
+    """One condition of an object's status: the HPA's (AbleToScale, ScalingActive,
+    ScalingLimited) or the Deployment's (Available, Progressing)."""
 
     type: str
     status: str
     reason: str
     message: str
     since: float | None = None
+
+
+HpaCondition = Condition
+"""The HPA's conditions (the name the HPA's explanations use)."""
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,34 @@ class DeploymentView:
     ready_replicas: int
     updated_replicas: int
     available_replicas: int
+    generation: int = 0
+    """`metadata.generation`: bumped by every change of the spec."""
+    observed_generation: int = 0
+    """`status.observedGeneration`: the generation the controller last acted on."""
+    status_replicas: int = 0
+    """`status.replicas`: pods of all its ReplicaSets, old ones too (not terminating, not
+    Failed)."""
+    unavailable_replicas: int = 0
+    revision: str = ""
+    """`deployment.kubernetes.io/revision`: what `kubectl rollout history` numbers."""
+    conditions: tuple[Condition, ...] = ()
+    """Available and Progressing, as the Deployment controller writes them."""
+
+    def condition(self, kind: str) -> Condition | None:
+        """The condition of this type, if the status has it."""
+        return next((c for c in self.conditions if c.type == kind), None)
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """A Deployment's rollout as `kubectl rollout status` judges it."""
+
+    done: bool
+    message: str
+    """kubectl's words: "Waiting for deployment ... rollout to finish: ...", "successfully
+    rolled out", or why it failed."""
+    failed: bool = False
+    """The rollout cannot progress: `Progressing` is `ProgressDeadlineExceeded`."""
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,11 @@
 Steps run one after the other on the same services the cockpit uses: the load engine (bursts
 wait for their end unless `background`; sustained and rate load run in the background until
 their duration or `stop_load`), the session's kill (evict or force delete, followed by the
-recovery tracker), `tui.cluster.rollout` for rollout restarts and scales, and the session's snapshot
+recovery tracker), `tui.cluster.rollout` for rollout restarts and scales (a rollout is judged
+from the Deployment's status, as `kubectl rollout status` judges it), and the session's snapshot
 for waits. Each step that can fail (a kill refused, a wait that ran out, a rollout that did not
-finish) gives a `Verdict`, as each expectation does; the scenario passes when all of them hold.
+finish or exceeded its progress deadline) gives a `Verdict`, as each expectation does; the
+scenario passes when all of them hold.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tui.cluster.rollout import DeploymentControl, DeploymentWriteError
+from tui.cluster.rollout import DeploymentControl, DeploymentWriteError, rollout_status
 from tui.core.figures import ROLLOUT_NOTE, SCALE_NOTE, CockpitRecord, LoadPhase
-from tui.core.model import BackendMetrics, ClusterSnapshot
+from tui.core.model import BackendMetrics, ClusterSnapshot, RolloutState
 from tui.gateway.target import GatewayError
 from tui.scenario.judge import StepWindow, judge
 from tui.scenario.spec import WAIT_CONDITIONS, Expectation, Scenario, Step
@@ -287,29 +289,38 @@ class ScenarioRunner:
             return self.session.metrics.get(pod)
 
     async def _rollout(self, step: Step) -> None:
-        before = {p.name for p in self.session.snapshot.pods if not p.terminating}
         requested = self.clock()
-        stamp = await self._writer().restart(requested)
+        stamp, generation = await self._writer().restart(requested)
         self.notes.append((requested, f"{ROLLOUT_NOTE}restartedAt {stamp})"))
         within = step.get("within")
         deadline = requested + within
 
-        def done(snapshot: ClusterSnapshot) -> bool:
-            # Replaced: none of the old pods is left (not even terminating), and every pod is
-            # Ready, as many as before.
-            names = {p.name for p in snapshot.pods}
-            fresh = [p for p in snapshot.pods if p.name not in before]
-            return (
-                not names & before and len(fresh) >= len(before) and all(p.serving for p in fresh)
-            )
+        def state(snapshot: ClusterSnapshot) -> RolloutState | None:
+            # Judged as `kubectl rollout status` judges it, from the Deployment's status once
+            # the watch shows the restart's generation (before that, the old status would say
+            # the previous rollout is done).
+            deployment = snapshot.deployment
+            if deployment is None or deployment.generation < generation:
+                return None
+            return rollout_status(deployment)
 
-        if not await self._until(done, deadline):
-            self._step_verdict(
-                step, False, f"the pods were not all replaced and Ready within {within:g} s"
-            )
+        def settled(snapshot: ClusterSnapshot) -> bool:
+            now = state(snapshot)
+            return now is not None and (now.done or now.failed)
+
+        reached = await self._until(settled, deadline)
+        last = state(self.session.snapshot)
+        if last is not None and last.failed:
+            self._step_verdict(step, False, f"the rollout failed: {last.message}")
+            return
+        if not reached or last is None or not last.done:
+            words = last.message if last is not None else "the watch never showed the restart"
+            self._step_verdict(step, False, f"not rolled out within {within:g} s: {words}")
             return
         took = self.clock() - requested
-        replaced = f"{len(before)} pods replaced, all Ready, in {took:.1f} s"
+        deployment = self.session.snapshot.deployment
+        count = deployment.updated_replicas if deployment is not None else 0
+        replaced = f"{count} pods replaced, all Ready, in {took:.1f} s"
         self.notes.append((self.clock(), f"rollout restart done: {replaced}"))
         self._step_verdict(step, True, f"{replaced} ({within - took:.1f} s to spare)")
 

@@ -43,7 +43,8 @@ def describe_step(step: Step) -> str:
         case "rollout_restart":
             return (
                 "rollout restart: patch the pod template's kubectl.kubernetes.io/restartedAt, "
-                f"wait up to {get('within'):g} s for every pod to be replaced and Ready"
+                f"wait up to {get('within'):g} s for the rollout to finish, as "
+                "`kubectl rollout status` judges it"
             )
         case "scale":
             return (
