@@ -23,6 +23,7 @@ import yaml
 
 from sandbox.apiserver.auth import Authenticator
 from sandbox.apiserver.faults import Faults
+from sandbox.apiserver.http_limits import BoundedHeadersProtocol
 from sandbox.apiserver.server import ApiServer, create_app
 from sandbox.apiserver.version import served_version
 from sandbox.controllers.deployments import DeploymentController
@@ -267,6 +268,7 @@ class Sandbox:
             access_log=False,
             timeout_graceful_shutdown=2,
             lifespan="on",
+            http=BoundedHeadersProtocol,
             ssl_certfile=str(self.pki.server_cert),
             ssl_keyfile=str(self.pki.server_key),
         )

@@ -26,6 +26,7 @@ from urllib.parse import unquote
 
 import httpx2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -51,12 +52,14 @@ from sandbox.apiserver.bodies import (
 from sandbox.apiserver.context import Runtime
 from sandbox.apiserver.discovery import api_groups, api_resources
 from sandbox.apiserver.faults import Faults, fault_changes
+from sandbox.apiserver.paging import page, resource_version_param
 from sandbox.apiserver.patch import apply_patch
 from sandbox.apiserver.routing import (
     Target,
     method_not_allowed,
     not_found_error,
     rbac_verb,
+    request_path,
     resolve_target,
 )
 from sandbox.apiserver.tables import table, wants_table
@@ -206,10 +209,11 @@ class ApiServer:
             return await self._group_list(request)
         group = parts[0]
         known = [g for g in api_groups() if g["name"] == group]
-        if not known:
+        if len(parts) <= 2 and not known:
             return status_response(not_found_error())
         if len(parts) == 1:
             return JSONResponse({"kind": "APIGroup", "apiVersion": "v1", **known[0]})
+        # A resource path of a group not served is still authorised before its 404.
         return await self._dispatch(request, group, parts[1], parts[2:])
 
     async def _dispatch(
@@ -232,19 +236,21 @@ class ApiServer:
                         "resources": resources,
                     }
                 )
-            target = resolve_target(group, version, parts)
-            if target.rt.plural in _SELF_REVIEWS:
+            path = request_path(group, version, parts)
+            if path.resource in _SELF_REVIEWS:
                 # Anyone may ask what they may do and who they are (system:basic-user).
-                return await self._review(request, target)
+                return await self._review(request, resolve_target(path))
+            # Authorised before it is looked up, as the API server does.
             authorize(
                 self.store,
                 request.scope[USER_SCOPE_KEY],
-                rbac_verb(request, target),
-                target.rt.group,
-                target.rt.plural + (f"/{target.subresource}" if target.subresource else ""),
-                target.namespace,
-                target.name,
+                rbac_verb(request, path.name),
+                group,
+                path.rbac_resource,
+                path.namespace,
+                path.name,
             )
+            target = resolve_target(path)
             if target.subresource in ("proxy",):
                 return await self._proxy(request, target)
             return await self._handle(request, target)
@@ -365,15 +371,18 @@ class ApiServer:
                     self.store, pod["metadata"]["namespace"], pod["metadata"]["name"], None
                 )
 
-    def _selectors(self, request: Request) -> tuple[list[Any], list[tuple[str, bool, str]]]:
+    def _selectors(
+        self, request: Request, target: Target
+    ) -> tuple[list[Any], list[tuple[str, bool, str]]]:
         params = request.query_params
         return (
             parse_label_selector(params.get("labelSelector")),
-            parse_field_selector(params.get("fieldSelector")),
+            parse_field_selector(params.get("fieldSelector"), target.rt.key),
         )
 
     def _get(self, request: Request, target: Target) -> Response:
         assert target.name is not None
+        resource_version_param(request.query_params)
         obj = self.store.get(target.rt, target.namespace or "", target.name)
         if wants_table(request.headers.get("accept", "")):
             # `kubectl get pod NAME` prints the same columns as a list.
@@ -385,28 +394,32 @@ class ApiServer:
         return JSONResponse(table(target.rt, items, rv, include_object=include))
 
     def _list(self, request: Request, target: Target) -> Response:
-        labels, fields = self._selectors(request)
+        labels, fields = self._selectors(request, target)
         items = self.store.list(target.rt, target.namespace, labels, fields)
-        rv = str(self.store.resource_version)
+        listed = page(
+            items,
+            self.store.resource_version,
+            self.store.history_floor(target.rt),
+            request.query_params,
+        )
         if wants_table(request.headers.get("accept", "")):
-            return self._table(request, target, items, rv)
+            include = request.query_params.get("includeObject", "Metadata")
+            answer = table(target.rt, listed.items, listed.resource_version, include_object=include)
+            answer["metadata"] = listed.metadata
+            return JSONResponse(answer)
         return JSONResponse(
             {
                 "kind": f"{target.rt.kind}List",
                 "apiVersion": target.rt.api_version,
-                "metadata": {"resourceVersion": rv},
-                "items": items,
+                "metadata": listed.metadata,
+                "items": listed.items,
             }
         )
 
     def _watch(self, request: Request, target: Target) -> Response:
-        labels, fields = self._selectors(request)
+        labels, fields = self._selectors(request, target)
         params = request.query_params
-        rv_text = params.get("resourceVersion") or ""
-        try:
-            since = None if rv_text in ("", "0") else int(rv_text)
-        except ValueError as error:
-            raise bad_request(f"invalid resource version {rv_text!r}") from error
+        since = resource_version_param(params)
         # As the API server: no timeout (or 0) means its own, 30 to 60 minutes at random.
         timeout = int_param(params, "timeoutSeconds", minimum=0) or _DEFAULT_WATCH_SECONDS * (
             1 + random.random()
@@ -481,6 +494,16 @@ def create_app(server: ApiServer) -> ASGIApp:
     async def unknown(request: Request, exc: Exception) -> Response:
         return status_response(not_found_error())
 
+    async def refused(request: Request, exc: Exception) -> Response:
+        # Starlette's own refusals (a method a route does not take) as the API server words
+        # them: a Status, never plain text.
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            error = method_not_allowed()
+            error.headers.update(exc.headers or {})
+            return status_response(error)
+        return status_response(ApiError(exc.status_code, "BadRequest", str(exc.detail)))
+
     async def internal(request: Request, exc: Exception) -> Response:
         # A bug, not the caller's mistake; it is logged (with its traceback) by the server.
         log.error("unhandled error on %s %r", request.method, request.url.path, exc_info=exc)
@@ -489,5 +512,6 @@ def create_app(server: ApiServer) -> ASGIApp:
         )
 
     app.add_exception_handler(404, unknown)
+    app.add_exception_handler(HTTPException, refused)
     app.add_exception_handler(Exception, internal)
     return BearerAuth(app, server.authenticator)

@@ -169,6 +169,11 @@ class Store:
                 history.watchers.discard(queue)
                 _end_watch(queue)
 
+    def history_floor(self, rt: ResourceType) -> int:
+        """The oldest resourceVersion a watch (or a list's continue token) of `rt` may resume
+        from: every change after it is still in the history."""
+        return self._history[rt.key].floor
+
     def compact(self) -> None:
         """Forget all watch history, as etcd compaction does (fault injection for tests)."""
         for history in self._history.values():
