@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from sandbox.apiserver import proxy, reviews, subresources
+from sandbox.apiserver import openapi, proxy, reviews, subresources, writes
 from sandbox.apiserver.auth import (
     USER_SCOPE_KEY,
     Authenticator,
@@ -53,7 +53,6 @@ from sandbox.apiserver.context import Runtime
 from sandbox.apiserver.discovery import api_groups, api_resources
 from sandbox.apiserver.faults import Faults, fault_changes
 from sandbox.apiserver.paging import page, resource_version_param
-from sandbox.apiserver.patch import apply_patch
 from sandbox.apiserver.routing import (
     Target,
     method_not_allowed,
@@ -63,7 +62,6 @@ from sandbox.apiserver.routing import (
     resolve_target,
 )
 from sandbox.apiserver.tables import table, wants_table
-from sandbox.apiserver.validation import admit_create, validate
 from sandbox.apiserver.version import FALLBACK_MINOR, ServedVersion
 from sandbox.apiserver.watch import WatchOptions, WatchStream
 from sandbox.store.disruption import begin_pod_deletion
@@ -73,7 +71,6 @@ from sandbox.store.store import (
     PODS,
     ApiError,
     Store,
-    bad_request,
     parse_field_selector,
     parse_label_selector,
 )
@@ -132,6 +129,9 @@ class ApiServer:
             Route("/livez", self._ok),
             Route("/readyz", self._ok),
             Route("/sandbox/faults", self._faults, methods=["POST"]),
+            Route("/openapi/v2", self._openapi_v2),
+            Route("/openapi/v3", self._openapi_v3_index),
+            Route("/openapi/v3/{path:path}", self._openapi_v3),
             Route("/api", self._core_versions),
             Route("/apis", self._group_list),
             Route("/api/{rest:path}", self._dispatch_core, methods=methods),
@@ -155,6 +155,28 @@ class ApiServer:
                 ],
             }
         )
+
+    async def _openapi_v2(self, request: Request) -> Response:
+        if "protobuf" in request.headers.get("accept", "") and "json" not in request.headers.get(
+            "accept", ""
+        ):
+            # The sandbox serves v2 as JSON only; kubectl reads v3.
+            raise ApiError(406, "NotAcceptable", "only application/json is served here")
+        return Response(openapi.v2_document(self.version.minor), media_type="application/json")
+
+    async def _openapi_v3_index(self, request: Request) -> Response:
+        return JSONResponse(openapi.v3_index(self.version.minor))
+
+    async def _openapi_v3(self, request: Request) -> Response:
+        found = openapi.v3_documents(self.version.minor).get(request.path_params["path"])
+        if found is None:
+            return status_response(not_found_error())
+        text, digest = found
+        headers = {"Etag": f'"{digest}"'}
+        if request.query_params.get("hash") == digest:
+            # What clients may cache for as long as the hash names it, as upstream says.
+            headers["Cache-Control"] = "public, immutable"
+        return Response(text, media_type="application/json", headers=headers)
 
     async def _group_list(self, request: Request) -> Response:
         return JSONResponse({"kind": "APIGroupList", "apiVersion": "v1", "groups": api_groups()})
@@ -277,9 +299,9 @@ class ApiServer:
         if method in ("GET", "HEAD"):
             return self._get(request, target)
         if method == "PUT":
-            return await self._put(request, target)
+            return await writes.replace(self, request, target)
         if method == "PATCH":
-            return await self._patch(request, target)
+            return await writes.patch(self, request, target)
         if method == "DELETE":
             return await self._delete(request, target)
         raise method_not_allowed()
@@ -291,55 +313,8 @@ class ApiServer:
                 return self._watch(request, target)
             return self._list(request, target)
         if request.method == "POST":
-            body = await read_object(request)
-            admit_create(self.store, target.rt, target.namespace, body)
-            created = self.store.create(
-                target.rt, body, target.namespace, dry_run=query_dry_run(request)
-            )
-            return JSONResponse(created, status_code=201)
+            return await writes.create(self, request, target)
         raise method_not_allowed()
-
-    async def _put(self, request: Request, target: Target) -> Response:
-        assert target.name is not None
-        body = await read_object(request)
-        metadata = body.setdefault("metadata", {})
-        if not isinstance(metadata, dict):
-            raise bad_request("metadata: Invalid value: must be an object")
-        if metadata.get("name") not in (None, target.name):
-            raise bad_request("the name of the object does not match the name on the URL")
-        metadata["name"] = target.name
-        metadata["namespace"] = target.namespace or ""
-        current = self.store.get(target.rt, target.namespace or "", target.name)
-        if target.subresource == "status":
-            validate(target.rt, {**current, "status": body.get("status")})
-        else:
-            validate(target.rt, {**body, "metadata": {**current["metadata"], **metadata}})
-        updated = self.store.update(
-            target.rt,
-            body,
-            subresource=target.subresource,
-            check_version=True,
-            dry_run=query_dry_run(request),
-        )
-        return JSONResponse(updated)
-
-    async def _patch(self, request: Request, target: Target) -> Response:
-        assert target.name is not None
-        namespace = target.namespace or ""
-        current = self.store.get(target.rt, namespace, target.name)
-        patched = apply_patch(
-            current, await read_body(request), request.headers.get("content-type", "")
-        )
-        if not isinstance(patched.get("metadata", {}), dict):
-            raise bad_request("metadata: Invalid value: must be an object")
-        patched.setdefault("metadata", {})
-        patched["metadata"]["name"] = target.name
-        patched["metadata"]["namespace"] = namespace
-        validate(target.rt, patched)
-        updated = self.store.update(
-            target.rt, patched, subresource=target.subresource, dry_run=query_dry_run(request)
-        )
-        return JSONResponse(updated)
 
     async def _delete(self, request: Request, target: Target) -> Response:
         assert target.name is not None

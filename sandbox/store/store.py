@@ -287,6 +287,9 @@ class Store:
                     new["metadata"][meta_key] = copy.deepcopy(metadata[meta_key])
                 else:
                     new["metadata"].pop(meta_key, None)
+            if "managedFields" in metadata:
+                # Who owns which field (server-side apply); kept as it was when not given.
+                new["metadata"]["managedFields"] = copy.deepcopy(metadata["managedFields"])
             if subresource is None and "status" in obj and rt.plural in ("events",):
                 new["status"] = copy.deepcopy(obj["status"])
             _bump_generation(new, current)
