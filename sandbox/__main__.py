@@ -106,9 +106,18 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         help="stop (and stop every pod) when the process that started the sandbox ends, "
         "however it ends (what `kube-llm demo` asks, so a closed terminal leaves nothing behind)",
     )
+    parser.add_argument(
+        "--exec-token-seconds",
+        type=int,
+        default=600,
+        help="lifetime of the tokens the kubeconfig's exec credential plugin hands out "
+        "(context kube-llm-sandbox-exec; default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.hpa_sync_seconds <= 0:
         parser.error("--hpa-sync-seconds must be positive")
+    if args.exec_token_seconds <= 0:
+        parser.error("--exec-token-seconds must be positive")
     if not args.overlay.exists() and not args.overlay.is_absolute():
         # Run from elsewhere than the project root: the overlay next to this package.
         beside = Path(__file__).resolve().parents[1] / args.overlay
@@ -124,6 +133,7 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         bookmark_seconds=args.bookmark_seconds,
         workdir=Path.cwd(),
         stop_with_parent=args.stop_with_parent,
+        exec_token_seconds=args.exec_token_seconds,
     )
 
 

@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Generator, Iterable
@@ -23,14 +24,14 @@ import yaml
 
 from sandbox.apiserver.auth import Authenticator
 from sandbox.apiserver.faults import Faults
-from sandbox.apiserver.http_limits import BoundedHeadersProtocol
+from sandbox.apiserver.protocol import ApiServerProtocol
 from sandbox.apiserver.server import ApiServer, create_app
 from sandbox.apiserver.version import served_version
 from sandbox.controllers.deployments import DeploymentController
 from sandbox.controllers.disruption import DisruptionController
 from sandbox.controllers.podautoscaler import HpaController, MetricsCollector
 from sandbox.kubelet.kubelet import NODE_IP, NODE_NAME, Kubelet, KubeletConfig
-from sandbox.pki import make_pki
+from sandbox.pki import Pki, make_pki
 from sandbox.store.logs import prepare_run_folder
 from sandbox.store.store import (
     JSON,
@@ -49,6 +50,8 @@ CONTEXT = "kube-llm-sandbox"
 # A second context acts as this ServiceAccount, with exactly the permissions of its Role.
 COCKPIT_SERVICE_ACCOUNT = "kube-llm-cockpit"
 COCKPIT_CONTEXT = "kube-llm-sandbox-cockpit"
+CERT_CONTEXT = "kube-llm-sandbox-cert"
+EXEC_CONTEXT = "kube-llm-sandbox-exec"
 
 
 class RenderError(RuntimeError):
@@ -145,16 +148,21 @@ def write_kubeconfig(
     path: Path,
     server: str,
     token: str,
-    ca_cert: Path,
+    pki: Pki,
     namespace: str = NAMESPACE,
     cockpit_token: str | None = None,
+    exec_token_seconds: int = 600,
 ) -> None:
     """A kubeconfig for the sandbox (mode 0600: it holds the bearer tokens).
 
-    The current context is the sandbox's admin; with `cockpit_token`, a second context
-    (`kube-llm-sandbox-cockpit`) acts as the cockpit's ServiceAccount under its Role.
+    The current context is the sandbox's admin with a bearer token. Beside it, the same admin
+    as clusters authenticate users: `kube-llm-sandbox-cert` with the client certificate (as a
+    Minikube kubeconfig), `kube-llm-sandbox-exec` with an exec credential plugin whose tokens
+    expire after `exec_token_seconds` (as EKS, GKE and AKS kubeconfigs); and with
+    `cockpit_token`, `kube-llm-sandbox-cockpit` acts as the cockpit's ServiceAccount under its
+    Role.
     """
-    ca_data = base64.b64encode(ca_cert.read_bytes()).decode()
+    ca_data = base64.b64encode(pki.ca_cert.read_bytes()).decode()
     config: JSON = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -174,13 +182,49 @@ def write_kubeconfig(
         "current-context": CONTEXT,
         "preferences": {},
     }
-    if cockpit_token is not None:
-        config["users"].append({"name": COCKPIT_CONTEXT, "user": {"token": cockpit_token}})
-        config["contexts"].append(
+    plugin_args = [
+        "-m",
+        "sandbox.credential",
+        "--server",
+        server,
+        "--certificate-authority",
+        str(pki.ca_cert.resolve()),
+        "--client-certificate",
+        str(pki.client_cert.resolve()),
+        "--client-key",
+        str(pki.client_key.resolve()),
+        "--expiration-seconds",
+        str(exec_token_seconds),
+    ]
+    users: list[tuple[str, JSON]] = [
+        (
+            CERT_CONTEXT,
             {
-                "name": COCKPIT_CONTEXT,
-                "context": {"cluster": CONTEXT, "user": COCKPIT_CONTEXT, "namespace": namespace},
-            }
+                "client-certificate": str(pki.client_cert.resolve()),
+                "client-key": str(pki.client_key.resolve()),
+            },
+        ),
+        (
+            EXEC_CONTEXT,
+            {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "command": sys.executable,
+                    "args": plugin_args,
+                    # The plugin is this project's module, wherever the client runs from.
+                    "env": [{"name": "PYTHONPATH", "value": str(Path(__file__).parents[1])}],
+                    "interactiveMode": "Never",
+                    "provideClusterInfo": False,
+                }
+            },
+        ),
+    ]
+    if cockpit_token is not None:
+        users.append((COCKPIT_CONTEXT, {"token": cockpit_token}))
+    for name, user in users:
+        config["users"].append({"name": name, "user": user})
+        config["contexts"].append(
+            {"name": name, "context": {"cluster": CONTEXT, "user": name, "namespace": namespace}}
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -210,6 +254,7 @@ class SandboxOptions:
     bookmark_seconds: float = 10.0
     workdir: Path = field(default_factory=Path.cwd)
     stop_with_parent: bool = False
+    exec_token_seconds: int = 600
 
 
 class Sandbox:
@@ -268,17 +313,21 @@ class Sandbox:
             access_log=False,
             timeout_graceful_shutdown=2,
             lifespan="on",
-            http=BoundedHeadersProtocol,
+            http=ApiServerProtocol,
             ssl_certfile=str(self.pki.server_cert),
             ssl_keyfile=str(self.pki.server_key),
+            # Client certificates are asked for, not required (tokens work as well).
+            ssl_cert_reqs=ssl.CERT_OPTIONAL,
+            ssl_ca_certs=str(self.pki.ca_cert),
         )
         server = _Server(config)
         write_kubeconfig(
             self.options.kubeconfig,
             self.server_url,
             self.token,
-            self.pki.ca_cert,
+            self.pki,
             cockpit_token=self.cockpit_token,
+            exec_token_seconds=self.options.exec_token_seconds,
         )
         tasks = [
             asyncio.create_task(server.serve(sockets=[self.sock]), name="api-server"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from sandbox.apiserver.discovery import unserved
 from sandbox.store.store import ApiError, ResourceType, resource_type
@@ -18,6 +19,11 @@ class Target:
     namespace: str | None
     name: str | None
     subresource: str | None
+
+
+def status_response(error: ApiError) -> JSONResponse:
+    """An error as a Kubernetes `Status` response."""
+    return JSONResponse(error.status(), status_code=error.code, headers=error.headers)
 
 
 def not_found_error(why: str | None = None) -> ApiError:

@@ -21,6 +21,7 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
@@ -32,7 +33,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from sandbox.apiserver import openapi, proxy, reviews, subresources, writes
+from sandbox.apiserver import openapi, own, proxy, reviews, subresources, writes
 from sandbox.apiserver.auth import (
     USER_SCOPE_KEY,
     Authenticator,
@@ -51,7 +52,7 @@ from sandbox.apiserver.bodies import (
 )
 from sandbox.apiserver.context import Runtime
 from sandbox.apiserver.discovery import api_groups, api_resources
-from sandbox.apiserver.faults import Faults, fault_changes
+from sandbox.apiserver.faults import Faults
 from sandbox.apiserver.paging import page, resource_version_param
 from sandbox.apiserver.routing import (
     Target,
@@ -60,6 +61,7 @@ from sandbox.apiserver.routing import (
     rbac_verb,
     request_path,
     resolve_target,
+    status_response,
 )
 from sandbox.apiserver.tables import table, wants_table
 from sandbox.apiserver.version import FALLBACK_MINOR, ServedVersion
@@ -81,11 +83,6 @@ _SELF_REVIEWS = ("selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsub
 
 _DEFAULT_WATCH_SECONDS = 1800.0
 """The API server's `--min-request-timeout`: a watch without a timeout lasts 1 to 2 times it."""
-
-
-def status_response(error: ApiError) -> JSONResponse:
-    """An error as a Kubernetes `Status` response."""
-    return JSONResponse(error.status(), status_code=error.code, headers=error.headers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +125,8 @@ class ApiServer:
             Route("/healthz", self._ok),
             Route("/livez", self._ok),
             Route("/readyz", self._ok),
-            Route("/sandbox/faults", self._faults, methods=["POST"]),
+            Route("/sandbox/faults", partial(own.faults, self), methods=["POST"]),
+            Route("/sandbox/token", partial(own.token, self), methods=["POST"]),
             Route("/openapi/v2", self._openapi_v2),
             Route("/openapi/v3", self._openapi_v3_index),
             Route("/openapi/v3/{path:path}", self._openapi_v3),
@@ -180,31 +178,6 @@ class ApiServer:
 
     async def _group_list(self, request: Request) -> Response:
         return JSONResponse({"kind": "APIGroupList", "apiVersion": "v1", "groups": api_groups()})
-
-    async def _faults(self, request: Request) -> Response:
-        user: User = request.scope[USER_SCOPE_KEY]
-        if not user.admin:
-            return status_response(ApiError(403, "Forbidden", "fault injection is for the admin"))
-        try:
-            spec = await read_object(request)
-            # The whole request is checked before any of it applies.
-            changes = fault_changes(spec)
-        except ApiError as error:
-            return status_response(error)
-        if spec.get("compact"):
-            self.store.compact()
-        if spec.get("drop_watches"):
-            self.store.close_watches()
-        for key, value in changes.items():
-            setattr(self.faults, key, value)
-        return JSONResponse(
-            {
-                "fail_next": self.faults.fail_next,
-                "fail_code": self.faults.fail_code,
-                "stall_next": self.faults.stall_next,
-                "stall_seconds": self.faults.stall_seconds,
-            }
-        )
 
     async def _injected(self) -> Response | None:
         if self.faults.stall_next > 0:
