@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import secrets
@@ -104,8 +105,28 @@ def load_objects(store: Store, objects: Iterable[JSON], namespace: str = NAMESPA
         target = obj.get("metadata", {}).get("namespace") or namespace
         if store.find(NAMESPACES, "", target) is None:
             store.create(NAMESPACES, _namespace(target))
-        store.create(rt, obj, target)
+        store.create(rt, _as_applied(obj, target), target)
     return skipped
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _as_applied(obj: JSON, namespace: str) -> JSON:
+    """The object as `kubectl apply` would have stored it: with the last-applied annotation
+    (the manifest as kubectl writes it, sorted keys, `annotations: {}` kept), so a user's first
+    `kubectl apply -k` of the overlay finds the sandbox's objects applied, not hand-made."""
+    manifest = json.loads(json.dumps(obj))
+    metadata = manifest.setdefault("metadata", {})
+    metadata["namespace"] = namespace
+    metadata.setdefault("annotations", {})
+    applied = json.loads(json.dumps(manifest))
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # Go's encoder (kubectl's) escapes these, so the annotation reads as kubectl's own.
+    for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
+        text = text.replace(char, escaped)
+    applied["metadata"]["annotations"][LAST_APPLIED] = text + "\n"
+    return dict(applied)
 
 
 def _namespace(name: str) -> JSON:
