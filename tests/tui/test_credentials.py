@@ -175,6 +175,30 @@ async def test_the_cockpit_services_run_past_three_token_expiries(
     assert len(runs) <= rounds + 6, (len(runs), rounds)
 
 
+async def test_the_cockpit_services_work_on_the_certificate_context(
+    sandbox: RunningSandbox,
+) -> None:
+    target = load_target(sandbox.kubeconfig, CERT_CONTEXT, None)
+    assert target.client_cert() is not None
+    assert target.auth_headers() == {}
+    assert target.header_source() is None
+    gateway, _ = gateway_for(target, CockpitSettings())
+    watcher, seen = watching(target)
+    task = asyncio.create_task(watcher.run())
+    try:
+        await seen.until(lambda s: s.connection is Connection.LIVE and s.pods, what="live")
+        pod = next(p.name for p in seen.last.pods if p.ready)
+        assert (await gateway.health()).ok
+        chat = await gateway.chat([{"role": "user", "content": "hi"}], max_tokens=4)
+        assert chat.outcome is Outcome.OK, chat
+        assert (await gateway.pod_metrics(pod)).pod == pod
+    finally:
+        task.cancel()
+        await watcher.close()
+        await asyncio.gather(task, return_exceptions=True)
+        await gateway.aclose()
+
+
 def _live_after(seen: Recorder, count: int) -> Callable[[ClusterSnapshot], bool]:
     """Live, once more than `count` snapshots came."""
 
