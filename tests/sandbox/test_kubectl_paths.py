@@ -331,3 +331,10 @@ def test_create_an_event_and_delete_k(
     with sandbox.http() as client:
         assert client.get(DEPLOYMENT_URL).status_code == 404
         assert client.get(HPA_URL).status_code == 404
+    # Server-side apply creates what does not exist; then the server-side diff is empty.
+    created = ok(sandbox.kubectl("apply", "--server-side", "-k", str(overlay)))
+    assert "deployment.apps/llm-backend serverside-applied" in created
+    assert sandbox.kubectl("diff", "--server-side", "-k", str(overlay)).returncode == 0
+    with sandbox.http() as client:
+        hpa = client.get(HPA_URL).json()
+        assert [e["manager"] for e in hpa["metadata"]["managedFields"]] == ["kubectl"]
