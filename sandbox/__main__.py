@@ -116,9 +116,18 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         help="stop (and stop every pod) when the process that started the sandbox ends, "
         "however it ends (what `kube-llm demo` asks, so a closed terminal leaves nothing behind)",
     )
+    parser.add_argument(
+        "--exec-token-seconds",
+        type=int,
+        default=600,
+        help="lifetime of the tokens the kubeconfig's exec credential plugin hands out "
+        "(context kube-llm-sandbox-exec; default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.hpa_sync_seconds <= 0:
         parser.error("--hpa-sync-seconds must be positive")
+    if args.exec_token_seconds <= 0:
+        parser.error("--exec-token-seconds must be positive")
     if args.state_dir is not None and args.kubeconfig is not None:
         parser.error("--state-dir and --kubeconfig both name the state folder: give one")
     try:
@@ -136,6 +145,7 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         bookmark_seconds=args.bookmark_seconds,
         workdir=Path.cwd(),
         stop_with_parent=args.stop_with_parent,
+        exec_token_seconds=args.exec_token_seconds,
     )
 
 

@@ -7,10 +7,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import secrets
 import socket
+import ssl
+import sys
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ import yaml
 from kube_llm_data import default_state_dir, find_kubectl, overlay_dir, render
 from sandbox.apiserver.auth import Authenticator
 from sandbox.apiserver.faults import Faults
+from sandbox.apiserver.protocol import ApiServerProtocol
 from sandbox.apiserver.server import ApiServer, create_app
 from sandbox.apiserver.version import served_version
 from sandbox.controllers.deployments import DeploymentController
@@ -28,7 +32,7 @@ from sandbox.controllers.disruption import DisruptionController
 from sandbox.controllers.podautoscaler import HpaController, MetricsCollector
 from sandbox.controllers.replicasets import ReplicaSetController
 from sandbox.kubelet.kubelet import NODE_IP, NODE_NAME, Kubelet, KubeletConfig
-from sandbox.pki import make_pki
+from sandbox.pki import Pki, make_pki
 from sandbox.store.logs import prepare_run_folder
 from sandbox.store.store import (
     JSON,
@@ -47,6 +51,8 @@ CONTEXT = "kube-llm-sandbox"
 # A second context acts as this ServiceAccount, with exactly the permissions of its Role.
 COCKPIT_SERVICE_ACCOUNT = "kube-llm-cockpit"
 COCKPIT_CONTEXT = "kube-llm-sandbox-cockpit"
+CERT_CONTEXT = "kube-llm-sandbox-cert"
+EXEC_CONTEXT = "kube-llm-sandbox-exec"
 
 
 def render_overlay(overlay: Path) -> list[JSON]:
@@ -75,8 +81,28 @@ def load_objects(store: Store, objects: Iterable[JSON], namespace: str = NAMESPA
         target = obj.get("metadata", {}).get("namespace") or namespace
         if store.find(NAMESPACES, "", target) is None:
             store.create(NAMESPACES, _namespace(target))
-        store.create(rt, obj, target)
+        store.create(rt, _as_applied(obj, target), target)
     return skipped
+
+
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+
+
+def _as_applied(obj: JSON, namespace: str) -> JSON:
+    """The object as `kubectl apply` would have stored it: with the last-applied annotation
+    (the manifest as kubectl writes it, sorted keys, `annotations: {}` kept), so a user's first
+    `kubectl apply -k` of the overlay finds the sandbox's objects applied, not hand-made."""
+    manifest = json.loads(json.dumps(obj))
+    metadata = manifest.setdefault("metadata", {})
+    metadata["namespace"] = namespace
+    metadata.setdefault("annotations", {})
+    applied = json.loads(json.dumps(manifest))
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # Go's encoder (kubectl's) escapes these, so the annotation reads as kubectl's own.
+    for char, escaped in (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e")):
+        text = text.replace(char, escaped)
+    applied["metadata"]["annotations"][LAST_APPLIED] = text + "\n"
+    return dict(applied)
 
 
 def _namespace(name: str) -> JSON:
@@ -119,16 +145,21 @@ def write_kubeconfig(
     path: Path,
     server: str,
     token: str,
-    ca_cert: Path,
+    pki: Pki,
     namespace: str = NAMESPACE,
     cockpit_token: str | None = None,
+    exec_token_seconds: int = 600,
 ) -> None:
     """A kubeconfig for the sandbox (mode 0600: it holds the bearer tokens).
 
-    The current context is the sandbox's admin; with `cockpit_token`, a second context
-    (`kube-llm-sandbox-cockpit`) acts as the cockpit's ServiceAccount under its Role.
+    The current context is the sandbox's admin with a bearer token. Beside it, the same admin
+    as clusters authenticate users: `kube-llm-sandbox-cert` with the client certificate (as a
+    Minikube kubeconfig), `kube-llm-sandbox-exec` with an exec credential plugin whose tokens
+    expire after `exec_token_seconds` (as EKS, GKE and AKS kubeconfigs); and with
+    `cockpit_token`, `kube-llm-sandbox-cockpit` acts as the cockpit's ServiceAccount under its
+    Role.
     """
-    ca_data = base64.b64encode(ca_cert.read_bytes()).decode()
+    ca_data = base64.b64encode(pki.ca_cert.read_bytes()).decode()
     config: JSON = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -148,13 +179,49 @@ def write_kubeconfig(
         "current-context": CONTEXT,
         "preferences": {},
     }
-    if cockpit_token is not None:
-        config["users"].append({"name": COCKPIT_CONTEXT, "user": {"token": cockpit_token}})
-        config["contexts"].append(
+    plugin_args = [
+        "-m",
+        "sandbox.credential",
+        "--server",
+        server,
+        "--certificate-authority",
+        str(pki.ca_cert.resolve()),
+        "--client-certificate",
+        str(pki.client_cert.resolve()),
+        "--client-key",
+        str(pki.client_key.resolve()),
+        "--expiration-seconds",
+        str(exec_token_seconds),
+    ]
+    users: list[tuple[str, JSON]] = [
+        (
+            CERT_CONTEXT,
             {
-                "name": COCKPIT_CONTEXT,
-                "context": {"cluster": CONTEXT, "user": COCKPIT_CONTEXT, "namespace": namespace},
-            }
+                "client-certificate": str(pki.client_cert.resolve()),
+                "client-key": str(pki.client_key.resolve()),
+            },
+        ),
+        (
+            EXEC_CONTEXT,
+            {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "command": sys.executable,
+                    "args": plugin_args,
+                    # The plugin is this project's module, wherever the client runs from.
+                    "env": [{"name": "PYTHONPATH", "value": str(Path(__file__).parents[1])}],
+                    "interactiveMode": "Never",
+                    "provideClusterInfo": False,
+                }
+            },
+        ),
+    ]
+    if cockpit_token is not None:
+        users.append((COCKPIT_CONTEXT, {"token": cockpit_token}))
+    for name, user in users:
+        config["users"].append({"name": name, "user": user})
+        config["contexts"].append(
+            {"name": name, "context": {"cluster": CONTEXT, "user": name, "namespace": namespace}}
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -184,6 +251,7 @@ class SandboxOptions:
     bookmark_seconds: float = 10.0
     workdir: Path = field(default_factory=Path.cwd)
     stop_with_parent: bool = False
+    exec_token_seconds: int = 600
 
 
 class Sandbox:
@@ -242,16 +310,21 @@ class Sandbox:
             access_log=False,
             timeout_graceful_shutdown=2,
             lifespan="on",
+            http=ApiServerProtocol,
             ssl_certfile=str(self.pki.server_cert),
             ssl_keyfile=str(self.pki.server_key),
+            # Client certificates are asked for, not required (tokens work as well).
+            ssl_cert_reqs=ssl.CERT_OPTIONAL,
+            ssl_ca_certs=str(self.pki.ca_cert),
         )
         server = _Server(config)
         write_kubeconfig(
             self.options.kubeconfig,
             self.server_url,
             self.token,
-            self.pki.ca_cert,
+            self.pki,
             cockpit_token=self.cockpit_token,
+            exec_token_seconds=self.options.exec_token_seconds,
         )
         tasks = [
             asyncio.create_task(server.serve(sockets=[self.sock]), name="api-server"),

@@ -1,8 +1,13 @@
-"""TLS for the sandbox's API server: a throwaway CA and a server certificate for 127.0.0.1.
+"""TLS for the sandbox's API server: a throwaway CA, a server certificate for 127.0.0.1, and a
+client certificate for the admin.
 
 kubectl (client-go) never sends a bearer token over plain HTTP, so the API server speaks HTTPS
 like a real one, and the kubeconfig carries the CA. `trustme` makes both, fresh at each start:
 a CA that lives as long as the sandbox, and a certificate for 127.0.0.1 and localhost.
+
+The client certificate names its user as the API server reads one (`CN` the user, `O` the
+group): `kube-llm-sandbox-admin` in `system:masters`, as a Minikube or kubeadm kubeconfig's
+admin certificate does. The server asks for client certificates but does not require them.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ class Pki:
     ca_cert: Path
     server_cert: Path
     server_key: Path
+    client_cert: Path
+    client_key: Path
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -31,8 +38,14 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     path.chmod(mode)
 
 
-def make_pki(directory: Path) -> Pki:
-    """Create a CA and a server certificate (127.0.0.1, localhost) valid for 30 days."""
+ADMIN_USER = "kube-llm-sandbox-admin"
+ADMIN_GROUP = "system:masters"
+"""The group whose members may do anything, as in Kubernetes' default RBAC."""
+
+
+def make_pki(directory: Path, admin_user: str = ADMIN_USER, admin_group: str = ADMIN_GROUP) -> Pki:
+    """Create a CA, a server certificate (127.0.0.1, localhost) and the admin's client
+    certificate (CN `admin_user`, O `admin_group`), valid for 30 days."""
     directory.mkdir(parents=True, exist_ok=True)
     now = dt.datetime.now(dt.UTC)
     ca = trustme.CA(organization_name="kube-llm sandbox")
@@ -43,8 +56,23 @@ def make_pki(directory: Path) -> Pki:
         not_before=now - dt.timedelta(minutes=5),
         not_after=now + dt.timedelta(days=30),
     )
-    pki = Pki(directory / "ca.crt", directory / "server.crt", directory / "server.key")
+    admin = ca.issue_cert(
+        admin_user,
+        common_name=admin_user,
+        organization_name=admin_group,
+        not_before=now - dt.timedelta(minutes=5),
+        not_after=now + dt.timedelta(days=30),
+    )
+    pki = Pki(
+        directory / "ca.crt",
+        directory / "server.crt",
+        directory / "server.key",
+        directory / "admin.crt",
+        directory / "admin.key",
+    )
     _write(pki.ca_cert, ca.cert_pem.bytes(), 0o644)
     _write(pki.server_cert, b"".join(blob.bytes() for blob in server.cert_chain_pems), 0o644)
     _write(pki.server_key, server.private_key_pem.bytes(), 0o600)
+    _write(pki.client_cert, b"".join(blob.bytes() for blob in admin.cert_chain_pems), 0o644)
+    _write(pki.client_key, admin.private_key_pem.bytes(), 0o600)
     return pki

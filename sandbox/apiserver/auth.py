@@ -1,9 +1,12 @@
-"""Who may call the sandbox's API server: bearer tokens and RBAC through Roles and RoleBindings.
+"""Who may call the sandbox's API server: bearer tokens, client certificates, and RBAC through
+Roles and RoleBindings.
 
-The kubeconfig's admin token may do anything; a token issued to a ServiceAccount (TokenRequest,
-`kubectl create token`) may do what the Roles bound to it in its namespace allow, so the
-cockpit's own Role can be tried against the sandbox. A SelfSubjectAccessReview (`kubectl auth
-can-i`) is answered in `sandbox.apiserver.reviews`.
+The kubeconfig's admin token may do anything, and so may a client certificate in the
+`system:masters` group or a short-lived admin token (what the kubeconfig's exec credential
+plugin hands out, `issue_admin`; `revoke_expiring` ends them all at once). A token issued
+to a ServiceAccount (TokenRequest, `kubectl create token`) may do what the Roles bound to it
+in its namespace allow, so the cockpit's own Role can be tried against the sandbox. A
+SelfSubjectAccessReview (`kubectl auth can-i`) is answered in `sandbox.apiserver.reviews`.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from dataclasses import dataclass
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from sandbox.apiserver.protocol import CLIENT_CERT_SCOPE_KEY
+from sandbox.pki import ADMIN_GROUP, ADMIN_USER
 from sandbox.store.store import JSON, ROLEBINDINGS, ROLES, ApiError, Store
 
 
@@ -37,8 +42,22 @@ class Authenticator:
 
     def __init__(self, admin_token: str) -> None:
         self._users: dict[bytes, tuple[User, float | None]] = {
-            _digest(admin_token.encode()): (User("kube-llm-sandbox-admin", admin=True), None)
+            _digest(admin_token.encode()): (User(ADMIN_USER, admin=True), None)
         }
+
+    def issue_admin(self, expiration_seconds: float) -> tuple[str, float]:
+        """A new admin token that expires after `expiration_seconds`, and when (epoch)."""
+        token = secrets.token_urlsafe(32)
+        expires = time.time() + expiration_seconds
+        self._users[_digest(token.encode())] = (User(ADMIN_USER, admin=True), expires)
+        return token, expires
+
+    def revoke_expiring(self) -> int:
+        """Revoke every token that has an expiry (issued ones); how many went."""
+        revoked = [key for key, (_user, expires) in self._users.items() if expires is not None]
+        for key in revoked:
+            del self._users[key]
+        return len(revoked)
 
     def issue(
         self, namespace: str, service_account: str, expiration_seconds: float | None = None
@@ -64,6 +83,11 @@ class Authenticator:
         return user
 
 
+def certificate_user(common_name: str, groups: tuple[str, ...]) -> User:
+    """The user a verified client certificate names: CN the user, O the groups."""
+    return User(common_name, admin=ADMIN_GROUP in groups)
+
+
 def _digest(token: bytes) -> bytes:
     return hashlib.sha256(token).digest()
 
@@ -72,7 +96,9 @@ USER_SCOPE_KEY = "kube_llm_user"
 
 
 class BearerAuth:
-    """Pure ASGI middleware: every HTTP request needs `Authorization: Bearer <token>`."""
+    """Pure ASGI middleware: every HTTP request needs `Authorization: Bearer <token>` or a
+    client certificate the TLS layer verified against the sandbox's CA. The certificate is
+    tried first, as the API server's authenticators are chained (x509 before tokens)."""
 
     def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
         self._app = app
@@ -84,9 +110,15 @@ class BearerAuth:
             return
         supplied = b""
         for name, value in scope.get("headers", []):
-            if name == b"authorization" and value.startswith(b"Bearer "):
-                supplied = value[len(b"Bearer ") :].strip()
-        user = self._authenticator.user(supplied) if supplied else None
+            # The scheme is case-insensitive, as upstream reads it (in-cluster clients send
+            # "bearer").
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                supplied = value[7:].strip()
+        certificate = scope.get(CLIENT_CERT_SCOPE_KEY)
+        if certificate is not None:
+            user: User | None = certificate_user(*certificate)
+        else:
+            user = self._authenticator.user(supplied) if supplied else None
         if user is None:
             error = ApiError(401, "Unauthorized", "Unauthorized")
             await JSONResponse(error.status(), status_code=error.code)(scope, receive, send)

@@ -83,13 +83,32 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _check_depth(value: Any) -> None:
-    """400 when arrays and objects nest deeper than MAX_NESTING (checked without recursion)."""
+def _refuse_surrogate(text: str) -> None:
+    """400 for a string holding a lone surrogate (`"\\ud800"`, or the bytes ED A0 80, which
+    `json.loads` lets through): it cannot be encoded as UTF-8, so once stored every read of
+    it would fail. The API server's decoder refuses such input at the door too."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise bad_request(
+            "the request body is not valid UTF-8: it holds a lone surrogate"
+        ) from None
+
+
+def _check_values(value: Any) -> None:
+    """400 when arrays and objects nest deeper than MAX_NESTING or a string (key or value) is
+    not valid Unicode (checked without recursion)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         children: Any
+        if isinstance(node, str):
+            _refuse_surrogate(node)
+            continue
         if isinstance(node, dict):
+            for key in node:
+                if isinstance(key, str):
+                    _refuse_surrogate(key)
             children = node.values()
         elif isinstance(node, list):
             children = node
@@ -119,7 +138,7 @@ def decode(body: bytes, content_type: str) -> Any:
     except (ValueError, yaml.YAMLError) as error:
         kind = "YAML" if "yaml" in media else "JSON"
         raise bad_request(f"the request body is not valid {kind}: {_one_line(error)}") from None
-    _check_depth(value)
+    _check_values(value)
     return value
 
 

@@ -10,6 +10,7 @@ from typing import Protocol
 import httpx2
 
 from sandbox.apiserver.auth import Authenticator
+from sandbox.apiserver.version import ServedVersion
 from sandbox.store.store import JSON, Store
 
 
@@ -36,3 +37,5 @@ class ServerContext(Protocol):
     """The proxies' client, open while the server runs."""
     proxy_rotation: dict[tuple[str, str], int]
     """Where each Service's round robin over its ready pods stands."""
+    version: ServedVersion
+    """The Kubernetes version served (it picks the OpenAPI schemas)."""

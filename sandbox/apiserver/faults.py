@@ -28,15 +28,18 @@ _FAULT_NUMBERS: dict[str, tuple[type, float, float]] = {
 }
 
 
+_FLAGS = ("drop_watches", "compact", "revoke_tokens")
+"""Faults that act once: end every watch, forget the watch history, revoke issued tokens."""
+
+
 def fault_changes(spec: JSON) -> dict[str, int | float]:
     """The Faults fields a `/sandbox/faults` body sets, every one checked (400 otherwise)."""
-    unknown = set(spec) - set(_FAULT_NUMBERS) - {"drop_watches", "compact"}
+    unknown = set(spec) - set(_FAULT_NUMBERS) - set(_FLAGS)
     if unknown:
         raise bad_request(
-            f"unknown fault fields {sorted(unknown)}; known: "
-            f"{sorted([*_FAULT_NUMBERS, 'drop_watches', 'compact'])}"
+            f"unknown fault fields {sorted(unknown)}; known: {sorted([*_FAULT_NUMBERS, *_FLAGS])}"
         )
-    for flag in ("drop_watches", "compact"):
+    for flag in _FLAGS:
         if flag in spec and not isinstance(spec[flag], bool):
             raise bad_request(f"{flag}: Invalid value: {spec[flag]!r}: must be true or false")
     changes: dict[str, int | float] = {}

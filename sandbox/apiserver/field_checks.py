@@ -134,14 +134,23 @@ def check_integer(
     minimum: int | None = None,
     maximum: int | None = None,
     required: bool = False,
+    bits: int = 32,
 ) -> int | None:
-    """`value` if it is an integer within the bounds; a cause otherwise."""
+    """`value` if it is an integer within the bounds; a cause otherwise.
+
+    The API's integers are int32 unless the field is an int64 (`bits=64`): a value outside
+    the type cannot be stored by the API server, so it is refused here too.
+    """
     if value is None:
         if required:
             causes.required(field)
         return None
     if not isinstance(value, int) or isinstance(value, bool):
         causes.wrong_type(field, value, "an integer")
+        return None
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if not low <= value <= high:
+        causes.invalid(field, value, f"must fit in an int{bits} ({low} to {high})")
         return None
     if minimum is not None and value < minimum:
         causes.invalid(field, value, f"must be greater than or equal to {minimum}")

@@ -137,6 +137,7 @@ def pod_spec(causes: Causes, value: Any, field: str) -> None:
         spec.get("terminationGracePeriodSeconds"),
         f"{field}.terminationGracePeriodSeconds",
         minimum=0,
+        bits=64,
     )
     policy = spec.get("restartPolicy")
     if policy is not None and policy not in ("Always", "OnFailure", "Never"):

@@ -41,6 +41,9 @@ _MERGE_KEYS = {
 
 _MERGED_PRIMITIVES = {"finalizers"}
 
+APPLY_PATCH = "application/apply-patch+yaml"
+"""Server-side apply's content type (see `sandbox.apiserver.managed_fields`)."""
+
 _ORDER = "$setElementOrder/"
 _DELETE_FROM = "$deleteFromPrimitiveList/"
 

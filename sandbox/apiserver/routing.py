@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from sandbox.apiserver.discovery import unserved
 from sandbox.store.store import ApiError, ResourceType, resource_type
@@ -20,6 +21,11 @@ class Target:
     subresource: str | None
 
 
+def status_response(error: ApiError) -> JSONResponse:
+    """An error as a Kubernetes `Status` response."""
+    return JSONResponse(error.status(), status_code=error.code, headers=error.headers)
+
+
 def not_found_error(why: str | None = None) -> ApiError:
     """A 404 Status, with the reason the sandbox lacks something when it knows one."""
     return ApiError(404, "NotFound", why or "the server could not find the requested resource")
@@ -32,11 +38,12 @@ def method_not_allowed() -> ApiError:
     )
 
 
-def rbac_verb(request: Request, target: Target) -> str:
-    """The RBAC verb of a request, as the API server derives it."""
+def rbac_verb(request: Request, name: str | None) -> str:
+    """The RBAC verb of a request for object `name` (None: the collection), as the API server
+    derives it."""
     method = request.method
     if method in ("GET", "HEAD"):
-        if target.name is None:
+        if name is None:
             return "watch" if request.query_params.get("watch") in ("true", "1") else "list"
         return "get"
     if method == "POST":
@@ -46,24 +53,57 @@ def rbac_verb(request: Request, target: Target) -> str:
     if method == "PATCH":
         return "patch"
     if method == "DELETE":
-        return "delete" if target.name is not None else "deletecollection"
+        return "delete" if name is not None else "deletecollection"
     return method.lower()
 
 
-def resolve_target(group: str, version: str, parts: list[str]) -> Target:
-    """What the path after `/api/v1` or `/apis/GROUP/VERSION` names; 404 when nothing served."""
+@dataclass(frozen=True)
+class RequestPath:
+    """What a resource URL asks for, before anything says whether it is served: what RBAC
+    judges (the API server authorises a request before it looks the resource up, so a user
+    who may not read secrets learns 403, not whether the sandbox serves them)."""
+
+    group: str
+    version: str
+    namespace: str | None
+    resource: str
+    name: str | None
+    subresource: str | None
+    extra: int
+    """Path segments after the subresource (only a proxy takes them)."""
+
+    @property
+    def rbac_resource(self) -> str:
+        """`resource` or `resource/subresource`, as RBAC rules name it."""
+        return self.resource + (f"/{self.subresource}" if self.subresource else "")
+
+
+def request_path(group: str, version: str, parts: list[str]) -> RequestPath:
+    """Split the path after `/api/v1` or `/apis/GROUP/VERSION` (non-empty `parts`)."""
     namespace: str | None = None
     rest = parts
     if parts[0] == "namespaces" and len(parts) >= 3:
         namespace, rest = parts[1], parts[2:]
-    rt = resource_type(group, rest[0])
-    name = rest[1] if len(rest) > 1 else None
-    sub = rest[2] if len(rest) > 2 else None
-    if rt is None or rt.version != version:
+    return RequestPath(
+        group,
+        version,
+        namespace,
+        rest[0],
+        rest[1] if len(rest) > 1 else None,
+        rest[2] if len(rest) > 2 else None,
+        max(0, len(rest) - 3),
+    )
+
+
+def resolve_target(path: RequestPath) -> Target:
+    """The served resource a request path names; 404 when nothing served."""
+    group, namespace, sub = path.group, path.namespace, path.subresource
+    rt = resource_type(group, path.resource)
+    if rt is None or rt.version != path.version:
         # What kubectl users try most gets a message saying why it is missing here.
-        raise not_found_error(unserved(group, rest[0], namespace))
+        raise not_found_error(unserved(group, path.resource, namespace))
     if sub is not None and sub not in rt.subresources:
-        raise not_found_error(unserved(group, f"{rest[0]}/{sub}", namespace))
-    if sub != "proxy" and len(rest) > 3:
+        raise not_found_error(unserved(group, f"{path.resource}/{sub}", namespace))
+    if sub != "proxy" and path.extra:
         raise not_found_error()
-    return Target(rt, namespace if rt.namespaced else None, name, sub)
+    return Target(rt, namespace if rt.namespaced else None, path.name, sub)

@@ -21,17 +21,19 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 from urllib.parse import unquote
 
 import httpx2
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from sandbox.apiserver import proxy, reviews, subresources
+from sandbox.apiserver import openapi, own, proxy, reviews, subresources, writes
 from sandbox.apiserver.auth import (
     USER_SCOPE_KEY,
     Authenticator,
@@ -50,17 +52,18 @@ from sandbox.apiserver.bodies import (
 )
 from sandbox.apiserver.context import Runtime
 from sandbox.apiserver.discovery import api_groups, api_resources
-from sandbox.apiserver.faults import Faults, fault_changes
-from sandbox.apiserver.patch import apply_patch
+from sandbox.apiserver.faults import Faults
+from sandbox.apiserver.paging import page, resource_version_param
 from sandbox.apiserver.routing import (
     Target,
     method_not_allowed,
     not_found_error,
     rbac_verb,
+    request_path,
     resolve_target,
+    status_response,
 )
 from sandbox.apiserver.tables import table, wants_table
-from sandbox.apiserver.validation import admit_create, validate
 from sandbox.apiserver.version import FALLBACK_MINOR, ServedVersion
 from sandbox.apiserver.watch import WatchOptions, WatchStream
 from sandbox.store.disruption import begin_pod_deletion
@@ -70,7 +73,6 @@ from sandbox.store.store import (
     PODS,
     ApiError,
     Store,
-    bad_request,
     parse_field_selector,
     parse_label_selector,
 )
@@ -81,11 +83,6 @@ _SELF_REVIEWS = ("selfsubjectaccessreviews", "selfsubjectrulesreviews", "selfsub
 
 _DEFAULT_WATCH_SECONDS = 1800.0
 """The API server's `--min-request-timeout`: a watch without a timeout lasts 1 to 2 times it."""
-
-
-def status_response(error: ApiError) -> JSONResponse:
-    """An error as a Kubernetes `Status` response."""
-    return JSONResponse(error.status(), status_code=error.code, headers=error.headers)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +125,11 @@ class ApiServer:
             Route("/healthz", self._ok),
             Route("/livez", self._ok),
             Route("/readyz", self._ok),
-            Route("/sandbox/faults", self._faults, methods=["POST"]),
+            Route("/sandbox/faults", partial(own.faults, self), methods=["POST"]),
+            Route("/sandbox/token", partial(own.token, self), methods=["POST"]),
+            Route("/openapi/v2", self._openapi_v2),
+            Route("/openapi/v3", self._openapi_v3_index),
+            Route("/openapi/v3/{path:path}", self._openapi_v3),
             Route("/api", self._core_versions),
             Route("/apis", self._group_list),
             Route("/api/{rest:path}", self._dispatch_core, methods=methods),
@@ -153,33 +154,30 @@ class ApiServer:
             }
         )
 
+    async def _openapi_v2(self, request: Request) -> Response:
+        if "protobuf" in request.headers.get("accept", "") and "json" not in request.headers.get(
+            "accept", ""
+        ):
+            # The sandbox serves v2 as JSON only; kubectl reads v3.
+            raise ApiError(406, "NotAcceptable", "only application/json is served here")
+        return Response(openapi.v2_document(self.version.minor), media_type="application/json")
+
+    async def _openapi_v3_index(self, request: Request) -> Response:
+        return JSONResponse(openapi.v3_index(self.version.minor))
+
+    async def _openapi_v3(self, request: Request) -> Response:
+        found = openapi.v3_documents(self.version.minor).get(request.path_params["path"])
+        if found is None:
+            return status_response(not_found_error())
+        text, digest = found
+        headers = {"Etag": f'"{digest}"'}
+        if request.query_params.get("hash") == digest:
+            # What clients may cache for as long as the hash names it, as upstream says.
+            headers["Cache-Control"] = "public, immutable"
+        return Response(text, media_type="application/json", headers=headers)
+
     async def _group_list(self, request: Request) -> Response:
         return JSONResponse({"kind": "APIGroupList", "apiVersion": "v1", "groups": api_groups()})
-
-    async def _faults(self, request: Request) -> Response:
-        user: User = request.scope[USER_SCOPE_KEY]
-        if not user.admin:
-            return status_response(ApiError(403, "Forbidden", "fault injection is for the admin"))
-        try:
-            spec = await read_object(request)
-            # The whole request is checked before any of it applies.
-            changes = fault_changes(spec)
-        except ApiError as error:
-            return status_response(error)
-        if spec.get("compact"):
-            self.store.compact()
-        if spec.get("drop_watches"):
-            self.store.close_watches()
-        for key, value in changes.items():
-            setattr(self.faults, key, value)
-        return JSONResponse(
-            {
-                "fail_next": self.faults.fail_next,
-                "fail_code": self.faults.fail_code,
-                "stall_next": self.faults.stall_next,
-                "stall_seconds": self.faults.stall_seconds,
-            }
-        )
 
     async def _injected(self) -> Response | None:
         if self.faults.stall_next > 0:
@@ -206,10 +204,11 @@ class ApiServer:
             return await self._group_list(request)
         group = parts[0]
         known = [g for g in api_groups() if g["name"] == group]
-        if not known:
+        if len(parts) <= 2 and not known:
             return status_response(not_found_error())
         if len(parts) == 1:
             return JSONResponse({"kind": "APIGroup", "apiVersion": "v1", **known[0]})
+        # A resource path of a group not served is still authorised before its 404.
         return await self._dispatch(request, group, parts[1], parts[2:])
 
     async def _dispatch(
@@ -232,19 +231,21 @@ class ApiServer:
                         "resources": resources,
                     }
                 )
-            target = resolve_target(group, version, parts)
-            if target.rt.plural in _SELF_REVIEWS:
+            path = request_path(group, version, parts)
+            if path.resource in _SELF_REVIEWS:
                 # Anyone may ask what they may do and who they are (system:basic-user).
-                return await self._review(request, target)
+                return await self._review(request, resolve_target(path))
+            # Authorised before it is looked up, as the API server does.
             authorize(
                 self.store,
                 request.scope[USER_SCOPE_KEY],
-                rbac_verb(request, target),
-                target.rt.group,
-                target.rt.plural + (f"/{target.subresource}" if target.subresource else ""),
-                target.namespace,
-                target.name,
+                rbac_verb(request, path.name),
+                group,
+                path.rbac_resource,
+                path.namespace,
+                path.name,
             )
+            target = resolve_target(path)
             if target.subresource in ("proxy",):
                 return await self._proxy(request, target)
             return await self._handle(request, target)
@@ -271,9 +272,9 @@ class ApiServer:
         if method in ("GET", "HEAD"):
             return self._get(request, target)
         if method == "PUT":
-            return await self._put(request, target)
+            return await writes.replace(self, request, target)
         if method == "PATCH":
-            return await self._patch(request, target)
+            return await writes.patch(self, request, target)
         if method == "DELETE":
             return await self._delete(request, target)
         raise method_not_allowed()
@@ -285,55 +286,8 @@ class ApiServer:
                 return self._watch(request, target)
             return self._list(request, target)
         if request.method == "POST":
-            body = await read_object(request)
-            admit_create(self.store, target.rt, target.namespace, body)
-            created = self.store.create(
-                target.rt, body, target.namespace, dry_run=query_dry_run(request)
-            )
-            return JSONResponse(created, status_code=201)
+            return await writes.create(self, request, target)
         raise method_not_allowed()
-
-    async def _put(self, request: Request, target: Target) -> Response:
-        assert target.name is not None
-        body = await read_object(request)
-        metadata = body.setdefault("metadata", {})
-        if not isinstance(metadata, dict):
-            raise bad_request("metadata: Invalid value: must be an object")
-        if metadata.get("name") not in (None, target.name):
-            raise bad_request("the name of the object does not match the name on the URL")
-        metadata["name"] = target.name
-        metadata["namespace"] = target.namespace or ""
-        current = self.store.get(target.rt, target.namespace or "", target.name)
-        if target.subresource == "status":
-            validate(target.rt, {**current, "status": body.get("status")})
-        else:
-            validate(target.rt, {**body, "metadata": {**current["metadata"], **metadata}})
-        updated = self.store.update(
-            target.rt,
-            body,
-            subresource=target.subresource,
-            check_version=True,
-            dry_run=query_dry_run(request),
-        )
-        return JSONResponse(updated)
-
-    async def _patch(self, request: Request, target: Target) -> Response:
-        assert target.name is not None
-        namespace = target.namespace or ""
-        current = self.store.get(target.rt, namespace, target.name)
-        patched = apply_patch(
-            current, await read_body(request), request.headers.get("content-type", "")
-        )
-        if not isinstance(patched.get("metadata", {}), dict):
-            raise bad_request("metadata: Invalid value: must be an object")
-        patched.setdefault("metadata", {})
-        patched["metadata"]["name"] = target.name
-        patched["metadata"]["namespace"] = namespace
-        validate(target.rt, patched)
-        updated = self.store.update(
-            target.rt, patched, subresource=target.subresource, dry_run=query_dry_run(request)
-        )
-        return JSONResponse(updated)
 
     async def _delete(self, request: Request, target: Target) -> Response:
         assert target.name is not None
@@ -357,15 +311,18 @@ class ApiServer:
             delete_dependents(self.store, deleted, propagation)
         return JSONResponse(deleted)
 
-    def _selectors(self, request: Request) -> tuple[list[Any], list[tuple[str, bool, str]]]:
+    def _selectors(
+        self, request: Request, target: Target
+    ) -> tuple[list[Any], list[tuple[str, bool, str]]]:
         params = request.query_params
         return (
             parse_label_selector(params.get("labelSelector")),
-            parse_field_selector(params.get("fieldSelector")),
+            parse_field_selector(params.get("fieldSelector"), target.rt.key),
         )
 
     def _get(self, request: Request, target: Target) -> Response:
         assert target.name is not None
+        resource_version_param(request.query_params)
         obj = self.store.get(target.rt, target.namespace or "", target.name)
         if wants_table(request.headers.get("accept", "")):
             # `kubectl get pod NAME` prints the same columns as a list.
@@ -377,28 +334,32 @@ class ApiServer:
         return JSONResponse(table(target.rt, items, rv, include_object=include))
 
     def _list(self, request: Request, target: Target) -> Response:
-        labels, fields = self._selectors(request)
+        labels, fields = self._selectors(request, target)
         items = self.store.list(target.rt, target.namespace, labels, fields)
-        rv = str(self.store.resource_version)
+        listed = page(
+            items,
+            self.store.resource_version,
+            self.store.history_floor(target.rt),
+            request.query_params,
+        )
         if wants_table(request.headers.get("accept", "")):
-            return self._table(request, target, items, rv)
+            include = request.query_params.get("includeObject", "Metadata")
+            answer = table(target.rt, listed.items, listed.resource_version, include_object=include)
+            answer["metadata"] = listed.metadata
+            return JSONResponse(answer)
         return JSONResponse(
             {
                 "kind": f"{target.rt.kind}List",
                 "apiVersion": target.rt.api_version,
-                "metadata": {"resourceVersion": rv},
-                "items": items,
+                "metadata": listed.metadata,
+                "items": listed.items,
             }
         )
 
     def _watch(self, request: Request, target: Target) -> Response:
-        labels, fields = self._selectors(request)
+        labels, fields = self._selectors(request, target)
         params = request.query_params
-        rv_text = params.get("resourceVersion") or ""
-        try:
-            since = None if rv_text in ("", "0") else int(rv_text)
-        except ValueError as error:
-            raise bad_request(f"invalid resource version {rv_text!r}") from error
+        since = resource_version_param(params)
         # As the API server: no timeout (or 0) means its own, 30 to 60 minutes at random.
         timeout = int_param(params, "timeoutSeconds", minimum=0) or _DEFAULT_WATCH_SECONDS * (
             1 + random.random()
@@ -473,6 +434,16 @@ def create_app(server: ApiServer) -> ASGIApp:
     async def unknown(request: Request, exc: Exception) -> Response:
         return status_response(not_found_error())
 
+    async def refused(request: Request, exc: Exception) -> Response:
+        # Starlette's own refusals (a method a route does not take) as the API server words
+        # them: a Status, never plain text.
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            error = method_not_allowed()
+            error.headers.update(exc.headers or {})
+            return status_response(error)
+        return status_response(ApiError(exc.status_code, "BadRequest", str(exc.detail)))
+
     async def internal(request: Request, exc: Exception) -> Response:
         # A bug, not the caller's mistake; it is logged (with its traceback) by the server.
         log.error("unhandled error on %s %r", request.method, request.url.path, exc_info=exc)
@@ -481,5 +452,6 @@ def create_app(server: ApiServer) -> ASGIApp:
         )
 
     app.add_exception_handler(404, unknown)
+    app.add_exception_handler(HTTPException, refused)
     app.add_exception_handler(Exception, internal)
     return BearerAuth(app, server.authenticator)

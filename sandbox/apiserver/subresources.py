@@ -20,6 +20,7 @@ from sandbox.apiserver.bodies import (
     read_object,
 )
 from sandbox.apiserver.context import ServerContext
+from sandbox.apiserver.field_checks import Causes, check_integer
 from sandbox.apiserver.patch import apply_patch
 from sandbox.apiserver.routing import Target
 from sandbox.store import logs as container_logs
@@ -214,12 +215,15 @@ async def scale(server: ServerContext, request: Request, target: Target) -> Resp
         raise conflict(target.rt, target.name)
     wanted_spec = wanted.get("spec")
     replicas = wanted_spec.get("replicas") if isinstance(wanted_spec, dict) else None
-    if not isinstance(replicas, int) or replicas < 0:
+    causes = Causes()
+    replicas = check_integer(causes, replicas, "spec.replicas", minimum=0, required=True)
+    if causes.items or replicas is None:
+        listed = ", ".join(f"{c['field']}: {c['message']}" for c in causes.items)
         raise ApiError(
             422,
             "Invalid",
-            f'Scale.autoscaling "{target.name}" is invalid: spec.replicas: Invalid value: '
-            f"{replicas}: must be greater than or equal to 0",
+            f'Scale.autoscaling "{target.name}" is invalid: {listed}',
+            {"name": target.name, "group": "autoscaling", "kind": "Scale", "causes": causes.items},
         )
 
     def set_replicas(obj: JSON) -> None:

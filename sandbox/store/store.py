@@ -169,6 +169,11 @@ class Store:
                 history.watchers.discard(queue)
                 _end_watch(queue)
 
+    def history_floor(self, rt: ResourceType) -> int:
+        """The oldest resourceVersion a watch (or a list's continue token) of `rt` may resume
+        from: every change after it is still in the history."""
+        return self._history[rt.key].floor
+
     def compact(self) -> None:
         """Forget all watch history, as etcd compaction does (fault injection for tests)."""
         for history in self._history.values():
@@ -282,6 +287,9 @@ class Store:
                     new["metadata"][meta_key] = copy.deepcopy(metadata[meta_key])
                 else:
                     new["metadata"].pop(meta_key, None)
+            if "managedFields" in metadata:
+                # Who owns which field (server-side apply); kept as it was when not given.
+                new["metadata"]["managedFields"] = copy.deepcopy(metadata["managedFields"])
             if subresource is None and "status" in obj and rt.plural in ("events",):
                 new["status"] = copy.deepcopy(obj["status"])
             _bump_generation(new, current)

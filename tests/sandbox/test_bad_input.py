@@ -223,7 +223,7 @@ def _cockpit_token(sandbox: RunningSandbox) -> str:
     import yaml
 
     config = yaml.safe_load(sandbox.kubeconfig.read_text())
-    users = {u["name"]: u["user"]["token"] for u in config["users"]}
+    users = {u["name"]: u["user"].get("token") for u in config["users"]}
     return str(users["kube-llm-sandbox-cockpit"])
 
 

@@ -15,9 +15,16 @@ import pytest
 
 from tests.import_graph import package_cycles
 
-TOP_LEVEL = {"sandbox.__main__", "sandbox.cluster", "sandbox.engine", "sandbox.pki"}
+TOP_LEVEL = {
+    "sandbox.__main__",
+    "sandbox.cluster",
+    "sandbox.engine",
+    "sandbox.pki",
+    "sandbox.credential",
+}
 """The modules beside the packages: the entry point, the wiring, the engine's command line (run
-by the kubelet and checked by `__main__`) and the throwaway CA."""
+by the kubelet and checked by `__main__`), the throwaway CA, and the kubeconfig's exec
+credential plugin (run by kubectl and the clients)."""
 
 PACKAGES = {"sandbox.apiserver", "sandbox.controllers", "sandbox.kubelet", "sandbox.store"}
 

@@ -335,7 +335,9 @@ EVENTS = [
         firstTimestamp="2026-01-10T09:02:00Z",
         lastTimestamp="2026-01-10T09:06:00Z",
     ),
-    # An events.k8s.io-style event: eventTime and series instead of timestamps and count.
+    # An events.k8s.io-style event read through core/v1, as the API server shows it: eventTime
+    # and series, and null timestamps (metav1.Time marshals a zero time as null, and the
+    # events.k8s.io conversion leaves the deprecated timestamps zero).
     event(
         "e3",
         "HorizontalPodAutoscaler",
@@ -344,6 +346,8 @@ EVENTS = [
         "New size: 4; reason: cpu resource utilization above target",
         eventTime="2026-01-10T09:05:00.123456Z",
         series={"count": 2, "lastObservedTime": "2026-01-10T09:05:30.000000Z"},
+        firstTimestamp=None,
+        lastTimestamp=None,
     ),
     event(
         "e4",

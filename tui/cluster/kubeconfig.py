@@ -12,10 +12,15 @@ hides them, so a target can be printed, logged or put in a snapshot (docs/reliab
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
+import json
 import os
 import re
 import ssl
+import subprocess
+import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,12 +32,21 @@ from kubernetes import client as sync_client
 from kubernetes import config as sync_config
 from kubernetes.aio import client as aio_client
 from kubernetes.aio.client import rest as aio_rest
+from kubernetes.config import incluster_config as sync_incluster
 from kubernetes.config.config_exception import ConfigException
 
 DEFAULT_NAMESPACE = "kube-llm"
 DEFAULT_KUBECONFIG = Path("~/.kube/config")
-SANDBOX_CONTEXTS = frozenset({"kube-llm-sandbox", "kube-llm-sandbox-cockpit"})
-"""The context names the sandbox writes into its kubeconfig (admin, and the cockpit's Role)."""
+SANDBOX_CONTEXTS = frozenset(
+    {
+        "kube-llm-sandbox",
+        "kube-llm-sandbox-cockpit",
+        "kube-llm-sandbox-cert",
+        "kube-llm-sandbox-exec",
+    }
+)
+"""The context names the sandbox writes into its kubeconfig (the admin by token, client
+certificate and exec plugin, and the cockpit's Role)."""
 
 # A namespace is a DNS label (RFC 1123), as the API server validates it.
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -45,29 +59,113 @@ class KubeconfigError(Exception):
 class Credentials:
     """The loaded credentials of one context; its repr and str never show them.
 
-    It wraps the `kubernetes` package's own (synchronous) `Configuration`, which also refreshes
-    exec-plugin tokens when they expire.
+    It wraps the `kubernetes` package's own (synchronous) `Configuration`. A user with an exec
+    credential plugin (`client.authentication.k8s.io/v1`) is run here instead, as client-go
+    runs it: the token is kept until its `expirationTimestamp`, the plugin runs again after
+    that, and `invalidate()` (after a 401: a revoked token) makes the next call run it again.
+    The official Python client would run the plugin before every request once a token is
+    within five minutes of expiry (`EXPIRY_SKEW_PREVENTION_DELAY`), which for the short tokens
+    of EKS-like plugins means on every request; and it never retries a 401.
     """
 
-    __slots__ = ("_configuration",)
+    __slots__ = ("_configuration", "_exec", "_expires", "_lock", "_token")
 
-    def __init__(self, configuration: Any) -> None:
+    def __init__(self, configuration: Any, exec_plugin: ExecPlugin | None = None) -> None:
         self._configuration = configuration
+        self._exec = exec_plugin
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._expires: float | None = None
 
     def __repr__(self) -> str:
         return "Credentials(<hidden>)"
 
     __str__ = __repr__
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Credentials:
+        # One holder per context, shared (it holds a lock and the renewed token): a copied
+        # target (`dataclasses.asdict`, `replace`) uses the same credentials.
+        return self
+
     @property
     def configuration(self) -> Any:
         """The loaded `kubernetes.client.Configuration` (it holds secrets: never log it)."""
         return self._configuration
 
+    @property
+    def expiring(self) -> bool:
+        """Whether the token comes from an exec plugin and can expire or be revoked."""
+        return self._exec is not None
+
     def authorization(self) -> str | None:
         """The `Authorization` header value (`Bearer ...`, `Basic ...`), refreshed if due."""
-        value = self._configuration.get_api_key_with_prefix("BearerToken")
-        return str(value) if value else None
+        if self._exec is None:
+            value = self._configuration.get_api_key_with_prefix("BearerToken")
+            return str(value) if value else None
+        with self._lock:
+            if self._token is None or (self._expires is not None and time.time() >= self._expires):
+                self._token, self._expires = self._exec.run()
+            return f"Bearer {self._token}"
+
+    def invalidate(self) -> None:
+        """Forget an exec plugin's token (the server refused it), so the next call renews it."""
+        with self._lock:
+            self._token = None
+
+
+class ExecPlugin:
+    """A kubeconfig user's `exec` credential plugin, run as client-go runs it."""
+
+    __slots__ = ("_base", "_spec")
+
+    def __init__(self, spec: Mapping[str, Any], base: Path) -> None:
+        self._spec = spec
+        self._base = base
+
+    def run(self) -> tuple[str, float | None]:
+        """Run the plugin: its token and when it expires (epoch seconds, None: never)."""
+        command = str(self._spec.get("command") or "")
+        if os.sep in command and not os.path.isabs(command):
+            command = str(self._base / command)
+        args = [str(arg) for arg in self._spec.get("args") or []]
+        env = dict(os.environ)
+        for entry in self._spec.get("env") or []:
+            if isinstance(entry, dict) and "name" in entry:
+                env[str(entry["name"])] = str(entry.get("value", ""))
+        env["KUBERNETES_EXEC_INFO"] = json.dumps(
+            {
+                "apiVersion": self._spec.get("apiVersion"),
+                "kind": "ExecCredential",
+                "spec": {"interactive": False},
+            }
+        )
+        try:
+            done = subprocess.run(
+                [command, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise KubeconfigError(
+                f"the exec credential plugin {command!r} failed: {error}"
+            ) from None
+        if done.returncode != 0:
+            raise KubeconfigError(
+                f"the exec credential plugin {command!r} exited {done.returncode}: "
+                f"{done.stderr.strip()[:300]}"
+            )
+        try:
+            status = json.loads(done.stdout)["status"]
+            token = str(status["token"])
+        except (ValueError, KeyError, TypeError):
+            raise KubeconfigError(
+                f"the exec credential plugin {command!r} printed no ExecCredential with a token"
+            ) from None
+        stamp = status.get("expirationTimestamp")
+        expires = (
+            dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
+            if stamp
+            else None
+        )
+        return token, expires
 
 
 @dataclass(frozen=True)
@@ -129,12 +227,38 @@ class ClusterTarget:
         authorization = self.credentials.authorization()
         return {"Authorization": authorization} if authorization else {}
 
+    def header_source(self) -> TargetHeaders | None:
+        """The credentials as a source read at each request, when they can expire (an exec
+        plugin's); None when the headers at start stay good."""
+        return TargetHeaders(self.credentials) if self.credentials.expiring else None
+
     def client_cert(self) -> tuple[str, str] | None:
         """The client certificate and key files, when the context authenticates with them."""
         loaded = self.credentials.configuration
         if loaded.cert_file and loaded.key_file:
             return str(loaded.cert_file), str(loaded.key_file)
         return None
+
+
+class TargetHeaders:
+    """A context's credentials as the gateway reads them at each request (its `HeaderSource`)."""
+
+    __slots__ = ("_credentials",)
+
+    def __init__(self, credentials: Credentials) -> None:
+        self._credentials = credentials
+
+    def __repr__(self) -> str:
+        return "TargetHeaders(<hidden>)"
+
+    def headers(self) -> dict[str, str]:
+        """The current `Authorization` header (renewed when its token expired)."""
+        authorization = self._credentials.authorization()
+        return {"Authorization": authorization} if authorization else {}
+
+    def invalidate(self) -> None:
+        """The server refused the token: renew it next time."""
+        self._credentials.invalidate()
 
 
 def is_sandbox(context: str, server: str) -> bool:
@@ -226,6 +350,7 @@ def load_target(
     files = ", ".join(str(p) for p in paths)
     contexts: dict[str, dict[str, Any]] = {}
     clusters: dict[str, dict[str, Any]] = {}
+    users: dict[str, tuple[Any, Path]] = {}
     current: str | None = None
     # kubectl merges the files: the first file to name a context, cluster or current context
     # wins (the library's merger lets the last current-context win, so it is chosen here).
@@ -235,6 +360,8 @@ def load_target(
             contexts.setdefault(entry["name"], entry.get("context") or {})
         for entry in _named(config.get("clusters")):
             clusters.setdefault(entry["name"], entry.get("cluster") or {})
+        for entry in _named(config.get("users")):
+            users.setdefault(entry["name"], (entry.get("user") or {}, path.parent))
         if current is None and config.get("current-context"):
             current = str(config["current-context"])
     known = ", ".join(sorted(contexts)) or "none"
@@ -269,6 +396,9 @@ def load_target(
         # A certificate file that cannot be read, base64 data that does not decode...
         raise KubeconfigError(f"{files}, context {chosen!r}: {error}") from None
 
+    user, base = users.get(str(details.get("user")), ({}, paths[0].parent))
+    exec_spec = user.get("exec") if isinstance(user, dict) else None
+    plugin = ExecPlugin(exec_spec, base) if isinstance(exec_spec, dict) else None
     chosen_namespace = namespace or details.get("namespace") or DEFAULT_NAMESPACE
     _check_namespace(chosen_namespace)
     server = str(loaded.host)
@@ -278,5 +408,52 @@ def load_target(
         namespace=chosen_namespace,
         sandbox=is_sandbox(chosen, server),
         kubeconfig=paths,
+        credentials=Credentials(loaded, plugin),
+    )
+
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+"""Where the kubelet mounts a pod's ServiceAccount token, CA and namespace."""
+
+IN_CLUSTER_CONTEXT = "in-cluster"
+
+
+def load_in_cluster_target(
+    namespace: str | None = None,
+    environ: Mapping[str, str] | None = None,
+    directory: Path = SERVICE_ACCOUNT_DIR,
+) -> ClusterTarget:
+    """The cluster a pod runs in, with its ServiceAccount's credentials (what the web frontend
+    pods use): `KUBERNETES_SERVICE_HOST`/`_PORT`, and the token, CA and namespace files the
+    kubelet mounts. The official loader reads them and re-reads the token file every minute,
+    so a projected token the kubelet rotates is picked up."""
+    env = os.environ if environ is None else environ
+    loaded = sync_client.Configuration()
+    loader = sync_incluster.InClusterConfigLoader(
+        token_filename=str(directory / "token"),
+        cert_filename=str(directory / "ca.crt"),
+        environ=env,
+    )
+    try:
+        loader.load_and_set(loaded)
+    except ConfigException as error:
+        raise KubeconfigError(
+            f"not in a cluster, or its ServiceAccount is missing: {error}"
+        ) from None
+    except OSError as error:
+        raise KubeconfigError(f"cannot read the ServiceAccount's files: {error}") from None
+    chosen = namespace
+    if chosen is None:
+        try:
+            chosen = (directory / "namespace").read_text().strip() or None
+        except OSError:
+            chosen = None
+    chosen = chosen or DEFAULT_NAMESPACE
+    _check_namespace(chosen)
+    return ClusterTarget(
+        context=IN_CLUSTER_CONTEXT,
+        server=str(loaded.host),
+        namespace=chosen,
+        sandbox=False,
         credentials=Credentials(loaded),
     )

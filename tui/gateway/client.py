@@ -28,6 +28,7 @@ import httpx2
 from prometheus_client.parser import text_string_to_metric_families
 
 from tui.core.model import BackendMetrics, ChatSample, HealthSample
+from tui.gateway.auth import FreshHeaders
 from tui.gateway.chatcall import (
     ChatCancelled,
     ChatProgress,
@@ -62,6 +63,7 @@ def _client(target: GatewayTarget, tls: ssl.SSLContext | bool) -> httpx2.AsyncCl
     return httpx2.AsyncClient(
         base_url=target.base_url,
         headers=dict(target.headers),
+        auth=FreshHeaders(target.auth) if target.auth is not None else None,
         verify=tls,
         timeout=_CHAT_TIMEOUT,
         limits=_LIMITS,
@@ -103,9 +105,11 @@ class Gateway:
         self._model = model
         tls = ssl_context_for(target)
         self._client = _client(target, tls)
-        self._short = ShortCalls(dict(target.headers), tls)
+        self._short = ShortCalls(dict(target.headers), tls, target.auth)
         self._pods_short = (
-            self._short if pods is None else ShortCalls(dict(pods.headers), ssl_context_for(pods))
+            self._short
+            if pods is None
+            else ShortCalls(dict(pods.headers), ssl_context_for(pods), pods.auth)
         )
         self._model_lock = asyncio.Lock()
 

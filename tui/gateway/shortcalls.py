@@ -12,11 +12,14 @@ the running loop, as aiohttp wants), carrying that target's headers and TLS sett
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
+
+from tui.gateway.auth import HeaderSource
 
 PROBE_SECONDS = 5.0
 """The whole of a short request, connection included."""
@@ -57,11 +60,18 @@ def failure_kind(error: BaseException) -> str:
 class ShortCalls:
     """Pooled GETs to one target, each with a short overall timeout."""
 
-    def __init__(self, headers: Mapping[str, str], tls: ssl.SSLContext | bool) -> None:
-        """Send `headers` with every request; `tls` is aiohttp's `ssl` (a context, or a bool
-        for the default verification or none)."""
+    def __init__(
+        self,
+        headers: Mapping[str, str],
+        tls: ssl.SSLContext | bool,
+        auth: HeaderSource | None = None,
+    ) -> None:
+        """Send `headers` with every request, and `auth`'s current ones (renewed after a 401,
+        and the request sent once more); `tls` is aiohttp's `ssl` (a context, or a bool for
+        the default verification or none)."""
         self._headers = dict(headers)
         self._tls = tls
+        self._auth = auth
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
@@ -80,11 +90,19 @@ class ShortCalls:
     async def get(self, url: str) -> Answer:
         """`GET url` and its whole answer; `ShortCallError` when none came."""
         try:
-            async with self._open().get(url, allow_redirects=False) as response:
-                body = await response.content.read(_BODY_BYTES)
-                return Answer(response.status, response.headers, body)
+            answer = await self._get_once(url)
+            if answer.status == 401 and self._auth is not None:
+                self._auth.invalidate()
+                answer = await self._get_once(url)
+            return answer
         except (aiohttp.ClientError, TimeoutError) as error:
             raise ShortCallError(failure_kind(error), str(error) or type(error).__name__) from None
+
+    async def _get_once(self, url: str) -> Answer:
+        fresh = await asyncio.to_thread(self._auth.headers) if self._auth is not None else None
+        async with self._open().get(url, allow_redirects=False, headers=fresh) as response:
+            body = await response.content.read(_BODY_BYTES)
+            return Answer(response.status, response.headers, body)
 
     async def aclose(self) -> None:
         """Close the pool (if it was ever opened)."""

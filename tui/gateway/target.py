@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import httpx2
 
+from tui.gateway.auth import HeaderSource
+
 __all__ = ["BACKEND_PORT", "GatewayError", "GatewayTarget", "ssl_context_for"]
 
 BACKEND_PORT = 8000
@@ -81,6 +83,8 @@ class GatewayTarget:
     verify: ssl.SSLContext | bool = field(default=True, repr=False)
     cert: tuple[str, str | None] | None = field(default=None, repr=False)
     """Client certificate and key file paths, for a kubeconfig with client-certificate auth."""
+    auth: HeaderSource | None = field(default=None, repr=False, compare=False)
+    """Credentials read at each request (and renewed after a 401), beside `headers`."""
 
     def __post_init__(self) -> None:
         """Check the URLs, so a bad `--backend-url` is a clear error and not a traceback."""
@@ -95,7 +99,8 @@ class GatewayTarget:
         return (
             f"GatewayTarget(base_url={_redact(self.base_url)!r}, pod_proxy="
             f"{None if self.pod_proxy is None else _redact(self.pod_proxy)!r}, "
-            f"headers=[{names}], client_cert={self.cert is not None})"
+            f"headers=[{names}], client_cert={self.cert is not None}, "
+            f"renewed_auth={self.auth is not None})"
         )
 
     @property
@@ -115,6 +120,7 @@ class GatewayTarget:
         *,
         port: str = "http",
         pod_port: int = BACKEND_PORT,
+        auth: HeaderSource | None = None,
     ) -> GatewayTarget:
         """The Service through the API server at `server`, and each pod through its pod proxy."""
         server = _check_base_url("the API server URL", server)
@@ -130,6 +136,7 @@ class GatewayTarget:
             headers=tuple((headers or {}).items()),
             verify=verify,
             cert=cert,
+            auth=auth,
         )
 
     @classmethod

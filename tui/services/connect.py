@@ -21,13 +21,16 @@ manifests. The demo and the tests use it, so what works there works on a cluster
 
 def gateway_for(target: ClusterTarget, settings: CockpitSettings) -> tuple[Gateway, str]:
     """The gateway client, and how chats reach the backend in words."""
+    renewed = target.header_source()
     through_api = GatewayTarget.through_service_proxy(
         target.server,
         target.namespace,
         settings.service,
-        headers=target.auth_headers(),
+        # Expiring credentials (an exec plugin's) are read at each request instead.
+        headers=target.auth_headers() if renewed is None else None,
         verify=target.ssl_context(),
         cert=target.client_cert(),
+        auth=renewed,
     )
     if settings.backend_url:
         direct = GatewayTarget.direct(settings.backend_url)
