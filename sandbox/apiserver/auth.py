@@ -84,8 +84,11 @@ class BearerAuth:
             return
         supplied = b""
         for name, value in scope.get("headers", []):
-            if name == b"authorization" and value.startswith(b"Bearer "):
-                supplied = value[len(b"Bearer ") :].strip()
+            # The scheme is case-insensitive, as the API server reads it (bearertoken.go:
+            # `strings.ToLower(parts[0]) != "bearer"`); the kubernetes package's in-cluster
+            # loader sends "bearer <token>".
+            if name == b"authorization" and value[:7].lower() == b"bearer ":
+                supplied = value[7:].strip()
         user = self._authenticator.user(supplied) if supplied else None
         if user is None:
             error = ApiError(401, "Unauthorized", "Unauthorized")

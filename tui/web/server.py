@@ -127,6 +127,8 @@ class CockpitServer(Server):
             format="%(asctime)s %(name)s %(levelname)s %(message)s",
             stream=sys.stderr,
         )
+        # One line per request, probes included, says nothing a session's own lines do not.
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
     async def _make_app(self) -> web.Application:
         """The routes this server serves; anything else is aiohttp's 404."""
