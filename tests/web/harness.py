@@ -15,7 +15,7 @@ import httpx2
 import psutil
 
 from tests.fakes.serve import free_port
-from tests.sandbox.harness import ROOT, wait_for
+from tests.sandbox.harness import ROOT, stop_process, wait_for
 
 
 @dataclass
@@ -45,14 +45,7 @@ class WebServer:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         """Signal the server and wait for it to exit; its exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        return stop_process(self.process, sig, timeout)
 
 
 def start_web(command: Sequence[str], directory: Path, port: int | None = None) -> WebServer:
