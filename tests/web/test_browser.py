@@ -183,6 +183,7 @@ async def test_the_page_shows_the_live_cockpit(
     await page.screenshot(path=tmp_path / "help.png")
     measured = {
         "page_load_to_pods_table_seconds": round(seconds, 2),
+        "server_rss_mib": round(psutil.Process(web.process.pid).memory_info().rss / 2**20, 1),
         "session_rss_mib": round(memory.rss / 2**20, 1),
         "session_uss_mib": round(memory.uss / 2**20, 1),
         "load_average": list(psutil.getloadavg()),
