@@ -124,15 +124,26 @@ def gateway_pods_that_fit(node: Node, pod: dict[str, float]) -> int:
     return max(0, math.floor(min(cpu_left / pod["cpu"], memory_left / pod["memory"])))
 
 
+def frontend_peak(objs: list[Obj]) -> dict[str, float]:
+    """The frontend pods' requests at their peak: replicas plus a rollout's surge pod."""
+    deployment = one(objs, "Deployment", "llm-frontend")
+    surge = int(deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"])
+    count = int(deployment["spec"]["replicas"]) + surge
+    pod = pod_requests(pod_spec(deployment))
+    return {"cpu": count * pod["cpu"], "memory": count * pod["memory"]}
+
+
 def test_peak_fits_the_readme_start_line() -> None:
-    """6 replicas + 1 surge pod + Minikube's pods fit the README's `minikube start` line."""
+    """6 replicas + 1 surge pod, the frontend pods (2 + 1 surge) and Minikube's pods fit the
+    README's `minikube start` line."""
     objs = rendered("minikube")
     pods = peak_gateway_pods(objs)
     assert pods == 7
     pod = gateway_pod()
     node = allocatable(*readme_start_line())
-    cpu = pods * pod["cpu"] + sum(p.cpu for p in SYSTEM_PODS)
-    memory = pods * pod["memory"] + sum(p.memory for p in SYSTEM_PODS)
+    frontend = frontend_peak(objs)
+    cpu = pods * pod["cpu"] + sum(p.cpu for p in SYSTEM_PODS) + frontend["cpu"]
+    memory = pods * pod["memory"] + sum(p.memory for p in SYSTEM_PODS) + frontend["memory"]
     assert cpu <= node.cpu, f"{cpu:.2f} CPU requested, {node.cpu:.2f} allocatable"
     assert memory <= node.memory, f"{memory / MI:.0f} MiB requested, {node.memory / MI:.0f} MiB"
     assert gateway_pods_that_fit(node, pod) >= pods
@@ -153,9 +164,10 @@ def test_the_queue_autoscaler_peak_fits_too() -> None:
         monitoring[1]["resources"]["requests"],
     ]
     node = allocatable(*readme_start_line())
-    cpu = pods * pod["cpu"] + sum(p.cpu for p in SYSTEM_PODS)
+    frontend = frontend_peak(objs)
+    cpu = pods * pod["cpu"] + sum(p.cpu for p in SYSTEM_PODS) + frontend["cpu"]
     cpu += sum(quantity(r["cpu"]) for r in requests)
-    memory = pods * pod["memory"] + sum(p.memory for p in SYSTEM_PODS)
+    memory = pods * pod["memory"] + sum(p.memory for p in SYSTEM_PODS) + frontend["memory"]
     memory += sum(quantity(r["memory"]) for r in requests)
     assert cpu <= node.cpu, f"{cpu:.3f} CPU requested, {node.cpu:.2f} allocatable"
     assert memory <= node.memory, f"{memory / MI:.0f} MiB requested, {node.memory / MI:.0f} MiB"
