@@ -117,10 +117,19 @@ def peak_gateway_pods(objs: list[Obj]) -> int:
     return int(hpa["spec"]["maxReplicas"]) + int(surge)
 
 
+def frontend_pods(objs: list[Obj]) -> dict[str, float]:
+    """The 2 frontend pods' requests (components/frontend), outside their rollouts."""
+    deployment = one(objs, "Deployment", "llm-frontend")
+    pod = pod_requests(pod_spec(deployment))
+    count = int(deployment["spec"]["replicas"])
+    return {"cpu": count * pod["cpu"], "memory": count * pod["memory"]}
+
+
 def gateway_pods_that_fit(node: Node, pod: dict[str, float]) -> int:
-    """How many gateway pods the scheduler places next to Minikube's pods."""
-    cpu_left = node.cpu - sum(p.cpu for p in SYSTEM_PODS)
-    memory_left = node.memory - sum(p.memory for p in SYSTEM_PODS)
+    """How many gateway pods the scheduler places next to Minikube's pods and the frontend's."""
+    frontend = frontend_pods(rendered("minikube"))
+    cpu_left = node.cpu - sum(p.cpu for p in SYSTEM_PODS) - frontend["cpu"]
+    memory_left = node.memory - sum(p.memory for p in SYSTEM_PODS) - frontend["memory"]
     return max(0, math.floor(min(cpu_left / pod["cpu"], memory_left / pod["memory"])))
 
 
