@@ -31,6 +31,7 @@ from sandbox.controllers.deployments import DeploymentController
 from sandbox.controllers.disruption import DisruptionController
 from sandbox.controllers.podautoscaler import HpaController, MetricsCollector
 from sandbox.controllers.replicasets import ReplicaSetController
+from sandbox.kubelet.containers import InClusterAccess
 from sandbox.kubelet.kubelet import NODE_IP, NODE_NAME, Kubelet, KubeletConfig
 from sandbox.pki import Pki, make_pki
 from sandbox.store.logs import prepare_run_folder
@@ -230,6 +231,17 @@ def write_kubeconfig(
     path.chmod(0o600)
 
 
+def _listening_socket(port: int) -> socket.socket:
+    """The API server's socket on 127.0.0.1 (port 0: a free one)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted connections inherit this. Without it, a response's body waits behind its
+    # headers for the client's delayed ACK: 40 ms on every keep-alive request.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", port))
+    return sock
+
+
 class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: the sandbox owns SIGINT and SIGTERM."""
 
@@ -265,14 +277,31 @@ class Sandbox:
         self.store.create(NODES, _node(self.version.git_version))
         self.skipped = load_objects(self.store, objects)
         log_dir = prepare_run_folder(options.kubeconfig.parent / "logs")
+        self.authenticator = Authenticator(self.token)
+        self.sock = _listening_socket(options.port)
+        self.port: int = self.sock.getsockname()[1]
+        self.server_url = f"https://127.0.0.1:{self.port}"
+        self.pki = make_pki(options.kubeconfig.parent / "pki")
+        # What a pod gets to reach the API server as its ServiceAccount (the frontend pods).
+        in_cluster = InClusterAccess(
+            host="127.0.0.1",
+            port=self.port,
+            ca_file=self.pki.ca_cert,
+            issue_token=self.authenticator.issue,
+            folder=options.kubeconfig.parent / "serviceaccounts",
+        )
         self.kubelet = Kubelet(
             self.store,
-            KubeletConfig(engine_cmd=options.engine_cmd, workdir=options.workdir, log_dir=log_dir),
+            KubeletConfig(
+                engine_cmd=options.engine_cmd,
+                workdir=options.workdir,
+                log_dir=log_dir,
+                in_cluster=in_cluster,
+            ),
         )
         self.metrics = MetricsCollector(
             self.store, self.kubelet.sample_targets, min(options.hpa_sync_seconds, 5.0)
         )
-        self.authenticator = Authenticator(self.token)
         self.cockpit_token = (
             self.authenticator.issue(NAMESPACE, COCKPIT_SERVICE_ACCOUNT)
             if self.store.find(SERVICEACCOUNTS, NAMESPACE, COCKPIT_SERVICE_ACCOUNT) is not None
@@ -286,15 +315,6 @@ class Sandbox:
             faults=Faults(),
             version=self.version,
         )
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted connections inherit this. Without it, a response's body waits behind its
-        # headers for the client's delayed ACK: 40 ms on every keep-alive request.
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.bind(("127.0.0.1", options.port))
-        self.port: int = self.sock.getsockname()[1]
-        self.server_url = f"https://127.0.0.1:{self.port}"
-        self.pki = make_pki(options.kubeconfig.parent / "pki")
         self._stop = asyncio.Event()
 
     def stop(self) -> None:

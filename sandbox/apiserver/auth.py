@@ -110,8 +110,9 @@ class BearerAuth:
             return
         supplied = b""
         for name, value in scope.get("headers", []):
-            # The scheme is case-insensitive, as upstream reads it (in-cluster clients send
-            # "bearer").
+            # The scheme is case-insensitive, as the API server reads it (bearertoken.go:
+            # `strings.ToLower(parts[0]) != "bearer"`); the kubernetes package's in-cluster
+            # loader sends "bearer <token>".
             if name == b"authorization" and value[:7].lower() == b"bearer ":
                 supplied = value[7:].strip()
         certificate = scope.get(CLIENT_CERT_SCOPE_KEY)

@@ -8,6 +8,7 @@ import ctypes
 import os
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,14 @@ def signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
+def expand_references(value: str, env: dict[str, str]) -> str:
+    """Kubernetes' `$(VAR)` expansion of the container's variables (in env values, command and
+    args)."""
+    for key, replacement in env.items():
+        value = value.replace(f"$({key})", replacement)
+    return value
+
+
 class StartError(Exception):
     """A container's process could not be started (no such command, bad model path...)."""
 
@@ -113,6 +122,19 @@ class Container:
 
 
 @dataclass(frozen=True)
+class InClusterAccess:
+    """What the kubelet gives a pod to reach the API server as its ServiceAccount."""
+
+    host: str
+    port: int
+    ca_file: Path
+    issue_token: Callable[[str, str], str]
+    """A token for (namespace, ServiceAccount), as TokenRequest gives the kubelet."""
+    folder: Path
+    """Where each pod's ServiceAccount files are written."""
+
+
+@dataclass(frozen=True)
 class KubeletConfig:
     """How the kubelet runs containers."""
 
@@ -122,3 +144,5 @@ class KubeletConfig:
     """The folder of this run's container logs."""
     node_name: str = NODE_NAME
     max_log_bytes: int = container_logs.MAX_LOG_BYTES
+    in_cluster: InClusterAccess | None = None
+    """The in-cluster configuration for pods (the frontend's); None: pods get none."""

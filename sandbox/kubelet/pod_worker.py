@@ -29,9 +29,11 @@ from sandbox.kubelet.containers import (
     Container,
     StartError,
     die_with_parent,
+    expand_references,
     free_port,
     signal_group,
 )
+from sandbox.kubelet.frontend import FRONTEND_CONTAINER, announce, frontend_command
 from sandbox.kubelet.interfaces import Node
 from sandbox.kubelet.probes import Prober
 from sandbox.store import logs as container_logs
@@ -106,7 +108,7 @@ class PodWorker:
                     env[prefix + key] = str(value)
         for entry in container.spec.get("env") or []:
             if "value" in entry:
-                env[entry["name"]] = _expand(str(entry["value"]), env)
+                env[entry["name"]] = expand_references(str(entry["value"]), env)
                 continue
             source = entry.get("valueFrom") or {}
             if "fieldRef" in source:
@@ -145,7 +147,7 @@ class PodWorker:
     def has_process(self, container: Container) -> bool:
         """Whether the sandbox runs a process for the container (else it only simulates it)."""
         return (
-            container.name in (ENGINE_CONTAINER, BACKEND_CONTAINER)
+            container.name in (ENGINE_CONTAINER, BACKEND_CONTAINER, FRONTEND_CONTAINER)
             and container.name in self.container_ports
         )
 
@@ -166,6 +168,11 @@ class PodWorker:
                 ENGINE_URL=f"http://127.0.0.1:{self.engine_port() or ENGINE_MANIFEST_PORT}",
             )
             return [sys.executable, "-m", "backend"], env
+        if container.name == FRONTEND_CONTAINER:
+            env.update(self.resolve_env(container))
+            config = self.kubelet.config
+            argv = frontend_command(config.in_cluster, self.store, self.pod, container, env, port)
+            return argv, env
         return None
 
     # -- status --------------------------------------------------------------------------------
@@ -370,6 +377,9 @@ class PodWorker:
         self.kubelet.processes[container.process.pid] = container.process
         container.state = {"running": {"startedAt": timestamp()}}
         self.event("Normal", "Started", f"Started container {container.name}", container.name)
+        if container.name == FRONTEND_CONTAINER:
+            port = self.container_ports[container.name]
+            self.event("Normal", "WebPage", announce(self.name, port), container.name)
         return True
 
     async def _supervise(self, container: Container) -> None:
@@ -510,13 +520,6 @@ class PodWorker:
             for c in self.containers.values()
             if c.role != "init" and self.has_process(c)
         }
-
-
-def _expand(value: str, env: dict[str, str]) -> str:
-    """Kubernetes' `$(VAR)` expansion of earlier variables."""
-    for key, replacement in env.items():
-        value = value.replace(f"$({key})", replacement)
-    return value
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -356,9 +356,10 @@ def m9_pdb(objs: list[Obj]) -> list[str]:
     """M9: the PDB selects exactly the pod labels, minAvailable <= minReplicas - 1, AlwaysAllow."""
     problems: list[str] = []
     deployment = one(objs, "Deployment", DEPLOYMENT)
-    pdbs = find(objs, "PodDisruptionBudget")
+    # The backend's; the frontend's (components/frontend) is M20's.
+    pdbs = find(objs, "PodDisruptionBudget", DEPLOYMENT)
     if len(pdbs) != 1:
-        return [f"expected one PodDisruptionBudget, found {len(pdbs)}"]
+        return [f"expected one PodDisruptionBudget {DEPLOYMENT}, found {len(pdbs)}"]
     spec = pdbs[0]["spec"]
     selector = spec.get("selector", {})
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]

@@ -34,7 +34,8 @@ NEVER_SENT = (
     "backend/__pycache__/app.cpython-311.pyc",
     "backend/sub/__pycache__/x.cpython-311.pyc",
     "tests/backend/test_app.py",
-    "tui/__init__.py",
+    "tui/__pycache__/main.cpython-311.pyc",
+    "tui/web/__pycache__/server.cpython-311.pyc",
     "sandbox/__init__.py",
     "bench/loadgen.py",
     "reports/run/report.md",
@@ -139,21 +140,24 @@ def test_root_dockerignore_matches_the_backend_one() -> None:
 
 @pytest.mark.parametrize("path", NEVER_SENT)
 def test_build_context_leaves_out_everything_but_the_backend(path: str) -> None:
-    """Virtual environments, the sandbox's state, .git, caches and the other packages stay home."""
+    """Virtual environments, the sandbox's state, .git, caches and the other packages stay home
+    (tui/ is sent: the frontend pods run it from the same image)."""
     assert excluded(path, root_patterns())
 
 
 def test_build_context_is_the_backend_package_and_what_the_dockerfile_copies() -> None:
-    """Walking this checkout: only backend/ files, no bytecode, and every COPY source is there."""
+    """Walking this checkout: only backend/ and tui/ files (the frontend pods' `python -m tui
+    web`), no bytecode, and every COPY source is there."""
     files = context_files(ROOT, root_patterns())
     assert files, "the context is empty"
-    assert all(f.startswith("backend/") and "__pycache__" not in f for f in files), files
+    assert all(f.startswith(("backend/", "tui/")) and "__pycache__" not in f for f in files), files
     copies = re.findall(r"^COPY\s+(?!--from)(\S+)", DOCKERFILE.read_text(), re.MULTILINE)
     assert copies, "no COPY in backend/Dockerfile"
     for source in copies:
         source = source.rstrip("/")
         assert any(f == source or f.startswith(source + "/") for f in files), source
     assert "backend/__main__.py" in files
+    assert "tui/web/server.py" in files
 
 
 @pytest.mark.parametrize(

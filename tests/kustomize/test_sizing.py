@@ -117,22 +117,42 @@ def peak_gateway_pods(objs: list[Obj]) -> int:
     return int(hpa["spec"]["maxReplicas"]) + int(surge)
 
 
+def frontend_pods(objs: list[Obj]) -> dict[str, float]:
+    """The 2 frontend pods' requests (components/frontend), outside their rollouts."""
+    deployment = one(objs, "Deployment", "llm-frontend")
+    pod = pod_requests(pod_spec(deployment))
+    count = int(deployment["spec"]["replicas"])
+    return {"cpu": count * pod["cpu"], "memory": count * pod["memory"]}
+
+
 def gateway_pods_that_fit(node: Node, pod: dict[str, float]) -> int:
-    """How many gateway pods the scheduler places next to Minikube's pods."""
-    cpu_left = node.cpu - sum(p.cpu for p in SYSTEM_PODS)
-    memory_left = node.memory - sum(p.memory for p in SYSTEM_PODS)
+    """How many gateway pods the scheduler places next to Minikube's pods and the frontend's."""
+    frontend = frontend_pods(rendered("minikube"))
+    cpu_left = node.cpu - sum(p.cpu for p in SYSTEM_PODS) - frontend["cpu"]
+    memory_left = node.memory - sum(p.memory for p in SYSTEM_PODS) - frontend["memory"]
     return max(0, math.floor(min(cpu_left / pod["cpu"], memory_left / pod["memory"])))
 
 
+def frontend_peak(objs: list[Obj]) -> dict[str, float]:
+    """The frontend pods' requests at their peak: replicas plus a rollout's surge pod."""
+    deployment = one(objs, "Deployment", "llm-frontend")
+    surge = int(deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"])
+    count = int(deployment["spec"]["replicas"]) + surge
+    pod = pod_requests(pod_spec(deployment))
+    return {"cpu": count * pod["cpu"], "memory": count * pod["memory"]}
+
+
 def test_peak_fits_the_readme_start_line() -> None:
-    """6 replicas + 1 surge pod + Minikube's pods fit the README's `minikube start` line."""
+    """6 replicas + 1 surge pod, the frontend pods (2 + 1 surge) and Minikube's pods fit the
+    README's `minikube start` line."""
     objs = rendered("minikube")
     pods = peak_gateway_pods(objs)
     assert pods == 7
     pod = gateway_pod()
     node = allocatable(*readme_start_line())
-    cpu = pods * pod["cpu"] + sum(p.cpu for p in SYSTEM_PODS)
-    memory = pods * pod["memory"] + sum(p.memory for p in SYSTEM_PODS)
+    frontend = frontend_peak(objs)
+    cpu = pods * pod["cpu"] + sum(p.cpu for p in SYSTEM_PODS) + frontend["cpu"]
+    memory = pods * pod["memory"] + sum(p.memory for p in SYSTEM_PODS) + frontend["memory"]
     assert cpu <= node.cpu, f"{cpu:.2f} CPU requested, {node.cpu:.2f} allocatable"
     assert memory <= node.memory, f"{memory / MI:.0f} MiB requested, {node.memory / MI:.0f} MiB"
     assert gateway_pods_that_fit(node, pod) >= pods
@@ -153,9 +173,10 @@ def test_the_queue_autoscaler_peak_fits_too() -> None:
         monitoring[1]["resources"]["requests"],
     ]
     node = allocatable(*readme_start_line())
-    cpu = pods * pod["cpu"] + sum(p.cpu for p in SYSTEM_PODS)
+    frontend = frontend_peak(objs)
+    cpu = pods * pod["cpu"] + sum(p.cpu for p in SYSTEM_PODS) + frontend["cpu"]
     cpu += sum(quantity(r["cpu"]) for r in requests)
-    memory = pods * pod["memory"] + sum(p.memory for p in SYSTEM_PODS)
+    memory = pods * pod["memory"] + sum(p.memory for p in SYSTEM_PODS) + frontend["memory"]
     memory += sum(quantity(r["memory"]) for r in requests)
     assert cpu <= node.cpu, f"{cpu:.3f} CPU requested, {node.cpu:.2f} allocatable"
     assert memory <= node.memory, f"{memory / MI:.0f} MiB requested, {node.memory / MI:.0f} MiB"

@@ -58,6 +58,19 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+def stop_process(process: subprocess.Popen[str], sig: int, timeout: float = 30) -> int:
+    """Send `sig` to a process still running and wait for it; its exit code (SIGKILLed, and the
+    timeout raised, when it outlives `timeout`)."""
+    if process.poll() is None:
+        process.send_signal(sig)
+    try:
+        return process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+
+
 @dataclass
 class RunningSandbox:
     """A sandbox process and what a client needs to reach it."""
@@ -127,14 +140,7 @@ class RunningSandbox:
 
     def stop(self, timeout: float = 30) -> int:
         """SIGTERM the sandbox and wait for it; its exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        return stop_process(self.process, signal.SIGTERM, timeout)
 
     def diagnosis(self) -> str:
         """The sandbox's output, pod states and the tail of every container log."""

@@ -125,19 +125,21 @@ def test_list_with_label_selectors(sandbox: RunningSandbox, api: client.ApiClien
         )
         == 2
     )
-    assert (
-        core.list_namespaced_pod(
-            NAMESPACE, label_selector="app.kubernetes.io/name!=llm-backend"
+    # The only other pods are the frontend's (components/frontend, 2 replicas).
+    frontend = sorted(
+        name_of(p)
+        for p in core.list_namespaced_pod(
+            NAMESPACE, label_selector="app.kubernetes.io/name=llm-frontend"
         ).items
-        == []
     )
-    assert (
-        core.list_namespaced_pod(
-            NAMESPACE, label_selector="app.kubernetes.io/name notin (llm-backend)"
-        ).items
-        == []
-    )
-    assert len(core.list_namespaced_pod(NAMESPACE, label_selector="pod-template-hash").items) == 2
+    assert len(frontend) == 2
+    for selector in (
+        "app.kubernetes.io/name!=llm-backend",
+        "app.kubernetes.io/name notin (llm-backend)",
+    ):
+        others = core.list_namespaced_pod(NAMESPACE, label_selector=selector).items
+        assert sorted(name_of(p) for p in others) == frontend
+    assert len(core.list_namespaced_pod(NAMESPACE, label_selector="pod-template-hash").items) == 4
     assert core.list_namespaced_pod(NAMESPACE, label_selector="!pod-template-hash").items == []
     assert (
         core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/name=other").items

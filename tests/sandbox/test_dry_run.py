@@ -75,7 +75,8 @@ def test_kubectl_dry_runs_change_nothing(sandbox: RunningSandbox) -> None:
     pod = sandbox.ready_pods()[0]
     ns = ["-n", NAMESPACE]
     out = ok(sandbox.kubectl(*ns, "delete", "pod", "--all", "--dry-run=server"))
-    assert out.count("(server dry run)") == 2, out
+    # Every pod of the namespace: the 2 backend and the 2 frontend pods.
+    assert out.count("(server dry run)") == 4, out
     ok(sandbox.kubectl(*ns, "set", "env", "deploy/llm-backend", "DRY=1", "--dry-run=server"))
     ok(sandbox.kubectl(*ns, "annotate", "pod", pod, "dry=run", "--dry-run=server"))
     ok(sandbox.kubectl(*ns, "scale", "deploy/llm-backend", "--replicas=5", "--dry-run=server"))

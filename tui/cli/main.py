@@ -24,6 +24,7 @@ from tui.cli.package import (
     complete_scenario,
     resolve_scenario,
 )
+from tui.cli.web import add_web_flags, run_web
 from tui.core.settings import CockpitSettings
 
 PROG = "kube-llm"
@@ -252,6 +253,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ARG",
         help="pass ARG to the sandbox (repeat; e.g. --sandbox-arg=--hpa-sync-seconds=5)",
     )
+    web = commands.add_parser(
+        "web",
+        help="the cockpit as a web page (read-only unless --allow-chaos), one process a browser",
+        description="Serve the cockpit to browsers with textual-serve: each browser session runs "
+        "its own `kube-llm tui` with these flags, read-only unless --allow-chaos.",
+    )
+    _cockpit_flags(web, cluster=True)
+    add_web_flags(web)
     add_load_parser(commands)
     add_scenario_parser(commands)
     add_report_parser(commands)
@@ -277,7 +286,9 @@ def settings_from(parsed: argparse.Namespace) -> CockpitSettings:
         context=getattr(parsed, "context", None),
         namespace=getattr(parsed, "namespace", None),
         backend_url=getattr(parsed, "backend_url", None),
-        read_only=getattr(parsed, "read_only", defaults.read_only),
+        # The web cockpit is read-only unless --allow-chaos.
+        read_only=getattr(parsed, "read_only", defaults.read_only)
+        or (getattr(parsed, "command", None) == "web" and not parsed.allow_chaos),
         deployment=deployment,
         service=deployment,
         burst_users=getattr(parsed, "burst_users", defaults.burst_users),
@@ -315,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as error:
             print(f"{PROG}: --backend-url: {error}", file=sys.stderr)
             return 2
+    if parsed.command == "web":
+        return run_web(parsed, settings)
     if parsed.command in {"load", "scenario", "report"}:
         from tui.cli.commands import run_headless
 

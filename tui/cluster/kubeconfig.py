@@ -35,6 +35,8 @@ from kubernetes.aio.client import rest as aio_rest
 from kubernetes.config import incluster_config as sync_incluster
 from kubernetes.config.config_exception import ConfigException
 
+from tui.cluster import incluster
+
 DEFAULT_NAMESPACE = "kube-llm"
 DEFAULT_KUBECONFIG = Path("~/.kube/config")
 SANDBOX_CONTEXTS = frozenset(
@@ -345,7 +347,10 @@ def _check_namespace(namespace: str) -> None:
 def load_target(
     kubeconfig: Path | None, context: str | None, namespace: str | None
 ) -> ClusterTarget:
-    """The cluster to work on, as kubectl would choose it with the same flags."""
+    """The cluster to work on, as kubectl would choose it with the same flags (in a pod with no
+    kubeconfig: the pod's own ServiceAccount, as kubectl does)."""
+    if _in_a_pod_without_kubeconfig(kubeconfig, context):
+        return in_cluster_target(namespace)
     paths = kubeconfig_paths(kubeconfig)
     files = ", ".join(str(p) for p in paths)
     contexts: dict[str, dict[str, Any]] = {}
@@ -453,6 +458,36 @@ def load_in_cluster_target(
     return ClusterTarget(
         context=IN_CLUSTER_CONTEXT,
         server=str(loaded.host),
+        namespace=chosen,
+        sandbox=False,
+        credentials=Credentials(loaded),
+    )
+
+
+def _in_a_pod_without_kubeconfig(kubeconfig: Path | None, context: str | None) -> bool:
+    return (
+        kubeconfig is None
+        and context is None
+        and not os.environ.get("KUBECONFIG")
+        and not DEFAULT_KUBECONFIG.expanduser().is_file()
+        and incluster.in_cluster(os.environ)
+    )
+
+
+def in_cluster_target(namespace: str | None) -> ClusterTarget:
+    """The pod's own cluster, as its ServiceAccount (`tui.cluster.incluster`)."""
+    try:
+        loaded, pod_namespace = incluster.load_in_cluster(os.environ)
+    except ConfigException as error:
+        folder = incluster.serviceaccount_dir(os.environ)
+        raise KubeconfigError(
+            f"in a pod, but its ServiceAccount cannot be used ({folder}): {error}"
+        ) from None
+    chosen = namespace or pod_namespace or DEFAULT_NAMESPACE
+    _check_namespace(chosen)
+    return ClusterTarget(
+        context=incluster.IN_CLUSTER_CONTEXT,
+        server=str(getattr(loaded, "host", "")),
         namespace=chosen,
         sandbox=False,
         credentials=Credentials(loaded),

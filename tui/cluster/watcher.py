@@ -86,6 +86,10 @@ def _api_classes() -> tuple[type[Any], ...]:
     return client.CoreV1Api, client.AppsV1Api, client.AutoscalingV2Api, client.CustomObjectsApi
 
 
+FRONTEND_DEPLOYMENT = "llm-frontend"
+"""The web cockpit's pods (components/frontend): their events show beside the backend's."""
+
+
 class ClusterWatcher:
     """Watches one Deployment, its pods, its HPA and their events; evicts and deletes pods."""
 
@@ -104,8 +108,11 @@ class ClusterWatcher:
         metrics_retry: float = 30.0,
         backoff: Backoff | None = None,
         initial_events: int = 20,
+        neighbours: tuple[str, ...] = (FRONTEND_DEPLOYMENT,),
     ) -> None:
         self.target = target
+        self.neighbours = neighbours
+        """Deployments whose own and pods' events are shown too (the frontend pods')."""
         self.namespace = target.namespace
         self.deployment = deployment
         self.hpa = hpa or deployment
@@ -336,12 +343,13 @@ class ClusterWatcher:
     def _relevant(self, event: JSON) -> bool:
         involved = event.get("involvedObject") or {}
         kind, name = involved.get("kind"), str(involved.get("name") or "")
+        owners = (self.deployment, *self.neighbours)
         if kind == "Pod":
-            return name in self._pods or name.startswith(f"{self.deployment}-")
+            return name in self._pods or name.startswith(tuple(f"{o}-" for o in owners))
         if kind == "ReplicaSet":
-            return name.startswith(f"{self.deployment}-")
+            return name.startswith(tuple(f"{o}-" for o in owners))
         if kind == "Deployment":
-            return name == self.deployment
+            return name in owners
         if kind == "HorizontalPodAutoscaler":
             return name == self.hpa
         return False
