@@ -26,7 +26,7 @@ import yaml
 
 from tests.sandbox.harness import NAMESPACE, RunningSandbox, fake_engine_cmd, start_sandbox
 from tests.tui.k8s_helpers import Recorder, watching
-from tui.cluster.kubeconfig import ExecPlugin, load_in_cluster_target, load_target
+from tui.cluster.kubeconfig import ExecPlugin, in_cluster_target, load_target
 from tui.core.model import ClusterSnapshot, Connection, Outcome
 from tui.core.settings import CockpitSettings
 from tui.services.connect import gateway_for
@@ -220,8 +220,12 @@ def test_in_cluster_configuration_reaches_the_api_server(
     )
     (folder / "namespace").write_text(NAMESPACE)
     host, port = sandbox.server.removeprefix("https://").split(":")
-    environ = {"KUBERNETES_SERVICE_HOST": host, "KUBERNETES_SERVICE_PORT": port}
-    target = load_in_cluster_target(environ=environ, directory=folder)
+    environ = {
+        "KUBERNETES_SERVICE_HOST": host,
+        "KUBERNETES_SERVICE_PORT": port,
+        "KUBE_LLM_SERVICEACCOUNT_DIR": str(folder),
+    }
+    target = in_cluster_target(None, environ)
     assert target.namespace == NAMESPACE
     assert target.server == sandbox.server
     assert not target.sandbox
@@ -235,4 +239,4 @@ def test_in_cluster_configuration_reaches_the_api_server(
 
     assert asyncio.run(list_pods()) >= 1
     with pytest.raises(Exception, match="not in a cluster"):
-        load_in_cluster_target(environ={}, directory=folder)
+        in_cluster_target(None, {"KUBE_LLM_SERVICEACCOUNT_DIR": str(folder)})

@@ -32,7 +32,6 @@ from kubernetes import client as sync_client
 from kubernetes import config as sync_config
 from kubernetes.aio import client as aio_client
 from kubernetes.aio.client import rest as aio_rest
-from kubernetes.config import incluster_config as sync_incluster
 from kubernetes.config.config_exception import ConfigException
 
 from tui.cluster import incluster
@@ -417,53 +416,6 @@ def load_target(
     )
 
 
-SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
-"""Where the kubelet mounts a pod's ServiceAccount token, CA and namespace."""
-
-IN_CLUSTER_CONTEXT = "in-cluster"
-
-
-def load_in_cluster_target(
-    namespace: str | None = None,
-    environ: Mapping[str, str] | None = None,
-    directory: Path = SERVICE_ACCOUNT_DIR,
-) -> ClusterTarget:
-    """The cluster a pod runs in, with its ServiceAccount's credentials (what the web frontend
-    pods use): `KUBERNETES_SERVICE_HOST`/`_PORT`, and the token, CA and namespace files the
-    kubelet mounts. The official loader reads them and re-reads the token file every minute,
-    so a projected token the kubelet rotates is picked up."""
-    env = os.environ if environ is None else environ
-    loaded = sync_client.Configuration()
-    loader = sync_incluster.InClusterConfigLoader(
-        token_filename=str(directory / "token"),
-        cert_filename=str(directory / "ca.crt"),
-        environ=env,
-    )
-    try:
-        loader.load_and_set(loaded)
-    except ConfigException as error:
-        raise KubeconfigError(
-            f"not in a cluster, or its ServiceAccount is missing: {error}"
-        ) from None
-    except OSError as error:
-        raise KubeconfigError(f"cannot read the ServiceAccount's files: {error}") from None
-    chosen = namespace
-    if chosen is None:
-        try:
-            chosen = (directory / "namespace").read_text().strip() or None
-        except OSError:
-            chosen = None
-    chosen = chosen or DEFAULT_NAMESPACE
-    _check_namespace(chosen)
-    return ClusterTarget(
-        context=IN_CLUSTER_CONTEXT,
-        server=str(loaded.host),
-        namespace=chosen,
-        sandbox=False,
-        credentials=Credentials(loaded),
-    )
-
-
 def _in_a_pod_without_kubeconfig(kubeconfig: Path | None, context: str | None) -> bool:
     return (
         kubeconfig is None
@@ -474,12 +426,19 @@ def _in_a_pod_without_kubeconfig(kubeconfig: Path | None, context: str | None) -
     )
 
 
-def in_cluster_target(namespace: str | None) -> ClusterTarget:
-    """The pod's own cluster, as its ServiceAccount (`tui.cluster.incluster`)."""
+def in_cluster_target(
+    namespace: str | None, environ: Mapping[str, str] | None = None
+) -> ClusterTarget:
+    """The pod's own cluster, as its ServiceAccount (`tui.cluster.incluster`): what the web
+    frontend pods use. The official loader re-reads the token file, so a projected token the
+    kubelet rotates is picked up."""
+    env = os.environ if environ is None else environ
+    if not incluster.in_cluster(env):
+        raise KubeconfigError("not in a cluster: KUBERNETES_SERVICE_HOST is not set")
     try:
-        loaded, pod_namespace = incluster.load_in_cluster(os.environ)
-    except ConfigException as error:
-        folder = incluster.serviceaccount_dir(os.environ)
+        loaded, pod_namespace = incluster.load_in_cluster(env)
+    except (ConfigException, OSError) as error:
+        folder = incluster.serviceaccount_dir(env)
         raise KubeconfigError(
             f"in a pod, but its ServiceAccount cannot be used ({folder}): {error}"
         ) from None
