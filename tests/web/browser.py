@@ -11,6 +11,7 @@ row of the terminal's buffer into `.xterm-accessibility-tree` in the DOM.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -59,10 +60,15 @@ def chromium() -> Path:
     if apt is None or os.geteuid() != 0:
         pytest.skip("no /usr/bin/chromium, and apt-get cannot install it here (not root)")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "chromium"]):
-        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
-        if done.returncode != 0:
-            pytest.skip(f"chromium could not be installed: {done.stderr.strip()[-300:]}")
+    # One install at a time: parallel test workers would fight over dpkg's lock.
+    with open("/tmp/kube-llm-chromium-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if CHROMIUM.exists():
+            return CHROMIUM
+        for command in ([apt, "update", "-qq"], [apt, "install", "-y", "-qq", "chromium"]):
+            done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+            if done.returncode != 0:
+                pytest.skip(f"chromium could not be installed: {done.stderr.strip()[-300:]}")
     return CHROMIUM
 
 
