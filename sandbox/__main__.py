@@ -54,6 +54,13 @@ class EscapingFormatter(logging.Formatter):
         )
 
 
+AUTOSCALER_OVERLAYS = {
+    "cpu": Path("kustomize/overlays/sandbox"),
+    "queue": Path("kustomize/overlays/sandbox-queue"),
+}
+"""The overlay each `--autoscaler` runs (issue 18: the queue HPA beside the poster's)."""
+
+
 def parse_args(argv: list[str] | None = None) -> SandboxOptions:
     """Command-line options."""
     parser = argparse.ArgumentParser(
@@ -64,8 +71,16 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
     parser.add_argument(
         "--overlay",
         type=Path,
-        default=Path("kustomize/overlays/sandbox"),
-        help="kustomization to render and run (default: %(default)s)",
+        default=None,
+        help="kustomization to render and run (default: kustomize/overlays/sandbox, or the "
+        "one --autoscaler names)",
+    )
+    parser.add_argument(
+        "--autoscaler",
+        choices=sorted(AUTOSCALER_OVERLAYS),
+        default="cpu",
+        help="the HPA to start with: the poster's CPU and memory (cpu, the default) or chats in "
+        "flight plus waiting per pod on custom.metrics.k8s.io (queue: overlay sandbox-queue)",
     )
     parser.add_argument(
         "--port", type=int, default=0, help="API server port on 127.0.0.1 (default: a free one)"
@@ -109,6 +124,10 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
     args = parser.parse_args(argv)
     if args.hpa_sync_seconds <= 0:
         parser.error("--hpa-sync-seconds must be positive")
+    if args.overlay is None:
+        args.overlay = AUTOSCALER_OVERLAYS[args.autoscaler]
+    elif args.autoscaler != "cpu":
+        parser.error("--autoscaler names an overlay: give either it or --overlay")
     if not args.overlay.exists() and not args.overlay.is_absolute():
         # Run from elsewhere than the project root: the overlay next to this package.
         beside = Path(__file__).resolve().parents[1] / args.overlay

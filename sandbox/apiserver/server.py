@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from sandbox.apiserver import proxy, reviews, subresources
+from sandbox.apiserver import custom_metrics_api, proxy, reviews, subresources
 from sandbox.apiserver.auth import (
     USER_SCOPE_KEY,
     Authenticator,
@@ -232,6 +232,8 @@ class ApiServer:
                         "resources": resources,
                     }
                 )
+            if group == custom_metrics_api.GROUP:
+                return custom_metrics_api.serve(self, request, version, parts)
             target = resolve_target(group, version, parts)
             if target.rt.plural in _SELF_REVIEWS:
                 # Anyone may ask what they may do and who they are (system:basic-user).
