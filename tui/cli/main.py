@@ -231,6 +231,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="the sandbox's state folder (default: %(default)s)",
     )
     demo.add_argument(
+        "--autoscaler",
+        choices=("cpu", "queue"),
+        default="cpu",
+        help="the sandbox's HPA: the poster's CPU and memory (cpu, the default) or chats in "
+        "flight plus waiting per pod (queue, overlay sandbox-queue)",
+    )
+    demo.add_argument(
         "--sandbox-arg",
         action="append",
         default=[],
