@@ -170,7 +170,7 @@ def draw_compare(records: Mapping[str, CockpitRecord], path: Path) -> Path:
                 ttft.axvline(phase.ended_at - start, color=colour, lw=1, ls=":")
     replicas.set_ylabel("pods")
     replicas.yaxis.get_major_locator().set_params(integer=True)
-    replicas.set_title("replicas and time to first token, both runs (dotted: the load stops)")
+    replicas.set_title("replicas and time to first token, both runs (dotted: a load phase ends)")
     ttft.set_ylabel("TTFT (s), by chat start")
     ttft.set_xlabel("seconds since the run's load began")
     for axes in (replicas, ttft):
