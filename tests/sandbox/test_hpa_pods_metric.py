@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from sandbox.__main__ import parse_args
 from sandbox.apiserver.validation import validate
 from sandbox.controllers.hpa import HPAHistory, PodState, decide
 from sandbox.controllers.hpa_pods_metric import (
@@ -483,3 +484,12 @@ def test_admission_needs_a_metric_name_and_takes_the_queue_component_as_it_is() 
     with pytest.raises(ApiError, match="must specify a metric name"):
         validate(HPAS, {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", **spec})
     validate(HPAS, {"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", **hpa("4")})
+
+
+def test_the_autoscaler_flag_names_an_overlay(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_args([]).overlay.name == "sandbox"
+    assert parse_args(["--autoscaler", "queue"]).overlay.name == "sandbox-queue"
+    assert parse_args(["--autoscaler", "queue"]).overlay.exists()
+    with pytest.raises(SystemExit):
+        parse_args(["--autoscaler", "queue", "--overlay", "kustomize/overlays/sandbox"])
+    assert "give either it or --overlay" in capsys.readouterr().err

@@ -131,6 +131,12 @@ def test_bad_input_gets_upstreams_conditions_and_the_sandbox_keeps_running(
     assert condition(sandbox, "ScalingActive")["message"].endswith(
         "the server could not find the metric kube_llm_nonsense for pods"
     )
+    with sandbox.http() as http:
+        events = http.get(f"/api/v1/namespaces/{NAMESPACE}/events").json()["items"]
+    # as upstream, the failure is also a Warning event (what `kubectl describe hpa` lists)
+    assert any(
+        e["reason"] == "FailedGetPodsMetric" and "kube_llm_nonsense" in e["message"] for e in events
+    )
     external = {
         "type": "External",
         "external": {

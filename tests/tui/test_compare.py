@@ -3,6 +3,8 @@ run's own figures, the table has every measure the issue asks for, and the chart
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from tui.core.model import ChatSample, Outcome, ReplicaPoint
 from tui.report.compare import column, compare_rows, draw_compare, load_start, render_compare
 
 START = 1_700_000_000.0
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*, ttft: float, scale_at: float | None, pods_up: int) -> CockpitRecord:
@@ -59,8 +62,9 @@ def test_each_column_is_the_runs_own_figures() -> None:
     assert mine.back_to_minimum == numbers.phases[0].back_to_min_after_stop
     assert numbers.cost is not None
     # 2 pods for 35 s, 4 for 115 s, 2 for 50 s
-    assert mine.replica_seconds == pytest.approx(2 * 35 + 4 * 115 + 2 * 50)
-    assert mine.replica_seconds_per_chat == pytest.approx(mine.replica_seconds / 9)
+    used = 2 * 35 + 4 * 115 + 2 * 50
+    assert mine.replica_seconds == pytest.approx(used)
+    assert mine.replica_seconds_per_chat == pytest.approx(used / 9)
 
 
 def test_the_table_has_a_column_per_run_and_every_measure(tmp_path: Path) -> None:
@@ -97,3 +101,66 @@ def test_unknown_autoscalers_are_refused_in_words(capsys: pytest.CaptureFixture[
     code = main(["scenario", "compare", "scenarios/autoscalers.yaml", "--autoscalers", "cpu,gpu"])
     assert code == 2
     assert "--autoscalers takes names from cpu, queue, not gpu" in capsys.readouterr().err
+
+
+SHORT = """\
+name: short
+description: a short side-by-side run on the fake engine
+settings: {max_tokens: 16, ready_timeout: 120}
+steps:
+  - wait_for: {ready_pods: 2, within: 120}
+  - sleep: 3
+  - burst: {users: 6, chats_per_user: 2}
+  - sustained: {users: 6, duration: 15}
+  - sleep: 15
+  - stop_load: {}
+  - wait_for: {replicas_at_most: 2, within: 90}
+"""
+
+
+@pytest.mark.slow
+def test_compare_runs_each_autoscaler_on_its_own_sandbox(tmp_path: Path) -> None:
+    """`kube-llm scenario compare` end to end on the fake engine: two sandboxes one after the
+    other, a report per run and one with both columns; no process left behind."""
+    scenario = tmp_path / "short.yaml"
+    scenario.write_text(SHORT)
+    engine = (
+        "--sandbox-arg=--engine-cmd=python -m tests.fakes.engine --host 127.0.0.1 --port {port}"
+        " --model {model} --busy-ms-per-token 1 --token-delay 0.1 --tokens 16"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tui",
+            "scenario",
+            "compare",
+            str(scenario),
+            "--hpa-sync-seconds",
+            "3",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--report-dir",
+            str(tmp_path / "reports"),
+            engine,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "| measure | cpu | queue |" in done.stdout
+    folders = sorted(p.name for p in (tmp_path / "reports").iterdir())
+    assert [f.rsplit("-", 2)[0] for f in folders] == [
+        "kube-llm-compare",
+        "kube-llm-compare-cpu",
+        "kube-llm-compare-queue",
+    ]
+    compare = next((tmp_path / "reports").glob("kube-llm-compare-2*"))
+    assert (compare / "compare.png").stat().st_size > 0
+    queue_report = next((tmp_path / "reports").glob("kube-llm-compare-queue-*")) / "report.md"
+    assert "in flight + waiting" in queue_report.read_text()
+    for state in ("cpu", "queue"):
+        assert not (tmp_path / "state" / state / "kubeconfig").exists()
