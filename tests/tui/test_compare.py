@@ -164,3 +164,16 @@ def test_compare_runs_each_autoscaler_on_its_own_sandbox(tmp_path: Path) -> None
     assert "in flight + waiting" in queue_report.read_text()
     for state in ("cpu", "queue"):
         assert not (tmp_path / "state" / state / "kubeconfig").exists()
+
+
+def test_a_replica_added_after_the_burst_ended_still_counts() -> None:
+    """The HPA may react only once the next phase runs: the first load phase's own reaction
+    time is then "not seen", the run's is not."""
+    record = run(ttft=1.0, scale_at=35.0, pods_up=4)
+    burst = LoadPhase("burst", 8, START + 20, START + 30)
+    sustained = LoadPhase("sustained", 6, START + 30, START + 120)
+    record = CockpitRecord(**{**record.__dict__, "phases": (burst, sustained)})
+    assert figures(record).phases[0].desired_up_after_start is None
+    assert column(record).first_added_replica == pytest.approx(15.0)
+    quiet = CockpitRecord(**{**record.__dict__, "replicas": record.replicas[:1]})
+    assert column(quiet).first_added_replica is None

@@ -1,10 +1,10 @@
 """Side by side: the same scenario under two autoscalers, as one report with a column each.
 
-`compare_rows` takes each run's `CockpitRecord` and reads every number from `tui.core.figures`
+`compare_rows` takes each run's `CockpitRecord` and reads its numbers from `tui.core.figures`
 (so each column can be checked against that run's own report): TTFT p50/p95 and end to end p95
 over the successful chats, failures and shed chats, the time from the first load phase's start
-to the HPA's first added replica (the moment it wanted more than it had) and from the last
-phase's stop to the replicas back at the minimum, and the replica-seconds used. The chart puts
+to the HPA's first added replica (the moment it wanted more than it had, while any load phase
+ran), from the last phase's stop to the replicas back at the minimum, and the replica-seconds. The chart puts
 both runs on one time axis, seconds since each run's load began: replicas (the pods that
 existed) above, TTFT of each successful chat below.
 """
@@ -46,11 +46,27 @@ def load_start(record: CockpitRecord) -> float:
     return min((p.started_at for p in record.phases), default=record.started_at)
 
 
+def first_added_replica(record: CockpitRecord) -> float | None:
+    """Seconds from the load's start to the HPA's first wanting more replicas than it had then,
+    while any load phase ran (a burst may end before the HPA reacts; the next phase counts)."""
+    start = load_start(record)
+    end = max(
+        (record.ended_at if p.ended_at is None else p.ended_at for p in record.phases),
+        default=record.ended_at,
+    )
+    points = sorted(record.replicas, key=lambda p: p.at)
+    before = [p for p in points if p.at <= start]
+    base = before[-1] if before else (points[0] if points else None)
+    if base is None:
+        return None
+    added = next((p for p in points if start <= p.at <= end and p.desired > base.desired), None)
+    return None if added is None else added.at - start
+
+
 def column(record: CockpitRecord, numbers: Figures | None = None) -> Column:
     """One run's column, from its figures."""
     numbers = figures(record) if numbers is None else numbers
     chats = numbers.chats
-    first = numbers.phases[0] if numbers.phases else None
     last = numbers.phases[-1] if numbers.phases else None
     cost = numbers.cost
     return Column(
@@ -60,7 +76,7 @@ def column(record: CockpitRecord, numbers: Figures | None = None) -> Column:
         chats_ok=chats.ok,
         failed=chats.failed,
         shed=chats.shed,
-        first_added_replica=None if first is None else first.desired_up_after_start,
+        first_added_replica=first_added_replica(record),
         back_to_minimum=None if last is None else last.back_to_min_after_stop,
         peak_replicas=numbers.scaling.peak_replicas,
         replica_seconds=None if cost is None else cost.replica_seconds,
