@@ -4,9 +4,9 @@
 (so each column can be checked against that run's own report): TTFT p50/p95 and end to end p95
 over the successful chats, failures and shed chats, the time from the first load phase's start
 to the HPA's first added replica (the moment it wanted more than it had, while any load phase
-ran), from the last phase's stop to the replicas back at the minimum, and the replica-seconds. The chart puts
-both runs on one time axis, seconds since each run's load began: replicas (the pods that
-existed) above, TTFT of each successful chat below.
+ran), from the last phase's stop to the replicas back at the minimum, and the replica-seconds.
+The chart puts both runs on one time axis, seconds since each run's load began: replicas (the
+pods that existed) above, TTFT of each successful chat below.
 """
 
 from __future__ import annotations
