@@ -55,6 +55,13 @@ class EscapingFormatter(logging.Formatter):
         )
 
 
+AUTOSCALER_OVERLAYS = {
+    "cpu": "sandbox",
+    "queue": "sandbox-queue",
+}
+"""The overlay each `--autoscaler` runs (issue 18: the queue HPA beside the poster's)."""
+
+
 def parse_args(argv: list[str] | None = None) -> SandboxOptions:
     """Command-line options."""
     parser = argparse.ArgumentParser(
@@ -67,7 +74,14 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         type=Path,
         default=None,
         help="kustomization to render and run (default: the sandbox overlay kube-llm ships, "
-        "`kube-llm manifests sandbox --path`)",
+        "`kube-llm manifests sandbox --path`, or the one --autoscaler names)",
+    )
+    parser.add_argument(
+        "--autoscaler",
+        choices=sorted(AUTOSCALER_OVERLAYS),
+        default="cpu",
+        help="the HPA to start with: the poster's CPU and memory (cpu, the default) or chats in "
+        "flight plus waiting per pod on custom.metrics.k8s.io (queue: overlay sandbox-queue)",
     )
     parser.add_argument(
         "--port", type=int, default=0, help="API server port on 127.0.0.1 (default: a free one)"
@@ -130,8 +144,10 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         parser.error("--exec-token-seconds must be positive")
     if args.state_dir is not None and args.kubeconfig is not None:
         parser.error("--state-dir and --kubeconfig both name the state folder: give one")
+    if args.overlay is not None and args.autoscaler != "cpu":
+        parser.error("--autoscaler names an overlay: give either it or --overlay")
     try:
-        overlay = args.overlay or overlay_dir("sandbox")
+        overlay = args.overlay or overlay_dir(AUTOSCALER_OVERLAYS[args.autoscaler])
         kubeconfig = args.kubeconfig or (args.state_dir or default_state_dir()) / "kubeconfig"
     except ResourceError as error:
         parser.error(str(error))

@@ -27,6 +27,7 @@ from sandbox.apiserver.faults import Faults
 from sandbox.apiserver.protocol import ApiServerProtocol
 from sandbox.apiserver.server import ApiServer, create_app
 from sandbox.apiserver.version import served_version
+from sandbox.controllers.custom_metrics import GatewayScraper
 from sandbox.controllers.deployments import DeploymentController
 from sandbox.controllers.disruption import DisruptionController
 from sandbox.controllers.podautoscaler import HpaController, MetricsCollector
@@ -302,6 +303,10 @@ class Sandbox:
         self.metrics = MetricsCollector(
             self.store, self.kubelet.sample_targets, min(options.hpa_sync_seconds, 5.0)
         )
+        # Prometheus and prometheus-adapter: the gateways' gauges on custom.metrics.k8s.io.
+        self.custom_metrics = GatewayScraper(
+            self.store, self.kubelet.pod_port, min(options.hpa_sync_seconds, 5.0)
+        )
         self.cockpit_token = (
             self.authenticator.issue(NAMESPACE, COCKPIT_SERVICE_ACCOUNT)
             if self.store.find(SERVICEACCOUNTS, NAMESPACE, COCKPIT_SERVICE_ACCOUNT) is not None
@@ -353,8 +358,14 @@ class Sandbox:
             asyncio.create_task(ReplicaSetController(self.store).run(), name="replicasets"),
             asyncio.create_task(DisruptionController(self.store).run(), name="disruption"),
             asyncio.create_task(self.metrics.run(), name="metrics"),
+            asyncio.create_task(self.custom_metrics.run(), name="custom-metrics"),
             asyncio.create_task(
-                HpaController(self.store, self.metrics, self.options.hpa_sync_seconds).run(),
+                HpaController(
+                    self.store,
+                    self.metrics,
+                    self.options.hpa_sync_seconds,
+                    pods_metrics=self.custom_metrics,
+                ).run(),
                 name="hpa",
             ),
         ]
@@ -394,3 +405,10 @@ class _Runtime:
 
     def log_path(self, namespace: str, pod: str, container: str | None) -> Path | None:
         return self._sandbox.kubelet.log_path(namespace, pod, container)
+
+    def custom_metrics(
+        self, namespace: str, metric: str, pods: list[str], metric_selector: str | None
+    ) -> JSON:
+        return self._sandbox.custom_metrics.metric_value_list(
+            namespace, metric, pods, metric_selector
+        )

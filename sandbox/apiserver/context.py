@@ -26,6 +26,11 @@ class Runtime(Protocol):
     def log_path(self, namespace: str, pod: str, container: str | None) -> Path | None:
         """The file holding a container's output, if it ran."""
 
+    def custom_metrics(
+        self, namespace: str, metric: str, pods: list[str], metric_selector: str | None
+    ) -> JSON:
+        """A ``custom.metrics.k8s.io`` MetricValueList of ``pods`` (raises MetricNotServed)."""
+
 
 class ServerContext(Protocol):
     """The API server's state that its request handlers share."""

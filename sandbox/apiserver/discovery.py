@@ -3,11 +3,24 @@ and why the sandbox lacks what kubectl users often try."""
 
 from __future__ import annotations
 
+from sandbox.store.custom_metrics import ADAPTER_RULES, GROUP, VERSION
 from sandbox.store.store import JSON, RESOURCE_TYPES
 
 
 def api_resources(group: str, version: str) -> list[JSON]:
     """The APIResourceList entries of one group version, subresources included."""
+    if (group, version) == (GROUP, VERSION):
+        # prometheus-adapter lists one `pods/<metric>` per metric it serves.
+        return [
+            {
+                "name": f"pods/{metric}",
+                "singularName": "",
+                "namespaced": True,
+                "kind": "MetricValueList",
+                "verbs": ["get"],
+            }
+            for metric in ADAPTER_RULES
+        ]
     resources: list[JSON] = []
     for rt in RESOURCE_TYPES:
         if rt.group != group or rt.version != version:
@@ -62,6 +75,8 @@ def api_groups() -> list[JSON]:
             continue
         version = {"groupVersion": rt.api_version, "version": rt.version}
         groups[rt.group] = {"name": rt.group, "versions": [version], "preferredVersion": version}
+    custom = {"groupVersion": f"{GROUP}/{VERSION}", "version": VERSION}
+    groups[GROUP] = {"name": GROUP, "versions": [custom], "preferredVersion": custom}
     return list(groups.values())
 
 

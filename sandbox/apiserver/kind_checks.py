@@ -260,13 +260,17 @@ def _hpa(causes: Causes, obj: JSON) -> None:
             )
             or {}
         )
-        target = check_object(causes, source.get("target"), f"{where}.target") or {}
+        key = kind[0].lower() + kind[1:]
+        target = check_object(causes, source.get("target"), f"{where}.{key}.target") or {}
         check_integer(
             causes,
             target.get("averageUtilization"),
             f"{where}.target.averageUtilization",
             minimum=1,
         )
+        _metric_target(causes, target, f"{where}.{key}.target")
+        if kind == "Pods":
+            _pods_metric(causes, source, f"{where}.pods")
     behavior = check_object(causes, spec.get("behavior"), "spec.behavior") or {}
     for direction in ("scaleUp", "scaleDown"):
         rules = check_object(causes, behavior.get(direction), f"spec.behavior.{direction}") or {}
@@ -298,6 +302,39 @@ def _hpa(causes: Causes, obj: JSON) -> None:
                 maximum=1800,
                 required=True,
             )
+
+
+def _metric_target(causes: Causes, target: JSON, where: str) -> None:
+    """upstream's ``validateMetricTarget`` (pkg/apis/autoscaling/validation): values positive."""
+    for field in ("value", "averageValue"):
+        quantity = target.get(field)
+        if quantity is None:
+            continue
+        try:
+            positive = parse_quantity(quantity) > 0
+        except QuantityError:
+            causes.invalid(f"{where}.{field}", quantity, "must be a quantity")
+            continue
+        if not positive:
+            causes.invalid(f"{where}.{field}", quantity, "must be positive")
+
+
+def _pods_metric(causes: Causes, source: JSON, where: str) -> None:
+    """upstream's ``validatePodsSource``: a metric name and a positive averageValue target."""
+    metric = check_object(causes, source.get("metric"), f"{where}.metric") or {}
+    if not metric.get("name"):
+        causes.add(
+            f"{where}.metric.name",
+            "FieldValueRequired",
+            "Required value: must specify a metric name",
+        )
+    target = source.get("target")
+    if not isinstance(target, dict) or target.get("averageValue") is None:
+        causes.add(
+            f"{where}.target.averageValue",
+            "FieldValueRequired",
+            "Required value: must specify a positive target averageValue",
+        )
 
 
 def _service(causes: Causes, obj: JSON) -> None:

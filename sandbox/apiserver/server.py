@@ -33,7 +33,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from sandbox.apiserver import openapi, own, proxy, reviews, subresources, writes
+from sandbox.apiserver import custom_metrics_api, openapi, own, proxy, reviews, subresources, writes
 from sandbox.apiserver.auth import (
     USER_SCOPE_KEY,
     Authenticator,
@@ -231,6 +231,8 @@ class ApiServer:
                         "resources": resources,
                     }
                 )
+            if group == custom_metrics_api.GROUP:
+                return custom_metrics_api.serve(self, request, version, parts)
             path = request_path(group, version, parts)
             if path.resource in _SELF_REVIEWS:
                 # Anyone may ask what they may do and who they are (system:basic-user).

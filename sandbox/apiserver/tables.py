@@ -193,6 +193,15 @@ def hpa_targets_text(hpa: JSON) -> str:
     parts = []
     for index, metric in enumerate(spec_metrics):
         kind = metric.get("type", "")
+        if kind == "Pods":
+            # kubectl's formatHPAMetrics: "<current average>/<target average>", no name
+            current_pods = (
+                (current_metrics[index].get("pods") or {}) if index < len(current_metrics) else {}
+            )
+            current_value = (current_pods.get("current") or {}).get("averageValue")
+            target_value = ((metric.get("pods") or {}).get("target") or {}).get("averageValue")
+            parts.append(f"{current_value or '<unknown>'}/{target_value}")
+            continue
         source_key = {"ContainerResource": "containerResource", "Resource": "resource"}.get(kind)
         if source_key is None:
             parts.append("<unknown>/<unknown>")

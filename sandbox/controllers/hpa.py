@@ -17,8 +17,9 @@ per sync, no rate history); an HPA with a ``behavior`` (even ``{}``) gets the AP
 what it leaves out (scale-up: window 0, ``Max`` of 4 pods and 100 % per 15 s; scale-down:
 window 300 s, ``Max`` of 100 % per 15 s). ``behavior.scale{Up,Down}.tolerance`` (1.33+) is
 honoured when set. Metrics of type ``Resource`` and ``ContainerResource`` with
-``target.type: Utilization`` are supported; any other metric fails (``ScalingActive`` False)
-with a message saying so.
+``target.type: Utilization`` are supported, and ``Pods`` metrics with an ``AverageValue``
+target (``hpa_pods_metric``, read from the custom metrics API); ``Object`` and ``External``
+metrics, and any other target, fail (``ScalingActive`` False) with a message saying so.
 
 API summary, for the sandbox core's HPA controller (every ``--hpa-sync-seconds``)::
 
@@ -54,6 +55,7 @@ from sandbox.controllers.hpa_behavior import (
     normalize_with_behavior,
     store_scale_event,
 )
+from sandbox.controllers.hpa_pods_metric import PodsMetricSource, pods_metric, unsupported_metric
 from sandbox.controllers.hpa_replicas import (
     HPAConfig,
     MetricOutcome,
@@ -162,13 +164,15 @@ def decide(
     now: float,
     history: HPAHistory,
     config: HPAConfig | None = None,
+    pods_metrics: PodsMetricSource | None = None,
 ) -> HPADecision:
     """Run one HPA sync: the desired replicas, ``currentMetrics``, conditions and why.
 
     ``hpa`` is the HPA object (or just its ``spec``); ``current_replicas`` the target's
     ``spec.replicas``; ``pods`` the pods its selector matches; ``usage`` the latest sample of
     each pod that has one (pods without one count as missing; samples of pods not in ``pods``
-    are not read). ``history`` is updated.
+    are not read). ``pods_metrics`` is the custom metrics API that ``Pods`` metrics read (None:
+    no adapter installed). ``history`` is updated.
     """
     spec: Mapping[str, Any] = hpa.get("spec", hpa)
     config = config or HPAConfig()
@@ -228,6 +232,7 @@ def decide(
             now=now,
             tolerances=_tolerances(behavior, up_rules, down_rules, config),
             config=config,
+            pods_metrics=pods_metrics,
         )
         metric_statuses = list(proposal.statuses)
         if proposal.failure is not None:
@@ -334,6 +339,7 @@ def _propose(
     now: float,
     tolerances: Tolerances,
     config: HPAConfig,
+    pods_metrics: PodsMetricSource | None,
 ) -> _Proposal:
     """Every metric's proposal; the largest wins. As upstream, failed metrics block a decision
     when all fail, or when the others would scale down (a scale-up still goes ahead)."""
@@ -341,16 +347,28 @@ def _propose(
     best, best_name, invalid = 0, "", 0
     first_error: MetricOutcome | None = None
     for metric in metrics:
-        outcome = compute_metric(
-            metric,
-            spec_replicas=spec_replicas,
-            pods=pods,
-            usage=usage,
-            namespace=namespace,
-            now=now,
-            tolerances=tolerances,
-            config=config,
-        )
+        if metric.get("type") == "Pods":
+            outcome = pods_metric(
+                metric,
+                spec_replicas=spec_replicas,
+                pods=pods,
+                source=pods_metrics,
+                namespace=namespace,
+                tolerances=tolerances,
+            )
+        elif metric.get("type") in ("Object", "External"):
+            outcome = unsupported_metric(metric, namespace)
+        else:
+            outcome = compute_metric(
+                metric,
+                spec_replicas=spec_replicas,
+                pods=pods,
+                usage=usage,
+                namespace=namespace,
+                now=now,
+                tolerances=tolerances,
+                config=config,
+            )
         statuses.append(outcome.status)
         if outcome.replicas is None:
             invalid += 1

@@ -9,7 +9,7 @@ scale-down and count as 0 % on a scale-up; Failed and terminating pods are left 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -106,6 +106,34 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     )
 
 
+def group_pods(
+    pods: Sequence[PodState],
+    metrics: Mapping[str, object],
+    unready_with_metric: Callable[[PodState], bool] | None = None,
+) -> tuple[int, set[str], set[str], set[str]]:
+    """upstream's ``groupPods``: (ready count, unready, missing, ignored pod names).
+
+    Deleting and Failed pods are ignored, Pending ones unready, pods without a metric missing;
+    ``unready_with_metric`` is the CPU start-up rule (None for any other metric).
+    """
+    ready_count = 0
+    unready: set[str] = set()
+    missing: set[str] = set()
+    ignored: set[str] = set()
+    for pod in pods:
+        if pod.deleting or pod.phase == "Failed":
+            ignored.add(pod.name)
+        elif pod.phase == "Pending":
+            unready.add(pod.name)
+        elif pod.name not in metrics:
+            missing.add(pod.name)
+        elif unready_with_metric is not None and unready_with_metric(pod):
+            unready.add(pod.name)
+        else:
+            ready_count += 1
+    return ready_count, unready, missing, ignored
+
+
 class _MetricError(Exception):
     """A metric that could not be computed; the message is upstream's error text."""
 
@@ -183,25 +211,10 @@ def _resource_metric(
     if not pods:
         raise _MetricError("no pods returned by selector while calculating replica count")
 
-    # groupPods
-    ready_count = 0
-    unready: set[str] = set()
-    missing: set[str] = set()
-    ignored: set[str] = set()
-    for pod in pods:
-        if pod.deleting or pod.phase == "Failed":
-            ignored.add(pod.name)
-            continue
-        if pod.phase == "Pending":
-            unready.add(pod.name)
-            continue
-        if pod.name not in metrics:
-            missing.add(pod.name)
-            continue
-        if resource == "cpu" and _cpu_unready(pod, usage[pod.name], now, config):
-            unready.add(pod.name)
-            continue
-        ready_count += 1
+    def cpu_unready(pod: PodState) -> bool:
+        return resource == "cpu" and _cpu_unready(pod, usage[pod.name], now, config)
+
+    ready_count, unready, missing, ignored = group_pods(pods, metrics, cpu_unready)
     for name in ignored | unready:
         metrics.pop(name, None)
     if not metrics:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sandbox.controllers import hpa as hpa_algorithm
+from sandbox.controllers.hpa_pods_metric import PodsMetricSource
 from sandbox.controllers.isolation import ObjectFailures, object_key
 from sandbox.controllers.metrics import PodSample, ProcessTreeSampler, pod_metrics
 from sandbox.store.events import EventRecorder
@@ -81,9 +82,16 @@ class MetricsCollector:
 class HpaController:
     """Runs the HPA algorithm for every HPA each sync period."""
 
-    def __init__(self, store: Store, metrics: MetricsCollector, sync_seconds: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        metrics: MetricsCollector,
+        sync_seconds: float,
+        pods_metrics: PodsMetricSource | None = None,
+    ) -> None:
         self.store = store
         self.metrics = metrics
+        self.pods_metrics = pods_metrics
         self.sync_seconds = sync_seconds
         self.recorder = EventRecorder(store, "horizontal-pod-autoscaler")
         self.histories: dict[str, hpa_algorithm.HPAHistory] = {}
@@ -142,7 +150,9 @@ class HpaController:
             usage=self.metrics.latest,
             now=now,
             history=history,
+            pods_metrics=self.pods_metrics,
         )
+        self._record_failure(hpa, decision)
         if decision.rescale:
             desired = decision.desired_replicas
 
@@ -163,6 +173,16 @@ class HpaController:
             obj["status"] = status
 
         self.store.mutate(HPAS, namespace, name, write)
+
+    def _record_failure(self, hpa: JSON, decision: hpa_algorithm.HPADecision) -> None:
+        """A metric that failed: a Warning event with its reason and error, as upstream's
+        ``getUnableComputeReplicaCountCondition`` records beside the condition."""
+        active = decision.condition("ScalingActive")
+        if active is None or active["status"] != "False" or active["reason"] == "ScalingDisabled":
+            return
+        prefix = "the HPA was unable to compute the replica count: "
+        message = active["message"].removeprefix(prefix)
+        self.recorder.record(hpa, "Warning", active["reason"], message)
 
     def sync_all(self) -> None:
         """One sync of every HPA."""

@@ -52,9 +52,14 @@ def parse_quantity(quantity: str | int | float) -> Fraction:
     return Fraction(value)
 
 
+def milli_value(quantity: str | int | float) -> int:
+    """A quantity in thousandths, rounded up as apimachinery's ``MilliValue`` does."""
+    return math.ceil(parse_quantity(quantity) * 1000)
+
+
 def parse_cpu_millicores(quantity: str | int | float) -> int:
     """CPU quantity to millicores, rounded up as apimachinery's ``MilliValue`` does."""
-    return math.ceil(parse_quantity(quantity) * 1000)
+    return milli_value(quantity)
 
 
 def parse_memory_bytes(quantity: str | int | float) -> int:

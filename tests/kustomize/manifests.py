@@ -22,10 +22,12 @@ TARGETS: dict[str, Path] = {
     "sandbox": KUSTOMIZE / "overlays" / "sandbox",
     # The minikube overlay with components/autoscale-queue: the HPA on chats in flight + waiting.
     "minikube-queue": KUSTOMIZE / "overlays" / "minikube-queue",
+    # The same on the sandbox, with its own target for MAX_INFLIGHT=1 (`--autoscaler queue`).
+    "sandbox-queue": KUSTOMIZE / "overlays" / "sandbox-queue",
 }
-OVERLAYS = ("minikube", "sandbox", "minikube-queue")
+OVERLAYS = ("minikube", "sandbox", "minikube-queue", "sandbox-queue")
 # Trees whose HPA scales on the queue metric (M19) rather than the poster's CPU and memory (M8).
-QUEUE_TARGETS = ("minikube-queue",)
+QUEUE_TARGETS = ("minikube-queue", "sandbox-queue")
 NAMESPACE = "kube-llm"
 
 Obj = dict[str, Any]

@@ -177,3 +177,20 @@ def test_readme_states_the_target_the_component_sets() -> None:
     [said] = re.findall(r"The target is \*\*(\d+(?:\.\d+)?) per pod\*\*", readme)
     assert float(said) == target
     assert f"TARGETS reads 0/{said} at rest" in readme
+
+
+def test_the_sandbox_queue_tree_is_the_sandbox_tree_with_its_own_target() -> None:
+    """sandbox-queue (`kube-llm demo --autoscaler queue`) is the sandbox overlay with the
+    component, and a target below the component's 4: the sandbox runs MAX_INFLIGHT=1."""
+    plain, queue = rendered("sandbox"), rendered("sandbox-queue")
+    hpa = one(queue, "HorizontalPodAutoscaler", "llm-backend")
+    target = rules.queue_target(hpa)
+    assert target is not None
+    config = rules.backend_config(queue, one(queue, "Deployment", "llm-backend"))
+    assert int(config["MAX_INFLIGHT"]) < target < 4
+    for objs in (plain, queue):
+        one(objs, "HorizontalPodAutoscaler", "llm-backend")["spec"].pop("metrics")
+        one(objs, "Deployment", "llm-backend")["spec"]["template"]["metadata"].pop(
+            "annotations", None
+        )
+    assert plain == queue

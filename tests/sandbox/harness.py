@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -98,6 +100,47 @@ class RunningSandbox:
         headers = {"Authorization": f"Bearer {chosen}"} if chosen else {}
         verify = ssl.create_default_context(cafile=str(self.ca_file))
         return httpx2.Client(base_url=self.server, headers=headers, verify=verify, timeout=30)
+
+    def deployment_replicas(self) -> int:
+        """The Deployment's spec.replicas (what the HPA last set)."""
+        with self.http() as http:
+            deployment = http.get(
+                f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/llm-backend"
+            ).json()
+        replicas: int = deployment["spec"]["replicas"]
+        return replicas
+
+    @contextlib.contextmanager
+    def chat_users(self, count: int) -> Iterator[list[int]]:
+        """`count` users chatting through the Service back to back while the block runs;
+        yields the unexpected status codes (anything but 200 and 429) they got."""
+        stop = threading.Event()
+        failures: list[int] = []
+
+        def user() -> None:
+            with self.http() as http:
+                while not stop.is_set():
+                    response = http.post(
+                        f"/api/v1/namespaces/{NAMESPACE}/services/llm-backend:http/proxy"
+                        "/v1/chat/completions",
+                        json={
+                            "model": "smollm2:135m",
+                            "messages": [{"role": "user", "content": "go"}],
+                        },
+                        timeout=60,
+                    )
+                    if response.status_code not in (200, 429):
+                        failures.append(response.status_code)
+
+        users = [threading.Thread(target=user, daemon=True) for _ in range(count)]
+        for thread in users:
+            thread.start()
+        try:
+            yield failures
+        finally:
+            stop.set()
+            for thread in users:
+                thread.join(60)
 
     def kubectl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run kubectl (from the venv) with the written kubeconfig."""

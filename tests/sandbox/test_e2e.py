@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
@@ -98,41 +97,12 @@ def test_crashed_container_is_restarted(sandbox: RunningSandbox) -> None:
 
 def test_hpa_scales_up_under_load_and_back_down(sandbox: RunningSandbox) -> None:
     wait_for(lambda: len(sandbox.ready_pods()) == 2, 60, "two Ready pods")
-    stop = threading.Event()
-    failures: list[int] = []
-
-    def user() -> None:
-        with sandbox.http() as http:
-            while not stop.is_set():
-                response = http.post(
-                    f"{PROXY}/v1/chat/completions",
-                    json={"model": "smollm2:135m", "messages": [{"role": "user", "content": "go"}]},
-                )
-                if response.status_code not in (200, 429):
-                    failures.append(response.status_code)
-
-    users = [threading.Thread(target=user, daemon=True) for _ in range(6)]
-    for thread in users:
-        thread.start()
-    try:
-
-        def scaled_up() -> int:
-            with sandbox.http() as http:
-                deployment = http.get(
-                    f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/llm-backend"
-                ).json()
-            replicas: int = deployment["spec"]["replicas"]
-            return replicas if replicas > 2 else 0
-
-        replicas = wait_for(scaled_up, 90, "the HPA to scale the Deployment up")
-        assert replicas <= 6
+    with sandbox.chat_users(6) as failures:
+        wait_for(lambda: sandbox.deployment_replicas() > 2, 90, "the HPA to scale up")
+        assert sandbox.deployment_replicas() <= 6
         rescales = events(sandbox, "SuccessfulRescale")
         assert any("above target" in str(e["message"]) for e in rescales), rescales
         wait_for(lambda: len(sandbox.ready_pods()) > 2, 60, "the new pods Ready")
-    finally:
-        stop.set()
-        for thread in users:
-            thread.join(30)
     assert failures == []
     with sandbox.http() as http:
         hpa = http.get(
@@ -157,11 +127,7 @@ def test_hpa_scales_up_under_load_and_back_down(sandbox: RunningSandbox) -> None
         ).raise_for_status()
 
     def back_to_minimum() -> bool:
-        with sandbox.http() as http:
-            deployment = http.get(
-                f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/llm-backend"
-            ).json()
-        return bool(deployment["spec"]["replicas"] == 2)
+        return sandbox.deployment_replicas() == 2
 
     wait_for(back_to_minimum, 60, "the HPA to return to minReplicas")
     assert any("below target" in str(e["message"]) for e in events(sandbox, "SuccessfulRescale"))

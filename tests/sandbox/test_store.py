@@ -403,6 +403,11 @@ async def test_watch_sees_objects_enter_and_leave_a_selector() -> None:
         def log_path(self, namespace: str, pod: str, container: str | None) -> None:
             return None
 
+        def custom_metrics(
+            self, namespace: str, metric: str, pods: list[str], metric_selector: str | None
+        ) -> dict[str, object]:
+            return {}
+
     store = Store()
     store.create(CONFIGMAPS, {"metadata": {"name": "c", "labels": {"tier": "a"}}}, "ns")
     start = store.resource_version

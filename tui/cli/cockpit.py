@@ -49,7 +49,7 @@ def _leave(signum: int, frame: object) -> None:
 
 def run_demo(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
     """`kube-llm demo`: start the sandbox, open the cockpit on it, stop the sandbox on quit."""
-    extra = [*DEMO_SANDBOX_ARGS, *parsed.sandbox_arg]
+    extra = [*DEMO_SANDBOX_ARGS, "--autoscaler", parsed.autoscaler, *parsed.sandbox_arg]
     try:
         state_dir = parsed.state_dir or default_state_dir()
     except ResourceError as error:

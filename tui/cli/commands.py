@@ -170,6 +170,10 @@ def run_headless(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
         return run_load(parsed, settings)
     if parsed.command == "report":
         return run_report(parsed)
+    if parsed.scenario_command == "compare":
+        from tui.cli.compare import run_compare
+
+        return run_compare(parsed, settings)
     return run_scenario(parsed, settings)
 
 

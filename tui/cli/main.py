@@ -178,6 +178,39 @@ def add_scenario_parser(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "--dry-run", action="store_true", help="check the file and print the plan; touch nothing"
     )
     add_target_flags(run)
+    compare = actions.add_parser(
+        "compare",
+        help="run a scenario once per autoscaler, each on a fresh sandbox, one report",
+        description="Run FILE once with each --autoscaler on a fresh local sandbox (the same "
+        "load on the same machine), then write one report with a column per run and a chart "
+        "of both runs' replicas and TTFT on one time axis (scenarios/autoscalers.yaml).",
+    )
+    compare.add_argument("file", type=Path, metavar="FILE", help="the scenario (YAML)")
+    compare.add_argument(
+        "--autoscalers",
+        default="cpu,queue",
+        help="the sandbox autoscalers to run, in order, comma-separated (default: %(default)s)",
+    )
+    compare.add_argument(
+        "--hpa-sync-seconds",
+        type=float,
+        default=15.0,
+        help="the sandbox's HPA sync period for both runs (Kubernetes: %(default)s)",
+    )
+    compare.add_argument(
+        "--sandbox-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="pass ARG to both sandboxes (repeat; e.g. --sandbox-arg=--engine-cmd=...)",
+    )
+    compare.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(".sandbox-compare"),
+        help="the sandboxes' state folders go below this (default: %(default)s)",
+    )
+    add_report_dir_flag(compare)
 
 
 def add_report_parser(commands: Subparsers[argparse.ArgumentParser]) -> None:
@@ -245,6 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the sandbox's state folder (default: .sandbox/ at the root of a checkout, else "
         "$XDG_STATE_HOME/kube-llm or ~/.local/state/kube-llm)",
+    )
+    demo.add_argument(
+        "--autoscaler",
+        choices=("cpu", "queue"),
+        default="cpu",
+        help="the sandbox's HPA: the poster's CPU and memory (cpu, the default) or chats in "
+        "flight plus waiting per pod (queue, overlay sandbox-queue)",
     )
     demo.add_argument(
         "--sandbox-arg",

@@ -273,6 +273,18 @@ def _target(target: JSON) -> tuple[int | None, str | None]:
     )
 
 
+def _pods_averages(source: str, target: JSON, current: JSON) -> tuple[float | None, float | None]:
+    """A Pods metric's AverageValue target and current average per pod, as numbers."""
+    if source != "Pods":
+        return None, None
+    target_number = quantity(target.get("averageValue"))
+    current_number = quantity(current.get("averageValue"))
+    return (
+        float(target_number) if target_number is not None else None,
+        float(current_number) if current_number is not None else None,
+    )
+
+
 def _metric_key(entry: JSON) -> tuple[str, str, str | None, JSON]:
     """(source, name, container, the source's own block) of a spec or status metric."""
     source = str(entry.get("type", ""))
@@ -298,6 +310,7 @@ def hpa_view(hpa: JSON) -> HpaView:
         target_utilization, target_value = _target(_dict(block.get("target")))
         now = current.get((source, name, container), {})
         now_utilization, now_value = _target(now)
+        averages = _pods_averages(source, _dict(block.get("target")), now)
         metrics.append(
             HpaMetric(
                 source=source,
@@ -307,6 +320,8 @@ def hpa_view(hpa: JSON) -> HpaView:
                 target_value=target_value,
                 current_utilization=now_utilization,
                 current_value=now_value,
+                target_average=averages[0],
+                current_average=averages[1],
             )
         )
     conditions = _conditions(status)

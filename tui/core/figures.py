@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from tui.core.cost import CostFigures, cost_figures
 from tui.core.model import (
     ChatSample,
     HealthSample,
@@ -201,6 +202,8 @@ class Figures:
     most_users_without_failure: int | None = None
     """The most users of a load phase in which no chat failed (429s are not failures) and
     at least one was answered; None without load phases."""
+    cost: CostFigures | None = None
+    """Replica-seconds used, against a fixed Deployment at the maximum (`tui.core.cost`)."""
 
 
 def peak_concurrency(chats: Iterable[ChatSample]) -> int:
@@ -358,11 +361,19 @@ def figures(record: CockpitRecord) -> Figures:
     recoveries = [r.recovery_seconds for r in record.recoveries]
     phases = tuple(phase_figures(record, phase) for phase in record.phases)
     clean = [p.users for p in phases if p.failed == 0 and p.ok > 0]
+    chats = chat_figures(record)
     return Figures(
         health=health_figures(record.healths),
-        chats=chat_figures(record),
+        chats=chats,
         scaling=scaling_figures(record),
         worst_recovery_seconds=max((s for s in recoveries if s is not None), default=None),
         phases=phases,
         most_users_without_failure=max(clean, default=None),
+        cost=cost_figures(
+            record.replicas,
+            record.started_at,
+            record.ended_at,
+            record.hpa.max_replicas if record.hpa else None,
+            chats.ok,
+        ),
     )

@@ -111,6 +111,10 @@ class HpaMetric:
     """A quantity, for a Value or AverageValue target (as the API wrote it)."""
     current_utilization: int | None = None
     current_value: str | None = None
+    target_average: float | None = None
+    """Per pod, for a ``Pods`` metric's AverageValue target (the quantity as a number)."""
+    current_average: float | None = None
+    """Per pod, the ``Pods`` metric's current average (what the controller compares)."""
 
 
 @dataclass(frozen=True)
@@ -384,6 +388,8 @@ class ReplicaPoint:
     current: int
     desired: int
     ready: int = 0
+    pods: int | None = None
+    """The Deployment's pods that exist (starting, Ready or terminating): what is paid for."""
 
 
 @dataclass(frozen=True)

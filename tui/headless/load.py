@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from tui.core.figures import ChatFigures, CockpitRecord, Percentiles, figures
+from tui.report.cost import replica_seconds_text
 from tui.report.record_json import record_json
 from tui.report.writer import NOT_STREAMED
+from tui.services.explain import explain, metric_reading
 from tui.services.session import Session
 
 
@@ -84,6 +86,17 @@ def load_table(record: CockpitRecord) -> str:
         lines.append(
             "served by: "
             + ", ".join(f"{pod} {n * 100 / total:.0f} %" for pod, n in chats.served_by)
+        )
+    if record.hpa is not None:
+        readings = "; ".join(metric_reading(m, with_target=True) for m in record.hpa.metrics)
+        lines.append(f"HPA: {readings or 'no metrics'}: {explain(record.hpa, record.ended_at)}")
+    cost = numbers.cost
+    if cost is not None and cost.span_seconds > 0:
+        ratio = "n/a" if cost.ratio is None else f"{cost.ratio:.2f}"
+        lines.append(
+            f"cost: {replica_seconds_text(cost.replica_seconds)} over {cost.span_seconds:.0f} s "
+            f"(fixed at the maximum {replica_seconds_text(cost.fixed_at_max)}, ratio {ratio}, "
+            f"per successful chat {_num(cost.per_chat)})"
         )
     return "\n".join(lines)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,11 @@ from tui.core.figures import (
 )
 from tui.core.format import clock_time
 from tui.core.model import RecoveryTimeline
-from tui.core.sanitize import one_line
+from tui.report.cost import cost_lines
+from tui.report.markdown import cell, table
 from tui.report.record_json import record_json
 from tui.services.chaos import describe
-from tui.services.explain import metric_label
+from tui.services.explain import explain, metric_reading, metric_target
 
 POSTER_HEALTH_MS = 76.0
 POSTER_USERS = 10
@@ -38,16 +39,6 @@ POSTER_CHAT_REPLY_S = 173.0
 
 class ReportError(Exception):
     """The report could not be written (the message says where and why)."""
-
-
-def cell(text: str) -> str:
-    """Untrusted text made safe for a Markdown table cell (and for prose): on one line (line
-    breaks and other whitespace runs become one space), every other control character shown as
-    the cockpit shows it (ESC as a visible stand-in), and Markdown's `|`, `\\`, `` ` `` and `<`
-    escaped."""
-    escaped = one_line(" ".join(text.split())).replace("\\", "\\\\").replace("|", "\\|")
-    # No raw HTML (a tag needs a "<") and no code spans that could swallow the row's other cells.
-    return escaped.replace("<", "&lt;").replace("`", "\\`")
 
 
 def _ms(seconds: float | None) -> str:
@@ -60,12 +51,6 @@ def _s(seconds: float | None) -> str:
 
 def _clock(moment: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(moment))
-
-
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return lines
 
 
 def render(record: CockpitRecord, written_at: float) -> str:
@@ -84,6 +69,7 @@ def render(record: CockpitRecord, written_at: float) -> str:
     lines += _recoveries(record.recoveries)
     lines += _scaling(record, numbers)
     lines += _phases(numbers)
+    lines += cost_lines(numbers.cost)
     lines += _poster(record, numbers)
     lines += _events(record.events)
     return "\n".join(lines).rstrip() + "\n"
@@ -98,12 +84,7 @@ def _configuration(record: CockpitRecord) -> list[str]:
     ]
     if record.hpa is not None:
         hpa = record.hpa
-        targets = ", ".join(
-            f"{cell(metric_label(m))} "
-            + (f"{m.target_utilization} %" if m.target_utilization is not None else "")
-            + (cell(m.target_value) if m.target_value is not None else "")
-            for m in hpa.metrics
-        )
+        targets = ", ".join(cell(metric_target(m)) for m in hpa.metrics)
         rows.append(
             [
                 "HPA",
@@ -111,7 +92,7 @@ def _configuration(record: CockpitRecord) -> list[str]:
                 + (f"; targets: {targets}" if targets else ""),
             ]
         )
-    return ["## Configuration", "", *_table(["setting", "value"], rows), ""]
+    return ["## Configuration", "", *table(["setting", "value"], rows), ""]
 
 
 def _health(health: HealthFigures) -> list[str]:
@@ -127,12 +108,12 @@ def _health(health: HealthFigures) -> list[str]:
         "",
         "Latency over the checks answered 200; a failure is any other answer or none.",
         "",
-        *_table(["measure", "value"], rows),
+        *table(["measure", "value"], rows),
         "",
     ]
     if health.failures_by_kind:
         lines += ["Health check failures by kind:", ""]
-        lines += _table(["kind", "count"], [[cell(k), str(n)] for k, n in health.failures_by_kind])
+        lines += table(["kind", "count"], [[cell(k), str(n)] for k, n in health.failures_by_kind])
         lines.append("")
     return lines
 
@@ -155,7 +136,7 @@ def _rate(value: float | None) -> str:
 def _chats(chats: ChatFigures) -> list[str]:
     unit = "chunks" if chats.tokens_are_chunks else "tokens"
     lines = ["## Chats", ""]
-    lines += _table(
+    lines += table(
         ["requests", "ok", "shed (429)", "failed"],
         [[str(chats.requests), str(chats.ok), str(chats.shed), str(chats.failed)]],
     )
@@ -166,7 +147,7 @@ def _chats(chats: ChatFigures) -> list[str]:
             "stopped, or Escape): counted in the requests, neither ok nor failed.",
         ]
     lines += ["", "Latency over the chats that succeeded:", ""]
-    lines += _table(
+    lines += table(
         ["measure", "p50", "p95", "p99", "count"],
         [
             _percentiles("time to first token", chats.ttft, chats.unstreamed),
@@ -195,11 +176,11 @@ def _chats(chats: ChatFigures) -> list[str]:
         ]
     if chats.failures_by_kind:
         lines += ["", "Failures by kind:", ""]
-        lines += _table(["kind", "count"], [[cell(k), str(n)] for k, n in chats.failures_by_kind])
+        lines += table(["kind", "count"], [[cell(k), str(n)] for k, n in chats.failures_by_kind])
     if chats.served_by:
         ttft_by_pod = dict(chats.ttft_p50_by_pod)
         lines += ["", "Served by pod (from `X-Served-By`):", ""]
-        lines += _table(
+        lines += table(
             ["pod", "chats", "TTFT p50"],
             [[cell(pod), str(n), _s(ttft_by_pod.get(pod))] for pod, n in chats.served_by],
         )
@@ -240,7 +221,7 @@ def _recoveries(recoveries: Sequence[RecoveryTimeline]) -> list[str]:
                 str(timeline.ok_requests),
             ]
         )
-    lines += _table(
+    lines += table(
         ["pod", "action", "complete", "to Ready", "to first chat", "failed", "shed", "ok"], rows
     )
     lines.append("")
@@ -256,9 +237,16 @@ def _scaling(record: CockpitRecord, numbers: Figures) -> list[str]:
     lines = ["## Scaling", ""]
     if scaling.min_replicas is not None:
         lines += [f"The HPA keeps {scaling.min_replicas} to {scaling.max_replicas} replicas.", ""]
+    if record.hpa is not None:
+        readings = "; ".join(metric_reading(m, with_target=True) for m in record.hpa.metrics)
+        lines += [
+            f"Last seen: {cell(readings or 'no metrics')}. Why: "
+            f"{cell(explain(record.hpa, record.ended_at))}.",
+            "",
+        ]
     if not scaling.changes:
         return [*lines, "No replica counts were recorded.", ""]
-    lines += _table(
+    lines += table(
         ["time", "since start", "current", "desired", "ready"],
         [
             [
@@ -329,7 +317,7 @@ def _phases(numbers: Figures) -> list[str]:
         "HPA wanting more replicas, and to that many pods Ready; from the load's stop to the HPA "
         "wanting fewer, and to the current replicas back at the minimum.",
         "",
-        *_table(_PHASE_COLUMNS, rows),
+        *table(_PHASE_COLUMNS, rows),
         "",
         "Most users served without a failed chat: "
         + ("none (every phase had a failure)" if most is None else str(most))
@@ -385,7 +373,7 @@ def _poster(record: CockpitRecord, numbers: Figures) -> list[str]:
     return [
         "## Against the poster",
         "",
-        *_table(["measure", "poster", "this run", "like-for-like?"], rows),
+        *table(["measure", "poster", "this run", "like-for-like?"], rows),
         "",
     ]
 
@@ -411,7 +399,7 @@ def _events(events: Sequence[tuple[float, str]]) -> list[str]:
     if not events:
         return []
     rows = [[clock_time(at), cell(text)] for at, text in sorted(events, key=lambda e: e[0])]
-    return ["## Actions and events", "", *_table(["time", "what"], rows), ""]
+    return ["## Actions and events", "", *table(["time", "what"], rows), ""]
 
 
 __all__ = [

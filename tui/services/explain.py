@@ -9,7 +9,13 @@ controller sets). The condition reasons are upstream's (pkg/controller/podautosc
   `ScaleUpStabilized` (True); `FailedGetScale`, `FailedUpdateScale`, and the old controllers'
   `BackoffBoth`, `BackoffDownscale`, `BackoffUpscale` (False).
 - ScalingActive: `ValidMetricFound` (True); `ScalingDisabled`, `InvalidSelector`,
-  `InvalidMetricSourceType`, `FailedGet*Metric` (False).
+  `InvalidMetricSourceType`, `FailedGet*Metric` (False). For `FailedGetPodsMetric` the line says
+  which of upstream's errors it is: no pod reports the metric yet (or none answers its
+  `/metrics`), the adapter does not serve the metric, no adapter serves `custom.metrics.k8s.io`,
+  or the pods are all Pending.
+
+A `Pods` metric with an AverageValue target (the queue autoscaler's chats in flight plus waiting
+per pod) is compared as the controller compares it: the average per pod over the target.
 - ScalingLimited: `TooFewReplicas`, `TooManyReplicas`, `ScaleUpLimit`, `ScaleDownLimit` (True);
   `DesiredWithinRange` (False).
 """
@@ -29,6 +35,9 @@ TOLERANCE = 0.1
 _RESOURCE_METRIC_FAILURES = {"FailedGetResourceMetric", "FailedGetContainerResourceMetric"}
 _BACKOFF = {"BackoffBoth", "BackoffDownscale", "BackoffUpscale"}
 
+METRIC_WORDS = {"kube_llm_chats_active": "in flight + waiting"}
+"""Custom metrics people know by another name (components/autoscale-queue's metric)."""
+
 
 def _flat(text: str) -> str:
     """API text on one line (the line is one line; control characters are the UI's to show)."""
@@ -42,7 +51,7 @@ def metric_label(metric: HpaMetric) -> str:
     elif metric.name == "memory":
         resource = "memory"
     else:
-        resource = _flat(metric.name)
+        resource = METRIC_WORDS.get(metric.name) or _flat(metric.name)
     if metric.container:
         return f"{_flat(metric.container)} {resource}"
     if metric.source == "Resource":
@@ -53,6 +62,16 @@ def metric_label(metric: HpaMetric) -> str:
 def metric_reading(metric: HpaMetric, *, with_target: bool = False, long: bool = False) -> str:
     """A metric's current value, maybe against its target ("engine CPU 72 % against 70 %")."""
     label = metric_label(metric)
+    if metric.target_average is not None:
+        current = (
+            "unknown" if metric.current_average is None else f"{_number(metric.current_average)}"
+        )
+        if metric.current_average is not None:
+            current += " per pod"
+        if not with_target:
+            return f"{label} {current}"
+        target = _number(metric.target_average)
+        return f"{label} {current} against {f'a target of {target}' if long else target}"
     if metric.target_utilization is not None:
         current = (
             "unknown" if metric.current_utilization is None else f"{metric.current_utilization} %"
@@ -73,8 +92,28 @@ def metric_reading(metric: HpaMetric, *, with_target: bool = False, long: bool =
     return f"{label} {current} against {target}"
 
 
+def metric_target(metric: HpaMetric) -> str:
+    """A metric and its target alone: "engine CPU 70 %", "in flight + waiting 4 per pod"."""
+    label = metric_label(metric)
+    if metric.target_average is not None:
+        return f"{label} {_number(metric.target_average)} per pod"
+    if metric.target_utilization is not None:
+        return f"{label} {metric.target_utilization} %"
+    return f"{label} {_flat(metric.target_value or '')}".rstrip()
+
+
+def _number(value: float) -> str:
+    """A per-pod average as people write it: 3.5, 4, 0.25."""
+    return f"{value:.2f}".rstrip("0").rstrip(".")
+
+
 def usage_ratio(metric: HpaMetric) -> float | None:
-    """Current over target utilisation, when both are known (value targets are not compared)."""
+    """Current over target, when both are known: utilisation, or a Pods metric's average per
+    pod (other value targets are not compared)."""
+    if metric.target_average is not None and metric.current_average is not None:
+        if metric.target_average <= 0:
+            return None
+        return metric.current_average / metric.target_average
     if metric.target_utilization is None or metric.current_utilization is None:
         return None
     if metric.target_utilization <= 0:
@@ -174,6 +213,15 @@ def _inactive(active: HpaCondition, now: float) -> str:
         return f"not scaling{since}: autoscaling is disabled (the target has 0 replicas)"
     if active.reason in _RESOURCE_METRIC_FAILURES:
         return f"not scaling{since}: no metrics ({_detail(active)}); {_resource_hint(active)}"
+    hint = _pods_metric_hint(active) if active.reason == "FailedGetPodsMetric" else None
+    if hint is not None:
+        return f"not scaling{since}: {hint} ({_detail(active)})"
+    if active.reason in ("FailedGetObjectMetric", "FailedGetExternalMetric"):
+        kind = "Object" if active.reason == "FailedGetObjectMetric" else "External"
+        return (
+            f"not scaling{since}: the {kind} metric cannot be read ({_detail(active)}); "
+            "is an adapter serving it?"
+        )
     if active.reason.startswith("FailedGet") and active.reason.endswith("Metric"):
         return (
             f"not scaling{since}: no metrics ({_detail(active)}); "
@@ -192,6 +240,33 @@ def _resource_hint(active: HpaCondition) -> str:
         # has not scraped them.
         return "the pods may be too new to have metrics; if it lasts, is metrics-server running?"
     return "is metrics-server running?"
+
+
+def _pods_metric_hint(active: HpaCondition) -> str | None:
+    """What upstream's error for a Pods metric means, in words (the reason alone does not say);
+    None for an error it does not know."""
+    message = active.message
+    name = ""
+    if "unable to get metric " in message:
+        name = message.split("unable to get metric ", 1)[1].split(":", 1)[0].strip()
+    said = METRIC_WORDS.get(name, name) or "the metric"
+    if "no metrics returned from custom metrics API" in message:
+        return (
+            f"no pod reports {said} yet: the pods are new, Prometheus has not scraped them, or "
+            "their /metrics does not answer"
+        )
+    if "could not find the requested resource" in message:
+        return "no adapter serves custom.metrics.k8s.io: install prometheus-adapter (README)"
+    if "could not find the metric" in message:
+        return (
+            f"the metrics adapter does not serve {_flat(name)}: check the name in the HPA "
+            "against the adapter's rules, or no pod has reported it yet"
+        )
+    if "might be unready" in message:
+        return "no pod with a reading is running yet (all Pending)"
+    if "must be positive" in message:
+        return "the HPA's target is zero or below"
+    return None
 
 
 def _readings(metrics: Sequence[HpaMetric], *, with_target: bool, long: bool = False) -> str:

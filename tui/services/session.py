@@ -208,13 +208,18 @@ class Session:
         if hpa is not None:
             ready = len(snapshot.serving_pods)
             point = ReplicaPoint(
-                snapshot.at or self.clock(), hpa.current_replicas, hpa.desired_replicas, ready
+                snapshot.at or self.clock(),
+                hpa.current_replicas,
+                hpa.desired_replicas,
+                ready,
+                pods=len(snapshot.pods),
             )
             last = self.replicas[-1] if self.replicas else None
-            if last is None or (last.current, last.desired, last.ready) != (
+            if last is None or (last.current, last.desired, last.ready, last.pods) != (
                 point.current,
                 point.desired,
                 point.ready,
+                point.pods,
             ):
                 self.replicas.append(point)
         for timeline in self.tracker.observe(snapshot):

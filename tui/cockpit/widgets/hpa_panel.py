@@ -13,6 +13,7 @@ from tui.cockpit.widgets.fixed import show_text
 from tui.core.model import HpaMetric, HpaView, ReplicaPoint
 from tui.core.sanitize import one_line
 from tui.core.stats import step_series
+from tui.services.explain import metric_reading
 
 HISTORY_SECONDS = 600.0
 HISTORY_BUCKETS = 60
@@ -23,6 +24,14 @@ def metric_label(metric: HpaMetric) -> str:
     if metric.container:
         return f"{metric.container} {metric.name}"
     return metric.name
+
+
+def metric_line(metric: HpaMetric) -> str:
+    """One metric's row: "engine cpu       187% / 70%", or for a per-pod average target the
+    explainer's words, "in flight + waiting 3.5 per pod against 4"."""
+    if metric.target_average is not None:
+        return metric_reading(metric, with_target=True)
+    return f"{one_line(metric_label(metric), 30):<16} {metric_value(metric)}"
 
 
 def metric_value(metric: HpaMetric) -> str:
@@ -74,13 +83,7 @@ class HpaPanel(Vertical):
             )
             show_text(
                 metrics,
-                Text(
-                    "\n".join(
-                        f"{one_line(metric_label(m), 30):<16} {metric_value(m)}"
-                        for m in hpa.metrics
-                    )
-                    or "no metrics in the spec"
-                ),
+                Text("\n".join(metric_line(m) for m in hpa.metrics) or "no metrics in the spec"),
             )
             show_text(
                 conditions,
