@@ -60,11 +60,8 @@ def test_applying_the_queue_overlay_switches_the_running_hpa(sandbox: RunningSan
     before = sandbox.kubectl("get", "--raw", CUSTOM)
     assert before.returncode != 0
     assert f"the server could not find the metric {METRIC} for pods" in before.stderr
-    # --validate=false: kubectl's client-side validation downloads OpenAPI, which the sandbox
-    # does not serve yet (issue 14).
-    applied = sandbox.kubectl(
-        "apply", "--validate=false", "-k", str(ROOT / "kustomize" / "overlays" / "sandbox-queue")
-    )
+    # kubectl's default validation, as a user types it: it reads the sandbox's OpenAPI.
+    applied = sandbox.kubectl("apply", "-k", str(ROOT / "kustomize" / "overlays" / "sandbox-queue"))
     assert applied.returncode == 0, applied.stderr
     assert hpa(sandbox)["spec"]["metrics"][0]["type"] == "Pods"
 
