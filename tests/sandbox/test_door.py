@@ -148,7 +148,8 @@ def test_good_label_selectors_still_select(sandbox: RunningSandbox) -> None:
         for selector, some in (
             ("app.kubernetes.io/name=llm-backend", True),
             ("app.kubernetes.io/name in (llm-backend, other),!nothing", True),
-            ("app.kubernetes.io/name notin (llm-backend)", False),
+            ("app.kubernetes.io/name notin (llm-backend)", True),  # the frontend's pods
+            ("app.kubernetes.io/name notin (llm-backend, llm-frontend)", False),
         ):
             listed = client.get(f"{BASE}/pods", params={"labelSelector": selector})
             assert listed.status_code == 200, listed.text
