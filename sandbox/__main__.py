@@ -13,9 +13,11 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TypeVar
 
 from sandbox.cluster import (
     NAMESPACE,
+    PROFILES,
     RenderError,
     Sandbox,
     SandboxOptions,
@@ -23,7 +25,10 @@ from sandbox.cluster import (
     render_overlay,
 )
 from sandbox.engine import embedded_model_path
+from sandbox.kubelet.containers import StartCosts
 from sandbox.store.statelock import AlreadyRunning, StateLock
+
+_T = TypeVar("_T")
 
 DESCRIPTION = """\
 Run kube-llm's sandbox overlay on this machine, with no cluster: an API server on 127.0.0.1
@@ -62,10 +67,20 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="demo",
+        help="defaults for the flags below: "
+        + "; ".join(f"{p.name}: {p.summary}" for p in PROFILES.values())
+        + " (default: %(default)s)",
+    )
+    parser.add_argument(
         "--overlay",
         type=Path,
-        default=Path("kustomize/overlays/sandbox"),
-        help="kustomization to render and run (default: %(default)s)",
+        default=None,
+        help="kustomization to render and run (default: the profile's, "
+        + ", ".join(f"{p.name}: {p.overlay}" for p in PROFILES.values())
+        + ")",
     )
     parser.add_argument(
         "--port", type=int, default=0, help="API server port on 127.0.0.1 (default: a free one)"
@@ -79,8 +94,43 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
     parser.add_argument(
         "--hpa-sync-seconds",
         type=float,
-        default=15.0,
-        help="HPA controller sync period (Kubernetes: 15; shorter for demos)",
+        default=None,
+        help="HPA controller sync period (Kubernetes: 15, both profiles' default; "
+        "`kube-llm demo` asks 5)",
+    )
+    parser.add_argument(
+        "--metrics-resolution-seconds",
+        type=float,
+        default=None,
+        help="seconds between two metrics samples of every pod, as metrics-server's "
+        "--metric-resolution (demo: the HPA sync period, at most 5; minikube: 60, as "
+        "Minikube's metrics-server addon)",
+    )
+    parser.add_argument(
+        "--image-pull-seconds",
+        type=float,
+        default=None,
+        help="what each image's first pull on the node costs (demo: 0; minikube: 5)",
+    )
+    parser.add_argument(
+        "--model-pull-seconds",
+        type=float,
+        default=None,
+        help="what model-pull takes for a model missing from the models volume "
+        "(demo: 0, the model is embedded; minikube: 20)",
+    )
+    parser.add_argument(
+        "--model-on-volume",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether the models volume holds the model at the start (demo: yes; minikube: "
+        "no, the first pods pull it)",
+    )
+    parser.add_argument(
+        "--registry-unreachable",
+        action="store_true",
+        help="the model registry cannot be reached: model-pull fails as `ollama pull` does "
+        "when the model is missing, and starts the pod without a pull when it is there",
     )
     parser.add_argument(
         "--engine-cmd",
@@ -107,8 +157,24 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         "however it ends (what `kube-llm demo` asks, so a closed terminal leaves nothing behind)",
     )
     args = parser.parse_args(argv)
-    if args.hpa_sync_seconds <= 0:
-        parser.error("--hpa-sync-seconds must be positive")
+    profile = PROFILES[args.profile]
+    for name in ("hpa_sync_seconds", "metrics_resolution_seconds"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    for name in ("image_pull_seconds", "model_pull_seconds"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value <= 3600:
+            parser.error(f"--{name.replace('_', '-')} must be between 0 and 3600")
+    costs = profile.start_costs
+    costs = StartCosts(
+        image_pull_seconds=_given(args.image_pull_seconds, costs.image_pull_seconds),
+        model_pull_seconds=_given(args.model_pull_seconds, costs.model_pull_seconds),
+        model_on_volume=_given(args.model_on_volume, costs.model_on_volume),
+        registry_unreachable=args.registry_unreachable or costs.registry_unreachable,
+    )
+    if args.overlay is None:
+        args.overlay = profile.overlay
     if not args.overlay.exists() and not args.overlay.is_absolute():
         # Run from elsewhere than the project root: the overlay next to this package.
         beside = Path(__file__).resolve().parents[1] / args.overlay
@@ -118,13 +184,23 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         overlay=args.overlay,
         port=args.port,
         kubeconfig=args.kubeconfig,
-        hpa_sync_seconds=args.hpa_sync_seconds,
+        hpa_sync_seconds=_given(args.hpa_sync_seconds, profile.hpa_sync_seconds),
+        metrics_resolution_seconds=_given(
+            args.metrics_resolution_seconds, profile.metrics_resolution_seconds
+        ),
+        start_costs=costs,
+        profile=profile.name,
         engine_cmd=args.engine_cmd,
         watch_history=args.watch_history,
         bookmark_seconds=args.bookmark_seconds,
         workdir=Path.cwd(),
         stop_with_parent=args.stop_with_parent,
     )
+
+
+def _given(value: _T | None, default: _T) -> _T:
+    """A flag's value when it was given, else the profile's."""
+    return default if value is None else value
 
 
 def engine_problem() -> str | None:
@@ -150,8 +226,21 @@ def _shown_path(path: str | Path) -> str:
         return str(resolved)
 
 
+def start_costs_text(costs: StartCosts) -> str:
+    """What a pod start costs, in words."""
+    if not costs.simulated:
+        return "no pulls (images on the node, the model embedded)"
+    model = "on the models volume" if costs.model_on_volume else "pulled by the first pods"
+    return (
+        f"image pulls {costs.image_pull_seconds:g} s each (first use), model "
+        f"{model} ({costs.model_pull_seconds:g} s)"
+        + (", registry UNREACHABLE" if costs.registry_unreachable else "")
+    )
+
+
 def banner(sandbox: Sandbox) -> str:
     """How to use the running sandbox."""
+    options = sandbox.options
     kubeconfig = _shown_path(sandbox.options.kubeconfig)
     found = find_kubectl()
     kubectl = f"{_shown_path(found) if found else 'kubectl'} --kubeconfig {kubeconfig}"
@@ -168,7 +257,10 @@ kube-llm sandbox: a local test bench that speaks the Kubernetes API (not a produ
   kubeconfig:    {kubeconfig}
   overlay:       {sandbox.options.overlay}
   engine:        {engine}
-  HPA sync:      every {sandbox.options.hpa_sync_seconds:g} s{skipped}
+  profile:       {options.profile}
+  HPA sync:      every {options.hpa_sync_seconds:g} s
+  metrics:       sampled every {options.resolved_metrics_resolution:g} s
+  pod start:     {start_costs_text(options.start_costs)}{skipped}
 
 Watch it (in another terminal):
   {kubectl} -n {NAMESPACE} get pods,deploy,hpa

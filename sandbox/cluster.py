@@ -28,6 +28,7 @@ from sandbox.apiserver.version import served_version
 from sandbox.controllers.deployments import DeploymentController
 from sandbox.controllers.disruption import DisruptionController
 from sandbox.controllers.podautoscaler import HpaController, MetricsCollector
+from sandbox.kubelet.containers import StartCosts
 from sandbox.kubelet.kubelet import NODE_IP, NODE_NAME, Kubelet, KubeletConfig
 from sandbox.pki import make_pki
 from sandbox.store.logs import prepare_run_folder
@@ -196,6 +197,44 @@ class _Server(uvicorn.Server):
         yield
 
 
+@dataclass(frozen=True)
+class Profile:
+    """A set of defaults for the sandbox: how quick, and how much like a given cluster."""
+
+    name: str
+    overlay: Path
+    hpa_sync_seconds: float
+    metrics_resolution_seconds: float | None
+    """None: the HPA sync period, at most 5 s (quick metrics for demos)."""
+    start_costs: StartCosts
+    summary: str
+
+
+PROFILES = {
+    "demo": Profile(
+        "demo",
+        Path("kustomize/overlays/sandbox"),
+        15.0,
+        None,
+        StartCosts(),
+        "quick: metrics every few seconds, a 30 s scale-down window, no pulls",
+    ),
+    # Minikube's own numbers: kube-controller-manager's default HPA sync period (15 s), the
+    # metrics-server addon's `--metric-resolution=60s`, the minikube overlay's HPA behaviour
+    # (kustomize/overlays/sandbox-minikube) and a fresh node: images and the model to pull.
+    "minikube": Profile(
+        "minikube",
+        Path("kustomize/overlays/sandbox-minikube"),
+        15.0,
+        60.0,
+        StartCosts(image_pull_seconds=5.0, model_pull_seconds=20.0, model_on_volume=False),
+        "Minikube's timings: HPA sync 15 s, metrics every 60 s, a 300 s scale-down window, "
+        "image and model pulls",
+    ),
+}
+"""`--profile`: every other flag overrides the profile's value."""
+
+
 @dataclass
 class SandboxOptions:
     """What `python -m sandbox` was asked to do."""
@@ -204,6 +243,19 @@ class SandboxOptions:
     port: int = 0
     kubeconfig: Path = Path(".sandbox/kubeconfig")
     hpa_sync_seconds: float = 15.0
+    metrics_resolution_seconds: float | None = None
+    """How often pods are sampled (metrics-server's `--metric-resolution`); None: the HPA
+    sync period, at most 5 s."""
+    start_costs: StartCosts = field(default_factory=StartCosts)
+    profile: str = "demo"
+
+    @property
+    def resolved_metrics_resolution(self) -> float:
+        """Seconds between two samples of every pod."""
+        if self.metrics_resolution_seconds is not None:
+            return self.metrics_resolution_seconds
+        return min(self.hpa_sync_seconds, 5.0)
+
     engine_cmd: str | None = None
     watch_history: int = 1000
     bookmark_seconds: float = 10.0
@@ -224,10 +276,15 @@ class Sandbox:
         log_dir = prepare_run_folder(options.kubeconfig.parent / "logs")
         self.kubelet = Kubelet(
             self.store,
-            KubeletConfig(engine_cmd=options.engine_cmd, workdir=options.workdir, log_dir=log_dir),
+            KubeletConfig(
+                engine_cmd=options.engine_cmd,
+                workdir=options.workdir,
+                log_dir=log_dir,
+                start_costs=options.start_costs,
+            ),
         )
         self.metrics = MetricsCollector(
-            self.store, self.kubelet.sample_targets, min(options.hpa_sync_seconds, 5.0)
+            self.store, self.kubelet.sample_targets, options.resolved_metrics_resolution
         )
         self.authenticator = Authenticator(self.token)
         self.cockpit_token = (

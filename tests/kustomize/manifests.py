@@ -20,10 +20,12 @@ TARGETS: dict[str, Path] = {
     "base": KUSTOMIZE / "base",
     "minikube": KUSTOMIZE / "overlays" / "minikube",
     "sandbox": KUSTOMIZE / "overlays" / "sandbox",
+    # The sandbox's Minikube profile: the sandbox overlay with the minikube overlay's HPA timing.
+    "sandbox-minikube": KUSTOMIZE / "overlays" / "sandbox-minikube",
     # The minikube overlay with components/autoscale-queue: the HPA on chats in flight + waiting.
     "minikube-queue": KUSTOMIZE / "overlays" / "minikube-queue",
 }
-OVERLAYS = ("minikube", "sandbox", "minikube-queue")
+OVERLAYS = ("minikube", "sandbox", "minikube-queue", "sandbox-minikube")
 # Trees whose HPA scales on the queue metric (M19) rather than the poster's CPU and memory (M8).
 QUEUE_TARGETS = ("minikube-queue",)
 NAMESPACE = "kube-llm"

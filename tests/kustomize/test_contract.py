@@ -24,6 +24,7 @@ MODEL = {
     "minikube": "tinyllama",
     "sandbox": "smollm2:135m",
     "minikube-queue": "tinyllama",
+    "sandbox-minikube": "smollm2:135m",
 }
 MI = 2**20
 

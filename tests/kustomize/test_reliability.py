@@ -66,7 +66,13 @@ def test_m7_grace_period_covers_drain(target: str) -> None:
 
 # M8 asks for >= 300 s in the minikube overlay; the base keeps the same, the sandbox is short on
 # purpose (test_contract checks it stays short).
-SCALE_DOWN_FLOOR = {"base": 300, "minikube": 300, "sandbox": 0, "minikube-queue": 300}
+SCALE_DOWN_FLOOR = {
+    "base": 300,
+    "minikube": 300,
+    "sandbox": 0,
+    "minikube-queue": 300,
+    "sandbox-minikube": 300,
+}
 
 
 @pytest.mark.parametrize("target", [t for t in TARGETS if t not in QUEUE_TARGETS])
