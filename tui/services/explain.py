@@ -28,6 +28,11 @@ TOLERANCE = 0.1
 # Metrics that come from metrics.k8s.io (metrics-server); the others come from an adapter.
 _RESOURCE_METRIC_FAILURES = {"FailedGetResourceMetric", "FailedGetContainerResourceMetric"}
 _BACKOFF = {"BackoffBoth", "BackoffDownscale", "BackoffUpscale"}
+METRICS_WAIT_SECONDS = 150.0
+"""How long "no metrics yet" is only a wait: metrics-server serves a pod from its second sample
+(or its first, if 10 s old by then; `pkg/storage/pod.go`), and Minikube's addon samples every
+60 s, so a new deployment's pods have none for up to two minutes, plus an HPA sync."""
+_NOT_YET_MEASURED = ("might be unready", "no metrics returned")
 
 
 def _flat(text: str) -> str:
@@ -172,6 +177,12 @@ def _inactive(active: HpaCondition, now: float) -> str:
     since = _since(active, now)
     if active.reason == "ScalingDisabled":
         return f"not scaling{since}: autoscaling is disabled (the target has 0 replicas)"
+    if active.reason in _RESOURCE_METRIC_FAILURES and _waits_for_metrics(active, now):
+        return (
+            f"waits for metrics{since}: metrics-server has no sample of the pods yet (it "
+            "measures a pod from its second sample, one a minute on Minikube) "
+            f"({_detail(active)})"
+        )
     if active.reason in _RESOURCE_METRIC_FAILURES:
         return f"not scaling{since}: no metrics ({_detail(active)}); {_resource_hint(active)}"
     if active.reason.startswith("FailedGet") and active.reason.endswith("Metric"):
@@ -180,6 +191,12 @@ def _inactive(active: HpaCondition, now: float) -> str:
             "is the custom or external metrics adapter running?"
         )
     return f"not scaling{since}: {_detail(active)}"
+
+
+def _waits_for_metrics(active: HpaCondition, now: float) -> bool:
+    """No pod measured yet, for less time than metrics-server takes to measure new pods."""
+    young = active.since is None or now - active.since < METRICS_WAIT_SECONDS
+    return young and any(words in active.message for words in _NOT_YET_MEASURED)
 
 
 def _resource_hint(active: HpaCondition) -> str:
