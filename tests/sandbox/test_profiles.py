@@ -190,3 +190,20 @@ def test_registry_unreachable_fails_a_missing_model_and_starts_a_present_one(
         assert "already on the models volume; not pulling" in _pull_log(present, pod)
     finally:
         assert present.stop() == 0
+
+
+def test_kube_llm_demo_profiles_are_the_sandboxs() -> None:
+    """`kube-llm demo --profile NAME` starts the sandbox with that profile (the demo's own HPA
+    sync of 5 s only on the quick one), and the cockpit's status line is told which."""
+    from tui.cli.cockpit import DEMO_SANDBOX_ARGS, PROFILE_SANDBOX_ARGS
+    from tui.cli.main import SANDBOX_PROFILES, build_parser, settings_from
+
+    assert set(SANDBOX_PROFILES) == set(PROFILES) == set(PROFILE_SANDBOX_ARGS)
+    for name, args in PROFILE_SANDBOX_ARGS.items():
+        options = parse_args([*DEMO_SANDBOX_ARGS, *args])
+        assert options.profile == name
+        assert options.hpa_sync_seconds == (5 if name == "demo" else 15)
+        parsed = build_parser().parse_args(["demo", "--profile", name])
+        assert settings_from(parsed).profile == name
+    assert settings_from(build_parser().parse_args(["demo"])).profile == "demo"
+    assert settings_from(build_parser().parse_args(["tui"])).profile is None
