@@ -415,7 +415,9 @@ class ScenarioRunner:
             return
         took = self.clock() - started
         self._step_verdict(
-            step, True, f"{words} {seen} after {took:.1f} s ({within - took:.1f} s to spare)"
+            step,
+            True,
+            f"{words} {seen} after {took:.1f} s ({max(0.0, within - took):.1f} s to spare)",
         )
 
     def _step_verdict(self, step: Step, held: bool, detail: str) -> None:
