@@ -12,12 +12,14 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from sandbox.cluster import (
     NAMESPACE,
     PROFILES,
+    Profile,
     RenderError,
     Sandbox,
     SandboxOptions,
@@ -57,6 +59,11 @@ class EscapingFormatter(logging.Formatter):
             else f"\\x{ord(char):02x}"
             for char in text
         )
+
+
+def _per_profile(value: Callable[[Profile], str]) -> str:
+    """A flag's default in each profile, for its help."""
+    return "; ".join(f"{profile.name}: {value(profile)}" for profile in PROFILES.values())
 
 
 def parse_args(argv: list[str] | None = None) -> SandboxOptions:
@@ -103,28 +110,39 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         type=float,
         default=None,
         help="seconds between two metrics samples of every pod, as metrics-server's "
-        "--metric-resolution (demo: the HPA sync period, at most 5; minikube: 60, as "
-        "Minikube's metrics-server addon)",
+        "--metric-resolution ("
+        + _per_profile(
+            lambda p: (
+                "the HPA sync period, at most 5"
+                if p.metrics_resolution_seconds is None
+                else f"{p.metrics_resolution_seconds:g}"
+            )
+        )
+        + ")",
     )
     parser.add_argument(
         "--image-pull-seconds",
         type=float,
         default=None,
-        help="what each image's first pull on the node costs (demo: 0; minikube: 5)",
+        help="seconds each image's first pull on the node costs ("
+        + _per_profile(lambda p: f"{p.start_costs.image_pull_seconds:g}")
+        + ")",
     )
     parser.add_argument(
         "--model-pull-seconds",
         type=float,
         default=None,
-        help="what model-pull takes for a model missing from the models volume "
-        "(demo: 0, the model is embedded; minikube: 20)",
+        help="seconds model-pull takes for a model missing from the models volume ("
+        + _per_profile(lambda p: f"{p.start_costs.model_pull_seconds:g}")
+        + ")",
     )
     parser.add_argument(
         "--model-on-volume",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="whether the models volume holds the model at the start (demo: yes; minikube: "
-        "no, the first pods pull it)",
+        help="whether the models volume holds the model at the start ("
+        + _per_profile(lambda p: "yes" if p.start_costs.model_on_volume else "no")
+        + ")",
     )
     parser.add_argument(
         "--registry-unreachable",
