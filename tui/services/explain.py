@@ -179,9 +179,8 @@ def _inactive(active: HpaCondition, now: float) -> str:
         return f"not scaling{since}: autoscaling is disabled (the target has 0 replicas)"
     if active.reason in _RESOURCE_METRIC_FAILURES and _waits_for_metrics(active, now):
         return (
-            f"waits for metrics{since}: metrics-server has no sample of the pods yet (it "
-            "measures a pod from its second sample, one a minute on Minikube) "
-            f"({_detail(active)})"
+            f"waits for metrics{since}: no pod measured yet; metrics-server measures a pod "
+            f"from its second sample, once a minute on Minikube ({_flat(active.reason)})"
         )
     if active.reason in _RESOURCE_METRIC_FAILURES:
         return f"not scaling{since}: no metrics ({_detail(active)}); {_resource_hint(active)}"
