@@ -171,5 +171,7 @@ def test_the_metrics_resolution_is_read_from_pod_metrics_windows() -> None:
     assert any("Kubernetes' default" in line for line in read.words())
     assumed = timing_from(hpa, None, sync_seconds=5, sync_given=True, resolution_seconds=None)
     assert assumed.resolution_seconds == 60
+    assert assumed.resolution_assumed
+    assert not read.resolution_assumed
     assert any("assumed" in line for line in assumed.words())
     assert any("--hpa-sync-seconds" in line for line in assumed.words())

@@ -320,7 +320,13 @@ def _run_one(
                     log(f"no HPA timing ({error}): fixed waits are not checked against it")
                     timing = None
                 runner = ScenarioRunner(
-                    scenario, session, control, log=log, clock=session.clock, timing=timing
+                    scenario,
+                    session,
+                    control,
+                    log=log,
+                    clock=session.clock,
+                    timing=timing,
+                    reread=lambda: read_timing(parsed, target, settings.deployment),
                 )
                 interrupts.on_first = lambda: runner.interrupt(interrupts.cause)
                 result = await runner.run()

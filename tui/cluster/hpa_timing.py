@@ -88,7 +88,13 @@ def timing_from(
             f"metrics resolution {resolution:g} s: assumed (Minikube's metrics-server; no pod "
             "metrics to read it from)"
         )
-    return HpaTiming.from_spec(hpa.get("spec") or {}, sync_seconds, resolution, tuple(sources))
+    return HpaTiming.from_spec(
+        hpa.get("spec") or {},
+        sync_seconds,
+        resolution,
+        tuple(sources),
+        resolution_assumed=resolution_seconds is None and seen is None,
+    )
 
 
 async def read_hpa_timing(

@@ -110,6 +110,8 @@ class HpaTiming:
     resolution_seconds: float
     sources: tuple[str, ...] = ()
     """Where each number came from, in words (the live HPA, a flag, an assumption)."""
+    resolution_assumed: bool = False
+    """No pod metrics told the resolution (new pods, no metrics-server): worth reading again."""
 
     @classmethod
     def from_spec(
@@ -118,6 +120,7 @@ class HpaTiming:
         sync_seconds: float,
         resolution_seconds: float,
         sources: tuple[str, ...] = (),
+        resolution_assumed: bool = False,
     ) -> HpaTiming:
         """The timing of an HPA's `spec` (a `HorizontalPodAutoscaler` as JSON)."""
         behavior = spec.get("behavior") or {}
@@ -129,6 +132,7 @@ class HpaTiming:
             sync_seconds=sync_seconds,
             resolution_seconds=resolution_seconds,
             sources=sources,
+            resolution_assumed=resolution_assumed,
         )
 
     def words(self) -> list[str]:

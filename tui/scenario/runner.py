@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from tui.cluster.hpa_timing import HpaTimingError
 from tui.cluster.rollout import DeploymentControl, DeploymentWriteError
 from tui.core.figures import ROLLOUT_NOTE, SCALE_NOTE, CockpitRecord, LoadPhase
 from tui.core.hpa_timing import HpaTiming
@@ -86,9 +87,12 @@ class ScenarioRunner:
         log: Callable[[str], None] = lambda line: None,
         clock: Callable[[], float] = time.time,
         timing: HpaTiming | None = None,
+        reread: Callable[[], Awaitable[HpaTiming]] | None = None,
     ) -> None:
         """Run `scenario` on `session`; `control` writes to the Deployment (None: no writes);
-        `timing` bounds the waits on the HPA (`within: auto`; None: no HPA was read)."""
+        `timing` bounds the waits on the HPA (`within: auto`; None: no HPA was read);
+        `reread` reads it again, which `auto` does while the metrics resolution was assumed
+        (the pods had no metrics yet when the run began)."""
         self.scenario = scenario
         self.session = session
         self.control = control
@@ -107,6 +111,7 @@ class ScenarioRunner:
         self._took: tuple[str, BackendMetrics | None] | None = None
         """The pod the current kill step took, and its `/metrics` just before."""
         self.timing = timing
+        self._reread = reread
         self.bounds: list[str] = timing.words() if timing is not None else []
         self._load_started_at: float | None = None
         self._load_stopped_at: float | None = None
@@ -153,6 +158,8 @@ class ScenarioRunner:
         )
         verdicts = [*self.verdicts]
         if aborted is None:
+            if any(e.get("within") == AUTO for e in self.scenario.expectations):
+                await self._fresh_timing()
             verdicts += [self._judge(e, record) for e in self.scenario.expectations]
         return ScenarioResult(
             self.scenario.name,
@@ -370,10 +377,25 @@ class ScenarioRunner:
             return None
         return max(0.0, self.clock() - moment)
 
-    def _within(self, step: Step, condition: str, wanted: int) -> float | None:
+    async def _fresh_timing(self) -> None:
+        """Read the HPA's timing again if its metrics resolution was only assumed."""
+        if self.timing is None or not self.timing.resolution_assumed or self._reread is None:
+            return
+        try:
+            timing = await self._reread()
+        except HpaTimingError as error:
+            self.log(f"the HPA's timing could not be read again ({error}): keeping the assumed")
+            return
+        if not timing.resolution_assumed:
+            self.timing = timing
+            self.bounds += [f"read again: {line}" for line in timing.sources]
+
+    async def _within(self, step: Step, condition: str, wanted: int) -> float | None:
         """The wait's bound in seconds; None when a fixed one cannot hold (its verdict is
         given at once)."""
         within = step.get("within")
+        if within == AUTO:
+            await self._fresh_timing()
         bound = None
         if self.timing is not None:
             bound = bounds.wait_bound(self.timing, condition, wanted, self._current_replicas())
@@ -393,7 +415,7 @@ class ScenarioRunner:
         condition = next(name for name in WAIT_CONDITIONS if step.get(name) is not None)
         wanted: int = step.get(condition)
         words = "Ready pods" if condition == "ready_pods" else "HPA current replicas"
-        within = self._within(step, condition, wanted)
+        within = await self._within(step, condition, wanted)
         if within is None:
             return
 
