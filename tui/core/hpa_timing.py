@@ -43,7 +43,7 @@ class Policy:
 
     def words(self) -> str:
         """The policy as the HPA's YAML would say it."""
-        unit = " pods" if self.kind == "Pods" else " %"
+        unit = (" pod" if self.value == 1 else " pods") if self.kind == "Pods" else " %"
         return f"{self.value}{unit} per {self.period:g} s"
 
 
