@@ -371,7 +371,8 @@ def _print_result(
     if parsed.json:
         data = result_json(result, scenario)
         data["report"] = None if folder is None else str(folder)
-        print(json.dumps(data, indent=1))
+        # Several files: one object a line (JSON Lines), so the output stays parseable.
+        print(json.dumps(data, indent=1 if len(parsed.files) == 1 else None))
         return
     for verdict in result.verdicts:
         print(verdict_line(verdict))

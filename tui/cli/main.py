@@ -196,7 +196,8 @@ def add_scenario_parser(commands: Subparsers[argparse.ArgumentParser]) -> None:
         type=Path,
         nargs="+",
         metavar="FILE",
-        help="the scenario (YAML); several run in order, with one summary at the end",
+        help="the scenario (YAML); several run in order, with one summary at the end (with "
+        "--json: one JSON object a line)",
     )
     run.add_argument(
         "--dry-run",
