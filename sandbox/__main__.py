@@ -12,7 +12,9 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from kube_llm_data import (
     RenderError,
@@ -21,9 +23,12 @@ from kube_llm_data import (
     find_kubectl,
     overlay_dir,
 )
-from sandbox.cluster import NAMESPACE, Sandbox, SandboxOptions, render_overlay
+from sandbox.cluster import NAMESPACE, PROFILES, Profile, Sandbox, SandboxOptions, render_overlay
 from sandbox.engine import embedded_model_path
+from sandbox.kubelet.containers import StartCosts
 from sandbox.store.statelock import AlreadyRunning, StateLock
+
+_T = TypeVar("_T")
 
 DESCRIPTION = """\
 Run kube-llm's sandbox overlay on this machine, with no cluster: an API server on 127.0.0.1
@@ -55,11 +60,13 @@ class EscapingFormatter(logging.Formatter):
         )
 
 
-AUTOSCALER_OVERLAYS = {
-    "cpu": "sandbox",
-    "queue": "sandbox-queue",
-}
-"""The overlay each `--autoscaler` runs (issue 18: the queue HPA beside the poster's)."""
+AUTOSCALER_OVERLAYS = {"cpu": None, "queue": "sandbox-queue"}
+"""The overlay each `--autoscaler` runs (None: the profile's own, the poster's CPU HPA)."""
+
+
+def _per_profile(value: Callable[[Profile], str]) -> str:
+    """A flag's default in each profile, for its help."""
+    return "; ".join(f"{profile.name}: {value(profile)}" for profile in PROFILES.values())
 
 
 def parse_args(argv: list[str] | None = None) -> SandboxOptions:
@@ -70,18 +77,28 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="demo",
+        help="defaults for the flags below: "
+        + "; ".join(f"{p.name}: {p.summary}" for p in PROFILES.values())
+        + " (default: %(default)s)",
+    )
+    parser.add_argument(
         "--overlay",
         type=Path,
         default=None,
-        help="kustomization to render and run (default: the sandbox overlay kube-llm ships, "
-        "`kube-llm manifests sandbox --path`, or the one --autoscaler names)",
+        help="kustomization to render and run (default: the profile's, "
+        + ", ".join(f"{p.name}: {p.overlay}" for p in PROFILES.values())
+        + ", or the one --autoscaler names)",
     )
     parser.add_argument(
         "--autoscaler",
         choices=sorted(AUTOSCALER_OVERLAYS),
         default="cpu",
         help="the HPA to start with: the poster's CPU and memory (cpu, the default) or chats in "
-        "flight plus waiting per pod on custom.metrics.k8s.io (queue: overlay sandbox-queue)",
+        "flight plus waiting per pod on custom.metrics.k8s.io (queue: overlay sandbox-queue; "
+        "the demo profile only)",
     )
     parser.add_argument(
         "--port", type=int, default=0, help="API server port on 127.0.0.1 (default: a free one)"
@@ -103,8 +120,54 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
     parser.add_argument(
         "--hpa-sync-seconds",
         type=float,
-        default=15.0,
-        help="HPA controller sync period (Kubernetes: 15; shorter for demos)",
+        default=None,
+        help="HPA controller sync period (Kubernetes: 15, both profiles' default; "
+        "`kube-llm demo` asks 5)",
+    )
+    parser.add_argument(
+        "--metrics-resolution-seconds",
+        type=float,
+        default=None,
+        help="seconds between two metrics samples of every pod, as metrics-server's "
+        "--metric-resolution ("
+        + _per_profile(
+            lambda p: (
+                "the HPA sync period, at most 5"
+                if p.metrics_resolution_seconds is None
+                else f"{p.metrics_resolution_seconds:g}"
+            )
+        )
+        + ")",
+    )
+    parser.add_argument(
+        "--image-pull-seconds",
+        type=float,
+        default=None,
+        help="seconds each image's first pull on the node costs ("
+        + _per_profile(lambda p: f"{p.start_costs.image_pull_seconds:g}")
+        + ")",
+    )
+    parser.add_argument(
+        "--model-pull-seconds",
+        type=float,
+        default=None,
+        help="seconds model-pull takes for a model missing from the models volume ("
+        + _per_profile(lambda p: f"{p.start_costs.model_pull_seconds:g}")
+        + ")",
+    )
+    parser.add_argument(
+        "--model-on-volume",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="whether the models volume holds the model at the start ("
+        + _per_profile(lambda p: "yes" if p.start_costs.model_on_volume else "no")
+        + ")",
+    )
+    parser.add_argument(
+        "--registry-unreachable",
+        action="store_true",
+        help="the model registry cannot be reached: model-pull fails as `ollama pull` does "
+        "when the model is missing, and starts the pod without a pull when it is there",
     )
     parser.add_argument(
         "--engine-cmd",
@@ -138,16 +201,37 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         "(context kube-llm-sandbox-exec; default: %(default)s)",
     )
     args = parser.parse_args(argv)
-    if args.hpa_sync_seconds <= 0:
-        parser.error("--hpa-sync-seconds must be positive")
+    profile = PROFILES[args.profile]
+    for name in ("hpa_sync_seconds", "metrics_resolution_seconds"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    for name in ("image_pull_seconds", "model_pull_seconds"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value <= 3600:
+            parser.error(f"--{name.replace('_', '-')} must be between 0 and 3600")
+    costs = profile.start_costs
+    costs = StartCosts(
+        image_pull_seconds=_given(args.image_pull_seconds, costs.image_pull_seconds),
+        model_pull_seconds=_given(args.model_pull_seconds, costs.model_pull_seconds),
+        model_on_volume=_given(args.model_on_volume, costs.model_on_volume),
+        registry_unreachable=args.registry_unreachable or costs.registry_unreachable,
+    )
     if args.exec_token_seconds <= 0:
         parser.error("--exec-token-seconds must be positive")
     if args.state_dir is not None and args.kubeconfig is not None:
         parser.error("--state-dir and --kubeconfig both name the state folder: give one")
     if args.overlay is not None and args.autoscaler != "cpu":
         parser.error("--autoscaler names an overlay: give either it or --overlay")
+    if args.autoscaler != "cpu" and profile.name != "demo":
+        parser.error(
+            f"--autoscaler {args.autoscaler} runs on the demo profile: no overlay combines it "
+            f"with the {profile.name} profile's HPA behaviour (give one with --overlay)"
+        )
     try:
-        overlay = args.overlay or overlay_dir(AUTOSCALER_OVERLAYS[args.autoscaler])
+        overlay = args.overlay or overlay_dir(
+            AUTOSCALER_OVERLAYS[args.autoscaler] or profile.overlay
+        )
         kubeconfig = args.kubeconfig or (args.state_dir or default_state_dir()) / "kubeconfig"
     except ResourceError as error:
         parser.error(str(error))
@@ -155,7 +239,12 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         overlay=overlay,
         port=args.port,
         kubeconfig=kubeconfig,
-        hpa_sync_seconds=args.hpa_sync_seconds,
+        hpa_sync_seconds=_given(args.hpa_sync_seconds, profile.hpa_sync_seconds),
+        metrics_resolution_seconds=_given(
+            args.metrics_resolution_seconds, profile.metrics_resolution_seconds
+        ),
+        start_costs=costs,
+        profile=profile.name,
         engine_cmd=args.engine_cmd,
         watch_history=args.watch_history,
         bookmark_seconds=args.bookmark_seconds,
@@ -163,6 +252,11 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         stop_with_parent=args.stop_with_parent,
         exec_token_seconds=args.exec_token_seconds,
     )
+
+
+def _given(value: _T | None, default: _T) -> _T:
+    """A flag's value when it was given, else the profile's."""
+    return default if value is None else value
 
 
 def engine_problem() -> str | None:
@@ -189,8 +283,21 @@ def _shown_path(path: str | Path) -> str:
         return str(resolved)
 
 
+def start_costs_text(costs: StartCosts) -> str:
+    """What a pod start costs, in words."""
+    if not costs.simulated:
+        return "no pulls (images on the node, the model embedded)"
+    model = "on the models volume" if costs.model_on_volume else "pulled by the first pods"
+    return (
+        f"image pulls {costs.image_pull_seconds:g} s each (first use), model "
+        f"{model} ({costs.model_pull_seconds:g} s)"
+        + (", registry UNREACHABLE" if costs.registry_unreachable else "")
+    )
+
+
 def banner(sandbox: Sandbox) -> str:
     """How to use the running sandbox."""
+    options = sandbox.options
     kubeconfig = _shown_path(sandbox.options.kubeconfig)
     found = find_kubectl()
     kubectl = f"{_shown_path(found) if found else 'kubectl'} --kubeconfig {kubeconfig}"
@@ -208,7 +315,10 @@ kube-llm sandbox: a local test bench that speaks the Kubernetes API (not a produ
   state folder:  {_shown_path(sandbox.options.kubeconfig.parent)}
   overlay:       {sandbox.options.overlay}
   engine:        {engine}
-  HPA sync:      every {sandbox.options.hpa_sync_seconds:g} s{skipped}
+  profile:       {options.profile}
+  HPA sync:      every {options.hpa_sync_seconds:g} s
+  metrics:       sampled every {options.resolved_metrics_resolution:g} s
+  pod start:     {start_costs_text(options.start_costs)}{skipped}
 
 Watch it (in another terminal):
   {kubectl} -n {NAMESPACE} get pods,deploy,hpa

@@ -32,7 +32,7 @@ from sandbox.controllers.deployments import DeploymentController
 from sandbox.controllers.disruption import DisruptionController
 from sandbox.controllers.podautoscaler import HpaController, MetricsCollector
 from sandbox.controllers.replicasets import ReplicaSetController
-from sandbox.kubelet.containers import InClusterAccess
+from sandbox.kubelet.containers import InClusterAccess, StartCosts
 from sandbox.kubelet.kubelet import NODE_IP, NODE_NAME, Kubelet, KubeletConfig
 from sandbox.pki import Pki, make_pki
 from sandbox.store.logs import prepare_run_folder
@@ -251,6 +251,45 @@ class _Server(uvicorn.Server):
         yield
 
 
+@dataclass(frozen=True)
+class Profile:
+    """A set of defaults for the sandbox: how quick, and how much like a given cluster."""
+
+    name: str
+    overlay: str
+    """The overlay's name (`kube-llm manifests NAME --path`)."""
+    hpa_sync_seconds: float
+    metrics_resolution_seconds: float | None
+    """None: the HPA sync period, at most 5 s (quick metrics for demos)."""
+    start_costs: StartCosts
+    summary: str
+
+
+PROFILES = {
+    "demo": Profile(
+        "demo",
+        "sandbox",
+        15.0,
+        None,
+        StartCosts(),
+        "quick: metrics every few seconds, a 30 s scale-down window, no pulls",
+    ),
+    # Minikube's own numbers: kube-controller-manager's default HPA sync period (15 s), the
+    # metrics-server addon's `--metric-resolution=60s`, the minikube overlay's HPA behaviour
+    # (kustomize/overlays/sandbox-minikube) and a fresh node: images and the model to pull.
+    "minikube": Profile(
+        "minikube",
+        "sandbox-minikube",
+        15.0,
+        60.0,
+        StartCosts(image_pull_seconds=5.0, model_pull_seconds=20.0, model_on_volume=False),
+        "Minikube's timings: HPA sync 15 s, metrics every 60 s, a 300 s scale-down window, "
+        "image and model pulls",
+    ),
+}
+"""`--profile`: every other flag overrides the profile's value."""
+
+
 @dataclass
 class SandboxOptions:
     """What `python -m sandbox` was asked to do."""
@@ -259,6 +298,19 @@ class SandboxOptions:
     port: int = 0
     kubeconfig: Path = field(default_factory=lambda: default_state_dir() / "kubeconfig")
     hpa_sync_seconds: float = 15.0
+    metrics_resolution_seconds: float | None = None
+    """How often pods are sampled (metrics-server's `--metric-resolution`); None: the HPA
+    sync period, at most 5 s."""
+    start_costs: StartCosts = field(default_factory=StartCosts)
+    profile: str = "demo"
+
+    @property
+    def resolved_metrics_resolution(self) -> float:
+        """Seconds between two samples of every pod."""
+        if self.metrics_resolution_seconds is not None:
+            return self.metrics_resolution_seconds
+        return min(self.hpa_sync_seconds, 5.0)
+
     engine_cmd: str | None = None
     watch_history: int = 1000
     bookmark_seconds: float = 10.0
@@ -298,10 +350,11 @@ class Sandbox:
                 workdir=options.workdir,
                 log_dir=log_dir,
                 in_cluster=in_cluster,
+                start_costs=options.start_costs,
             ),
         )
         self.metrics = MetricsCollector(
-            self.store, self.kubelet.sample_targets, min(options.hpa_sync_seconds, 5.0)
+            self.store, self.kubelet.sample_targets, options.resolved_metrics_resolution
         )
         # Prometheus and prometheus-adapter: the gateways' gauges on custom.metrics.k8s.io.
         self.custom_metrics = GatewayScraper(

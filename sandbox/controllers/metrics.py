@@ -48,6 +48,10 @@ __all__ = [
 
 METRICS_API_VERSION = "metrics.k8s.io/v1beta1"
 
+FRESH_CONTAINER_MIN_SECONDS = 10.0
+"""metrics-server's `freshContainerMinMetricsResolution`: a younger container's first point
+would give an inaccurate rate, so it waits for a second scrape."""
+
 # --------------------------------------------------------------------------------------------
 # Samples
 # --------------------------------------------------------------------------------------------
@@ -103,8 +107,12 @@ class ProcessTreeSampler:
     monotonic clock measures the intervals.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, resolution_seconds: float | None = None) -> None:
         self._baselines: dict[tuple[str, str], _ContainerBaseline] = {}
+        self.resolution_seconds = resolution_seconds
+        """With a resolution, a container's first sight is served as metrics-server serves it:
+        only when it started between 10 s and one resolution ago (its window then counts from
+        its start), else from the next sample on (its window the time between the two)."""
 
     def sample(self, targets: Mapping[str, Mapping[str, int | None]]) -> dict[str, PodSample]:
         """Sample every pod in ``targets`` (pod -> container -> root pid).
@@ -122,7 +130,10 @@ class ProcessTreeSampler:
                 if result is None:
                     self._baselines.pop((pod, container), None)
                     continue
-                measured[container], container_window = result
+                usage, container_window, first_sight = result
+                if first_sight and not self._fresh_enough(container_window):
+                    continue  # kept as the baseline: served from the next sample on
+                measured[container] = usage
                 window = max(window, container_window)
             if containers and len(measured) == len(containers):
                 samples[pod] = PodSample(pod, wall, window, measured)
@@ -131,9 +142,17 @@ class ProcessTreeSampler:
             del self._baselines[key]
         return samples
 
+    def _fresh_enough(self, age: float) -> bool:
+        """Whether metrics-server serves a container at its first scrape (`pkg/storage/pod.go`:
+        started at least `freshContainerMinMetricsResolution`, 10 s, and less than one metric
+        resolution before it); without a resolution, always."""
+        if self.resolution_seconds is None:
+            return True
+        return FRESH_CONTAINER_MIN_SECONDS <= age < self.resolution_seconds
+
     def _sample_container(
         self, pod: str, container: str, pid: int
-    ) -> tuple[ContainerSample, float] | None:
+    ) -> tuple[ContainerSample, float, bool] | None:
         now = time.monotonic()
         try:
             root = psutil.Process(pid)
@@ -161,7 +180,8 @@ class ProcessTreeSampler:
             ):
                 memory += proc.memory_info().rss
         baseline = self._baselines.get((pod, container))
-        if baseline is None or baseline.root != root_key:
+        first_sight = baseline is None or baseline.root != root_key
+        if baseline is None or first_sight:
             # First sight of this container, or it restarted: measure from the root's start.
             since = now - _process_age(root)
             previous_total = 0.0
@@ -172,7 +192,7 @@ class ProcessTreeSampler:
         interval = max(now - since, 1e-3)
         cpu_seconds = max(0.0, cpu_total - previous_total)
         nanocores = round(cpu_seconds / interval * 1e9)
-        return ContainerSample(nanocores, memory, processes), interval
+        return ContainerSample(nanocores, memory, processes), interval, first_sight
 
 
 def _process_age(proc: psutil.Process) -> float:

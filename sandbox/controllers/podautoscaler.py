@@ -45,7 +45,7 @@ class MetricsCollector:
         self.store = store
         self._targets = targets
         self.resolution_seconds = resolution_seconds
-        self.sampler = ProcessTreeSampler()
+        self.sampler = ProcessTreeSampler(resolution_seconds)
         self.latest: dict[str, PodSample] = {}
 
     def sample(self) -> dict[str, PodSample]:

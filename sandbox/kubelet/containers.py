@@ -135,6 +135,39 @@ class InClusterAccess:
 
 
 @dataclass(frozen=True)
+class StartCosts:
+    """The seconds a container start costs, and whether the model registry can be reached."""
+
+    image_pull_seconds: float = 0.0
+    """Each image's first pull on the node (0: every image is already there)."""
+    model_pull_seconds: float = 0.0
+    """`model-pull` fetching a model missing from the models volume."""
+    model_on_volume: bool = True
+    """Whether the models volume holds the model when the sandbox starts."""
+    registry_unreachable: bool = False
+    """`ollama pull` cannot reach the registry: a missing model cannot be pulled."""
+
+    @property
+    def simulated(self) -> bool:
+        """Whether pulls are simulated at all (else the model is embedded, as by default)."""
+        return (
+            self.image_pull_seconds > 0
+            or self.model_pull_seconds > 0
+            or (not self.model_on_volume or self.registry_unreachable)
+        )
+
+
+@dataclass
+class NodeContents:
+    """What the node holds across pods: pulled images, and the models on the shared volume."""
+
+    images: set[str] = field(default_factory=set)
+    models: set[str] = field(default_factory=set)
+    pulling: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """One image pull at a time (the kubelet's `serializeImagePulls`)."""
+
+
+@dataclass(frozen=True)
 class KubeletConfig:
     """How the kubelet runs containers."""
 
@@ -146,3 +179,5 @@ class KubeletConfig:
     max_log_bytes: int = container_logs.MAX_LOG_BYTES
     in_cluster: InClusterAccess | None = None
     """The in-cluster configuration for pods (the frontend's); None: pods get none."""
+    start_costs: StartCosts = field(default_factory=StartCosts)
+    """What an image pull and a model pull cost (`sandbox.kubelet.pulls`)."""

@@ -11,7 +11,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
-from sandbox.kubelet.containers import Container, KubeletConfig
+from sandbox.kubelet.containers import Container, KubeletConfig, NodeContents
 from sandbox.store.events import EventRecorder
 from sandbox.store.store import JSON, Store
 
@@ -62,6 +62,11 @@ class Node(HttpProber, Protocol):
     @property
     def processes(self) -> dict[int, asyncio.subprocess.Process]:
         """Every container process the node runs, by pid (killed at shutdown)."""
+        ...
+
+    @property
+    def contents(self) -> NodeContents:
+        """The images pulled and the models on the shared models volume."""
         ...
 
     def log_path(self, namespace: str, pod: str, container: str | None) -> Path:

@@ -4,7 +4,8 @@ Containers map to processes by name: `engine` (the native sidecar) runs llama-cp
 OpenAI-compatible server on the embedded SmolLM2 model, or `--engine-cmd`; `backend` runs
 `python -m backend` with the container's environment (ConfigMap `envFrom`, downward API)
 and `PORT`, `HOST`, `ENGINE_URL` and `POD_NAME` set for the loopback ports the sandbox picked;
-a regular init container such as `model-pull` completes at once, since the model is embedded.
+a regular init container such as `model-pull` completes at once, since the model is embedded,
+unless the profile charges start costs (`sandbox.kubelet.pulls`: image and model pulls).
 
 The order and the states are the kubelet's: PodScheduled, the native sidecar started and its
 startup probe passed before the next init container, then the main containers; Ready only once
@@ -32,6 +33,7 @@ from sandbox.kubelet.containers import (
     NODE_IP,
     NODE_NAME,
     KubeletConfig,
+    NodeContents,
     signal_group,
 )
 from sandbox.kubelet.pod_worker import PodWorker, watched
@@ -75,6 +77,7 @@ class Kubelet:
         self.scheduler_recorder = EventRecorder(store, "default-scheduler")
         self.workers: dict[tuple[str, str], PodWorker] = {}
         self.processes: dict[int, asyncio.subprocess.Process] = {}
+        self.contents = NodeContents()
         self._http: httpx2.AsyncClient | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._on_change: list[Callable[[], None]] = []

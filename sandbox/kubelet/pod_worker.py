@@ -17,7 +17,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from sandbox.engine import DEFAULT_MODEL, engine_argv
-from sandbox.kubelet import stopping
+from sandbox.kubelet import pulls, stopping
 from sandbox.kubelet.containers import (
     BACKEND_CONTAINER,
     BACKOFF_INITIAL_SECONDS,
@@ -264,40 +264,21 @@ class PodWorker:
             if self.terminating:
                 return
             if container.role == "sidecar":
+                await pulls.pull_image(self, container)
                 container.task = watched(self._supervise(container), self.name)
                 await container.started_event.wait()
             else:
-                await self._run_init(container)
+                await pulls.run_init_container(self, container)
             self.publish()
         if self.terminating:
             return
         for container in [c for c in self.containers.values() if c.role == "main"]:
+            await pulls.pull_image(self, container)
             container.task = watched(self._supervise(container), self.name)
         self.phase = "Running"
         self.publish()
 
-    async def _run_init(self, container: Container) -> None:
-        self._create(container)
-        self.event("Normal", "Started", f"Started container {container.name}", container.name)
-        moment = timestamp()
-        container.state = {"running": {"startedAt": moment}}
-        self.publish()
-        message = f"Model {self.model()} is embedded in the sandbox: nothing to pull"
-        self._simulated_output(container, message)
-        self.event("Normal", "Pulled", message, container.name)
-        container.state = {
-            "terminated": {
-                "exitCode": 0,
-                "reason": "Completed",
-                "startedAt": moment,
-                "finishedAt": timestamp(),
-                "containerID": container.container_id,
-            }
-        }
-        container.ready = False
-        container.started = False
-
-    def _create(self, container: Container) -> None:
+    def create(self, container: Container) -> None:
         """A new container gets an id; on its first start, the pod says what really runs."""
         if container.restart_count == 0:
             self._substituted(container)
@@ -311,6 +292,9 @@ class PodWorker:
         if command is not None:
             runs = shlex.join(command[0])
             message = f'The sandbox runs "{runs}" in place of image "{image}"'
+        elif container.role == "init" and self.kubelet.config.start_costs.simulated:
+            runs = "nothing (the sandbox acts out the model pull)"
+            message = f'The sandbox runs no process for image "{image}": {runs}'
         elif container.role == "init":
             runs = "nothing (the model is embedded in the sandbox)"
             message = f'The sandbox runs no process for image "{image}": {runs}'
@@ -327,7 +311,7 @@ class PodWorker:
         with contextlib.suppress(ApiError):  # the pod is gone already: nothing to say
             self.store.mutate(PODS, self.namespace, self.name, annotate)
 
-    def _simulated_output(self, container: Container, line: str) -> None:
+    def simulated_output(self, container: Container, line: str) -> None:
         """The output of a container the sandbox runs no process for, for `kubectl logs`."""
         path = self.kubelet.log_path(self.namespace, self.name, container.name)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -336,10 +320,10 @@ class PodWorker:
     async def _spawn(self, container: Container) -> bool:
         """Start the container's process; False for a container the sandbox only simulates."""
         command = self.command(container)
-        self._create(container)
+        self.create(container)
         if command is None:
             container.state = {"running": {"startedAt": timestamp()}}
-            self._simulated_output(container, "no process runs for this container here")
+            self.simulated_output(container, "no process runs for this container here")
             self.event(
                 "Normal",
                 "Started",
@@ -408,7 +392,7 @@ class PodWorker:
             if crashed:
                 if time.monotonic() - started_at > 10 * BACKOFF_MAX_SECONDS:
                     backoff = BACKOFF_INITIAL_SECONDS
-                self._crash_loop_back_off(container, backoff)
+                self.crash_loop_back_off(container, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
             self.publish()
@@ -461,7 +445,7 @@ class PodWorker:
         container.state = {"waiting": {"reason": "CrashLoopBackOff", "message": str(error)}}
         self.publish()
 
-    def _crash_loop_back_off(self, container: Container, backoff: float) -> None:
+    def crash_loop_back_off(self, container: Container, backoff: float) -> None:
         """Say that a crashed container waits `backoff` seconds before its restart."""
         container.state = {
             "waiting": {

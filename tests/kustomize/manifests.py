@@ -20,12 +20,14 @@ TARGETS: dict[str, Path] = {
     "base": KUSTOMIZE / "base",
     "minikube": KUSTOMIZE / "overlays" / "minikube",
     "sandbox": KUSTOMIZE / "overlays" / "sandbox",
+    # The sandbox's Minikube profile: the sandbox overlay with the minikube overlay's HPA timing.
+    "sandbox-minikube": KUSTOMIZE / "overlays" / "sandbox-minikube",
     # The minikube overlay with components/autoscale-queue: the HPA on chats in flight + waiting.
     "minikube-queue": KUSTOMIZE / "overlays" / "minikube-queue",
     # The same on the sandbox, with its own target for MAX_INFLIGHT=1 (`--autoscaler queue`).
     "sandbox-queue": KUSTOMIZE / "overlays" / "sandbox-queue",
 }
-OVERLAYS = ("minikube", "sandbox", "minikube-queue", "sandbox-queue")
+OVERLAYS = ("minikube", "sandbox", "minikube-queue", "sandbox-queue", "sandbox-minikube")
 # Trees whose HPA scales on the queue metric (M19) rather than the poster's CPU and memory (M8).
 QUEUE_TARGETS = ("minikube-queue", "sandbox-queue")
 NAMESPACE = "kube-llm"

@@ -25,6 +25,7 @@ MODEL = {
     "sandbox": "smollm2:135m",
     "minikube-queue": "tinyllama",
     "sandbox-queue": "smollm2:135m",
+    "sandbox-minikube": "smollm2:135m",
 }
 MI = 2**20
 

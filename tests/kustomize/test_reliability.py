@@ -72,6 +72,7 @@ SCALE_DOWN_FLOOR = {
     "sandbox": 0,
     "minikube-queue": 300,
     "sandbox-queue": 0,
+    "sandbox-minikube": 300,
 }
 
 

@@ -383,3 +383,28 @@ def test_sampling_a_short_lived_pod_from_its_start(spawn: Spawn) -> None:
     time.sleep(1.2)
     engine = ProcessTreeSampler().sample({"pod": {"engine": busy.pid}})["pod"].containers["engine"]
     assert 300 <= engine.cpu_millicores <= 1100, engine
+
+
+def test_a_young_container_is_served_from_its_second_sample_as_metrics_server_does(
+    spawn: Spawn,
+) -> None:
+    """metrics-server (`pkg/storage/pod.go`) serves a container at its first scrape only when
+    it started between 10 s and one resolution before; otherwise from the next scrape, with the
+    window between the two. Without a resolution the sampler serves every first sight."""
+    idle = spawn(IDLE)
+    sampler = ProcessTreeSampler(resolution_seconds=60)
+    assert sampler.sample({"pod": {"backend": idle.pid}}) == {}  # under 10 s old: held
+    time.sleep(0.5)
+    second = sampler.sample({"pod": {"backend": idle.pid}})["pod"]
+    assert 0.4 <= second.window_seconds <= 3.0
+    assert ProcessTreeSampler().sample({"pod": {"backend": idle.pid}})  # no rule, no wait
+
+
+def test_an_old_container_first_seen_within_a_resolution_counts_from_its_start() -> None:
+    # The machine's first process: older than 10 s, younger than this resolution.
+    age = time.time() - psutil.Process(1).create_time()
+    assert age > 10
+    served = ProcessTreeSampler(resolution_seconds=age + 3600).sample({"pod": {"init": 1}})
+    assert served["pod"].window_seconds == pytest.approx(age, abs=2)
+    # Older than the resolution: metrics-server waits for a second scrape.
+    assert ProcessTreeSampler(resolution_seconds=age / 2).sample({"pod": {"init": 1}}) == {}

@@ -245,12 +245,14 @@ def rig(
     connecting: bool = False,
     refuse_evictions: bool = False,
     clock: Callable[[], float] = lambda: NOW,
+    profile: str | None = None,
 ) -> Rig:
     """The cockpit over a scripted cluster and gateway, built through `make_cockpit`."""
     settings = CockpitSettings(
         namespace=NAMESPACE,
         read_only=read_only,
         report_dir=(tmp_path or Path(".")) / "reports",
+        profile=profile,
     )
     scripted_gateway = gateway or ScriptedGateway()
     made = Rig(app=None, gateway=scripted_gateway)  # type: ignore[arg-type]

@@ -283,6 +283,17 @@ async def test_read_only_removes_every_destructive_key() -> None:
         assert "READ-ONLY" in status_text(made)
 
 
+async def test_the_status_line_says_which_sandbox_profile_runs() -> None:
+    made = rig(profile="minikube")
+    async with made.app.run_test(size=SIZE) as pilot:
+        await connected(pilot, made)
+        assert status_text(made).endswith("│ sandbox profile minikube")
+    plain = rig()
+    async with plain.app.run_test(size=SIZE) as pilot:
+        await connected(pilot, plain)
+        assert "profile" not in status_text(plain)
+
+
 async def test_first_destructive_action_off_the_sandbox_asks_once() -> None:
     made = rig(sandbox=False)
     async with made.app.run_test(size=SIZE) as pilot:

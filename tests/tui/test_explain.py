@@ -66,11 +66,12 @@ def make(
     up_window: int = 0,
     able_status: str = "True",
     active_message: str = "",
+    active_since: float = NOW - 40,
 ) -> HpaView:
     """An HPA as the adapter hands it over, with upstream's conditions."""
     conditions = (
         condition("AbleToScale", able_status, able, "", NOW - 100),
-        condition("ScalingActive", active[0], active[1], active_message, NOW - 40),
+        condition("ScalingActive", active[0], active[1], active_message, active_since),
         condition(
             "ScalingLimited",
             "True" if limited else "False",
@@ -181,7 +182,21 @@ CASES: list[tuple[str, HpaView | None, int | None, str]] = [
         "scale-up waits for the 60 s stabilisation window (wants 5, keeps 4)",
     ),
     (
-        "no metrics",
+        "no metrics for longer than metrics-server takes",
+        make(
+            2,
+            2,
+            (cpu(None), memory(None)),
+            active=("False", "FailedGetContainerResourceMetric"),
+            active_message=NO_METRICS,
+            active_since=NOW - 400,
+        ),
+        None,
+        f"not scaling since {clock(NOW - 400)}: no metrics "
+        f"(FailedGetContainerResourceMetric: {NO_METRICS}); is metrics-server running?",
+    ),
+    (
+        "no metrics yet: the first minute of a Minikube deployment",
         make(
             2,
             2,
@@ -190,11 +205,29 @@ CASES: list[tuple[str, HpaView | None, int | None, str]] = [
             active_message=NO_METRICS,
         ),
         None,
-        f"not scaling since {clock(NOW - 40)}: no metrics "
-        f"(FailedGetContainerResourceMetric: {NO_METRICS}); is metrics-server running?",
+        f"waits for metrics since {clock(NOW - 40)}: no pod measured yet; metrics-server "
+        "measures a pod from its second sample, once a minute on Minikube "
+        "(FailedGetContainerResourceMetric)",
     ),
     (
-        "no metrics for new pods",
+        "no metrics for new pods, for long",
+        make(
+            2,
+            2,
+            (cpu(None), memory(None)),
+            active=("False", "FailedGetContainerResourceMetric"),
+            active_message="the HPA was unable to compute the replica count: failed to get cpu "
+            "utilization: did not receive metrics for targeted pods (pods might be unready)",
+            active_since=NOW - 400,
+        ),
+        None,
+        f"not scaling since {clock(NOW - 400)}: no metrics (FailedGetContainerResourceMetric: the "
+        "HPA was unable to compute the replica count: failed to get cpu utilization: did not "
+        "receive metrics for targeted pods (pods might be unready)); the pods may be too new to "
+        "have metrics; if it lasts, is metrics-server running?",
+    ),
+    (
+        "no metrics for new pods yet",
         make(
             2,
             2,
@@ -204,10 +237,9 @@ CASES: list[tuple[str, HpaView | None, int | None, str]] = [
             "utilization: did not receive metrics for targeted pods (pods might be unready)",
         ),
         None,
-        f"not scaling since {clock(NOW - 40)}: no metrics (FailedGetContainerResourceMetric: the "
-        "HPA was unable to compute the replica count: failed to get cpu utilization: did not "
-        "receive metrics for targeted pods (pods might be unready)); the pods may be too new to "
-        "have metrics; if it lasts, is metrics-server running?",
+        f"waits for metrics since {clock(NOW - 40)}: no pod measured yet; metrics-server "
+        "measures a pod from its second sample, once a minute on Minikube "
+        "(FailedGetContainerResourceMetric)",
     ),
     (
         "a container without a request",

@@ -195,14 +195,51 @@ def kube_llm(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path: Path) -> None:
-    # No kubeconfig at all: a dry run never reaches for a cluster.
+    # No kubeconfig at all: the dry run says what it assumed for the HPA and writes nothing.
     result = kube_llm(
         "scenario", "run", str(ROOT / "scenarios" / "poster.yaml"), "--dry-run",
         "--kubeconfig", str(tmp_path / "none"), "--report-dir", str(tmp_path / "reports"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert result.stdout == plan_text(load_scenario(ROOT / "scenarios" / "poster.yaml")) + "\n"
+    plan = plan_text(load_scenario(ROOT / "scenarios" / "poster.yaml"))
+    assert result.stdout.startswith(plan + "\nbounds from the HPA:\n")
+    assert "no HPA read (kubeconfig file not found" in result.stdout
+    assert "assumed Kubernetes' default behaviour" in result.stdout
+    assert "line 26: wait_for replicas_at_most 2, from 3: 3 -> 2 replicas: at most 465 s" in (
+        result.stdout
+    )
     assert not (tmp_path / "reports").exists()
+
+
+def test_dry_run_of_several_files_plans_each_and_a_bad_one_runs_nothing(tmp_path: Path) -> None:
+    shipped = sorted(str(path) for path in (ROOT / "scenarios").glob("*.yaml"))
+    none = ("--kubeconfig", str(tmp_path / "none"), "--report-dir", str(tmp_path / "reports"))
+    result = kube_llm("scenario", "run", *shipped, "--dry-run", *none)
+    assert result.returncode == 0, result.stderr
+    for path in shipped:
+        assert f"scenario {Path(path).stem} ({path})" in result.stdout
+    assert "WILL FAIL" not in result.stdout
+    bad = tmp_path / "short.yaml"
+    bad.write_text("name: short\nsteps:\n  - wait_for: {ready_pods: 2, within: auto}\n")
+    refused = kube_llm("scenario", "run", shipped[0], str(bad), *none)
+    assert refused.returncode == 2
+    assert f"{bad}:3: wait_for: within: auto follows the HPA" in refused.stderr
+    assert not (tmp_path / "reports").exists()
+
+
+def test_dry_run_shows_a_fixed_wait_that_cannot_hold(tmp_path: Path) -> None:
+    short = tmp_path / "short.yaml"
+    short.write_text(
+        "name: short\nsteps:\n  - sustained: {users: 1, duration: 5}\n  - stop_load: {}\n"
+        "  - wait_for: {replicas_at_most: 2, within: 60}\n"
+    )
+    result = kube_llm(
+        "scenario", "run", str(short), "--dry-run", "--kubeconfig", str(tmp_path / "none")
+    )
+    assert result.returncode == 0, result.stderr
+    assert "line 5: wait_for WILL FAIL: 60 s is shorter than the HPA can possibly scale" in (
+        result.stdout
+    )
 
 
 def test_a_bad_file_runs_nothing_and_exits_2(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ expectation exits 1 and says which; every figure of the written report recompute
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -44,14 +45,18 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox
 
 
 def run(
-    sandbox: RunningSandbox, scenario: Path, tmp_path: Path, context: str = DEMO_CONTEXT
+    sandbox: RunningSandbox,
+    scenario: Path,
+    tmp_path: Path,
+    context: str = DEMO_CONTEXT,
+    extra: tuple[str, ...] = (),
 ) -> tuple[int, dict[str, Any], str]:
     """`kube-llm scenario run SCENARIO --json`: exit code, the JSON printed, stderr."""
     result = subprocess.run(
         [
             sys.executable, "-m", "tui", "scenario", "run", str(scenario),
             "--kubeconfig", str(sandbox.kubeconfig), "--context", context,
-            "--report-dir", str(tmp_path / "reports"), "--json",
+            "--report-dir", str(tmp_path / "reports"), "--json", *extra,
         ],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
@@ -88,9 +93,14 @@ def test_poster_passes_on_the_sandbox(sandbox: RunningSandbox, tmp_path: Path) -
     kinds = [(v["source"], v["line"]) for v in data["verdicts"]]
     # Four waits (the minimum, up, the replacement, back down), then the five expectations.
     assert kinds == [
-        ("step", 16), ("step", 19), ("step", 21), ("step", 24),
-        ("expect", 26), ("expect", 27), ("expect", 28), ("expect", 29), ("expect", 30),
+        ("step", 18), ("step", 21), ("step", 23), ("step", 26),
+        ("expect", 28), ("expect", 29), ("expect", 30), ("expect", 31), ("expect", 32),
     ]  # fmt: skip
+    # `within: auto` from the live HPA: its metrics resolution read from metrics.k8s.io.
+    assert "metrics resolution 1 s: the pods' metrics.k8s.io windows" in data["bounds"]
+    autos = [line for line in data["bounds"] if line.startswith("line 3") and " auto " in line]
+    assert [line.split(":")[0] for line in autos] == ["line 31", "line 32"], data["bounds"]
+    assert "-> 2 replicas: at most" in autos[1]
     record = record_from_json(stored(data))
     numbers = figures(record)
     assert numbers.chats.failed == 0
@@ -314,3 +324,143 @@ def test_ctrl_c_or_sighup_stops_a_scenario_and_reports_what_was_done(
     assert phase.ended_at is not None
     assert phase.ended_at - phase.started_at < 60  # stopped, not the 120 s asked for
     assert f"## Scenario cut-short: interrupted ({words})" in (folder / "report.md").read_text()
+
+
+def test_a_fixed_wait_shorter_than_the_hpa_fails_before_anything_runs(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    """Issue 15: the old poster's 90 s on Minikube; here 5 s against the sandbox's 30 s window."""
+    scenario = scenario_file(
+        tmp_path,
+        "name: short\n"
+        "steps:\n"
+        "  - sustained: {users: 1, duration: 2}\n"
+        "  - stop_load: {}\n"
+        "  - wait_for: {replicas_at_most: 2, within: 5}\n"
+        "expect:\n"
+        "  - replicas_return: {replicas: 2, within: 5}\n",
+    )
+    began = time.monotonic()
+    code, data, stderr = run(sandbox, scenario, tmp_path, extra=("--hpa-sync-seconds", "1"))
+    assert code == 2, (data, stderr)
+    assert time.monotonic() - began < 30
+    assert data["aborted"] == "fixed waits shorter than the HPA can possibly scale (above)"
+    assert [(v["line"], v["held"]) for v in data["verdicts"]] == [(7, False), (5, False)]
+    for verdict in data["verdicts"]:
+        assert (
+            "5 s is shorter than the HPA can possibly scale 3 -> 2 replicas: at least 29 s"
+            in (verdict["detail"])
+        )
+    assert not data["windows"]  # no step ran
+
+
+def test_a_fixed_wait_the_hpa_cannot_meet_fails_at_once_mid_run(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    scenario = scenario_file(
+        tmp_path,
+        "name: mid\n"
+        "settings: {max_tokens: 8}\n"
+        "steps:\n"
+        "  - scale: {replicas: 3}\n"
+        "  - wait_for: {replicas: 3, within: 30}\n"
+        "  - burst: {users: 1, chats_per_user: 1}\n"
+        "  - wait_for: {replicas_at_most: 2, within: 3}\n",
+    )
+    code, data, stderr = run(
+        sandbox, scenario, tmp_path, context=ADMIN_CONTEXT, extra=("--hpa-sync-seconds", "1")
+    )
+    assert code == 1, (data, stderr)
+    *_, short = data["verdicts"]
+    assert short["line"] == 7
+    assert short["held"] is False
+    # From 3 replicas, or more if an earlier test left the HPA higher.
+    assert re.search(
+        r"^3 s is shorter than the HPA can possibly scale [3-6] -> 2 ", short["detail"]
+    )
+    (window,) = [w for w in data["windows"] if w["line"] == 7]
+    assert window["ended_at"] - window["started_at"] < 1.0  # failed at once, not after 3 s
+
+
+def test_several_files_run_in_order_with_one_summary(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    first = tmp_path / "first.yaml"
+    first.write_text("name: first\nsteps:\n  - sleep: 0.1\n")
+    second = tmp_path / "second.yaml"
+    second.write_text(
+        "name: second\nsettings: {max_tokens: 4}\n"
+        "steps:\n  - burst: {users: 1, chats_per_user: 1}\n"
+        "expect:\n  - e2e_p95_below: 0.000001\n"
+    )
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "tui", "scenario", "run", str(first), str(second),
+            "--kubeconfig", str(sandbox.kubeconfig), "--context", DEMO_CONTEXT,
+            "--report-dir", str(tmp_path / "reports"),
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.index("scenario first: passed") < result.stdout.index(
+        "scenario second: FAILED"
+    )
+    summary = result.stdout.split("scenario second: FAILED")[1].splitlines()
+    (one,) = [line for line in summary if line.startswith(str(first))]
+    assert one.split()[1:4] == ["first", "passed", "0/0"]
+    (two,) = [line for line in summary if line.startswith(str(second))]
+    assert two.split()[1:4] == ["second", "FAILED", "0/1"]
+    assert summary[-1] == "1 of 2 scenarios passed"
+    assert len(list((tmp_path / "reports").iterdir())) == 2
+    as_json = subprocess.run(
+        [
+            sys.executable, "-m", "tui", "scenario", "run", str(first), str(second),
+            "--kubeconfig", str(sandbox.kubeconfig), "--context", DEMO_CONTEXT,
+            "--no-report", "--json",
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert as_json.returncode == 1, as_json.stderr
+    lines = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [(d["name"], d["passed"]) for d in lines] == [("first", True), ("second", False)]
+
+
+def test_dry_run_reads_the_live_hpa(sandbox: RunningSandbox, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "tui", "scenario", "run", str(ROOT / "scenarios" / "poster.yaml"),
+            "--dry-run", "--kubeconfig", str(sandbox.kubeconfig), "--context", DEMO_CONTEXT,
+        ],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "behaviour, minReplicas and maxReplicas: the live HPA llm-backend" in result.stdout
+    assert "metrics resolution 1 s: the pods' metrics.k8s.io windows" in result.stdout
+    assert "scale down: window 30 s" in result.stdout
+
+
+def test_auto_reads_the_resolution_again_once_the_pods_have_metrics(tmp_path: Path) -> None:
+    """A run that starts before metrics-server (here every 40 s) has measured the new pods
+    assumes Minikube's 60 s, then reads the pods' windows when it needs the bound (a pod's
+    first window runs from its start, as metrics-server's does)."""
+    fresh = start_sandbox(
+        tmp_path / "fresh",
+        "--hpa-sync-seconds", "1", "--metrics-resolution-seconds", "40",
+        engine_cmd=fake_engine_cmd(),
+    )  # fmt: skip
+    try:
+        scenario = scenario_file(
+            tmp_path,
+            "name: fresh\n"
+            "steps:\n"
+            "  - sleep: 45\n"
+            "  - wait_for: {replicas_at_most: 2, within: auto}\n",
+        )
+        code, data, stderr = run(fresh, scenario, tmp_path)
+        assert code == 0, (data, stderr)
+        assert any("metrics resolution 60 s: assumed" in line for line in data["bounds"])
+        again = [line for line in data["bounds"] if line.startswith("read again: metrics")]
+        assert len(again) == 1, data["bounds"]
+        assert again[0].endswith("s: the pods' metrics.k8s.io windows")
+    finally:
+        assert fresh.stop() == 0

@@ -17,9 +17,15 @@ from tui.services.session import Session, SessionSink
 
 __all__ = ["run_demo", "run_tui"]
 
-DEMO_SANDBOX_ARGS = ("--hpa-sync-seconds", "5", "--stop-with-parent")
-"""A demo's HPA decides every 5 s instead of Kubernetes' 15 s, so scaling shows sooner; and the
-sandbox stops by itself if the cockpit dies without stopping it (a closed terminal, a kill -9)."""
+DEMO_SANDBOX_ARGS = ("--stop-with-parent",)
+"""The sandbox stops by itself if the cockpit dies without stopping it (a closed terminal, a
+kill -9)."""
+PROFILE_SANDBOX_ARGS = {
+    "demo": ("--hpa-sync-seconds", "5"),
+    "minikube": ("--profile", "minikube"),
+}
+"""`kube-llm demo --profile`: the demo's HPA decides every 5 s instead of Kubernetes' 15 s, so
+scaling shows sooner; the minikube profile keeps every timing of Minikube's."""
 NO_CLUSTER_HINT = (
     "No cluster at hand? `make demo` (or `kube-llm demo`) opens the cockpit on a local sandbox."
 )
@@ -49,7 +55,13 @@ def _leave(signum: int, frame: object) -> None:
 
 def run_demo(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
     """`kube-llm demo`: start the sandbox, open the cockpit on it, stop the sandbox on quit."""
-    extra = [*DEMO_SANDBOX_ARGS, "--autoscaler", parsed.autoscaler, *parsed.sandbox_arg]
+    extra = [
+        *DEMO_SANDBOX_ARGS,
+        *PROFILE_SANDBOX_ARGS[parsed.profile],
+        "--autoscaler",
+        parsed.autoscaler,
+        *parsed.sandbox_arg,
+    ]
     try:
         state_dir = parsed.state_dir or default_state_dir()
     except ResourceError as error:

@@ -8,7 +8,7 @@ the command could not run (bad flags, bad file, no cluster, a 403 on a write), 1
 when Ctrl+C, SIGTERM or SIGHUP stopped it (130, 143, 129; the report is still written, marked
 interrupted; a second signal quits at once).
 
-`scenario run FILE` parses the file first (nothing runs on a bad file), prints a line per step
+`scenario run FILE...` parses every file first (nothing runs on a bad file), prints a line per step
 as it starts (stderr), then a line per verdict (stdout: PASS or FAIL, the file's line, what was
 expected and by how much it held or not), and writes the report folder with the verdicts at its
 top and in its JSON.
@@ -22,10 +22,13 @@ import contextlib
 import dataclasses
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 from tui.cli.package import dump
+from tui.cli.scenarios import Outcome, dry_run_bounds, read_timing, summary_lines, uses_auto
+from tui.cluster.hpa_timing import HpaTimingError
 from tui.cluster.rollout import DeploymentControl
 from tui.core.figures import LoadPhase
 from tui.core.settings import CockpitSettings
@@ -213,6 +216,9 @@ def verdict_markdown(result: ScenarioResult) -> list[str]:
         f"| {'yes' if v.held else '**no**'} | {v.line} | {cell(v.what)} | {cell(v.detail)} |"
         for v in result.verdicts
     ]
+    if result.bounds:
+        lines += ["", "Bounds from the HPA (`within: auto`, and fixed waits checked against them):"]
+        lines += ["", *(f"- {cell(line)}" for line in result.bounds)]
     return lines
 
 
@@ -227,24 +233,69 @@ def result_json(result: ScenarioResult, scenario: Scenario) -> dict[str, Any]:
         "interrupted_by": result.interrupted_by if result.interrupted else None,
         "verdicts": [dataclasses.asdict(v) for v in result.verdicts],
         "windows": [dataclasses.asdict(w) for w in result.windows],
+        "bounds": list(result.bounds),
     }
 
 
 def run_scenario(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
-    """`kube-llm scenario run FILE [--dry-run]`."""
-    try:
-        scenario = load_scenario(parsed.file)
-    except ScenarioError as error:
-        print(f"kube-llm: the scenario cannot run:\n{error}", file=sys.stderr)
+    """`kube-llm scenario run FILE... [--dry-run]`: every file checked first, then each run in
+    order, with one summary at the end when there are several."""
+    scenarios: list[Scenario] = []
+    problems: list[str] = []
+    for path in parsed.files:
+        try:
+            scenarios.append(load_scenario(path))
+        except ScenarioError as error:
+            problems.append(str(error))
+    if problems:
+        print("kube-llm: the scenario cannot run:\n" + "\n".join(problems), file=sys.stderr)
         return 2
     if parsed.dry_run:
-        print(plan_text(scenario))
+        print("\n\n".join(plan_text(s, dry_run_bounds(parsed, settings, s)) for s in scenarios))
         return 0
+    outcomes: list[Outcome] = []
+    codes: list[int] = []
+    for scenario in scenarios:
+        started = time.monotonic()
+        code, result = _run_one(parsed, settings, scenario)
+        codes.append(code)
+        if result is not None:
+            held = sum(1 for v in result.verdicts if v.held)
+            outcome = (
+                "interrupted"
+                if result.interrupted
+                else "passed"
+                if result.passed
+                else ("stopped" if result.aborted else "FAILED")
+            )
+            outcomes.append(
+                Outcome(
+                    str(scenario.path),
+                    scenario.name,
+                    outcome,
+                    held,
+                    len(result.verdicts),
+                    time.monotonic() - started,
+                )
+            )
+        if code >= 128:  # Ctrl+C, SIGTERM or SIGHUP: the rest do not run
+            break
+    if len(scenarios) > 1 and outcomes and parsed.output is None:
+        print("\n".join(["", *summary_lines(outcomes)]))
+    if any(code >= 128 for code in codes):
+        return max(codes)
+    return 2 if 2 in codes else max(codes, default=0)
+
+
+def _run_one(
+    parsed: argparse.Namespace, settings: CockpitSettings, scenario: Scenario
+) -> tuple[int, ScenarioResult | None]:
+    """One scenario's run: its exit code, and its result when the steps began."""
     settings = dataclasses.replace(settings, max_tokens=scenario.max_tokens)
     try:
         target = load_cluster(settings)
     except HeadlessError as error:
-        return _fail(str(error))
+        return _fail(str(error)), None
     sink = HeadlessSink(quiet=parsed.output is not None)
 
     def log(line: str) -> None:
@@ -267,7 +318,22 @@ def run_scenario(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
                 if not scenario.stream:
                     use_prompts(session, None, settings.max_tokens, stream=False)
                 control = DeploymentControl(target, settings.deployment)
-                runner = ScenarioRunner(scenario, session, control, log=log, clock=session.clock)
+                try:
+                    timing = await read_timing(parsed, target, settings.deployment)
+                except HpaTimingError as error:
+                    if uses_auto(scenario):
+                        raise HeadlessError(f"within: auto needs the HPA: {error}") from None
+                    log(f"no HPA timing ({error}): fixed waits are not checked against it")
+                    timing = None
+                runner = ScenarioRunner(
+                    scenario,
+                    session,
+                    control,
+                    log=log,
+                    clock=session.clock,
+                    timing=timing,
+                    reread=lambda: read_timing(parsed, target, settings.deployment),
+                )
                 interrupts.on_first = lambda: runner.interrupt(interrupts.cause)
                 result = await runner.run()
                 interrupts.on_first = lambda: None  # the report is next: nothing to stop
@@ -286,22 +352,22 @@ def run_scenario(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
     try:
         result, folder = asyncio.run(main())
     except (HeadlessError, LoadError, ReportError) as error:
-        return _fail(str(error))
+        return _fail(str(error)), None
     except (KeyboardInterrupt, asyncio.CancelledError):
         with contextlib.suppress(OSError):
             print(
                 f"kube-llm: stopped ({interrupts.cause}) before the steps began; nothing to report",
                 file=sys.stderr,
             )
-        return interrupts.exit_code
+        return interrupts.exit_code, None
     # After SIGHUP the terminal may be gone: the report is written, the exit code says the rest.
     with contextlib.suppress(OSError):
         _print_result(parsed, result, scenario, folder)
     if result.interrupted:
-        return interrupts.exit_code
+        return interrupts.exit_code, result
     if result.aborted:
-        return 2
-    return 0 if result.passed else 1
+        return 2, result
+    return (0 if result.passed else 1), result
 
 
 def _print_result(
@@ -311,7 +377,11 @@ def _print_result(
     if parsed.output is not None:
         data = result_json(result, scenario)
         data["report"] = None if folder is None else str(folder)
-        print(dump(data, parsed.output))
+        if parsed.output == "json" and len(parsed.files) > 1:
+            # Several files: one object a line (JSON Lines), so the output stays parseable.
+            print(json.dumps(data))
+        else:
+            print(dump(data, parsed.output))
         return
     for verdict in result.verdicts:
         print(verdict_line(verdict))

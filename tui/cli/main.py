@@ -25,9 +25,12 @@ from tui.cli.package import (
     resolve_scenario,
 )
 from tui.cli.web import add_web_flags, run_web
+from tui.core.hpa_timing import KUBERNETES_SYNC_SECONDS, MINIKUBE_METRICS_RESOLUTION_SECONDS
 from tui.core.settings import CockpitSettings
 
 PROG = "kube-llm"
+SANDBOX_PROFILES = ("demo", "minikube")
+"""`kube-llm demo --profile` (the sandbox's `--profile`, `python -m sandbox --help`)."""
 
 
 def _exec_module(module: str, args: Sequence[str]) -> int:
@@ -149,8 +152,37 @@ def add_load_parser(commands: Subparsers[argparse.ArgumentParser]) -> None:
     )
 
 
+def add_timing_flags(parser: argparse.ArgumentParser) -> None:
+    """`--hpa-sync-seconds` and `--metrics-resolution-seconds`: what `within: auto` assumes
+    where the cluster cannot tell."""
+    parser.add_argument(
+        "--hpa-sync-seconds",
+        type=_positive,
+        default=None,
+        help="the cluster's HPA sync period, which no API tells (default: Kubernetes' "
+        f"{KUBERNETES_SYNC_SECONDS:g}; the demo's sandbox runs 5, so 15 only widens its bounds)",
+    )
+    parser.add_argument(
+        "--metrics-resolution-seconds",
+        type=_positive,
+        default=None,
+        help="metrics-server's --metric-resolution (default: read from the pods' metrics.k8s.io "
+        f"windows, else {MINIKUBE_METRICS_RESOLUTION_SECONDS:g}, Minikube's addon)",
+    )
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"expected 0 < seconds <= 3600, got {text}")
+    return value
+
+
 def add_scenario_parser(commands: Subparsers[argparse.ArgumentParser]) -> None:
-    """`kube-llm scenario run NAME|FILE`, `kube-llm scenario list`, and their flags."""
+    """`kube-llm scenario run NAME|FILE...`, `compare`, `list`, and their flags."""
     scenario = commands.add_parser(
         "scenario",
         help="run a chaos scenario file: timed steps and expectations that pass or fail",
@@ -168,14 +200,19 @@ def add_scenario_parser(commands: Subparsers[argparse.ArgumentParser]) -> None:
         "that restarts or scales the Deployment needs a context allowed to patch it: the "
         "cockpit's Role is not.",
     )
-    file = run.add_argument(
-        "file",
+    files = run.add_argument(
+        "files",
+        nargs="+",
         metavar="NAME|FILE",
-        help="a scenario kube-llm ships (`kube-llm scenario list`: poster, ...) or a YAML file",
+        help="a scenario kube-llm ships (`kube-llm scenario list`: poster, ...) or a YAML file; "
+        "several run in order, with one summary at the end (with -o json: one JSON object a line)",
     )
-    file.completer = complete_scenario  # type: ignore[attr-defined]  # argcomplete reads it
+    files.completer = complete_scenario  # type: ignore[attr-defined]  # argcomplete reads it
     run.add_argument(
-        "--dry-run", action="store_true", help="check the file and print the plan; touch nothing"
+        "--dry-run",
+        action="store_true",
+        help="check the files and print the plan, with the bounds `within: auto` takes from the "
+        "live HPA (or what it assumes without one); touch nothing",
     )
     add_target_flags(run)
     compare = actions.add_parser(
@@ -211,6 +248,7 @@ def add_scenario_parser(commands: Subparsers[argparse.ArgumentParser]) -> None:
         help="the sandboxes' state folders go below this (default: %(default)s)",
     )
     add_report_dir_flag(compare)
+    add_timing_flags(run)
 
 
 def add_report_parser(commands: Subparsers[argparse.ArgumentParser]) -> None:
@@ -273,6 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _cockpit_flags(demo, cluster=False)
     demo.add_argument(
+        "--profile",
+        choices=SANDBOX_PROFILES,
+        default="demo",
+        help="the sandbox's profile: demo is quick (metrics every 5 s, HPA sync 5 s, a 30 s "
+        "scale-down window, no pulls); minikube has Minikube's timings (HPA sync 15 s, metrics "
+        "every 60 s, the 300 s window, image and model pulls at pod start) (default: "
+        "%(default)s)",
+    )
+    demo.add_argument(
         "--state-dir",
         type=Path,
         default=None,
@@ -334,6 +381,7 @@ def settings_from(parsed: argparse.Namespace) -> CockpitSettings:
         burst_users=getattr(parsed, "burst_users", defaults.burst_users),
         max_tokens=getattr(parsed, "max_tokens", defaults.max_tokens),
         report_dir=getattr(parsed, "report_dir", defaults.report_dir),
+        profile=getattr(parsed, "profile", None),
     )
 
 

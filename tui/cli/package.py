@@ -165,10 +165,13 @@ def run_scenario_list(parsed: argparse.Namespace) -> int:
 
 
 def resolve_scenario(parsed: argparse.Namespace) -> int | None:
-    """`scenario run NAME|FILE`: the file a name or a path stands for (in `parsed.file`), or
-    the exit code of a clear error."""
+    """`scenario run NAME|FILE...` and `scenario compare NAME|FILE`: the file each name or path
+    stands for (in `parsed.files` or `parsed.file`), or the exit code of a clear error."""
     try:
-        parsed.file = scenario_file(parsed.file)
+        if getattr(parsed, "files", None) is not None:
+            parsed.files = [scenario_file(item) for item in parsed.files]
+        elif getattr(parsed, "file", None) is not None:
+            parsed.file = scenario_file(parsed.file)
     except ResourceError as error:
         print(f"kube-llm: the scenario cannot run:\n{error}", file=sys.stderr)
         return 2

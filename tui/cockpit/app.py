@@ -96,7 +96,7 @@ class CockpitApp(App[int]):
         """Header, status line, the panels and the footer."""
         # Kept as attributes: `query_one` on the app searches the active screen, which is not
         # this one while the help or a confirmation is open.
-        self.status_line = StatusLine(id="status")
+        self.status_line = StatusLine(id="status", profile=self.settings.profile)
         self.pods_table = PodsTable(id="pods")
         self.hpa_panel = HpaPanel(id="hpa")
         self.latency_panel = LatencyPanel(id="latency")

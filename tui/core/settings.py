@@ -23,3 +23,5 @@ class CockpitSettings:
     sustained_users: int = 4
     max_tokens: int = 64
     report_dir: Path = Path("reports")
+    profile: str | None = None
+    """The sandbox profile `kube-llm demo` runs (`demo`, `minikube`); None on a cluster."""

@@ -15,15 +15,18 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from tui.cluster.hpa_timing import HpaTimingError
 from tui.cluster.rollout import DeploymentControl, DeploymentWriteError, rollout_status
 from tui.core.figures import ROLLOUT_NOTE, SCALE_NOTE, CockpitRecord, LoadPhase
+from tui.core.hpa_timing import HpaTiming
 from tui.core.model import BackendMetrics, ClusterSnapshot, RolloutState
 from tui.gateway.target import GatewayError
+from tui.scenario import bounds
 from tui.scenario.judge import StepWindow, judge
-from tui.scenario.spec import WAIT_CONDITIONS, Expectation, Scenario, Step
+from tui.scenario.spec import AUTO, WAIT_CONDITIONS, Expectation, Scenario, Step
 from tui.scenario.words import describe_expectation, describe_step
 from tui.services.load import LoadError
 from tui.services.phase import LoadPlan, run_phase
@@ -62,6 +65,8 @@ class ScenarioResult:
     """The user stopped the steps with Ctrl+C, SIGTERM or SIGHUP (`aborted` says at which step)."""
     interrupted_by: str = "Ctrl+C"
     """What stopped them, in words, when they were stopped."""
+    bounds: tuple[str, ...] = ()
+    """The HPA's timing and every `within: auto` computed from it, in words."""
 
     @property
     def passed(self) -> bool:
@@ -83,8 +88,13 @@ class ScenarioRunner:
         control: DeploymentControl | None,
         log: Callable[[str], None] = lambda line: None,
         clock: Callable[[], float] = time.time,
+        timing: HpaTiming | None = None,
+        reread: Callable[[], Awaitable[HpaTiming]] | None = None,
     ) -> None:
-        """Run `scenario` on `session`; `control` writes to the Deployment (None: no writes)."""
+        """Run `scenario` on `session`; `control` writes to the Deployment (None: no writes);
+        `timing` bounds the waits on the HPA (`within: auto`; None: no HPA was read);
+        `reread` reads it again, which `auto` does while the metrics resolution was assumed
+        (the pods had no metrics yet when the run began)."""
         self.scenario = scenario
         self.session = session
         self.control = control
@@ -102,6 +112,11 @@ class ScenarioRunner:
         self.interrupted_by = "Ctrl+C"
         self._took: tuple[str, BackendMetrics | None] | None = None
         """The pod the current kill step took, and its `/metrics` just before."""
+        self.timing = timing
+        self._reread = reread
+        self.bounds: list[str] = timing.words() if timing is not None else []
+        self._load_started_at: float | None = None
+        self._load_stopped_at: float | None = None
 
     def interrupt(self, cause: str = "Ctrl+C") -> None:
         """Stop the steps now (Ctrl+C, SIGTERM, SIGHUP: `cause`): the load stops, and the run
@@ -114,6 +129,17 @@ class ScenarioRunner:
     async def run(self) -> ScenarioResult:
         """Every step, then the expectations on what was recorded."""
         this = asyncio.current_task()
+        if self._preflight():
+            aborted: str | None = "fixed waits shorter than the HPA can possibly scale (above)"
+            self.log(f"stopped: {aborted}")
+            return ScenarioResult(
+                self.scenario.name,
+                self.session.record(),
+                tuple(self.verdicts),
+                (),
+                aborted,
+                bounds=tuple(self.bounds),
+            )
         self._steps = steps = asyncio.create_task(self._run_steps())
         try:
             aborted = await steps
@@ -134,6 +160,8 @@ class ScenarioRunner:
         )
         verdicts = [*self.verdicts]
         if aborted is None:
+            if any(e.get("within") == AUTO for e in self.scenario.expectations):
+                await self._fresh_timing()
             verdicts += [self._judge(e, record) for e in self.scenario.expectations]
         return ScenarioResult(
             self.scenario.name,
@@ -143,7 +171,27 @@ class ScenarioRunner:
             aborted,
             interrupted=self.interrupted,
             interrupted_by=self.interrupted_by,
+            bounds=tuple(self.bounds),
         )
+
+    def _current_replicas(self) -> int:
+        hpa = self.session.snapshot.hpa
+        if hpa is not None and hpa.current_replicas > 0:
+            return hpa.current_replicas
+        return self.timing.min_replicas if self.timing is not None else 0
+
+    def _preflight(self) -> bool:
+        """Fail at once every fixed bound this HPA can never meet; True when there were any."""
+        if self.timing is None:
+            return False
+        found = bounds.preflight(self.scenario, self.timing, self._current_replicas())
+        words = {step.line: describe_step(step) for step in self.scenario.steps}
+        words.update({e.line: describe_expectation(e) for e in self.scenario.expectations})
+        for line, what, why in found:
+            source = "step" if what == "wait_for" else "expect"
+            self.verdicts.append(Verdict(source, line, words.get(line, what), False, why))
+            self.log(f"line {line}: {why}")
+        return bool(found)
 
     async def _run_steps(self) -> str | None:
         """Each step in turn; why they stopped early, if they did."""
@@ -216,8 +264,12 @@ class ScenarioRunner:
 
     async def _foreground(self, plan: LoadPlan) -> None:
         started = self.clock()
+        if not self._load:
+            self._load_started_at = started
         try:
             self.phases.append(await run_phase(self.session, plan, self.clock))
+            if not self._load:
+                self._load_stopped_at = self.clock()
         except asyncio.CancelledError:
             if self.interrupted:  # the burst as far as it went is in the record
                 label = f"{plan.describe()} (interrupted by {self.interrupted_by})"
@@ -226,12 +278,15 @@ class ScenarioRunner:
 
     def _background(self, plan: LoadPlan) -> None:
         plan.check()
+        if not self._load:
+            self._load_started_at = self.clock()
         self._load.append(asyncio.create_task(run_phase(self.session, plan, self.clock)))
 
     async def _stop_load(self) -> None:
         if not self._load:
             return
         await self.session.load.stop()
+        self._load_stopped_at = self.clock()
         tasks, self._load = self._load, []
         for outcome in await asyncio.gather(*tasks, return_exceptions=True):
             if isinstance(outcome, LoadPhase):
@@ -324,11 +379,56 @@ class ScenarioRunner:
         self.notes.append((self.clock(), f"rollout restart done: {replaced}"))
         self._step_verdict(step, True, f"{replaced} ({within - took:.1f} s to spare)")
 
-    async def _wait_for(self, step: Step) -> None:
+    def _since_load(self, condition: str) -> float | None:
+        """Seconds since the load started (a scale-up wait) or stopped (a scale-down wait), when
+        this run knows; None when it does not."""
+        moment = self._load_started_at if condition == "replicas" else self._load_stopped_at
+        running = bool(self._load)
+        if moment is None or running != (condition == "replicas"):
+            return None
+        return max(0.0, self.clock() - moment)
+
+    async def _fresh_timing(self) -> None:
+        """Read the HPA's timing again if its metrics resolution was only assumed."""
+        if self.timing is None or not self.timing.resolution_assumed or self._reread is None:
+            return
+        try:
+            timing = await self._reread()
+        except HpaTimingError as error:
+            self.log(f"the HPA's timing could not be read again ({error}): keeping the assumed")
+            return
+        if not timing.resolution_assumed:
+            self.timing = timing
+            self.bounds += [f"read again: {line}" for line in timing.sources]
+
+    async def _within(self, step: Step, condition: str, wanted: int) -> float | None:
+        """The wait's bound in seconds; None when a fixed one cannot hold (its verdict is
+        given at once)."""
         within = step.get("within")
+        if within == AUTO:
+            await self._fresh_timing()
+        bound = None
+        if self.timing is not None:
+            bound = bounds.wait_bound(self.timing, condition, wanted, self._current_replicas())
+        elapsed = self._since_load(condition)
+        if within == AUTO:
+            resolved = bounds.resolve(within, bound, elapsed or 0.0)
+            self.bounds.append(f"line {step.line}: {resolved.words}")
+            self.log(f"line {step.line}: within {resolved.words}")
+            return resolved.seconds
+        why = bounds.too_short(float(within), bound, elapsed)
+        if why is not None:
+            self._step_verdict(step, False, why)
+            return None
+        return float(within)
+
+    async def _wait_for(self, step: Step) -> None:
         condition = next(name for name in WAIT_CONDITIONS if step.get(name) is not None)
         wanted: int = step.get(condition)
         words = "Ready pods" if condition == "ready_pods" else "HPA current replicas"
+        within = await self._within(step, condition, wanted)
+        if within is None:
+            return
 
         def value(snapshot: ClusterSnapshot) -> int:
             if condition == "ready_pods":
@@ -348,7 +448,9 @@ class ScenarioRunner:
             return
         took = self.clock() - started
         self._step_verdict(
-            step, True, f"{words} {seen} after {took:.1f} s ({within - took:.1f} s to spare)"
+            step,
+            True,
+            f"{words} {seen} after {took:.1f} s ({max(0.0, within - took):.1f} s to spare)",
         )
 
     def _step_verdict(self, step: Step, held: bool, detail: str) -> None:
@@ -358,8 +460,29 @@ class ScenarioRunner:
     # -- expectations -------------------------------------------------------------------
 
     def _judge(self, expectation: Expectation, record: CockpitRecord) -> Verdict:
+        if expectation.get("within") == AUTO:
+            expectation = self._resolve_auto(expectation, record)
         held, detail = judge(expectation, record, tuple(self.windows))
         return Verdict("expect", expectation.line, describe_expectation(expectation), held, detail)
+
+    def _resolve_auto(self, expectation: Expectation, record: CockpitRecord) -> Expectation:
+        """The expectation with `within: auto` replaced by the HPA's bound for what the run
+        saw: from the replicas at the first load's start up, or from the peak down."""
+        points = sorted(record.replicas, key=lambda p: p.at)
+        start_at = min((p.started_at for p in record.phases), default=record.started_at)
+        before = [p.current for p in points if p.at <= start_at]
+        start = before[-1] if before else self._current_replicas()
+        peak = max((p.current for p in points), default=start)
+        bound = None
+        if self.timing is not None:
+            bound = bounds.expectation_bound(expectation, self.timing, start, peak)
+        resolved = bounds.resolve(AUTO, bound)
+        self.bounds.append(f"line {expectation.line}: {resolved.words}")
+        params = tuple(
+            (name, resolved.seconds if name == "within" else value)
+            for name, value in expectation.params
+        )
+        return dataclasses.replace(expectation, params=params)
 
 
 __all__ = ["ScenarioResult", "ScenarioRunner", "Verdict"]

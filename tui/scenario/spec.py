@@ -10,6 +10,7 @@ A scenario is YAML (see `scenarios/*.yaml`)::
       - kill: {pod: random}                   # grace 0; `evict` asks the Eviction API
       - wait_for: {ready_pods: 2, within: 60}
       - stop_load: {}
+      - wait_for: {replicas_at_most: 2, within: auto}   # as long as the live HPA can take
     expect:
       - failures_below_percent: 1
       - recovery_below: 30
@@ -50,6 +51,8 @@ class Param:
     maximum: float | None = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    auto: bool = False
+    """Also takes `auto`: the bound computed from the live HPA when the run gets there."""
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,10 @@ class Scenario:
 
 
 _USERS = Param(int, minimum=1, maximum=64, help="simulated users at once")
-_WITHIN = Param(float, minimum=0.1, maximum=3600, help="seconds")
+_WITHIN = Param(float, minimum=0.1, maximum=3600, help="seconds", auto=True)
+
+AUTO = "auto"
+"""`within: auto`: as long as the live HPA can take (`tui.core.hpa_timing`)."""
 
 STEPS: dict[str, dict[str, Param]] = {
     "burst": {
@@ -181,12 +187,15 @@ class _Reader:
         except ConstructorError as error:
             self.problem(node, f"{what}: {error.problem}")
             return None
+        if param.auto and value == AUTO:
+            return value
         wanted = param.kind
         ok = isinstance(value, wanted) and not (wanted is not bool and isinstance(value, bool))
         if wanted is float and isinstance(value, int) and not isinstance(value, bool):
             value, ok = float(value), True
         if not ok:
-            self.problem(node, f"{what}: expected {_TYPE_WORDS[wanted]}, got {value!r}")
+            words = _TYPE_WORDS[wanted] + (" or auto" if param.auto else "")
+            self.problem(node, f"{what}: expected {words}, got {value!r}")
             return None
         if param.minimum is not None and value < param.minimum:
             self.problem(node, f"{what}: expected at least {param.minimum:g}, got {value!r}")
@@ -300,6 +309,12 @@ def _check_steps(reader: _Reader, steps: list[Step]) -> None:
                 f"wait_for: expected exactly one of {', '.join(WAIT_CONDITIONS)}"
                 + (f", got {', '.join(conditions)}" if conditions else ""),
             )
+        elif step.kind == "wait_for" and step.get("within") == AUTO and "ready_pods" in conditions:
+            reader.at(
+                step.line,
+                "wait_for: within: auto follows the HPA, so it needs replicas or "
+                "replicas_at_most; give ready_pods a number of seconds",
+            )
 
 
 def parse_scenario(text: str, path: Path) -> Scenario:
@@ -385,6 +400,7 @@ def load_scenario(path: Path) -> Scenario:
 
 
 __all__ = [
+    "AUTO",
     "EXPECTATIONS",
     "STEPS",
     "WAIT_CONDITIONS",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tui.scenario.spec import STEPS, WAIT_CONDITIONS, Expectation, Scenario, Step
+from tui.scenario.spec import AUTO, STEPS, WAIT_CONDITIONS, Expectation, Scenario, Step
 
 
 def _params_text(params: tuple[tuple[str, Any], ...], skip: Callable[[str, Any], bool]) -> str:
@@ -53,8 +53,17 @@ def describe_step(step: Step) -> str:
         case "wait_for":
             what = next(name for name in WAIT_CONDITIONS if get(name) is not None)
             words = STEPS["wait_for"][what].help
-            return f"wait up to {get('within'):g} s for {words} {get(what)}"
+            return f"wait {within_words(get('within'))} for {words} {get(what)}"
     return f"{step.kind}: {_params_text(step.params, lambda k, v: v is None)}"  # pragma: no cover
+
+
+def within_words(within: float | str, lead: str = "up to") -> str:
+    """A `within` in words: `up to 60 s`, or `as long as the HPA can take (auto)`."""
+    if within == AUTO:
+        if lead == "within":
+            return "within the live HPA's bound (auto)"
+        return "as long as the live HPA can take (auto)"
+    return f"{lead} {float(within):g} s"
 
 
 def _pod(name: str) -> str:
@@ -79,12 +88,12 @@ def describe_expectation(expectation: Expectation) -> str:
             return f"every kill's replacement Ready within {get('seconds'):g} s"
         case "replicas_reach":
             return (
-                f"replicas reach {get('replicas')} within {get('within'):g} s "
+                f"replicas reach {get('replicas')} {within_words(get('within'), 'within')} "
                 "of the first load's start"
             )
         case "replicas_return":
             return (
-                f"replicas back to {get('replicas')} within {get('within'):g} s "
+                f"replicas back to {get('replicas')} {within_words(get('within'), 'within')} "
                 "of the last load's end"
             )
         case "no_failures_during":
@@ -97,8 +106,9 @@ def describe_expectation(expectation: Expectation) -> str:
     return expectation.kind  # pragma: no cover
 
 
-def plan_text(scenario: Scenario) -> str:
-    """The plan `--dry-run` prints: every step and expectation in words, with its line."""
+def plan_text(scenario: Scenario, bounds: list[str] | None = None) -> str:
+    """The plan `--dry-run` prints: every step and expectation in words, with its line, and
+    the bounds from the HPA (`tui.scenario.bounds.plan_lines`)."""
     lines = [f"scenario {scenario.name} ({scenario.path})"]
     if scenario.description:
         lines.append(f"  {scenario.description}")
@@ -113,6 +123,9 @@ def plan_text(scenario: Scenario) -> str:
     lines.append("expectations:" if scenario.expectations else "expectations: none")
     for expectation in scenario.expectations:
         lines.append(f"   - (line {expectation.line}) {describe_expectation(expectation)}")
+    if bounds:
+        lines.append("bounds from the HPA:")
+        lines += [f"  {line}" for line in bounds]
     if scenario.needs_deployment_writes:
         lines.append(
             "note: rollout_restart and scale patch the Deployment; the cockpit's Role may not "
@@ -121,4 +134,4 @@ def plan_text(scenario: Scenario) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["describe_expectation", "describe_step", "plan_text"]
+__all__ = ["describe_expectation", "describe_step", "plan_text", "within_words"]

@@ -34,6 +34,11 @@ TOLERANCE = 0.1
 # Metrics that come from metrics.k8s.io (metrics-server); the others come from an adapter.
 _RESOURCE_METRIC_FAILURES = {"FailedGetResourceMetric", "FailedGetContainerResourceMetric"}
 _BACKOFF = {"BackoffBoth", "BackoffDownscale", "BackoffUpscale"}
+METRICS_WAIT_SECONDS = 150.0
+"""How long "no metrics yet" is only a wait: metrics-server serves a pod from its second sample
+(or its first, if 10 s old by then; `pkg/storage/pod.go`), and Minikube's addon samples every
+60 s, so a new deployment's pods have none for up to two minutes, plus an HPA sync."""
+_NOT_YET_MEASURED = ("might be unready", "no metrics returned")
 
 METRIC_WORDS = {"kube_llm_chats_active": "in flight + waiting"}
 """Custom metrics people know by another name (components/autoscale-queue's metric)."""
@@ -211,6 +216,11 @@ def _inactive(active: HpaCondition, now: float) -> str:
     since = _since(active, now)
     if active.reason == "ScalingDisabled":
         return f"not scaling{since}: autoscaling is disabled (the target has 0 replicas)"
+    if active.reason in _RESOURCE_METRIC_FAILURES and _waits_for_metrics(active, now):
+        return (
+            f"waits for metrics{since}: no pod measured yet; metrics-server measures a pod "
+            f"from its second sample, once a minute on Minikube ({_flat(active.reason)})"
+        )
     if active.reason in _RESOURCE_METRIC_FAILURES:
         return f"not scaling{since}: no metrics ({_detail(active)}); {_resource_hint(active)}"
     hint = _pods_metric_hint(active) if active.reason == "FailedGetPodsMetric" else None
@@ -228,6 +238,12 @@ def _inactive(active: HpaCondition, now: float) -> str:
             "is the custom or external metrics adapter running?"
         )
     return f"not scaling{since}: {_detail(active)}"
+
+
+def _waits_for_metrics(active: HpaCondition, now: float) -> bool:
+    """No pod measured yet, for less time than metrics-server takes to measure new pods."""
+    young = active.since is None or now - active.since < METRICS_WAIT_SECONDS
+    return young and any(words in active.message for words in _NOT_YET_MEASURED)
 
 
 def _resource_hint(active: HpaCondition) -> str:

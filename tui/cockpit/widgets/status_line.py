@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -20,6 +22,11 @@ CONNECTION_STYLE = {
 
 class StatusLine(Static):
     """One line under the header."""
+
+    def __init__(self, *args: Any, profile: str | None = None, **kwargs: Any) -> None:
+        """`profile`: the sandbox profile `kube-llm demo` runs, said at the line's end."""
+        super().__init__(*args, **kwargs)
+        self.profile = profile
 
     def show(
         self,
@@ -50,4 +57,7 @@ class StatusLine(Static):
         parts.append(str(burst_users))
         if read_only:
             parts.append(("  │ READ-ONLY", "bold"))
+        if self.profile is not None:
+            parts.append(("  │ sandbox profile ", "dim"))
+            parts.append((self.profile, "bold"))
         show_text(self, Text.assemble(*parts))
