@@ -18,9 +18,11 @@ import sys
 import time
 from pathlib import Path
 
+from tui.cluster.hpa_timing import HpaTimingError, read_hpa_timing
 from tui.cluster.kubeconfig import KubeconfigError, load_target
 from tui.cluster.rollout import DeploymentControl
 from tui.core.figures import CockpitRecord
+from tui.core.hpa_timing import HpaTiming
 from tui.core.settings import CockpitSettings
 from tui.headless.terminal import HeadlessError, HeadlessSink, headless_session
 from tui.report.compare import CHART_NAME, column, draw_compare, render_compare
@@ -45,6 +47,7 @@ async def run_on_sandbox(
     scenario: Scenario,
     settings: CockpitSettings,
     launcher: SandboxLauncher,
+    sync_seconds: float,
 ) -> ScenarioResult:
     """Start the sandbox, run the scenario on it through the cockpit's context, stop it."""
 
@@ -63,7 +66,22 @@ async def run_on_sandbox(
         ) as session:
             session.tracker = RecoveryTracker(first_chat_wait=scenario.first_chat_wait)
             control = DeploymentControl(target, settings.deployment)
-            runner = ScenarioRunner(scenario, session, control, log=say, clock=session.clock)
+
+            async def timing() -> HpaTiming:
+                # The sandbox runs with this sync period; the resolution is read from its metrics.
+                return await read_hpa_timing(
+                    target, settings.deployment, sync_seconds=sync_seconds, sync_given=True
+                )
+
+            runner = ScenarioRunner(
+                scenario,
+                session,
+                control,
+                log=say,
+                clock=session.clock,
+                timing=await timing(),
+                reread=timing,
+            )
             return await runner.run()
     finally:
         await asyncio.to_thread(launcher.stop)
@@ -110,8 +128,10 @@ def run_compare(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
             ],
         )
         try:
-            result = asyncio.run(run_on_sandbox(scenario, settings, launcher))
-        except (SandboxFailed, HeadlessError, LoadError) as error:
+            result = asyncio.run(
+                run_on_sandbox(scenario, settings, launcher, parsed.hpa_sync_seconds)
+            )
+        except (SandboxFailed, HeadlessError, LoadError, HpaTimingError) as error:
             print(f"kube-llm: run {name} failed: {error}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
