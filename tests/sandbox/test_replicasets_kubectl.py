@@ -37,8 +37,13 @@ def kubectl(sandbox: RunningSandbox, *args: str, timeout: float = 60) -> str:
     return result.stdout
 
 
+BACKEND = ("-l", "app.kubernetes.io/name=llm-backend")
+"""The backend's objects only: the sandbox overlay runs the frontend's Deployment beside it."""
+
+
 def get(sandbox: RunningSandbox, what: str) -> Any:
-    return json.loads(kubectl(sandbox, "get", what, "-o", "json"))
+    selector = BACKEND if what in ("replicasets", "pods") else ()
+    return json.loads(kubectl(sandbox, "get", what, *selector, "-o", "json"))
 
 
 def rolled_out(sandbox: RunningSandbox) -> None:
@@ -67,7 +72,7 @@ def test_the_chain_deployment_replicaset_pod(sandbox: RunningSandbox) -> None:
         assert (ref["kind"], ref["uid"]) == ("ReplicaSet", rs["metadata"]["uid"])
         assert pod["metadata"]["labels"]["pod-template-hash"] == pod_hash
     # `kubectl get rs` prints the API server's columns.
-    table = kubectl(sandbox, "get", "rs", "-o", "wide").splitlines()
+    table = kubectl(sandbox, "get", "rs", *BACKEND, "-o", "wide").splitlines()
     assert table[0].split() == [
         "NAME",
         "DESIRED",
