@@ -184,6 +184,7 @@ async def test_disconnect_closes_engine_stream_and_frees_slot(
         assert metric(metrics, "kube_llm_inflight") == 0
 
 
+@pytest.mark.slow(reason="three rounds of 40-token replies, 50 ms a token")
 async def test_chats_after_a_client_disconnect_ride_sound_connections(transport_name: str) -> None:
     """A client leaves mid-stream, so the engine connection is left half-read; the next
     chats on the same (small) pool must not land on it."""
