@@ -96,6 +96,7 @@ async def test_past_max_inflight_chats_wait_and_are_served_in_arrival_order() ->
     assert 'kube_llm_rejected_total{reason="busy"}' not in metrics
 
 
+@pytest.mark.serial
 async def test_a_full_queue_is_429_at_once_without_engine_call() -> None:
     with (
         running_engine(SLOW) as engine,

@@ -93,6 +93,7 @@ def test_chats_relay_on_each_engine_transport(
 # S4 --------------------------------------------------------------------------------------
 
 
+@pytest.mark.serial
 async def test_past_max_inflight_429_at_once_without_engine_call() -> None:
     """With no queue (MAX_QUEUE=0); tests/backend/test_queue.py covers a full queue."""
     with (

@@ -82,6 +82,7 @@ async def inflight(gateway: Gateway) -> float:
 # Chats through the backend
 
 
+@pytest.mark.serial
 async def test_chat_times_the_first_token_and_each_gap() -> None:
     # Straight at the engine, whose delays are exact: 0.1 s to the first token, 0.02 s apart.
     config = EngineConfig(first_token_delay=0.1, token_delay=0.02)

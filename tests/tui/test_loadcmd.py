@@ -316,6 +316,7 @@ def _inflight(sandbox: RunningSandbox) -> float:
     return total
 
 
+@pytest.mark.serial
 @pytest.mark.slow(reason="runs `kube-llm load` on the module's sandbox for seconds")
 def test_a_second_ctrl_c_quits_at_once(sandbox: RunningSandbox, tmp_path: Path) -> None:
     process = _start_load(sandbox, tmp_path)
