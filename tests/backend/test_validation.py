@@ -167,6 +167,7 @@ chat_like = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow(reason="100 generated bodies, each over real HTTP")
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.binary(max_size=600))
 def test_property_arbitrary_bytes_never_5xx(
