@@ -16,7 +16,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from tests.backend.conftest import running_backend, wait_until_answers
 from tests.fakes.serve import free_port
 
-pytestmark = [pytest.mark.llm, pytest.mark.slow]
+pytestmark = [pytest.mark.llm, pytest.mark.slow(reason="loads and runs the real model")]
 
 MODEL = "smollm2:135m"
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 import httpx2
+import pytest
 
 from tests.backend.conftest import (
     CHAT,
@@ -95,6 +96,7 @@ async def test_past_max_inflight_chats_wait_and_are_served_in_arrival_order() ->
     assert 'kube_llm_rejected_total{reason="busy"}' not in metrics
 
 
+@pytest.mark.serial
 async def test_a_full_queue_is_429_at_once_without_engine_call() -> None:
     with (
         running_engine(SLOW) as engine,
@@ -278,6 +280,7 @@ def assert_refused_for_shutdown(response: httpx2.Response) -> None:
     assert assert_openai_error(response.json())["code"] == "shutting_down"
 
 
+@pytest.mark.slow(reason="a real backend process waits out its drain")
 def test_sigterm_serves_queued_chats_that_can_finish_within_the_drain(tmp_path: Path) -> None:
     """C1/C4: a pod told to stop fails none of the chats it already took. Each chat here takes
     about 2 s and the drain has 10 s: the running chat and both queued ones are served."""
@@ -292,6 +295,7 @@ def test_sigterm_serves_queued_chats_that_can_finish_within_the_drain(tmp_path: 
     assert_refused_for_shutdown(run.late)
 
 
+@pytest.mark.slow(reason="a real backend process waits out its drain")
 def test_sigterm_refuses_at_once_only_the_queued_chats_that_cannot_finish(tmp_path: Path) -> None:
     """Each chat takes about 2 s and the drain has 5 s (SHUTDOWN_TIMEOUT 6 less the 1 s left
     for aborted streams): the running chat and the first queued one fit; the two behind them

@@ -52,6 +52,7 @@ def test_the_backend_serves_this_description(served: Backend) -> None:
 CROSS_FIELD_LIMITS = {"message_too_long", "context_too_long"}
 
 
+@pytest.mark.slow(reason="up to 100 generated requests per operation")
 @schema.parametrize()
 @settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 def test_generated_requests_follow_the_description(case: Any, served: Backend) -> None:

@@ -93,6 +93,7 @@ def test_chats_relay_on_each_engine_transport(
 # S4 --------------------------------------------------------------------------------------
 
 
+@pytest.mark.serial
 async def test_past_max_inflight_429_at_once_without_engine_call() -> None:
     """With no queue (MAX_QUEUE=0); tests/backend/test_queue.py covers a full queue."""
     with (
@@ -184,6 +185,7 @@ async def test_disconnect_closes_engine_stream_and_frees_slot(
         assert metric(metrics, "kube_llm_inflight") == 0
 
 
+@pytest.mark.slow(reason="three rounds of 40-token replies, 50 ms a token")
 async def test_chats_after_a_client_disconnect_ride_sound_connections(transport_name: str) -> None:
     """A client leaves mid-stream, so the engine connection is left half-read; the next
     chats on the same (small) pool must not land on it."""

@@ -167,6 +167,7 @@ chat_like = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow(reason="100 generated bodies, each over real HTTP")
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=st.binary(max_size=600))
 def test_property_arbitrary_bytes_never_5xx(
@@ -176,6 +177,7 @@ def test_property_arbitrary_bytes_never_5xx(
     _check_no_server_error(httpx2.post(backend.url + CHAT, content=body))
 
 
+@pytest.mark.slow(reason="100 generated bodies, each over real HTTP")
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=json_values)
 def test_property_arbitrary_json_never_5xx(shared: tuple[FakeEngine, Backend], body: Any) -> None:
@@ -183,6 +185,7 @@ def test_property_arbitrary_json_never_5xx(shared: tuple[FakeEngine, Backend], b
     _check_no_server_error(httpx2.post(backend.url + CHAT, json=body))
 
 
+@pytest.mark.slow(reason="150 generated bodies, each over real HTTP")
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=chat_like)
 def test_property_chat_like_bodies_never_5xx_and_stay_allowlisted(

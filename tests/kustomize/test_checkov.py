@@ -104,6 +104,7 @@ def write_manifest(path: Path, objs: list[Obj]) -> Path:
     return path
 
 
+@pytest.mark.slow(reason="starts checkov, which loads all its policies")
 @pytest.mark.parametrize("target", TARGETS)
 def test_m14_checkov_passes_on_rendered_manifests(target: str, tmp_path: Path) -> None:
     """M14: checkov's Kubernetes checks pass on every render, apart from the skip list."""
@@ -115,6 +116,7 @@ def test_m14_checkov_passes_on_rendered_manifests(target: str, tmp_path: Path) -
     assert report["summary"]["passed"] >= 50  # it really ran its checks on our objects
 
 
+@pytest.mark.slow(reason="starts checkov, which loads all its policies")
 def test_checkov_catches_a_broken_manifest(tmp_path: Path) -> None:
     """checkov with the same skip list still fails a privileged, host-network, unbounded pod."""
     objs = rendered("sandbox")
@@ -135,6 +137,7 @@ def backend_dockerfile() -> str:
     return DOCKERFILE.read_text()
 
 
+@pytest.mark.slow(reason="starts checkov, which loads all its policies")
 def test_m15_checkov_dockerfile_checks() -> None:
     """M14/M15: checkov's Dockerfile checks pass on backend/Dockerfile."""
     backend_dockerfile()
@@ -143,6 +146,7 @@ def test_m15_checkov_dockerfile_checks() -> None:
     assert report["summary"]["passed"] >= 5
 
 
+@pytest.mark.slow(reason="starts checkov, which loads all its policies")
 def test_checkov_catches_a_root_dockerfile(tmp_path: Path) -> None:
     """checkov's Dockerfile checks fail an image that ends as root."""
     dockerfile = tmp_path / "Dockerfile"

@@ -18,7 +18,7 @@ import pytest
 
 from tests.sandbox.harness import NAMESPACE, RunningSandbox, fake_engine_cmd, start_sandbox
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="a sandbox for the module (each test is quick)")
 
 BASE = f"/api/v1/namespaces/{NAMESPACE}"
 MiB = 1024 * 1024

@@ -23,7 +23,9 @@ from tests.sandbox.harness import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(
+    reason="a sandbox for the module; kubectl, clients and watches against it"
+)
 
 WATCH_HISTORY = 40
 
@@ -212,6 +214,7 @@ def test_requests_without_the_token_get_401(sandbox: RunningSandbox) -> None:
         assert response.json()["kind"] == "Status"
 
 
+@pytest.mark.serial
 def test_keep_alive_requests_are_not_held_back_by_delayed_acks(sandbox: RunningSandbox) -> None:
     # Without TCP_NODELAY each response's body waited ~40 ms behind its headers for the
     # client's delayed ACK; a health check through the service proxy then took ~48 ms instead

@@ -17,7 +17,7 @@ from tests.sandbox.harness import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="a sandbox for the module; waits out an evicted pod's drain")
 
 SERVICE = f"/api/v1/namespaces/{NAMESPACE}/services/llm-backend:http/proxy"
 CHAT = {"model": "smollm2:135m", "messages": [{"role": "user", "content": "go"}], "max_tokens": 15}

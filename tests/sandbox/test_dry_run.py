@@ -24,7 +24,7 @@ from tests.sandbox.harness import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="a sandbox for the module; waits to see that nothing changed")
 
 
 @pytest.fixture(scope="module")

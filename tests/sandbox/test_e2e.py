@@ -16,7 +16,9 @@ from tests.sandbox.harness import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(
+    reason="a sandbox for the module; rolls pods, waits for the HPA and drains"
+)
 
 PROXY = f"/api/v1/namespaces/{NAMESPACE}/services/llm-backend:http/proxy"
 

@@ -17,7 +17,7 @@ from tests.sandbox.harness import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="a sandbox for the module; kubectl rolls pods")
 
 COCKPIT = ("--context", "kube-llm-sandbox-cockpit")
 

@@ -18,7 +18,7 @@ from sandbox.kubelet.kubelet import Kubelet, KubeletConfig
 from sandbox.store.store import CONFIGMAPS, EVENTS, PODS, Store
 from tests.sandbox.harness import ROOT, fake_engine_cmd
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="real pod processes; waits out probe periods and restarts")
 
 NS = "kube-llm"
 
@@ -303,6 +303,7 @@ async def test_a_hung_engine_fails_liveness_and_is_restarted(
     assert "Container engine failed liveness probe, will be restarted" in messages
 
 
+@pytest.mark.serial
 async def test_a_busy_engine_is_not_restarted(tmp_path: Path) -> None:
     store = Store()
     store.create(

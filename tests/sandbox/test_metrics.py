@@ -275,6 +275,7 @@ def _wait_for_children(pid: int, count: int, timeout: float = 10.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.serial
 def test_a_busy_loop_measures_about_one_core(spawn: Spawn) -> None:
     busy = spawn(BUSY)
     sampler = ProcessTreeSampler()
@@ -297,6 +298,7 @@ def test_an_idle_process_measures_near_zero(spawn: Spawn) -> None:
     assert cpu < 100
 
 
+@pytest.mark.serial
 def test_children_count_towards_their_container(spawn: Spawn) -> None:
     parent = spawn(PARENT_OF_BUSY)
     _wait_for_children(parent.pid, 1)
@@ -317,6 +319,7 @@ def order(controlled: subprocess.Popen[str], command: str) -> None:
     assert controlled.stdout.readline().strip() == "done"
 
 
+@pytest.mark.serial
 def test_a_child_that_exits_within_the_window_still_counts(spawn: Spawn) -> None:
     root = spawn(CONTROLLED)
     sampler = ProcessTreeSampler()
@@ -341,6 +344,7 @@ def test_memory_rises_when_a_process_allocates_100_mb(spawn: Spawn) -> None:
     assert after - before >= 95 * 2**20, (before, after)
 
 
+@pytest.mark.serial
 def test_a_restarted_container_starts_a_new_baseline(spawn: Spawn) -> None:
     sampler = ProcessTreeSampler()
     first = spawn(BUSY)
@@ -377,6 +381,7 @@ def test_a_pod_with_an_unmeasurable_container_is_left_out(spawn: Spawn) -> None:
     assert sampler.sample({}) == {}
 
 
+@pytest.mark.serial
 def test_sampling_a_short_lived_pod_from_its_start(spawn: Spawn) -> None:
     """The first sample of a container averages from the process's start."""
     busy = spawn(BUSY)

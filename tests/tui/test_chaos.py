@@ -293,10 +293,28 @@ def test_a_chat_reported_before_the_ready_snapshot_counts_from_ready() -> None:
     (done,) = tracker.observe(
         snap(5.5, pod(B, ready=True), pod(C, 0.0, started=1.0, ready=True, ready_at=5.0))
     )
-    # Ready is placed at its sighting (5.5); the chat cannot precede it.
-    assert done.replacement_ready_at == 5.5
-    assert done.first_chat_at == 5.5
+    # Ready was seen at 5.5, but the Service routes only to Ready pods: the pod was Ready by the
+    # chat's first token (5.1), and the first chat is that token.
+    assert done.replacement_ready_at == pytest.approx(5.1)
+    assert done.first_chat_at == pytest.approx(5.1)
     assert done.ok_requests == 1
+
+
+def test_a_ready_snapshot_after_the_first_chat_ended_keeps_the_chat_first() -> None:
+    """The race the sandbox test met: the snapshot that shows Ready is taken a few ms after a
+    chat the replacement served ended, and its Ready timestamp is a whole second."""
+    tracker = RecoveryTracker()
+    tracker.requested(A, "delete", 0.0, [A, B])
+    tracker.observe(snap(0.1, pod(B, ready=True), pod(C, 0.0)))
+    first = chat(10.0, pod=C, e2e=0.3)  # first token at 10.1, ended at 10.3
+    tracker.observe_chat(first)
+    (done,) = tracker.observe(
+        snap(10.31, pod(B, ready=True), pod(C, 0.0, started=1.0, ready=True, ready_at=10.0))
+    )
+    assert done.first_chat_at is not None
+    assert done.replacement_ready_at is not None
+    assert done.first_chat_at <= first.ended_at
+    assert done.replacement_ready_at <= done.first_chat_at
 
 
 def test_timestamps_with_a_fraction_are_taken_as_they_are() -> None:
@@ -459,7 +477,7 @@ def check_recovered(timeline: RecoveryTimeline, fed: Sequence[ChatSample]) -> No
     assert timeline.first_chat_at <= min(s.ended_at for s in served)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="kills a sandbox pod and follows it to its replacement's first chat")
 def test_eviction_on_the_sandbox(sandbox: RunningSandbox) -> None:
     victim, survivor = sorted(wait_for(lambda: sandbox.ready_pods(), 60, "Ready pods"))
     tracker = RecoveryTracker(first_chat_wait=20.0, budget=90.0)
@@ -490,7 +508,7 @@ def test_eviction_on_the_sandbox(sandbox: RunningSandbox) -> None:
     assert timeline.replacement not in (victim, survivor)
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="kills a sandbox pod and follows it to its replacement's first chat")
 def test_force_delete_on_the_sandbox(sandbox: RunningSandbox) -> None:
     wait_for(lambda: len(sandbox.ready_pods()) == 2, 60, "two Ready pods")
     wait_for(lambda: len(sandbox.pods()) == 2, 60, "no pod left terminating")

@@ -21,7 +21,9 @@ from tui.core.settings import CockpitSettings
 from tui.services.connect import DEMO_CONTEXT, session_for
 from tui.services.session import Session, SessionSink
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(
+    reason="a sandbox for the module; the cockpit waits for pods and the HPA"
+)
 SIZE = (160, 48)
 
 

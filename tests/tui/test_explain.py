@@ -425,7 +425,7 @@ def read_hpa(sandbox: RunningSandbox) -> dict[str, Any]:
         return body
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="waits for the sandbox's HPA")
 def test_idle_sandbox_is_at_minimum(sandbox: RunningSandbox) -> None:
     def synced() -> dict[str, Any]:
         hpa = read_hpa(sandbox)
@@ -439,7 +439,7 @@ def test_idle_sandbox_is_at_minimum(sandbox: RunningSandbox) -> None:
     assert "backend memory" in line
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="waits for the sandbox's HPA")
 def test_explains_a_real_scale_up(sandbox: RunningSandbox) -> None:
     wait_for(lambda: len(sandbox.ready_pods()) == 2, 60, "two Ready pods")
     stop = threading.Event()

@@ -82,6 +82,7 @@ async def inflight(gateway: Gateway) -> float:
 # Chats through the backend
 
 
+@pytest.mark.serial
 async def test_chat_times_the_first_token_and_each_gap() -> None:
     # Straight at the engine, whose delays are exact: 0.1 s to the first token, 0.02 s apart.
     config = EngineConfig(first_token_delay=0.1, token_delay=0.02)
@@ -468,7 +469,7 @@ async def proxied(sandbox: RunningSandbox) -> AsyncIterator[Gateway]:
         yield gateway
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="on the module's sandbox")
 async def test_sandbox_chat_health_and_pod_metrics(
     sandbox: RunningSandbox, proxied: Gateway
 ) -> None:
@@ -488,7 +489,7 @@ async def test_sandbox_chat_health_and_pod_metrics(
     assert all(metrics.inflight == 0 for metrics in served.values())
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="on the module's sandbox")
 async def test_sandbox_burst_is_spread_over_the_pods(
     sandbox: RunningSandbox, proxied: Gateway
 ) -> None:
@@ -501,7 +502,7 @@ async def test_sandbox_burst_is_spread_over_the_pods(
     assert {sample.pod for sample in finals} == set(sandbox.ready_pods())
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="on the module's sandbox")
 async def test_sandbox_refuses_a_wrong_token_and_a_missing_pod(
     sandbox: RunningSandbox, proxied: Gateway
 ) -> None:
@@ -516,7 +517,7 @@ async def test_sandbox_refuses_a_wrong_token_and_a_missing_pod(
     assert raised.value.detail  # the API server's Status message, kept as data
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="on the module's sandbox")
 async def test_sandbox_a_force_killed_pod_truncates_its_stream(
     sandbox: RunningSandbox, proxied: Gateway
 ) -> None:

@@ -29,7 +29,7 @@ from tui.cluster.kubeconfig import ClusterTarget, load_target
 from tui.cluster.watcher import ClusterWatcher
 from tui.core.model import ClusterSnapshot, Connection, PodView
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="a sandbox for the module; watches while pods come and go")
 
 COCKPIT_CONTEXT = "kube-llm-sandbox-cockpit"
 

@@ -13,7 +13,7 @@ import pytest
 from tests.sandbox.harness import ROOT, fake_engine_cmd, wait_for
 from tui.services.launcher import SandboxFailed, SandboxLauncher
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="starts and stops whole sandboxes")
 
 
 def family(pid: int) -> list[psutil.Process]:

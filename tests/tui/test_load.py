@@ -105,6 +105,7 @@ async def test_429_is_recorded_as_shed_and_retried_after_retry_after() -> None:
     assert len(engine.stats.requests) == 2
 
 
+@pytest.mark.serial
 async def test_retries_after_429_are_bounded_and_the_wait_is_capped() -> None:
     slow = EngineConfig(first_token_delay=5.0)
     limits = LoadLimits(max_retries_after_429=2, max_retry_wait_seconds=0.1)
@@ -167,6 +168,7 @@ async def test_one_burst_at_a_time() -> None:
             assert len(await first) == 1
 
 
+@pytest.mark.serial
 async def test_sustained_load_stops_itself_at_the_duration_cap() -> None:
     config = EngineConfig(token_delay=0.01)
     with running_engine(config) as engine, running_backend(engine.url) as backend:
@@ -333,6 +335,7 @@ async def test_an_unreachable_gateway_is_not_hammered() -> None:
     assert len(samples) <= 6
 
 
+@pytest.mark.serial
 async def test_health_prober_samples_at_its_interval() -> None:
     with running_engine(EngineConfig()) as engine, running_backend(engine.url) as backend:
         async with direct(backend.url) as gateway:
@@ -421,6 +424,7 @@ async def test_rate_load_is_bounded_by_the_user_cap() -> None:
     assert took >= 0.6  # two at a time, 0.3 s each
 
 
+@pytest.mark.serial
 async def test_run_sustained_returns_when_its_time_is_up() -> None:
     config = EngineConfig(token_delay=0.01)
     with running_engine(config) as engine, running_backend(engine.url) as backend:

@@ -105,7 +105,7 @@ def report_of(folder: Path) -> dict[str, object]:
     return data
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="runs `kube-llm load` on the module's sandbox for seconds")
 def test_load_burst_json_through_the_service_proxy(sandbox: RunningSandbox, tmp_path: Path) -> None:
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Say hi.\nName a colour.\n")
@@ -138,7 +138,7 @@ def test_load_burst_json_through_the_service_proxy(sandbox: RunningSandbox, tmp_
     assert "## Load phases and scaling reaction" in markdown
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="runs `kube-llm load` on the module's sandbox for seconds")
 def test_load_sustained_table(sandbox: RunningSandbox, tmp_path: Path) -> None:
     result = kube_llm(
         "load", "--kubeconfig", str(sandbox.kubeconfig), "--context", DEMO_CONTEXT,
@@ -164,7 +164,7 @@ def test_load_sustained_table(sandbox: RunningSandbox, tmp_path: Path) -> None:
     assert "served by:" in result.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="runs `kube-llm load` on the module's sandbox for seconds")
 def test_load_without_streaming_shows_no_ttft(sandbox: RunningSandbox, tmp_path: Path) -> None:
     result = kube_llm(
         "load", "--kubeconfig", str(sandbox.kubeconfig), "--context", DEMO_CONTEXT,
@@ -215,7 +215,8 @@ def _wait_for_load(process: subprocess.Popen[str]) -> list[str]:
     raise AssertionError(f"no load after 60 s: {seen}")
 
 
-@pytest.mark.slow
+@pytest.mark.serial
+@pytest.mark.slow(reason="runs `kube-llm load` on the module's sandbox for seconds")
 def test_ctrl_c_stops_the_load_and_reports_what_was_done(
     sandbox: RunningSandbox, tmp_path: Path
 ) -> None:
@@ -261,7 +262,7 @@ def test_ctrl_c_stops_the_load_and_reports_what_was_done(
     wait_for(lambda: _inflight(sandbox) == 0, 5, "no chat in flight on any pod")
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="runs `kube-llm load` on the module's sandbox for seconds")
 @pytest.mark.parametrize(
     ("signal_number", "words"),
     [(signal.SIGTERM, "SIGTERM"), (signal.SIGHUP, "SIGHUP (terminal closed)")],
@@ -315,7 +316,8 @@ def _inflight(sandbox: RunningSandbox) -> float:
     return total
 
 
-@pytest.mark.slow
+@pytest.mark.serial
+@pytest.mark.slow(reason="runs `kube-llm load` on the module's sandbox for seconds")
 def test_a_second_ctrl_c_quits_at_once(sandbox: RunningSandbox, tmp_path: Path) -> None:
     process = _start_load(sandbox, tmp_path)
     try:

@@ -26,7 +26,7 @@ from tui.core.model import Outcome
 from tui.report.record_json import record_from_json, record_json
 from tui.services.connect import DEMO_CONTEXT
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="a sandbox for the module; each scenario runs for real")
 ADMIN_CONTEXT = "kube-llm-sandbox"
 """The sandbox kubeconfig's own context: allowed to patch the Deployment."""
 
@@ -83,6 +83,7 @@ def scenario_file(tmp_path: Path, text: str) -> Path:
     return path
 
 
+@pytest.mark.serial
 def test_poster_passes_on_the_sandbox(sandbox: RunningSandbox, tmp_path: Path) -> None:
     began = time.monotonic()
     code, data, stderr = run(sandbox, ROOT / "scenarios" / "poster.yaml", tmp_path)

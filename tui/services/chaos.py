@@ -24,7 +24,9 @@ How each moment is derived (the cockpit's Role cannot read Endpoints or Endpoint
   condition's `lastTransitionTime`. The API server writes them in whole seconds, so each is
   kept within the interval in which the tracker saw the change happen (never before the kill,
   never before the previous moment, never after the snapshot that showed it) and within its
-  second; the latest moment that fits is taken.
+  second; the latest moment that fits is taken. A chat the replacement already served bounds
+  its start and Ready too: a Service routes only to Ready endpoints, so the pod was Ready by
+  that chat's first token, however late the snapshot that shows it.
 - first chat: the first successful chat whose `X-Served-By` names the replacement; its moment is
   when its first token arrived.
 - what users felt: the chats that ended from the kill until the timeline closed, by outcome.
@@ -226,14 +228,18 @@ class RecoveryTracker:
         # A change first seen now happened after the previous sighting (or the kill).
         earliest = max(kill.last_seen_at, timeline.requested_at)
         created = timeline.replacement_created_at or earliest
+        # ... and before this sighting, or before the first chat the pod served if that came
+        # first (the snapshot that shows it Ready can arrive after chats it served ended).
+        served_at = self._first_served.get(pod.name)
+        latest = seen_at if served_at is None else min(seen_at, served_at)
         if pod.started_at is not None and timeline.replacement_started_at is None:
             floor = max(earliest, created)
             timeline = replace(
-                timeline, replacement_started_at=_moment(pod.started_at, floor, seen_at)
+                timeline, replacement_started_at=_moment(pod.started_at, floor, latest)
             )
         if pod.serving and timeline.replacement_ready_at is None:
             floor = max(earliest, timeline.replacement_started_at or created)
-            timeline = replace(timeline, replacement_ready_at=_moment(pod.ready_at, floor, seen_at))
+            timeline = replace(timeline, replacement_ready_at=_moment(pod.ready_at, floor, latest))
         kill.timeline = timeline
         kill.last_seen_at = max(kill.last_seen_at, seen_at)
         self._first_chat(kill)
