@@ -29,7 +29,13 @@ from tests.kustomize.manifests import ROOT, rendered, rendered_text
 from tests.kustomize.test_render import kubernetes_validate
 from tests.sandbox.harness import NAMESPACE, SELECTOR, wait_for
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+pytestmark = [
+    pytest.mark.slow(
+        reason="builds the wheel and the sdist, installs them into a fresh venv "
+        "and starts a sandbox"
+    ),
+    pytest.mark.timeout(1800),
+]
 
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 NEVER_SHIPPED = ("tests/", "bench/", ".ci/")

@@ -20,7 +20,9 @@ import yaml
 from tests.sandbox.harness import NAMESPACE, RunningSandbox, fake_engine_cmd, start_sandbox
 from tests.sandbox.test_bad_input import BASE, MiB, a_pod, peak_rss, status_of
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(
+    reason="a live sandbox behind the tests of what the API server refuses at the door"
+)
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,9 @@ from tests.sandbox.harness import (
 )
 from tests.sandbox.test_bad_input import BASE, status_of
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(
+    reason="a live sandbox driven by the real kubectl (apply, diff, server-side apply, delete)"
+)
 
 HPA_URL = f"/apis/autoscaling/v2/namespaces/{NAMESPACE}/horizontalpodautoscalers/llm-backend"
 DEPLOYMENT_URL = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/llm-backend"

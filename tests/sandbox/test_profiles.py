@@ -112,7 +112,7 @@ def _pull_log(sandbox: RunningSandbox, pod: str) -> str:
     return result.stdout + result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="a sandbox on the Minikube profile, with its image and model pull costs")
 def test_minikube_profile_pulls_the_model_once_and_shows_init_1_of_2(tmp_path: Path) -> None:
     sandbox = start_sandbox(
         tmp_path,
@@ -153,7 +153,7 @@ def test_minikube_profile_pulls_the_model_once_and_shows_init_1_of_2(tmp_path: P
         assert sandbox.stop() == 0
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="a sandbox on the Minikube profile, with its image and model pull costs")
 def test_registry_unreachable_fails_a_missing_model_and_starts_a_present_one(
     tmp_path: Path,
 ) -> None:

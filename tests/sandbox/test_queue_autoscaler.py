@@ -23,7 +23,9 @@ from tests.sandbox.harness import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(
+    reason="a live sandbox whose HPA switches to the queue metric and scales under load"
+)
 
 HPA = f"/apis/autoscaling/v2/namespaces/{NAMESPACE}/horizontalpodautoscalers/llm-backend"
 METRIC = "kube_llm_chats_active"

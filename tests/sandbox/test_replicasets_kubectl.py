@@ -18,7 +18,7 @@ from tests.sandbox.harness import (
     wait_for,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="a live sandbox driven by the real kubectl through rollouts")
 
 DEPLOY = "deployment/llm-backend"
 

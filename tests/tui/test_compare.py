@@ -118,7 +118,7 @@ steps:
 """
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="two fresh sandboxes, one per autoscaler, under load")
 def test_compare_runs_each_autoscaler_on_its_own_sandbox(tmp_path: Path) -> None:
     """`kube-llm scenario compare` end to end on the fake engine: two sandboxes one after the
     other, a report per run and one with both columns; no process left behind."""

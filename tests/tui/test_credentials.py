@@ -31,7 +31,7 @@ from tui.core.model import ClusterSnapshot, Connection, Outcome
 from tui.core.settings import CockpitSettings
 from tui.services.connect import gateway_for
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="a live sandbox and tokens that expire several times")
 
 TOKEN_SECONDS = 4
 EXEC_CONTEXT = "kube-llm-sandbox-exec"

@@ -25,7 +25,7 @@ from tests.sandbox.harness import NAMESPACE, RunningSandbox, start_sandbox, wait
 from tests.web.browser import ACCESSIBILITY_ROWS, FIND_TERMINAL, Chromium, launch
 from tests.web.harness import WebServer, gone, kill_all, start_web
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="a live sandbox, kube-llm web and a headless chromium")
 
 # No spaces inside a piece: the chat pane wraps a reply at spaces.
 HOSTILE_PIECES = (

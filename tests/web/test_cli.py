@@ -37,7 +37,7 @@ def test_sessions_are_read_only_unless_chaos_is_allowed() -> None:
     assert "3" in flags
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="starts kube-llm web as a process")
 @pytest.mark.parametrize(
     ("flags", "title"),
     [((), "read-only: no kill, no load keys"), (("--allow-chaos",), "chaos and load keys ON")],
@@ -53,7 +53,7 @@ def test_the_page_says_the_mode(tmp_path: Path, flags: tuple[str, ...], title: s
     assert f"kube-llm web: the cockpit on http://127.0.0.1:{server.port}/ ({title}" in server.log()
 
 
-@pytest.mark.slow
+@pytest.mark.slow(reason="starts kube-llm web as a process")
 def test_a_wider_bind_is_said(tmp_path: Path) -> None:
     """Bound to every interface, the server says so before it serves."""
     server = start_web([*KUBE_LLM, "web", "--host", "0.0.0.0"], tmp_path)

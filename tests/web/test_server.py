@@ -16,7 +16,7 @@ import pytest
 from tests.sandbox.harness import ROOT, wait_for
 from tests.web.harness import WebServer, fake_server, gone, kill_all
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow(reason="a kube-llm web process per test, and browsers that vanish")
 
 
 class Browser:
