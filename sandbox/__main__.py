@@ -21,7 +21,14 @@ from kube_llm_data import (
     find_kubectl,
     overlay_dir,
 )
-from sandbox.cluster import NAMESPACE, Sandbox, SandboxOptions, render_overlay
+from sandbox.cluster import (
+    DEFAULT_WEB_PORT,
+    FRONTEND_SERVICE,
+    NAMESPACE,
+    Sandbox,
+    SandboxOptions,
+    render_overlay,
+)
 from sandbox.engine import embedded_model_path
 from sandbox.store.statelock import AlreadyRunning, StateLock
 
@@ -123,7 +130,18 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         help="lifetime of the tokens the kubeconfig's exec credential plugin hands out "
         "(context kube-llm-sandbox-exec; default: %(default)s)",
     )
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        default=DEFAULT_WEB_PORT,
+        help=f"loopback port of the {FRONTEND_SERVICE} Service, the web cockpit (what `kubectl "
+        f"port-forward svc/{FRONTEND_SERVICE} 8080:80` gives on a cluster): each connection "
+        "goes to a ready frontend pod; default %(default)s, or a free port if that one is "
+        "taken; 0: a free port",
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.web_port <= 65535:
+        parser.error("--web-port must be a port number (0-65535)")
     if args.hpa_sync_seconds <= 0:
         parser.error("--hpa-sync-seconds must be positive")
     if args.exec_token_seconds <= 0:
@@ -146,6 +164,7 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         workdir=Path.cwd(),
         stop_with_parent=args.stop_with_parent,
         exec_token_seconds=args.exec_token_seconds,
+        web_port=args.web_port,
     )
 
 
@@ -185,6 +204,12 @@ def banner(sandbox: Sandbox) -> str:
         else ""
     )
     proxy = f"/api/v1/namespaces/{NAMESPACE}/services/llm-backend:http/proxy"
+    web = (
+        f"\n  web cockpit:   {sandbox.web_url} (Service {FRONTEND_SERVICE}: each connection goes "
+        f"to a ready frontend pod){sandbox.web_note}"
+        if sandbox.web_url
+        else ""
+    )
     return f"""\
 kube-llm sandbox: a local test bench that speaks the Kubernetes API (not a production cluster)
   API server:    {sandbox.server_url}
@@ -192,7 +217,7 @@ kube-llm sandbox: a local test bench that speaks the Kubernetes API (not a produ
   state folder:  {_shown_path(sandbox.options.kubeconfig.parent)}
   overlay:       {sandbox.options.overlay}
   engine:        {engine}
-  HPA sync:      every {sandbox.options.hpa_sync_seconds:g} s{skipped}
+  HPA sync:      every {sandbox.options.hpa_sync_seconds:g} s{web}{skipped}
 
 Watch it (in another terminal):
   {kubectl} -n {NAMESPACE} get pods,deploy,hpa
@@ -239,9 +264,7 @@ async def _serve_locked(options: SandboxOptions, lock: StateLock) -> int:
     try:
         sandbox = Sandbox(options, objects)
     except OSError as error:
-        print(
-            f"kube-llm sandbox: cannot listen on 127.0.0.1:{options.port}: {error}", file=sys.stderr
-        )
+        print(f"kube-llm sandbox: cannot listen on 127.0.0.1: {error}", file=sys.stderr)
         return 2
     lock.record(sandbox.server_url)
     loop = asyncio.get_running_loop()
