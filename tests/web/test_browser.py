@@ -370,3 +370,18 @@ async def test_the_service_address_survives_a_deleted_frontend_pod(
     )
     assert serving not in serving_now
     print(f"\nscreenshots: {tmp_path}; served by {serving}, then by {serving_now}")
+
+
+async def test_a_cockpit_quit_on_purpose_stays_ended(
+    sandbox: RunningSandbox, web: WebServer, page: Page
+) -> None:
+    """`q` in the page ends the session with 1000: the page says "Session ended" and does not
+    reconnect (only a server going away or a dropped connection does)."""
+    await open_cockpit(page, web.url, sandbox.ready_pods())
+    await page.focus(".xterm-helper-textarea")
+    await page.keyboard.press("q")
+    wait_for(lambda: not web.sessions(), 30, "the session's cockpit to end")
+    await page.wait_for_function("() => document.body.classList.contains('-closed')")
+    await page.wait_for_timeout(3000)  # longer than the first back-off
+    assert await page.evaluate("() => window.__kubeLlmClose") == 1000
+    assert await page.text_content(".closed-dialog .message") == "Session ended."

@@ -187,3 +187,22 @@ def test_no_cockpit_outlives_the_server(
         wait_for(lambda: gone(pids), 10, "every cockpit gone with the server")
     finally:
         kill_all(pids)
+
+
+@pytest.mark.parametrize("app", ["calm", "deaf"])
+def test_a_stopping_server_says_it_is_going_away(
+    tmp_path: Path, browsers: list[Browser], app: str
+) -> None:
+    """A server stopped (a pod deleted) closes each session's websocket with 1001, going away,
+    which the page reconnects on (tui/web/reconnect.py); a cockpit asked to quit or one killed
+    after the grace period alike."""
+    server = fake_server(tmp_path, app, grace=1)
+    browser = Browser(server)
+    browsers.append(browser)
+    pids = session_pids(server, 1)
+    try:
+        assert server.stop(signal.SIGTERM) == 0, server.log()
+        assert browser.process.stdout is not None
+        assert browser.process.stdout.read().strip() == "closed 1001"
+    finally:
+        kill_all(pids)
