@@ -252,7 +252,8 @@ class CockpitServer(Server):
             width = to_int(request.query.get("width", "80"), 80)
             height = to_int(request.query.get("height", "24"), 24)
             await session.start(width, height)
-            await self._process_messages(websocket, session)
+            if not self.stopping:  # a session that started while the server stops ends now
+                await self._process_messages(websocket, session)
         except (ValueError, TypeError, AssertionError, KeyError, IndexError) as error:
             # textual-serve reads each message as a JSON list: anything else ends the session.
             log.warning("session %s: malformed message (%s)", session.app_service_id[:8], error)
