@@ -335,7 +335,7 @@ class Sandbox:
             sock = listening_socket(port)
         except OSError as error:
             if port != DEFAULT_WEB_PORT:
-                raise
+                raise OSError(error.errno, f"{error.strerror} (--web-port {port})") from error
             sock = listening_socket(0)
             note = f" ({port} was taken: {error.strerror})"
         relay = ServiceRelay(self.store, self.kubelet.pod_port, NAMESPACE, FRONTEND_SERVICE)
