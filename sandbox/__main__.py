@@ -23,7 +23,16 @@ from kube_llm_data import (
     find_kubectl,
     overlay_dir,
 )
-from sandbox.cluster import NAMESPACE, PROFILES, Profile, Sandbox, SandboxOptions, render_overlay
+from sandbox.cluster import (
+    DEFAULT_WEB_PORT,
+    FRONTEND_SERVICE,
+    NAMESPACE,
+    PROFILES,
+    Profile,
+    Sandbox,
+    SandboxOptions,
+    render_overlay,
+)
 from sandbox.engine import embedded_model_path
 from sandbox.kubelet.containers import StartCosts
 from sandbox.store.statelock import AlreadyRunning, StateLock
@@ -200,7 +209,18 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         help="lifetime of the tokens the kubeconfig's exec credential plugin hands out "
         "(context kube-llm-sandbox-exec; default: %(default)s)",
     )
+    parser.add_argument(
+        "--web-port",
+        type=int,
+        default=DEFAULT_WEB_PORT,
+        help=f"loopback port of the {FRONTEND_SERVICE} Service, the web cockpit (what `kubectl "
+        f"port-forward svc/{FRONTEND_SERVICE} 8080:80` gives on a cluster): each connection "
+        "goes to a ready frontend pod; default %(default)s, or a free port if that one is "
+        "taken; 0: a free port",
+    )
     args = parser.parse_args(argv)
+    if not 0 <= args.web_port <= 65535:
+        parser.error("--web-port must be a port number (0-65535)")
     profile = PROFILES[args.profile]
     for name in ("hpa_sync_seconds", "metrics_resolution_seconds"):
         value = getattr(args, name)
@@ -251,6 +271,7 @@ def parse_args(argv: list[str] | None = None) -> SandboxOptions:
         workdir=Path.cwd(),
         stop_with_parent=args.stop_with_parent,
         exec_token_seconds=args.exec_token_seconds,
+        web_port=args.web_port,
     )
 
 
@@ -308,6 +329,12 @@ def banner(sandbox: Sandbox) -> str:
         else ""
     )
     proxy = f"/api/v1/namespaces/{NAMESPACE}/services/llm-backend:http/proxy"
+    web = (
+        f"\n  web cockpit:   {sandbox.web_url} (Service {FRONTEND_SERVICE}: each connection goes "
+        f"to a ready frontend pod){sandbox.web_note}"
+        if sandbox.web_url
+        else ""
+    )
     return f"""\
 kube-llm sandbox: a local test bench that speaks the Kubernetes API (not a production cluster)
   API server:    {sandbox.server_url}
@@ -318,7 +345,7 @@ kube-llm sandbox: a local test bench that speaks the Kubernetes API (not a produ
   profile:       {options.profile}
   HPA sync:      every {options.hpa_sync_seconds:g} s
   metrics:       sampled every {options.resolved_metrics_resolution:g} s
-  pod start:     {start_costs_text(options.start_costs)}{skipped}
+  pod start:     {start_costs_text(options.start_costs)}{web}{skipped}
 
 Watch it (in another terminal):
   {kubectl} -n {NAMESPACE} get pods,deploy,hpa
@@ -365,9 +392,7 @@ async def _serve_locked(options: SandboxOptions, lock: StateLock) -> int:
     try:
         sandbox = Sandbox(options, objects)
     except OSError as error:
-        print(
-            f"kube-llm sandbox: cannot listen on 127.0.0.1:{options.port}: {error}", file=sys.stderr
-        )
+        print(f"kube-llm sandbox: cannot listen on 127.0.0.1: {error}", file=sys.stderr)
         return 2
     lock.record(sandbox.server_url)
     loop = asyncio.get_running_loop()

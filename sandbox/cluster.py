@@ -34,6 +34,7 @@ from sandbox.controllers.podautoscaler import HpaController, MetricsCollector
 from sandbox.controllers.replicasets import ReplicaSetController
 from sandbox.kubelet.containers import InClusterAccess, StartCosts
 from sandbox.kubelet.kubelet import NODE_IP, NODE_NAME, Kubelet, KubeletConfig
+from sandbox.kubeproxy.relay import ServiceRelay, listening_socket
 from sandbox.pki import Pki, make_pki
 from sandbox.store.logs import prepare_run_folder
 from sandbox.store.store import (
@@ -41,6 +42,7 @@ from sandbox.store.store import (
     NAMESPACES,
     NODES,
     SERVICEACCOUNTS,
+    SERVICES,
     Store,
     resource_for_kind,
     timestamp,
@@ -55,6 +57,9 @@ COCKPIT_SERVICE_ACCOUNT = "kube-llm-cockpit"
 COCKPIT_CONTEXT = "kube-llm-sandbox-cockpit"
 CERT_CONTEXT = "kube-llm-sandbox-cert"
 EXEC_CONTEXT = "kube-llm-sandbox-exec"
+# The frontend Service the sandbox gives a stable local address (`sandbox/kubeproxy/`).
+FRONTEND_SERVICE = "llm-frontend"
+DEFAULT_WEB_PORT = 8080
 
 
 def render_overlay(overlay: Path) -> list[JSON]:
@@ -317,6 +322,7 @@ class SandboxOptions:
     workdir: Path = field(default_factory=Path.cwd)
     stop_with_parent: bool = False
     exec_token_seconds: int = 600
+    web_port: int = DEFAULT_WEB_PORT
 
 
 class Sandbox:
@@ -373,7 +379,32 @@ class Sandbox:
             faults=Faults(),
             version=self.version,
         )
+        self.web_relay, self.web_socket, self.web_note = self._frontend_relay(options.web_port)
         self._stop = asyncio.Event()
+
+    def _frontend_relay(self, port: int) -> tuple[ServiceRelay | None, socket.socket | None, str]:
+        """The frontend Service's loopback port (`kubectl port-forward svc/llm-frontend`'s
+        stand-in), when the overlay has that Service; the default port, if taken, gives way to
+        a free one, and the note says so."""
+        if self.store.find(SERVICES, NAMESPACE, FRONTEND_SERVICE) is None:
+            return None, None, ""
+        note = ""
+        try:
+            sock = listening_socket(port)
+        except OSError as error:
+            if port != DEFAULT_WEB_PORT:
+                raise OSError(error.errno, f"{error.strerror} (--web-port {port})") from error
+            sock = listening_socket(0)
+            note = f" ({port} was taken: {error.strerror})"
+        relay = ServiceRelay(self.store, self.kubelet.pod_port, NAMESPACE, FRONTEND_SERVICE)
+        return relay, sock, note
+
+    @property
+    def web_url(self) -> str | None:
+        """The frontend Service's page on this machine, if the overlay has the Service."""
+        if self.web_socket is None:
+            return None
+        return f"http://127.0.0.1:{self.web_socket.getsockname()[1]}/"
 
     def stop(self) -> None:
         """Ask the sandbox to shut down."""
@@ -422,6 +453,9 @@ class Sandbox:
                 name="hpa",
             ),
         ]
+        if self.web_relay is not None and self.web_socket is not None:
+            relay = self.web_relay.serve(self.web_socket)
+            tasks.append(asyncio.create_task(relay, name="kube-proxy"))
         if ready is not None:
             ready.set()
         stopper = asyncio.create_task(self._stop.wait())

@@ -95,5 +95,7 @@ def unserved(group: str, resource: str, namespace: str | None) -> str | None:
         ("", "pods/exec"): _NO_EXEC,
         ("", "pods/attach"): _NO_EXEC,
         ("", "pods/portforward"): "the sandbox has no port-forward: reach the pods through the "
-        f"API server's service proxy instead (kubectl get --raw {proxy}/healthz)",
+        f"API server's service proxy instead (kubectl get --raw {proxy}/healthz); the "
+        "llm-frontend Service (the web cockpit) is on the local address the sandbox's banner "
+        "gives as `web cockpit:` (--web-port, 8080 by default)",
     }.get((group, resource))

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from sandbox.apiserver.context import ServerContext
-from sandbox.store.disruption import pod_is_healthy, service_pods
-from sandbox.store.store import JSON, PODS, SERVICES, ApiError
+from sandbox.store.endpoints import pick_endpoint
+from sandbox.store.store import PODS, ApiError
 
 # Hop-by-hop headers (RFC 9110 section 7.6.1): never forwarded either way.
 _HOP_BY_HOP = {
@@ -53,46 +53,16 @@ def _unavailable(message: str) -> Response:
     return JSONResponse(error.status(), status_code=error.code)
 
 
-def ready_endpoints(server: ServerContext, namespace: str, service: JSON) -> list[str]:
-    """Names of the pods behind a Service that may take traffic, in a stable order."""
-    return [
-        pod["metadata"]["name"]
-        for pod in service_pods(server.store, service)
-        if pod_is_healthy(pod)
-    ]
-
-
 async def service_proxy(
     server: ServerContext, request: Request, namespace: str, name_text: str, tail: str
 ) -> Response:
-    """Forward a request to one ready pod behind a Service, round-robin."""
+    """Forward a request to one ready pod behind a Service, round-robin (`pick_endpoint`)."""
     name, port_text = split_proxy_name(name_text)
-    service = server.store.get(SERVICES, namespace, name)
-    ports = (service.get("spec") or {}).get("ports") or []
-    chosen: JSON | None = None
-    for port in ports:
-        if port_text is None or port_text in (str(port.get("port")), port.get("name")):
-            chosen = port
-            break
-    if chosen is None:
-        raise ApiError(
-            503,
-            "ServiceUnavailable",
-            f'no service port "{port_text}" found for service "{name}"',
-        )
-    target_port: str | int = chosen.get("targetPort", chosen.get("port")) or 80
-    endpoints = ready_endpoints(server, namespace, service)
-    if not endpoints:
-        return _unavailable(f'no endpoints available for service "{name}"')
-    key = (namespace, name)
-    start = server.proxy_rotation.get(key, 0)
-    for attempt in range(len(endpoints)):
-        pod = endpoints[(start + attempt) % len(endpoints)]
-        port = server.runtime.pod_port(namespace, pod, target_port)
-        if port is not None:
-            server.proxy_rotation[key] = start + attempt + 1
-            return await forward(server, request, port, tail)
-    return _unavailable(f'no endpoints available for service "{name}"')
+    # 404 for no such Service, 503 for no such port or no ready pod: a Status, as upstream's.
+    endpoint = pick_endpoint(
+        server.store, server.proxy_rotation, server.runtime.pod_port, namespace, name, port_text
+    )
+    return await forward(server, request, endpoint.port, tail)
 
 
 async def pod_proxy(

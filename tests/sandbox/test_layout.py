@@ -26,7 +26,13 @@ TOP_LEVEL = {
 by the kubelet and checked by `__main__`), the throwaway CA, and the kubeconfig's exec
 credential plugin (run by kubectl and the clients)."""
 
-PACKAGES = {"sandbox.apiserver", "sandbox.controllers", "sandbox.kubelet", "sandbox.store"}
+PACKAGES = {
+    "sandbox.apiserver",
+    "sandbox.controllers",
+    "sandbox.kubelet",
+    "sandbox.kubeproxy",
+    "sandbox.store",
+}
 
 
 def _graph() -> grimp.ImportGraph:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx2
 import psutil
 import pytest
 
@@ -25,6 +26,14 @@ def family(pid: int) -> list[psutil.Process]:
         return []
 
 
+def answers(url: str) -> bool:
+    """Whether the web cockpit answers its readiness path."""
+    try:
+        return httpx2.get(f"{url}readyz", timeout=2).status_code == 200
+    except httpx2.HTTPError:
+        return False
+
+
 def test_the_sandbox_starts_reports_progress_and_stops_with_nothing_left(tmp_path: Path) -> None:
     launcher = SandboxLauncher(
         tmp_path / "state", ["--engine-cmd", fake_engine_cmd(busy_ms_per_token=0)], cwd=ROOT
@@ -40,6 +49,12 @@ def test_the_sandbox_starts_reports_progress_and_stops_with_nothing_left(tmp_pat
         pid = launcher.process.pid
         # The pods' engines and backends start as the sandbox's children.
         wait_for(lambda: len(family(pid)) >= 5, 60, "the pods' processes")
+        # The banner gives the frontend Service's address, which `kube-llm demo` shows; it
+        # answers once a frontend pod is Ready.
+        web = launcher.web_url()
+        assert web is not None, launcher.output_tail()
+        assert web.startswith("http://127.0.0.1:"), web
+        wait_for(lambda: answers(web), 60, "the web cockpit at the Service's address")
         started = family(pid)
     finally:
         code = launcher.stop()

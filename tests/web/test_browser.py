@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx2
 import psutil
 import pytest
+from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import Page, async_playwright
 
 from tests.sandbox.harness import NAMESPACE, RunningSandbox, start_sandbox, wait_for
@@ -293,3 +294,94 @@ async def test_the_frontend_pods_serve_the_cockpit(
     await open_cockpit(page, new_url, backends)
     await page.screenshot(path=tmp_path / "frontend-replacement.png")
     print(f"\nscreenshots: {tmp_path}")
+
+
+def frontend_sessions(sandbox: RunningSandbox) -> dict[str, int]:
+    """Each frontend pod's running sessions, from its own `/healthz` (the pods' own URLs)."""
+    found = re.findall(
+        r"pod (llm-frontend-\S+): the web cockpit of this pod is on (\S+) ", sandbox.log()
+    )
+    running = set(sandbox.kubectl("get", "pods", "-n", NAMESPACE, "-o", "name").stdout.split())
+    sessions: dict[str, int] = {}
+    for pod, url in found:
+        if f"pod/{pod}" in running:
+            with contextlib.suppress(httpx2.HTTPError, ValueError):
+                sessions[pod] = int(httpx2.get(f"{url}healthz", timeout=2).json()["sessions"])
+    return sessions
+
+
+async def still_the_old_page(page: Page) -> bool:
+    """Whether the page loaded before the delete is still there (False once it navigates)."""
+    try:
+        return bool(await page.evaluate("() => window.__beforeDelete === true"))
+    except PlaywrightError:  # the page navigated while asked
+        return False
+
+
+async def test_the_service_address_survives_a_deleted_frontend_pod(
+    sandbox: RunningSandbox, page: Page, tmp_path: Path
+) -> None:
+    """The page opened at the frontend Service's address (the sandbox's stand-in for
+    `kubectl port-forward svc/llm-frontend`) reconnects when the pod serving it is deleted:
+    it comes back by itself with the pods table, served by another, live frontend pod."""
+    found = re.search(
+        r"web cockpit:\s+(http://127\.0\.0\.1:\d+/) \(Service llm-frontend", sandbox.log()
+    )
+    assert found, sandbox.log()
+    url = found.group(1)
+    wait_for(lambda: len(frontend_sessions(sandbox)) == 2 or None, 90, "2 frontend pods")
+    wait_for(lambda: answers(url), 60, "the Service's address to answer")
+    backends = sorted(sandbox.ready_pods())
+    await open_cockpit(page, url, backends)
+    [serving] = wait_for(
+        lambda: [pod for pod, count in frontend_sessions(sandbox).items() if count] or None,
+        30,
+        "the pod serving the page",
+    )
+    await page.evaluate("() => { window.__beforeDelete = true; }")
+    await page.screenshot(path=tmp_path / "service-before.png")
+    deleted = sandbox.kubectl("delete", "pod", serving, "-n", NAMESPACE, "--wait=false")
+    assert deleted.returncode == 0, deleted.stderr
+    # The page says it reconnects, then reloads by itself (the marker is gone with the old page).
+    deadline = time.monotonic() + 90
+    notice = ""
+    while await still_the_old_page(page):
+        assert time.monotonic() < deadline, "the page did not reload after its pod went away"
+        with contextlib.suppress(PlaywrightError):
+            said = await page.text_content(".closed-dialog .message", timeout=1000) or ""
+            if "Reconnecting in" in said and not notice:
+                notice = said
+                await page.screenshot(path=tmp_path / "service-reconnecting.png")
+        await page.wait_for_timeout(100)
+    await page.wait_for_load_state()
+    # The pod's server said it was going away (1001), which is what the page reconnects on.
+    assert "websocket code 1001" in notice, notice
+
+    def listed(shown: list[str]) -> bool:
+        return set(backends) <= pod_names(pods_table(shown))
+
+    shown = await wait_for_rows(page, listed, "the pods table after the reconnect", timeout=90)
+    assert "Session ended" not in "\n".join(shown)
+    await page.screenshot(path=tmp_path / "service-after.png")
+    serving_now = wait_for(
+        lambda: [pod for pod, count in frontend_sessions(sandbox).items() if count] or None,
+        30,
+        "the pod serving the page now",
+    )
+    assert serving not in serving_now
+    print(f"\nscreenshots: {tmp_path}; served by {serving}, then by {serving_now}")
+
+
+async def test_a_cockpit_quit_on_purpose_stays_ended(
+    sandbox: RunningSandbox, web: WebServer, page: Page
+) -> None:
+    """`q` in the page ends the session with 1000: the page says "Session ended" and does not
+    reconnect (only a server going away or a dropped connection does)."""
+    await open_cockpit(page, web.url, sandbox.ready_pods())
+    await page.focus(".xterm-helper-textarea")
+    await page.keyboard.press("q")
+    wait_for(lambda: not web.sessions(), 30, "the session's cockpit to end")
+    await page.wait_for_function("() => document.body.classList.contains('-closed')")
+    await page.wait_for_timeout(3000)  # longer than the first back-off
+    assert await page.evaluate("() => window.__kubeLlmClose") == 1000
+    assert await page.text_content(".closed-dialog .message") == "Session ended."

@@ -4,12 +4,14 @@ session's process is reaped however the browser or the server goes."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import httpx2
 import pytest
 
@@ -187,3 +189,28 @@ def test_no_cockpit_outlives_the_server(
         wait_for(lambda: gone(pids), 10, "every cockpit gone with the server")
     finally:
         kill_all(pids)
+
+
+@pytest.mark.parametrize("app", ["calm", "deaf"])
+async def test_a_stopping_server_says_it_is_going_away(tmp_path: Path, app: str) -> None:
+    """A server stopped (a pod deleted) closes a running session's websocket with 1001, going
+    away, which the page reconnects on (tui/web/reconnect.py): a cockpit that quits when asked
+    and one killed after the grace period alike."""
+    server = fake_server(tmp_path, app, grace=1)
+    pids: list[int] = []
+    try:
+        url = f"ws://127.0.0.1:{server.port}/ws"
+        async with aiohttp.ClientSession() as client, client.ws_connect(url) as socket:
+            if app == "calm":  # a running cockpit: its first screen arrived
+                first = await asyncio.wait_for(socket.receive(), 60)
+                assert first.type == aiohttp.WSMsgType.BINARY, first
+            pids = session_pids(server, 1)
+            # Read while the server stops, as a browser does (and answers its close frame).
+            stopping = asyncio.create_task(asyncio.to_thread(server.stop, signal.SIGTERM))
+            async for _ in socket:
+                pass
+            assert socket.close_code == 1001, server.log()
+            assert await stopping == 0, server.log()
+    finally:
+        kill_all(pids)
+        server.stop(signal.SIGKILL)

@@ -79,7 +79,11 @@ def run_demo(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
             target = load_target(kubeconfig, DEMO_CONTEXT, None)
         except KubeconfigError as error:
             raise SandboxFailed(f"the sandbox's kubeconfig cannot be used: {error}") from None
-        return session_for(target, settings, sink)
+        session = session_for(target, settings, sink)
+        web = launcher.web_url()
+        if web is not None:
+            sink.note(f"The cockpit in a browser on this machine: {web} (frontend pods)", "notice")
+        return session
 
     app = make_cockpit(settings, connect)
     # A closed terminal (SIGHUP) or a SIGTERM must stop the sandbox too: leave through `finally`.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from pathlib import Path
 # is written (sandbox/__main__.py `banner`).
 READY_MARK = "kubeconfig:"
 BANNER_MARK = "kube-llm sandbox:"
+# ...and this one with the frontend Service's local address, when the overlay has that Service.
+WEB_MARK = re.compile(r"^\s*web cockpit:\s+(http://\S+)", re.MULTILINE)
 
 
 class SandboxFailed(RuntimeError):
@@ -109,6 +112,14 @@ class SandboxLauncher:
         except FileNotFoundError:
             return False
         return BANNER_MARK in text and READY_MARK in text
+
+    def web_url(self) -> str | None:
+        """The web cockpit's address the banner gives (the frontend Service), if it gives one."""
+        try:
+            found = WEB_MARK.search(self.paths.output.read_text(errors="replace"))
+        except FileNotFoundError:
+            return None
+        return found.group(1) if found else None
 
     async def wait_ready(
         self, progress: Callable[[str], None], limit: float = 120.0, interval: float = 0.2

@@ -33,6 +33,7 @@ import jinja2
 from aiohttp import WSCloseCode, web
 from textual_serve.server import Server, to_int
 
+from tui.web.reconnect import ENDED_BY_THE_APP, RECONNECT_SCRIPT, SERVER_GOING_AWAY
 from tui.web.sessions import DEFAULT_GRACE_SECONDS, ReapedSession
 
 log = logging.getLogger("kube-llm.web")
@@ -66,11 +67,14 @@ def full_page(max_sessions: int, mode: str) -> str:
 """
 
 
-PAGE_GUARD = "<title>{title}</title><script>window.open = () => null;</script>"
-"""Added to textual-serve's page: a title that says the mode, and no `window.open`. xterm.js's
-link add-on (which textual-serve loads) opens any URL a click lands on in the terminal's text,
-model replies included; with `window.open` gone a reply's URL is inert text, as in a terminal
-(T1). The cockpit itself opens no URLs."""
+PAGE_GUARD = (
+    "<title>{title}</title><script>window.open = () => null;</script>"
+    + RECONNECT_SCRIPT.replace("{", "{{").replace("}", "}}")
+)
+"""Added to textual-serve's page: a title that says the mode, no `window.open`, and the
+reconnect (`tui.web.reconnect`). xterm.js's link add-on (which textual-serve loads) opens any
+URL a click lands on in the terminal's text, model replies included; with `window.open` gone a
+reply's URL is inert text, as in a terminal (T1). The cockpit itself opens no URLs."""
 
 
 def with_page_guard(page: str, title: str) -> str:
@@ -117,6 +121,8 @@ class CockpitServer(Server):
         self.heartbeat_seconds = heartbeat_seconds
         self.sessions: set[ReapedSession] = set()
         """The sessions running now (each one cockpit process)."""
+        self.stopping = False
+        """The server is stopping: sessions end with "going away", and the page reconnects."""
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -157,7 +163,8 @@ class CockpitServer(Server):
         )
 
     async def on_shutdown(self, app: web.Application) -> None:
-        """Reap every session's cockpit before the server goes."""
+        """Reap every session's cockpit before the server goes; their pages reconnect."""
+        self.stopping = True
         await self.stop_sessions()
 
     async def stop_sessions(self) -> None:
@@ -230,7 +237,7 @@ class CockpitServer(Server):
             return websocket
 
         async def close() -> None:
-            await websocket.close()
+            await websocket.close(code=self._close_code())
 
         session = ReapedSession(
             self.argv,
@@ -245,7 +252,8 @@ class CockpitServer(Server):
             width = to_int(request.query.get("width", "80"), 80)
             height = to_int(request.query.get("height", "24"), 24)
             await session.start(width, height)
-            await self._process_messages(websocket, session)
+            if not self.stopping:  # a session that started while the server stops ends now
+                await self._process_messages(websocket, session)
         except (ValueError, TypeError, AssertionError, KeyError, IndexError) as error:
             # textual-serve reads each message as a JSON list: anything else ends the session.
             log.warning("session %s: malformed message (%s)", session.app_service_id[:8], error)
@@ -259,5 +267,9 @@ class CockpitServer(Server):
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.shield(stopping)
             if not websocket.closed:
-                await websocket.close()
+                await websocket.close(code=self._close_code())
         return websocket
+
+    def _close_code(self) -> int:
+        """1001 while the server stops (the page reconnects), else 1000 (the session ended)."""
+        return SERVER_GOING_AWAY if self.stopping else ENDED_BY_THE_APP

@@ -111,6 +111,10 @@ class ReapedSession(AppService):
             self._task = None
         code = await process.wait()
         log.info("session %s: cockpit ended (%s)", self.app_service_id[:8], _exit_text(code))
+        # A cockpit killed never said goodbye: close the browser's websocket here (a no-op if
+        # it is closed), so the page learns why rather than seeing the connection drop.
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await self.remote_close()
 
 
 def _exit_text(code: int) -> str:
