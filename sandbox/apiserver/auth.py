@@ -48,7 +48,9 @@ class Authenticator:
     def issue_admin(self, expiration_seconds: float) -> tuple[str, float]:
         """A new admin token that expires after `expiration_seconds`, and when (epoch)."""
         token = secrets.token_urlsafe(32)
-        expires = time.time() + expiration_seconds
+        # Whole seconds: the expirationTimestamp a client reads (RFC 3339, seconds) is the moment
+        # the token stops working, never up to a second before it.
+        expires = float(int(time.time() + expiration_seconds))
         self._users[_digest(token.encode())] = (User(ADMIN_USER, admin=True), expires)
         return token, expires
 
@@ -66,7 +68,9 @@ class Authenticator:
         `expiration_seconds` (None: as long as the sandbox runs)."""
         token = secrets.token_urlsafe(32)
         name = f"system:serviceaccount:{namespace}:{service_account}"
-        expires = None if expiration_seconds is None else time.time() + expiration_seconds
+        expires = (
+            None if expiration_seconds is None else float(int(time.time() + expiration_seconds))
+        )
         user = User(name, service_account=(namespace, service_account))
         self._users[_digest(token.encode())] = (user, expires)
         return token

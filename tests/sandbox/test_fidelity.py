@@ -155,7 +155,8 @@ def test_deployment_events_name_the_replica_set(sandbox: RunningSandbox) -> None
         wait_for(lambda: len(sandbox.pods()) == 3, 30, "a third pod")
     finally:
         ok(sandbox.kubectl(*ns, "scale", "deploy/llm-backend", "--replicas=2"))
-    listed = json.loads(ok(sandbox.kubectl(*ns, "get", "rs", "-o", "json")))["items"]
+    backend = ("-l", "app.kubernetes.io/name=llm-backend")  # the frontend has a ReplicaSet too
+    listed = json.loads(ok(sandbox.kubectl(*ns, "get", "rs", *backend, "-o", "json")))["items"]
     [replicaset] = [rs["metadata"]["name"] for rs in listed if rs["spec"]["replicas"] > 0]
     described = ok(sandbox.kubectl(*ns, "describe", "deploy/llm-backend"))
     assert f"Scaled up replica set {replicaset} from 2 to 3" in described

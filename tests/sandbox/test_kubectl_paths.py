@@ -105,11 +105,14 @@ def test_apply_k_with_validation_then_an_edited_overlay_changes_the_objects(
     applied = sandbox.kubectl("apply", "-k", str(overlay))
     assert applied.returncode == 0, applied.stderr
     # The sandbox's objects are as `kubectl apply` leaves them: no warning, nothing to change,
-    # but the PDB, whose selector's patch strategy is "replace", so that kubectl's patch for it
-    # is never empty (as on a cluster).
+    # but the PDBs (the backend's and the frontend's), whose selector's patch strategy is
+    # "replace", so that kubectl's patch for them is never empty (as on a cluster).
     assert applied.stderr == ""
     changed = [line for line in applied.stdout.splitlines() if not line.endswith(" unchanged")]
-    assert changed == ["poddisruptionbudget.policy/llm-backend configured"]
+    assert changed == [
+        "poddisruptionbudget.policy/llm-backend configured",
+        "poddisruptionbudget.policy/llm-frontend configured",
+    ]
     with sandbox.http() as client:
         old_config = _config_map_of(client.get(DEPLOYMENT_URL).json())
         # The HPA obeys a lower maxReplicas: scale up by hand, lower the bound, watch it act.

@@ -153,8 +153,10 @@ async def test_the_first_list_shows_the_pods_with_their_requests_and_the_hpa(
     assert all(u.memory_bytes > 0 for u in snapshot.usage)
     kinds = ("Pod", "ReplicaSet", "Deployment", "HorizontalPodAutoscaler")
     assert all(e.kind in kinds for e in seen.events)
-    # The pods are the Deployment's ReplicaSet's: its SuccessfulCreate events are ours too.
-    assert all(e.name.startswith("llm-backend-") for e in seen.events if e.kind == "ReplicaSet")
+    # The pods are the Deployment's ReplicaSet's: its SuccessfulCreate events are ours too, and
+    # so are the frontend's, whose events the cockpit shows beside the backend's.
+    owners = ("llm-backend-", "llm-frontend-")
+    assert all(e.name.startswith(owners) for e in seen.events if e.kind == "ReplicaSet")
 
 
 async def test_an_evicted_pod_terminates_leaves_and_its_replacement_becomes_ready(
