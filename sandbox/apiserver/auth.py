@@ -68,9 +68,7 @@ class Authenticator:
         `expiration_seconds` (None: as long as the sandbox runs)."""
         token = secrets.token_urlsafe(32)
         name = f"system:serviceaccount:{namespace}:{service_account}"
-        expires = (
-            None if expiration_seconds is None else float(int(time.time() + expiration_seconds))
-        )
+        expires = None if expiration_seconds is None else time.time() + expiration_seconds
         user = User(name, service_account=(namespace, service_account))
         self._users[_digest(token.encode())] = (user, expires)
         return token

@@ -136,11 +136,14 @@ def test_minikube_profile_pulls_the_model_once_and_shows_init_1_of_2(tmp_path: P
         # One pull of the engine's image on the node; every other start finds it there.
         pulls = [e["message"] for e in _events(sandbox, None) if e["reason"] == "Pulling"]
         assert pulls == ['Pulling image "ollama/ollama:0.21.2"'], pulls
-        # A replacement finds the model on the shared volume and the images on the node.
+        # A replacement finds the model on the shared volume and the images on the node. (The
+        # other first pod may have pulled too, if it started before the model landed: only a
+        # pod created after the deletion is a replacement.)
+        originals = {p["metadata"]["name"] for p in sandbox.pods()}
         assert sandbox.kubectl("delete", "pod", "-n", NAMESPACE, first).returncode == 0
 
         def replacement() -> str | None:
-            ready = [p for p in sandbox.ready_pods() if p not in pulling]
+            ready = [p for p in sandbox.ready_pods() if p not in originals]
             return ready[0] if ready else None
 
         fresh = wait_for(replacement, 90, "a Ready replacement")
