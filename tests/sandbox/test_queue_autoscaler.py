@@ -68,8 +68,9 @@ def test_applying_the_queue_overlay_switches_the_running_hpa(sandbox: RunningSan
     assert hpa(sandbox)["spec"]["metrics"][0]["type"] == "Pods"
 
     def valid() -> bool:
+        # The CPU HPA's own ValidMetricFound stays until the controller syncs the new spec.
         active = condition(sandbox, "ScalingActive")
-        return active.get("reason") == "ValidMetricFound"
+        return active.get("reason") == "ValidMetricFound" and "pods metric" in active["message"]
 
     wait_for(valid, 90, "the HPA to read the pods metric")
     assert condition(sandbox, "ScalingActive")["message"] == (
