@@ -162,7 +162,16 @@ async def test_without_usage_the_tokens_are_counted_chunks() -> None:
         async with direct(backend.url) as gateway:
             before = await gateway.pod_metrics("test-pod")
             sample = await gateway.chat(HELLO, max_tokens=64)
-            after = await gateway.pod_metrics("test-pod")
+            # The backend counts a chat's chunks once its relay has finished, which may be just
+            # after the client read the last byte: wait (bounded) for the count to move.
+            for _ in range(50):
+                after = await gateway.pod_metrics("test-pod")
+                if (after.output_chunks, after.output_tokens) != (
+                    before.output_chunks,
+                    before.output_tokens,
+                ):
+                    break
+                await asyncio.sleep(0.1)
             raw = httpx2.get(backend.url + "/metrics").text
     assert sample.outcome is Outcome.OK, sample
     assert sample.output_tokens == 9
