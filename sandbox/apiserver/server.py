@@ -53,7 +53,7 @@ from sandbox.apiserver.bodies import (
 from sandbox.apiserver.context import Runtime
 from sandbox.apiserver.discovery import api_groups, api_resources
 from sandbox.apiserver.faults import Faults
-from sandbox.apiserver.paging import page, resource_version_param
+from sandbox.apiserver.paging import list_query, page, resource_version_param
 from sandbox.apiserver.routing import (
     Target,
     method_not_allowed,
@@ -337,13 +337,10 @@ class ApiServer:
 
     def _list(self, request: Request, target: Target) -> Response:
         labels, fields = self._selectors(request, target)
-        items = self.store.list(target.rt, target.namespace, labels, fields)
-        listed = page(
-            items,
-            self.store.resource_version,
-            self.store.history_floor(target.rt),
-            request.query_params,
-        )
+        current = self.store.resource_version
+        query = list_query(request.query_params, current, self.store.history_floor(target.rt))
+        items = self.store.list(target.rt, target.namespace, labels, fields, at=query.at)
+        listed = page(items, query, current)
         if wants_table(request.headers.get("accept", "")):
             include = request.query_params.get("includeObject", "Metadata")
             answer = table(target.rt, listed.items, listed.resource_version, include_object=include)

@@ -200,10 +200,14 @@ class Store:
         namespace: str | None = None,
         label_selector: list[Requirement] | None = None,
         field_selector: list[tuple[str, bool, str]] | None = None,
+        *,
+        at: int | None = None,
     ) -> list[JSON]:
-        """Copies of matching objects, ordered by namespace and name."""
+        """Copies of matching objects, ordered by namespace and name: as they are now, or as
+        they were at resourceVersion `at` (410 Gone when the history no longer reaches it)."""
+        objects = self._objects[rt.key] if at is None else self._snapshot(rt, at)
         items = []
-        for (ns, _name), obj in sorted(self._objects[rt.key].items()):
+        for (ns, _name), obj in sorted(objects.items()):
             if namespace and rt.namespaced and ns != namespace:
                 continue
             if label_selector and not labels_match(label_selector, obj["metadata"].get("labels")):
@@ -212,6 +216,28 @@ class Store:
                 continue
             items.append(copy.deepcopy(obj))
         return items
+
+    def _snapshot(self, rt: ResourceType, rv: int) -> dict[tuple[str, str], JSON]:
+        """The objects of `rt` as they were at resourceVersion `rv`, as etcd reads a revision:
+        the objects now, with every change after `rv` undone from the history (newest first).
+        """
+        history = self._history[rt.key]
+        if rv < history.floor:
+            raise gone(rv, history.floor)
+        objects = dict(self._objects[rt.key])
+        for event in reversed(history.events):
+            if event.rv <= rv:
+                break
+            metadata = event.obj["metadata"]
+            key = (metadata.get("namespace", "") if rt.namespaced else "", metadata["name"])
+            if event.type == "ADDED":
+                objects.pop(key, None)
+            elif event.type == "MODIFIED":
+                assert event.previous is not None  # every MODIFIED event carries it
+                objects[key] = event.previous
+            else:  # DELETED: the object as it was when it went
+                objects[key] = event.obj
+        return objects
 
     # -- writes --------------------------------------------------------------------------------
 
