@@ -114,3 +114,30 @@ def test_sandbox_subcommand_hands_over_to_the_sandbox() -> None:
 def test_kubectl_plugin_name_is_installed() -> None:
     plugin = Path(sys.executable).with_name("kubectl-llm")
     assert plugin.exists(), "kubectl-llm must be installed so `kubectl llm` works"
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "3601", "soon"])
+def test_compare_refuses_a_sync_period_that_is_not_positive_before_any_sandbox_starts(
+    tmp_path: Path, value: str
+) -> None:
+    state = tmp_path / "state"
+    result = run(
+        "scenario", "compare", "poster", "--hpa-sync-seconds", value, "--state-dir", str(state)
+    )
+    assert result.returncode == 2
+    assert "--hpa-sync-seconds" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not state.exists()  # refused by the parser, as `scenario run` refuses it
+
+
+def test_the_sandbox_flags_say_the_same_in_demo_and_compare() -> None:
+    demo = run("demo", "--help")
+    compare = run("scenario", "compare", "--help")
+    assert demo.returncode == compare.returncode == 0
+    demo_help = " ".join(demo.stdout.split())
+    compare_help = " ".join(compare.stdout.split())
+    assert "--autoscaler {cpu,queue}" in demo_help
+    assert "pass ARG to the sandbox (repeat;" in demo_help
+    assert "pass ARG to both sandboxes (repeat;" in compare_help
+    assert "--autoscalers AUTOSCALERS" in compare_help
+    assert "(Kubernetes: 15)" in compare_help

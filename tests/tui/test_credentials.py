@@ -26,7 +26,8 @@ import yaml
 
 from tests.sandbox.harness import NAMESPACE, RunningSandbox, fake_engine_cmd, start_sandbox
 from tests.tui.k8s_helpers import Recorder, watching
-from tui.cluster.kubeconfig import ExecPlugin, in_cluster_target, load_target
+from tui.cluster.exec_plugin import ExecCredential, ExecPlugin
+from tui.cluster.kubeconfig import in_cluster_target, load_target
 from tui.core.model import ClusterSnapshot, Connection, Outcome
 from tui.core.settings import CockpitSettings
 from tui.services.connect import gateway_for
@@ -70,9 +71,9 @@ def test_kubectl_works_on_the_certificate_and_exec_contexts(sandbox: RunningSand
 
 def _exec_token(sandbox: RunningSandbox) -> tuple[str, float]:
     spec = _user(sandbox, EXEC_CONTEXT)["exec"]
-    token, expires = ExecPlugin(spec, sandbox.kubeconfig.parent).run()
-    assert expires is not None
-    return token, expires
+    credential = ExecPlugin(spec, sandbox.kubeconfig.parent, str(sandbox.kubeconfig)).run()
+    assert credential.expires is not None
+    return credential.token, credential.expires
 
 
 def test_expired_and_revoked_tokens_are_401(sandbox: RunningSandbox) -> None:
@@ -129,9 +130,9 @@ async def test_the_cockpit_services_run_past_three_token_expiries(
     runs: list[float] = []
     real_run = ExecPlugin.run
 
-    def counted(self: ExecPlugin) -> tuple[str, float | None]:
+    def counted(self: ExecPlugin, stdin_available: bool = False) -> ExecCredential:
         runs.append(time.time())
-        return real_run(self)
+        return real_run(self, stdin_available)
 
     monkeypatch.setattr(ExecPlugin, "run", counted)
     target = load_target(sandbox.kubeconfig, EXEC_CONTEXT, None)

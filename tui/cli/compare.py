@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from tui.cli.package import SANDBOX_AUTOSCALERS
 from tui.cluster.hpa_timing import HpaTimingError, read_hpa_timing
 from tui.cluster.kubeconfig import KubeconfigError, load_target
 from tui.cluster.rollout import DeploymentControl
@@ -33,8 +34,6 @@ from tui.services.chaos import RecoveryTracker
 from tui.services.connect import DEMO_CONTEXT
 from tui.services.launcher import SandboxFailed, SandboxLauncher
 from tui.services.load import LoadError
-
-AUTOSCALERS = ("cpu", "queue")
 
 
 def load_average() -> str:
@@ -95,10 +94,10 @@ def run_compare(parsed: argparse.Namespace, settings: CockpitSettings) -> int:
         print(f"kube-llm: the scenario cannot run:\n{error}", file=sys.stderr)
         return 2
     names = [n.strip() for n in str(parsed.autoscalers).split(",") if n.strip()]
-    unknown = [n for n in names if n not in AUTOSCALERS]
+    unknown = [n for n in names if n not in SANDBOX_AUTOSCALERS]
     if unknown or not names:
         print(
-            f"kube-llm: --autoscalers takes names from {', '.join(AUTOSCALERS)}, "
+            f"kube-llm: --autoscalers takes names from {', '.join(SANDBOX_AUTOSCALERS)}, "
             f"not {', '.join(unknown) or 'nothing'}",
             file=sys.stderr,
         )

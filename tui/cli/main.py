@@ -15,6 +15,7 @@ from pathlib import Path
 
 from kube_llm_data import version
 from tui.cli.package import (
+    SANDBOX_AUTOSCALERS,
     Subparsers,
     add_completion_parser,
     add_manifests_parser,
@@ -83,6 +84,17 @@ def add_cluster_flags(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="send chats here (a NodePort, Ingress or port-forward) instead of "
         "through the API server's service proxy; better for heavy load",
+    )
+
+
+def add_sandbox_arg_flag(parser: argparse.ArgumentParser, which: str, example: str) -> None:
+    """`--sandbox-arg ARG` (repeatable): an argument for the sandbox(es) a command starts."""
+    parser.add_argument(
+        "--sandbox-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help=f"pass ARG to {which} (repeat; e.g. --sandbox-arg={example})",
     )
 
 
@@ -230,17 +242,11 @@ def add_scenario_parser(commands: Subparsers[argparse.ArgumentParser]) -> None:
     )
     compare.add_argument(
         "--hpa-sync-seconds",
-        type=float,
-        default=15.0,
-        help="the sandbox's HPA sync period for both runs (Kubernetes: %(default)s)",
+        type=_positive,
+        default=KUBERNETES_SYNC_SECONDS,
+        help="the sandbox's HPA sync period for both runs (Kubernetes: %(default)g)",
     )
-    compare.add_argument(
-        "--sandbox-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="pass ARG to both sandboxes (repeat; e.g. --sandbox-arg=--engine-cmd=...)",
-    )
+    add_sandbox_arg_flag(compare, "both sandboxes", "--engine-cmd=...")
     compare.add_argument(
         "--state-dir",
         type=Path,
@@ -328,18 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--autoscaler",
-        choices=("cpu", "queue"),
+        choices=SANDBOX_AUTOSCALERS,
         default="cpu",
         help="the sandbox's HPA: the poster's CPU and memory (cpu, the default) or chats in "
         "flight plus waiting per pod (queue, overlay sandbox-queue)",
     )
-    demo.add_argument(
-        "--sandbox-arg",
-        action="append",
-        default=[],
-        metavar="ARG",
-        help="pass ARG to the sandbox (repeat; e.g. --sandbox-arg=--hpa-sync-seconds=5)",
-    )
+    add_sandbox_arg_flag(demo, "the sandbox", "--hpa-sync-seconds=5")
     web = commands.add_parser(
         "web",
         help="the cockpit as a web page (read-only unless --allow-chaos), one process a browser",

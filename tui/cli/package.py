@@ -27,6 +27,9 @@ from kube_llm_data import (
 from tui.scenario.spec import ScenarioError, load_scenario
 
 Subparsers = argparse._SubParsersAction  # the type argparse gives `add_subparsers()`
+SANDBOX_AUTOSCALERS = ("cpu", "queue")
+"""The sandbox's `--autoscaler` names (`kube-llm demo --autoscaler`, `scenario compare
+--autoscalers`)."""
 OUTPUTS = ("json", "yaml")
 SHELLS = ("bash", "zsh", "fish")
 EXECUTABLES = ("kube-llm", "kubectl-llm")
@@ -210,6 +213,7 @@ def complete(parser: argparse.ArgumentParser) -> None:
 
 
 __all__ = [
+    "SANDBOX_AUTOSCALERS",
     "Subparsers",
     "add_completion_parser",
     "add_manifests_parser",

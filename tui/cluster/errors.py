@@ -17,6 +17,10 @@ from kubernetes.aio.client.exceptions import ApiException
 ROLE_FILE = "kustomize/base/cockpit-role.yaml"
 
 
+class KubeconfigError(Exception):
+    """The kubeconfig cannot be used; the message says why and what to do, in plain words."""
+
+
 @dataclass(frozen=True)
 class Permission:
     """What one request needs from RBAC: a verb on a resource (`pods`, `pods/eviction`)."""

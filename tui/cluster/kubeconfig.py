@@ -4,7 +4,10 @@
 `~/.kube/config`), the context (`--context`, else the current one) and the namespace (`-n`, else
 the context's, else `kube-llm`). The `kubernetes` package's own loader reads the credentials:
 bearer tokens and token files, client certificates and keys, CA files or data,
-`insecure-skip-tls-verify`, `tls-server-name`, proxies and exec plugins. Nothing here speaks TLS.
+`insecure-skip-tls-verify`, `tls-server-name` and proxies. Exec credential plugins are run by
+`tui.cluster.exec_plugin` and their tokens kept by `tui.cluster.credentials`, as client-go does
+(the package's own handling renews too often and ignores 401s: see why there). An exec plugin
+runs once in `load_target`, before the cockpit takes the terminal. Nothing here speaks TLS.
 
 A `ClusterTarget` never shows its credentials: they live in a `Credentials` holder whose repr
 hides them, so a target can be printed, logged or put in a snapshot (docs/reliability.md, T6).
@@ -12,15 +15,10 @@ hides them, so a target can be printed, logged or put in a snapshot (docs/reliab
 
 from __future__ import annotations
 
-import datetime as dt
 import ipaddress
-import json
 import os
 import re
 import ssl
-import subprocess
-import threading
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,12 +27,22 @@ from urllib.parse import urlsplit
 
 import yaml
 from kubernetes import client as sync_client
-from kubernetes import config as sync_config
 from kubernetes.aio import client as aio_client
 from kubernetes.aio.client import rest as aio_rest
+from kubernetes.config import kube_config
 from kubernetes.config.config_exception import ConfigException
 
 from tui.cluster import incluster
+from tui.cluster.credentials import (
+    Credentials,
+    RenewingApiClient,
+    TargetHeaders,
+    renewing_configuration,
+)
+from tui.cluster.errors import KubeconfigError
+from tui.cluster.exec_plugin import ExecPlugin
+
+__all__ = ["ClusterTarget", "KubeconfigError", "in_cluster_target", "load_target"]
 
 DEFAULT_NAMESPACE = "kube-llm"
 DEFAULT_KUBECONFIG = Path("~/.kube/config")
@@ -51,122 +59,6 @@ certificate and exec plugin, and the cockpit's Role)."""
 
 # A namespace is a DNS label (RFC 1123), as the API server validates it.
 _NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-class KubeconfigError(Exception):
-    """The kubeconfig cannot be used; the message says why and what to do, in plain words."""
-
-
-class Credentials:
-    """The loaded credentials of one context; its repr and str never show them.
-
-    It wraps the `kubernetes` package's own (synchronous) `Configuration`. A user with an exec
-    credential plugin (`client.authentication.k8s.io/v1`) is run here instead, as client-go
-    runs it: the token is kept until its `expirationTimestamp`, the plugin runs again after
-    that, and `invalidate()` (after a 401: a revoked token) makes the next call run it again.
-    The official Python client would run the plugin before every request once a token is
-    within five minutes of expiry (`EXPIRY_SKEW_PREVENTION_DELAY`), which for the short tokens
-    of EKS-like plugins means on every request; and it never retries a 401.
-    """
-
-    __slots__ = ("_configuration", "_exec", "_expires", "_lock", "_token")
-
-    def __init__(self, configuration: Any, exec_plugin: ExecPlugin | None = None) -> None:
-        self._configuration = configuration
-        self._exec = exec_plugin
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._expires: float | None = None
-
-    def __repr__(self) -> str:
-        return "Credentials(<hidden>)"
-
-    __str__ = __repr__
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Credentials:
-        # One holder per context, shared (it holds a lock and the renewed token): a copied
-        # target (`dataclasses.asdict`, `replace`) uses the same credentials.
-        return self
-
-    @property
-    def configuration(self) -> Any:
-        """The loaded `kubernetes.client.Configuration` (it holds secrets: never log it)."""
-        return self._configuration
-
-    @property
-    def expiring(self) -> bool:
-        """Whether the token comes from an exec plugin and can expire or be revoked."""
-        return self._exec is not None
-
-    def authorization(self) -> str | None:
-        """The `Authorization` header value (`Bearer ...`, `Basic ...`), refreshed if due."""
-        if self._exec is None:
-            value = self._configuration.get_api_key_with_prefix("BearerToken")
-            return str(value) if value else None
-        with self._lock:
-            if self._token is None or (self._expires is not None and time.time() >= self._expires):
-                self._token, self._expires = self._exec.run()
-            return f"Bearer {self._token}"
-
-    def invalidate(self) -> None:
-        """Forget an exec plugin's token (the server refused it), so the next call renews it."""
-        with self._lock:
-            self._token = None
-
-
-class ExecPlugin:
-    """A kubeconfig user's `exec` credential plugin, run as client-go runs it."""
-
-    __slots__ = ("_base", "_spec")
-
-    def __init__(self, spec: Mapping[str, Any], base: Path) -> None:
-        self._spec = spec
-        self._base = base
-
-    def run(self) -> tuple[str, float | None]:
-        """Run the plugin: its token and when it expires (epoch seconds, None: never)."""
-        command = str(self._spec.get("command") or "")
-        if os.sep in command and not os.path.isabs(command):
-            command = str(self._base / command)
-        args = [str(arg) for arg in self._spec.get("args") or []]
-        env = dict(os.environ)
-        for entry in self._spec.get("env") or []:
-            if isinstance(entry, dict) and "name" in entry:
-                env[str(entry["name"])] = str(entry.get("value", ""))
-        env["KUBERNETES_EXEC_INFO"] = json.dumps(
-            {
-                "apiVersion": self._spec.get("apiVersion"),
-                "kind": "ExecCredential",
-                "spec": {"interactive": False},
-            }
-        )
-        try:
-            done = subprocess.run(
-                [command, *args], env=env, capture_output=True, text=True, timeout=60, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            raise KubeconfigError(
-                f"the exec credential plugin {command!r} failed: {error}"
-            ) from None
-        if done.returncode != 0:
-            raise KubeconfigError(
-                f"the exec credential plugin {command!r} exited {done.returncode}: "
-                f"{done.stderr.strip()[:300]}"
-            )
-        try:
-            status = json.loads(done.stdout)["status"]
-            token = str(status["token"])
-        except (ValueError, KeyError, TypeError):
-            raise KubeconfigError(
-                f"the exec credential plugin {command!r} printed no ExecCredential with a token"
-            ) from None
-        stamp = status.get("expirationTimestamp")
-        expires = (
-            dt.datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
-            if stamp
-            else None
-        )
-        return token, expires
 
 
 @dataclass(frozen=True)
@@ -187,7 +79,8 @@ class ClusterTarget:
     )
 
     def configuration(self) -> aio_client.Configuration:
-        """A `kubernetes.aio` client configuration with this context's credentials."""
+        """A `kubernetes.aio` client configuration with this context's credentials (an exec
+        plugin's token is read before each request)."""
         loaded = self.credentials.configuration
         configuration = aio_client.Configuration(
             host=self.server,
@@ -198,24 +91,12 @@ class ClusterTarget:
             tls_server_name=getattr(loaded, "tls_server_name", None),
             proxy=loaded.proxy,
         )
-        authorization = self.credentials.authorization()
-        if authorization:
-            configuration.api_key["BearerToken"] = authorization
-            credentials = self.credentials
-
-            # Exec-plugin tokens expire; the loader's own hook renews them when they do.
-            def refresh(target: aio_client.Configuration) -> None:
-                renewed = credentials.authorization()
-                if renewed:
-                    target.api_key["BearerToken"] = renewed
-
-            # The generated class annotates the hook as None, yet calls it before each request.
-            configuration.refresh_api_key_hook = refresh  # type: ignore[assignment]
-        return configuration
+        return renewing_configuration(configuration, self.credentials)
 
     def api_client(self) -> aio_client.ApiClient:
-        """A new `kubernetes.aio` ApiClient for this target (close it when done)."""
-        return aio_client.ApiClient(self.configuration())
+        """A new `kubernetes.aio` ApiClient for this target, with its credentials (renewed
+        when they expire or are refused; close it when done)."""
+        return RenewingApiClient(self.configuration(), self.credentials)
 
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS context for other HTTP clients (httpx2): the kubeconfig's CA, client
@@ -239,27 +120,6 @@ class ClusterTarget:
         if loaded.cert_file and loaded.key_file:
             return str(loaded.cert_file), str(loaded.key_file)
         return None
-
-
-class TargetHeaders:
-    """A context's credentials as the gateway reads them at each request (its `HeaderSource`)."""
-
-    __slots__ = ("_credentials",)
-
-    def __init__(self, credentials: Credentials) -> None:
-        self._credentials = credentials
-
-    def __repr__(self) -> str:
-        return "TargetHeaders(<hidden>)"
-
-    def headers(self) -> dict[str, str]:
-        """The current `Authorization` header (renewed when its token expired)."""
-        authorization = self._credentials.authorization()
-        return {"Authorization": authorization} if authorization else {}
-
-    def invalidate(self) -> None:
-        """The server refused the token: renew it next time."""
-        self._credentials.invalidate()
 
 
 def is_sandbox(context: str, server: str) -> bool:
@@ -353,7 +213,7 @@ def load_target(
     paths = kubeconfig_paths(kubeconfig)
     files = ", ".join(str(p) for p in paths)
     contexts: dict[str, dict[str, Any]] = {}
-    clusters: dict[str, dict[str, Any]] = {}
+    clusters: dict[str, tuple[dict[str, Any], Path]] = {}
     users: dict[str, tuple[Any, Path]] = {}
     current: str | None = None
     # kubectl merges the files: the first file to name a context, cluster or current context
@@ -363,9 +223,9 @@ def load_target(
         for entry in _named(config.get("contexts")):
             contexts.setdefault(entry["name"], entry.get("context") or {})
         for entry in _named(config.get("clusters")):
-            clusters.setdefault(entry["name"], entry.get("cluster") or {})
+            clusters.setdefault(entry["name"], (entry.get("cluster") or {}, path))
         for entry in _named(config.get("users")):
-            users.setdefault(entry["name"], (entry.get("user") or {}, path.parent))
+            users.setdefault(entry["name"], (entry.get("user") or {}, path))
         if current is None and config.get("current-context"):
             current = str(config["current-context"])
     known = ", ".join(sorted(contexts)) or "none"
@@ -383,37 +243,56 @@ def load_target(
             f"context {chosen!r} in {files} names the cluster {cluster_name!r}, "
             "which is not defined there"
         )
-    if not (clusters[cluster_name] or {}).get("server"):
+    if not (clusters[cluster_name][0] or {}).get("server"):
         raise KubeconfigError(f"the cluster {cluster_name!r} in {files} has no server address")
 
     loaded = sync_client.Configuration()
     try:
-        sync_config.load_kube_config(
-            config_file=os.pathsep.join(str(p) for p in paths),
-            context=chosen,
-            client_configuration=loaded,
-            persist_config=False,
-        )
+        merged = kube_config.KubeConfigMerger(os.pathsep.join(str(p) for p in paths))
+        # No base path: each file's relative paths resolve against its own folder.
+        loader = _LoaderLeavingExec(merged.config, active_context=chosen, config_base_path=None)
+        loader.load_and_set(loaded)
     except ConfigException as error:
         raise KubeconfigError(f"{files}, context {chosen!r}: {error}") from None
     except (OSError, ValueError) as error:
         # A certificate file that cannot be read, base64 data that does not decode...
         raise KubeconfigError(f"{files}, context {chosen!r}: {error}") from None
 
-    user, base = users.get(str(details.get("user")), ({}, paths[0].parent))
+    user_name = str(details.get("user"))
+    user, base = users.get(user_name, ({}, paths[0]))
     exec_spec = user.get("exec") if isinstance(user, dict) else None
-    plugin = ExecPlugin(exec_spec, base) if isinstance(exec_spec, dict) else None
+    plugin = None
+    if isinstance(exec_spec, dict):
+        cluster, cluster_file = clusters[cluster_name]
+        plugin = ExecPlugin(
+            exec_spec,
+            base.parent,
+            f"{base}, user {user_name!r}",
+            cluster=cluster,
+            cluster_base=cluster_file.parent,
+        )
     chosen_namespace = namespace or details.get("namespace") or DEFAULT_NAMESPACE
     _check_namespace(chosen_namespace)
     server = str(loaded.host)
+    credentials = Credentials(loaded, plugin)
+    credentials.prime()
     return ClusterTarget(
         context=chosen,
         server=server,
         namespace=chosen_namespace,
         sandbox=is_sandbox(chosen, server),
         kubeconfig=paths,
-        credentials=Credentials(loaded, plugin),
+        credentials=credentials,
     )
+
+
+class _LoaderLeavingExec(kube_config.KubeConfigLoader):
+    """The `kubernetes` package's loader for everything but an exec plugin, which
+    `tui.cluster.exec_plugin` runs (see why there): the package's own run would start the
+    plugin once more at load, and only log its failure."""
+
+    def _load_from_exec_plugin(self) -> bool | None:
+        return True if self._user is not None and "exec" in self._user else None
 
 
 def _in_a_pod_without_kubeconfig(kubeconfig: Path | None, context: str | None) -> bool:

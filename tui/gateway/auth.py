@@ -21,8 +21,9 @@ class HeaderSource(Protocol):
     def headers(self) -> Mapping[str, str]:
         """The headers that authenticate a request now (may run an exec plugin: blocking)."""
 
-    def invalidate(self) -> None:
-        """The server refused the last ones: renew them on the next `headers()`."""
+    def invalidate(self, refused: Mapping[str, str]) -> None:
+        """The server refused these headers: renew them on the next `headers()`, unless a
+        request refused with the same ones renewed them already."""
 
 
 class FreshHeaders(httpx2.Auth):
@@ -35,10 +36,11 @@ class FreshHeaders(httpx2.Auth):
         self, request: httpx2.Request
     ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         """Send with the current headers; after a 401, with renewed ones, once."""
-        request.headers.update(await asyncio.to_thread(self._source.headers))
+        sent = await asyncio.to_thread(self._source.headers)
+        request.headers.update(sent)
         response = yield request
         if response.status_code == 401:
-            self._source.invalidate()
+            self._source.invalidate(sent)
             request.headers.update(await asyncio.to_thread(self._source.headers))
             yield request
 

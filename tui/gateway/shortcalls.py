@@ -90,19 +90,20 @@ class ShortCalls:
     async def get(self, url: str) -> Answer:
         """`GET url` and its whole answer; `ShortCallError` when none came."""
         try:
-            answer = await self._get_once(url)
-            if answer.status == 401 and self._auth is not None:
-                self._auth.invalidate()
-                answer = await self._get_once(url)
+            sent, answer = await self._get_once(url)
+            if answer.status == 401 and self._auth is not None and sent is not None:
+                self._auth.invalidate(sent)
+                _, answer = await self._get_once(url)
             return answer
         except (aiohttp.ClientError, TimeoutError) as error:
             raise ShortCallError(failure_kind(error), str(error) or type(error).__name__) from None
 
-    async def _get_once(self, url: str) -> Answer:
+    async def _get_once(self, url: str) -> tuple[Mapping[str, str] | None, Answer]:
+        """The answer, and the renewable headers it was sent with."""
         fresh = await asyncio.to_thread(self._auth.headers) if self._auth is not None else None
         async with self._open().get(url, allow_redirects=False, headers=fresh) as response:
             body = await response.content.read(_BODY_BYTES)
-            return Answer(response.status, response.headers, body)
+            return fresh, Answer(response.status, response.headers, body)
 
     async def aclose(self) -> None:
         """Close the pool (if it was ever opened)."""
