@@ -1,7 +1,7 @@
 """A kubeconfig user's exec credential plugin (`client.authentication.k8s.io/v1` and `v1beta1`),
 run as client-go's exec authenticator runs it for kubectl.
 
-Why kube-llm runs it instead of the `kubernetes` package (37.0.3, read 2026-12-08):
+Why kube-llm runs it instead of the `kubernetes` package (37.0.3, read 2026-12-07):
 
 - its synchronous loader renews a token whenever it is within five minutes of its
   `expirationTimestamp` (`EXPIRY_SKEW_PREVENTION_DELAY`), by running the plugin again before
