@@ -55,10 +55,12 @@ from sandbox.controllers.hpa_behavior import (
     normalize_with_behavior,
     store_scale_event,
 )
-from sandbox.controllers.hpa_pods_metric import PodsMetricSource, pods_metric, unsupported_metric
+from sandbox.controllers.hpa_pods_metric import pods_metric, unsupported_metric
 from sandbox.controllers.hpa_replicas import (
     HPAConfig,
+    MetricInputs,
     MetricOutcome,
+    PodsMetricSource,
     PodState,
     Tolerances,
     compute_metric,
@@ -223,8 +225,7 @@ def decide(
     else:
         # The metrics API is asked with the target's selector: only these pods' samples count.
         known = {pod.name for pod in pods}
-        proposal = _propose(
-            list(spec.get("metrics") or []),
+        inputs = MetricInputs(
             spec_replicas=current_replicas,
             pods=pods,
             usage={name: sample for name, sample in usage.items() if name in known},
@@ -234,6 +235,7 @@ def decide(
             config=config,
             pods_metrics=pods_metrics,
         )
+        proposal = _propose(list(spec.get("metrics") or []), inputs)
         metric_statuses = list(proposal.statuses)
         if proposal.failure is not None:
             conditions.set("ScalingActive", False, *proposal.failure)
@@ -329,18 +331,7 @@ def _tolerances(
     )
 
 
-def _propose(
-    metrics: Sequence[Mapping[str, Any]],
-    *,
-    spec_replicas: int,
-    pods: Sequence[PodState],
-    usage: Mapping[str, PodSample],
-    namespace: str,
-    now: float,
-    tolerances: Tolerances,
-    config: HPAConfig,
-    pods_metrics: PodsMetricSource | None,
-) -> _Proposal:
+def _propose(metrics: Sequence[Mapping[str, Any]], inputs: MetricInputs) -> _Proposal:
     """Every metric's proposal; the largest wins. As upstream, failed metrics block a decision
     when all fail, or when the others would scale down (a scale-up still goes ahead)."""
     statuses: list[dict[str, Any]] = []
@@ -348,27 +339,11 @@ def _propose(
     first_error: MetricOutcome | None = None
     for metric in metrics:
         if metric.get("type") == "Pods":
-            outcome = pods_metric(
-                metric,
-                spec_replicas=spec_replicas,
-                pods=pods,
-                source=pods_metrics,
-                namespace=namespace,
-                tolerances=tolerances,
-            )
+            outcome = pods_metric(metric, inputs)
         elif metric.get("type") in ("Object", "External"):
-            outcome = unsupported_metric(metric, namespace)
+            outcome = unsupported_metric(metric, inputs.namespace)
         else:
-            outcome = compute_metric(
-                metric,
-                spec_replicas=spec_replicas,
-                pods=pods,
-                usage=usage,
-                namespace=namespace,
-                now=now,
-                tolerances=tolerances,
-                config=config,
-            )
+            outcome = compute_metric(metric, inputs)
         statuses.append(outcome.status)
         if outcome.replicas is None:
             invalid += 1
@@ -377,7 +352,7 @@ def _propose(
         if best == 0 or outcome.replicas > best:
             best, best_name = outcome.replicas, outcome.name
     failure: tuple[str, str] | None = None
-    if invalid >= len(metrics) or (invalid > 0 and best < spec_replicas):
+    if invalid >= len(metrics) or (invalid > 0 and best < inputs.spec_replicas):
         if first_error is not None:
             failure = (
                 first_error.error_reason or "FailedGetResourceMetric",
