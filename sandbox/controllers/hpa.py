@@ -46,11 +46,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kube_llm_data.hpa_policy import scaling_rules
 from sandbox.controllers.hpa_behavior import (
     Conditions,
     HPAHistory,
-    Rules,
-    behavior_rules,
     normalize_legacy,
     normalize_with_behavior,
     store_scale_event,
@@ -68,7 +67,7 @@ from sandbox.controllers.hpa_replicas import (
     pod_state,
 )
 from sandbox.controllers.metrics import PodSample
-from sandbox.store.quantity import format_rfc3339
+from sandbox.store.quantity import format_rfc3339, parse_quantity
 
 __all__ = [
     "HPAConfig",
@@ -182,8 +181,12 @@ def decide(
     min_replicas = int(spec.get("minReplicas", 1))
     max_replicas = int(spec["maxReplicas"])
     behavior = spec.get("behavior")
-    up_rules = behavior_rules((behavior or {}).get("scaleUp"), up=True, config=config)
-    down_rules = behavior_rules((behavior or {}).get("scaleDown"), up=False, config=config)
+    up_rules = scaling_rules((behavior or {}).get("scaleUp"), up=True)
+    down_rules = scaling_rules(
+        (behavior or {}).get("scaleDown"),
+        up=False,
+        downscale_window_seconds=config.downscale_stabilization_seconds,
+    )
     conditions = Conditions()
     conditions.set(
         "AbleToScale",
@@ -231,7 +234,7 @@ def decide(
             usage={name: sample for name, sample in usage.items() if name in known},
             namespace=namespace,
             now=now,
-            tolerances=_tolerances(behavior, up_rules, down_rules, config),
+            tolerances=_tolerances(behavior, config),
             config=config,
             pods_metrics=pods_metrics,
         )
@@ -319,16 +322,14 @@ class _Proposal:
     """(reason, message) of ScalingActive False when the metrics allow no decision."""
 
 
-def _tolerances(
-    behavior: Mapping[str, Any] | None, up_rules: Rules, down_rules: Rules, config: HPAConfig
-) -> Tolerances:
+def _tolerances(behavior: Mapping[str, Any] | None, config: HPAConfig) -> Tolerances:
     """The down and up tolerances: the behaviour's (1.33+) where set, else the controller's."""
-    return Tolerances(
-        config.tolerance
-        if behavior is None or down_rules.tolerance is None
-        else down_rules.tolerance,
-        config.tolerance if behavior is None or up_rules.tolerance is None else up_rules.tolerance,
-    )
+
+    def tolerance(direction: str) -> float:
+        given = ((behavior or {}).get(direction) or {}).get("tolerance")
+        return config.tolerance if given is None else float(parse_quantity(given))
+
+    return Tolerances(tolerance("scaleDown"), tolerance("scaleUp"))
 
 
 def _propose(metrics: Sequence[Mapping[str, Any]], inputs: MetricInputs) -> _Proposal:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from kube_llm_data.hpa_policy import DEFAULT_DOWNSCALE_WINDOW_SECONDS
 from sandbox.controllers.metrics import PodSample
 from sandbox.store.quantity import (
     QuantityError,
@@ -28,7 +29,7 @@ class HPAConfig:
     """kube-controller-manager's HPA flags, with their defaults."""
 
     tolerance: float = 0.1
-    downscale_stabilization_seconds: float = 300.0
+    downscale_stabilization_seconds: float = DEFAULT_DOWNSCALE_WINDOW_SECONDS
     cpu_initialization_period_seconds: float = 300.0
     initial_readiness_delay_seconds: float = 30.0
 
