@@ -8,7 +8,11 @@ without `force-include`) they are the root's own folders beside this package, wh
 `kubectl apply -k kustomize/overlays/minikube` expects them.
 
 `tui` and `sandbox` never import each other; both read these files through this package, which
-imports neither of them.
+imports neither of them. For the same reason it also holds the one piece of Kubernetes'
+arithmetic that both must apply alike: `hpa_policy`, an HPA's scaling rules (`spec.behavior`
+with the API's defaults, and how far its rate policies let the replicas move), by which the
+sandbox's HPA controller scales and `within: auto` bounds how long scaling can take. Plain
+values and arithmetic only, no I/O.
 """
 
 from __future__ import annotations

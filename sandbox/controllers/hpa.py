@@ -46,19 +46,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kube_llm_data.hpa_policy import scaling_rules
 from sandbox.controllers.hpa_behavior import (
     Conditions,
     HPAHistory,
-    Rules,
-    behavior_rules,
     normalize_legacy,
     normalize_with_behavior,
     store_scale_event,
 )
-from sandbox.controllers.hpa_pods_metric import PodsMetricSource, pods_metric, unsupported_metric
+from sandbox.controllers.hpa_pods_metric import pods_metric, unsupported_metric
 from sandbox.controllers.hpa_replicas import (
     HPAConfig,
+    MetricInputs,
     MetricOutcome,
+    PodsMetricSource,
     PodState,
     Tolerances,
     compute_metric,
@@ -66,7 +67,7 @@ from sandbox.controllers.hpa_replicas import (
     pod_state,
 )
 from sandbox.controllers.metrics import PodSample
-from sandbox.store.quantity import format_rfc3339
+from sandbox.store.quantity import format_rfc3339, parse_quantity
 
 __all__ = [
     "HPAConfig",
@@ -180,8 +181,12 @@ def decide(
     min_replicas = int(spec.get("minReplicas", 1))
     max_replicas = int(spec["maxReplicas"])
     behavior = spec.get("behavior")
-    up_rules = behavior_rules((behavior or {}).get("scaleUp"), up=True, config=config)
-    down_rules = behavior_rules((behavior or {}).get("scaleDown"), up=False, config=config)
+    up_rules = scaling_rules((behavior or {}).get("scaleUp"), up=True)
+    down_rules = scaling_rules(
+        (behavior or {}).get("scaleDown"),
+        up=False,
+        downscale_window_seconds=config.downscale_stabilization_seconds,
+    )
     conditions = Conditions()
     conditions.set(
         "AbleToScale",
@@ -223,17 +228,17 @@ def decide(
     else:
         # The metrics API is asked with the target's selector: only these pods' samples count.
         known = {pod.name for pod in pods}
-        proposal = _propose(
-            list(spec.get("metrics") or []),
+        inputs = MetricInputs(
             spec_replicas=current_replicas,
             pods=pods,
             usage={name: sample for name, sample in usage.items() if name in known},
             namespace=namespace,
             now=now,
-            tolerances=_tolerances(behavior, up_rules, down_rules, config),
+            tolerances=_tolerances(behavior, config),
             config=config,
             pods_metrics=pods_metrics,
         )
+        proposal = _propose(list(spec.get("metrics") or []), inputs)
         metric_statuses = list(proposal.statuses)
         if proposal.failure is not None:
             conditions.set("ScalingActive", False, *proposal.failure)
@@ -317,30 +322,17 @@ class _Proposal:
     """(reason, message) of ScalingActive False when the metrics allow no decision."""
 
 
-def _tolerances(
-    behavior: Mapping[str, Any] | None, up_rules: Rules, down_rules: Rules, config: HPAConfig
-) -> Tolerances:
+def _tolerances(behavior: Mapping[str, Any] | None, config: HPAConfig) -> Tolerances:
     """The down and up tolerances: the behaviour's (1.33+) where set, else the controller's."""
-    return Tolerances(
-        config.tolerance
-        if behavior is None or down_rules.tolerance is None
-        else down_rules.tolerance,
-        config.tolerance if behavior is None or up_rules.tolerance is None else up_rules.tolerance,
-    )
+
+    def tolerance(direction: str) -> float:
+        given = ((behavior or {}).get(direction) or {}).get("tolerance")
+        return config.tolerance if given is None else float(parse_quantity(given))
+
+    return Tolerances(tolerance("scaleDown"), tolerance("scaleUp"))
 
 
-def _propose(
-    metrics: Sequence[Mapping[str, Any]],
-    *,
-    spec_replicas: int,
-    pods: Sequence[PodState],
-    usage: Mapping[str, PodSample],
-    namespace: str,
-    now: float,
-    tolerances: Tolerances,
-    config: HPAConfig,
-    pods_metrics: PodsMetricSource | None,
-) -> _Proposal:
+def _propose(metrics: Sequence[Mapping[str, Any]], inputs: MetricInputs) -> _Proposal:
     """Every metric's proposal; the largest wins. As upstream, failed metrics block a decision
     when all fail, or when the others would scale down (a scale-up still goes ahead)."""
     statuses: list[dict[str, Any]] = []
@@ -348,27 +340,11 @@ def _propose(
     first_error: MetricOutcome | None = None
     for metric in metrics:
         if metric.get("type") == "Pods":
-            outcome = pods_metric(
-                metric,
-                spec_replicas=spec_replicas,
-                pods=pods,
-                source=pods_metrics,
-                namespace=namespace,
-                tolerances=tolerances,
-            )
+            outcome = pods_metric(metric, inputs)
         elif metric.get("type") in ("Object", "External"):
-            outcome = unsupported_metric(metric, namespace)
+            outcome = unsupported_metric(metric, inputs.namespace)
         else:
-            outcome = compute_metric(
-                metric,
-                spec_replicas=spec_replicas,
-                pods=pods,
-                usage=usage,
-                namespace=namespace,
-                now=now,
-                tolerances=tolerances,
-                config=config,
-            )
+            outcome = compute_metric(metric, inputs)
         statuses.append(outcome.status)
         if outcome.replicas is None:
             invalid += 1
@@ -377,7 +353,7 @@ def _propose(
         if best == 0 or outcome.replicas > best:
             best, best_name = outcome.replicas, outcome.name
     failure: tuple[str, str] | None = None
-    if invalid >= len(metrics) or (invalid > 0 and best < spec_replicas):
+    if invalid >= len(metrics) or (invalid > 0 and best < inputs.spec_replicas):
         if first_error is not None:
             failure = (
                 first_error.error_reason or "FailedGetResourceMetric",

@@ -4,21 +4,18 @@ As upstream's ``horizontal.go``: without ``spec.behavior`` the legacy path (high
 recommendation over the 300 s downscale window, scale-up capped at ``max(2 * current, 4)``);
 with one, the API defaults for what it leaves out, the windows (scale-down: highest
 recommendation within the window; scale-up: lowest), the ``Pods``/``Percent`` policies per
-``periodSeconds`` with ``selectPolicy``, then ``minReplicas``/``maxReplicas``.
+``periodSeconds`` with ``selectPolicy``, then ``minReplicas``/``maxReplicas``. The defaults and
+the policies' arithmetic are :mod:`kube_llm_data.hpa_policy`, which ``within: auto`` shares;
+this module adds what a controller keeps across syncs: the recommendations and scale events.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from kube_llm_data.hpa_policy import ScalingRules, scale_limit
 from sandbox.controllers.hpa_replicas import HPAConfig
-from sandbox.store.quantity import parse_quantity
-
-_MAX_INT32 = 2**31 - 1
-_MIN_INT32 = -(2**31)
 
 
 @dataclass(frozen=True)
@@ -36,74 +33,21 @@ class HPAHistory:
     scale_down_events: list[_ScaleEvent] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Policy:
-    type: str
-    value: int
-    period_seconds: int
-
-
-@dataclass(frozen=True)
-class Rules:
-    """One direction's behaviour: stabilisation window, policies, select policy, tolerance."""
-
-    stabilization_window_seconds: float
-    select_policy: str
-    policies: tuple[_Policy, ...]
-    tolerance: float | None
-
-
-def behavior_rules(raw: Mapping[str, Any] | None, *, up: bool, config: HPAConfig) -> Rules:
-    """Scaling rules with the API server's defaults filled in (GenerateHPAScale*Rules)."""
-    raw = raw or {}
-    default_policies: tuple[_Policy, ...]
-    if up:
-        default_window: float = 0
-        default_policies = (_Policy("Pods", 4, 15), _Policy("Percent", 100, 15))
-    else:
-        default_window = config.downscale_stabilization_seconds
-        default_policies = (_Policy("Percent", 100, 15),)
-    window = raw.get("stabilizationWindowSeconds")
-    policies = raw.get("policies")
-    tolerance = raw.get("tolerance")
-    return Rules(
-        stabilization_window_seconds=default_window if window is None else float(window),
-        select_policy=raw.get("selectPolicy") or "Max",
-        policies=default_policies
-        if policies is None
-        else tuple(_Policy(p["type"], int(p["value"]), int(p["periodSeconds"])) for p in policies),
-        tolerance=None if tolerance is None else float(parse_quantity(tolerance)),
-    )
-
-
 def _changes_in_period(period_seconds: int, events: Sequence[_ScaleEvent], now: float) -> int:
     cutoff = now - period_seconds
     return sum(e.replica_change for e in events if e.timestamp > cutoff)
 
 
-def _policy_limit(current: int, history: HPAHistory, rules: Rules, now: float, *, up: bool) -> int:
-    """How far the rate policies let the replicas go from ``current`` in this sync.
+def _period_start(history: HPAHistory, current: int, now: float) -> Callable[[int], int]:
+    """The replicas at the start of a policy's period: current less the scale events within it
+    (upstream's ``getReplicasChangePerPeriod``, up and down)."""
 
-    Each policy counts from the replicas at the start of its period (current minus the
-    changes made within it); ``selectPolicy`` Max takes the policy allowing the largest change,
-    Min the smallest (upstream's ``calculateScale{Up,Down}Limitwith{ScalingRules,Behaviors}``).
-    """
-    if rules.select_policy == "Disabled":
-        return current
-    proposals = []
-    for policy in rules.policies:
-        added = _changes_in_period(policy.period_seconds, history.scale_up_events, now)
-        deleted = _changes_in_period(policy.period_seconds, history.scale_down_events, now)
-        start = current - added + deleted
-        if policy.type == "Pods":
-            proposals.append(start + policy.value if up else start - policy.value)
-        elif up:
-            proposals.append(math.ceil(start * (1 + policy.value / 100)))
-        else:
-            proposals.append(int(start * (1 - policy.value / 100)))
-    # The smallest change is the lowest limit going up and the highest going down.
-    lowest = (rules.select_policy == "Min") == up
-    return min(proposals, default=_MAX_INT32) if lowest else max(proposals, default=_MIN_INT32)
+    def start(period_seconds: int) -> int:
+        added = _changes_in_period(period_seconds, history.scale_up_events, now)
+        deleted = _changes_in_period(period_seconds, history.scale_down_events, now)
+        return current - added + deleted
+
+    return start
 
 
 def record_recommendation(history: HPAHistory, now: float, replicas: int, keep: float) -> None:
@@ -113,7 +57,12 @@ def record_recommendation(history: HPAHistory, now: float, replicas: int, keep: 
 
 
 def store_scale_event(
-    history: HPAHistory, up_rules: Rules, down_rules: Rules, now: float, previous: int, new: int
+    history: HPAHistory,
+    up_rules: ScalingRules,
+    down_rules: ScalingRules,
+    now: float,
+    previous: int,
+    new: int,
 ) -> None:
     """Remember a rescale for the rate policies, forgetting events older than any period."""
     up = new > previous
@@ -218,8 +167,8 @@ def normalize_with_behavior(
     desired: int,
     min_replicas: int,
     max_replicas: int,
-    up: Rules,
-    down: Rules,
+    up: ScalingRules,
+    down: ScalingRules,
     history: HPAHistory,
     now: float,
     conditions: Conditions,
@@ -269,7 +218,7 @@ def normalize_with_behavior(
         "the desired count is within the acceptable range",
     )
     if stabilized > current:
-        limit = max(_policy_limit(current, history, up, now, up=True), current)
+        limit = scale_limit(up, current, up=True, period_start=_period_start(history, current, now))
         if max_replicas > limit:
             maximum, why, text = (
                 limit,
@@ -285,7 +234,9 @@ def normalize_with_behavior(
         if stabilized > maximum:
             result, reason, message = maximum, why, text
     elif stabilized < current:
-        limit = min(_policy_limit(current, history, down, now, up=False), current)
+        limit = scale_limit(
+            down, current, up=False, period_start=_period_start(history, current, now)
+        )
         if min_replicas < limit:
             minimum, why, text = (
                 limit,

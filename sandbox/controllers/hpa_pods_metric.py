@@ -27,9 +27,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
-from sandbox.controllers.hpa_replicas import MetricOutcome, PodState, Tolerances, group_pods
+from sandbox.controllers.hpa_replicas import (
+    MetricInputs,
+    MetricOutcome,
+    PodState,
+    Tolerances,
+    group_pods,
+)
 from sandbox.store.custom_metrics import MetricNotServed
 from sandbox.store.quantity import QuantityError, format_decimal_si, milli_value
 
@@ -38,19 +44,6 @@ NO_ADAPTER = (
     "resource (get pods.custom.metrics.k8s.io)"
 )
 """What the HPA says when no adapter serves ``custom.metrics.k8s.io`` at all."""
-
-
-class PodsMetricSource(Protocol):
-    """Where the HPA reads a Pods metric: the custom metrics API for the target's pods."""
-
-    def pod_values(
-        self,
-        namespace: str,
-        metric: str,
-        pods: Sequence[str],
-        metric_selector: str | None = None,
-    ) -> dict[str, int]:
-        """Milli-values per pod that has one; raises MetricNotServed as the adapter's 404."""
 
 
 class PlainMetricError(Exception):
@@ -129,15 +122,7 @@ def label_selector_text(selector: Mapping[str, Any] | None) -> str | None:
     return ",".join(clauses) or None
 
 
-def pods_metric(
-    metric: Mapping[str, Any],
-    *,
-    spec_replicas: int,
-    pods: Sequence[PodState],
-    source: PodsMetricSource | None,
-    namespace: str,
-    tolerances: Tolerances,
-) -> MetricOutcome:
+def pods_metric(metric: Mapping[str, Any], inputs: MetricInputs) -> MetricOutcome:
     """One ``Pods`` metric's proposal and status (``computeStatusForPodsMetric``)."""
     spec = metric.get("pods") or {}
     identifier = spec.get("metric") or {}
@@ -155,10 +140,11 @@ def pods_metric(
             "FailedGetPodsMetric",
         )
     selector = label_selector_text(identifier.get("selector"))
+    source, pods = inputs.pods_metrics, inputs.pods
     if source is None:
         return _failed(f"unable to get metric {name}: {NO_ADAPTER}", "FailedGetPodsMetric")
     try:
-        values = source.pod_values(namespace, name, [pod.name for pod in pods], selector)
+        values = source.pod_values(inputs.namespace, name, [pod.name for pod in pods], selector)
     except MetricNotServed as exc:
         return _failed(
             f"unable to get metric {name}: unable to fetch metrics from custom metrics API: {exc}",
@@ -172,10 +158,10 @@ def pods_metric(
     try:
         replicas, usage = calc_plain_metric_replicas(
             values,
-            current_replicas=spec_replicas,
+            current_replicas=inputs.spec_replicas,
             target_milli=target_milli,
             pods=pods,
-            tolerances=tolerances,
+            tolerances=inputs.tolerances,
         )
     except PlainMetricError as exc:
         return _failed(str(exc), "FailedGetPodsMetric")

@@ -12,8 +12,9 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
+from kube_llm_data.hpa_policy import DEFAULT_DOWNSCALE_WINDOW_SECONDS
 from sandbox.controllers.metrics import PodSample
 from sandbox.store.quantity import (
     QuantityError,
@@ -28,7 +29,7 @@ class HPAConfig:
     """kube-controller-manager's HPA flags, with their defaults."""
 
     tolerance: float = 0.1
-    downscale_stabilization_seconds: float = 300.0
+    downscale_stabilization_seconds: float = DEFAULT_DOWNSCALE_WINDOW_SECONDS
     cpu_initialization_period_seconds: float = 300.0
     initial_readiness_delay_seconds: float = 30.0
 
@@ -150,6 +151,42 @@ class Tolerances:
         return (1.0 - self.scale_down) <= ratio <= (1.0 + self.scale_up)
 
 
+class PodsMetricSource(Protocol):
+    """Where the HPA reads a Pods metric: the custom metrics API for the target's pods."""
+
+    def pod_values(
+        self,
+        namespace: str,
+        metric: str,
+        pods: Sequence[str],
+        metric_selector: str | None = None,
+    ) -> dict[str, int]:
+        """Milli-values per pod that has one; raises MetricNotServed as the adapter's 404."""
+
+
+@dataclass(frozen=True)
+class MetricInputs:
+    """What every metric of one HPA sync is computed from (the same for each metric).
+
+    Upstream passes these around as its replica calculator's fields (the tolerance, the CPU
+    start-up periods, the metrics clients) and ``computeReplicasForMetric``'s arguments.
+    """
+
+    spec_replicas: int
+    """The target's ``spec.replicas``."""
+    pods: Sequence[PodState]
+    """The pods the target's selector matches."""
+    usage: Mapping[str, PodSample]
+    """The latest resource sample of each of those pods that has one, and of no other pod."""
+    namespace: str
+    now: float
+    """The sync's time, on the clock of :class:`PodState` and the samples."""
+    tolerances: Tolerances
+    config: HPAConfig
+    pods_metrics: PodsMetricSource | None = None
+    """The custom metrics API that ``Pods`` metrics read (None: no adapter installed)."""
+
+
 @dataclass(frozen=True)
 class _MetricResult:
     replicas: int
@@ -172,18 +209,10 @@ def _usage_milli(resource: str, sample: PodSample, container: str | None) -> int
 
 
 def _resource_metric(
-    *,
-    resource: str,
-    container: str | None,
-    target_utilization: int,
-    spec_replicas: int,
-    pods: Sequence[PodState],
-    usage: Mapping[str, PodSample],
-    namespace: str,
-    now: float,
-    tolerances: Tolerances,
-    config: HPAConfig,
+    inputs: MetricInputs, *, resource: str, container: str | None, target_utilization: int
 ) -> _MetricResult:
+    spec_replicas, pods, usage = inputs.spec_replicas, inputs.pods, inputs.usage
+    tolerances = inputs.tolerances
     # metrics client: GetResourceMetric
     if not usage:
         raise _MetricError(
@@ -202,7 +231,7 @@ def _resource_metric(
             raise _MetricError(
                 f"unable to get metrics for resource {resource}: failed to get container "
                 f"metrics: container {container} not present in metrics for pod "
-                f"{namespace}/{pod_name}"
+                f"{inputs.namespace}/{pod_name}"
             )
         value = _usage_milli(resource, sample, container)
         if value is not None:
@@ -212,7 +241,7 @@ def _resource_metric(
         raise _MetricError("no pods returned by selector while calculating replica count")
 
     def cpu_unready(pod: PodState) -> bool:
-        return resource == "cpu" and _cpu_unready(pod, usage[pod.name], now, config)
+        return resource == "cpu" and _cpu_unready(pod, usage[pod.name], inputs.now, inputs.config)
 
     ready_count, unready, missing, ignored = group_pods(pods, metrics, cpu_unready)
     for name in ignored | unready:
@@ -322,17 +351,7 @@ class MetricOutcome:
     error_reason: str | None
 
 
-def compute_metric(
-    metric: Mapping[str, Any],
-    *,
-    spec_replicas: int,
-    pods: Sequence[PodState],
-    usage: Mapping[str, PodSample],
-    namespace: str,
-    now: float,
-    tolerances: Tolerances,
-    config: HPAConfig,
-) -> MetricOutcome:
+def compute_metric(metric: Mapping[str, Any], inputs: MetricInputs) -> MetricOutcome:
     """One spec metric's replica proposal, or why it has none (upstream's computeReplicas)."""
     kind = metric.get("type", "")
     if kind == "ContainerResource":
@@ -361,16 +380,10 @@ def compute_metric(
     target_utilization = int(target["averageUtilization"])
     try:
         result = _resource_metric(
+            inputs,
             resource=resource,
             container=container,
             target_utilization=target_utilization,
-            spec_replicas=spec_replicas,
-            pods=pods,
-            usage=usage,
-            namespace=namespace,
-            now=now,
-            tolerances=tolerances,
-            config=config,
         )
     except _MetricError as exc:
         error = f"failed to get {resource} utilization: {exc}"

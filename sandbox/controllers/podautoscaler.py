@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sandbox.controllers import hpa as hpa_algorithm
-from sandbox.controllers.hpa_pods_metric import PodsMetricSource
+from sandbox.controllers.hpa_replicas import PodsMetricSource
 from sandbox.controllers.isolation import ObjectFailures, object_key
 from sandbox.controllers.metrics import PodSample, ProcessTreeSampler, pod_metrics
 from sandbox.store.events import EventRecorder

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
+from kube_llm_data.hpa_policy import ScalingPolicy, ScalingRules, scale_limit
 from tests.kustomize.manifests import one, rendered
 from tests.sandbox.harness import ROOT
 from tui.cluster.hpa_timing import go_duration_seconds, resolution_from_windows, timing_from
-from tui.core.hpa_timing import HpaTiming, Policy, Rules, scale_bound
+from tui.core.hpa_timing import HpaTiming, scale_bound
 from tui.scenario.bounds import plan_lines, preflight, resolve, too_short
 from tui.scenario.spec import AUTO, ScenarioError, load_scenario, parse_scenario
 
@@ -57,28 +58,35 @@ def test_the_sandbox_overlay_is_quick() -> None:
 
 def test_kubernetes_defaults_fill_what_the_spec_leaves_out() -> None:
     timing = HpaTiming.from_spec({"minReplicas": 1, "maxReplicas": 10}, 15, 15)
-    assert timing.down.window == 300
-    assert timing.down.policies == (Policy("Percent", 100, 15),)
-    assert timing.up.policies == (Policy("Percent", 100, 15), Policy("Pods", 4, 15))
+    assert timing.down.stabilization_window_seconds == 300
+    assert timing.down.policies == (ScalingPolicy("Percent", 100, 15),)
+    assert timing.up.policies == (ScalingPolicy("Pods", 4, 15), ScalingPolicy("Percent", 100, 15))
     # Up: 4 pods or 100 % per 15 s, whichever is more: 1 -> 5 -> 10.
     assert scale_bound(timing, 1, 10).lowest == 15
     assert scale_bound(timing, 10, 1).lowest == 300 - 15
+
+
+HALF_PER_MINUTE = ScalingPolicy("Percent", 50, 60)
+"""At most 50 % more or fewer pods per minute."""
 
 
 @pytest.mark.parametrize(
     ("rules", "replicas", "up", "limit"),
     [
         # upstream rounds a Percent scale-up up and a scale-down down
-        (Rules(0, "Max", (Policy("Percent", 50, 60),)), 3, True, 5),
-        (Rules(0, "Max", (Policy("Percent", 50, 60),)), 3, False, 1),
+        (ScalingRules(0, "Max", (HALF_PER_MINUTE,)), 3, True, 5),
+        (ScalingRules(0, "Max", (HALF_PER_MINUTE,)), 3, False, 1),
         # Min picks the policy that changes the least, Max the most
-        (Rules(0, "Min", (Policy("Pods", 1, 60), Policy("Percent", 50, 60))), 6, False, 5),
-        (Rules(0, "Max", (Policy("Pods", 1, 60), Policy("Percent", 50, 60))), 6, False, 3),
-        (Rules(0, "Disabled", (Policy("Pods", 1, 60),)), 6, False, None),
+        (ScalingRules(0, "Min", (ScalingPolicy("Pods", 1, 60), HALF_PER_MINUTE)), 6, False, 5),
+        (ScalingRules(0, "Max", (ScalingPolicy("Pods", 1, 60), HALF_PER_MINUTE)), 6, False, 3),
+        # Disabled allows no change: the limit is where the replicas are
+        (ScalingRules(0, "Disabled", (ScalingPolicy("Pods", 1, 60),)), 6, False, 6),
     ],
 )
-def test_policy_limits_follow_upstream(rules: Rules, replicas: int, up: bool, limit: int) -> None:
-    assert rules.limit(replicas, up=up) == limit
+def test_policy_limits_follow_upstream(
+    rules: ScalingRules, replicas: int, up: bool, limit: int
+) -> None:
+    assert scale_limit(rules, replicas, up=up) == limit
 
 
 def test_a_change_the_hpa_can_never_make_says_why() -> None:

@@ -6,9 +6,8 @@ refreshes once per `--metric-resolution` (60 s in Minikube's addon), and never f
 `spec.behavior` allows: a stabilisation window (the highest recommendation of the last window
 seconds wins a scale-down, the lowest a scale-up) and policies (at most so many pods, or so many
 percent, per period; `selectPolicy` picks the policy that allows the most (`Max`) or the least
-(`Min`)). The rules and defaults are upstream's: `pkg/controller/podautoscaler/horizontal.go`
-(`calculateScaleUpLimitWithScalingRules`, `calculateScaleDownLimitWithBehaviors`) and
-`pkg/apis/autoscaling/v2/defaults.go`.
+(`Min`)). The rules, their defaults and the policies' arithmetic are upstream's, defined once in
+`kube_llm_data.hpa_policy`, which the sandbox's HPA controller scales by.
 
 `scale_bound` turns them into a window for one change of replicas (from the moment the load
 starts or stops): the `lowest` time any cluster with this HPA could take (metrics already fresh,
@@ -18,83 +17,31 @@ the sum written out term by term for the report and `--dry-run`.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from kube_llm_data.hpa_policy import ScalingPolicy, ScalingRules, scale_limit, scaling_rules
 
 KUBERNETES_SYNC_SECONDS = 15.0
 """kube-controller-manager's default `--horizontal-pod-autoscaler-sync-period`."""
 MINIKUBE_METRICS_RESOLUTION_SECONDS = 60.0
 """`--metric-resolution` of Minikube's metrics-server addon
 (`deploy/addons/metrics-server/metrics-server-deployment.yaml.tmpl`)."""
-DEFAULT_DOWNSCALE_WINDOW_SECONDS = 300.0
-"""`--horizontal-pod-autoscaler-downscale-stabilization`, used when scaleDown sets no window."""
 
 
-@dataclass(frozen=True)
-class Policy:
-    """One scaling policy: at most `value` pods (or percent) per `period` seconds."""
-
-    kind: str
-    """`Pods` or `Percent`."""
-    value: int
-    period: float
-
-    def words(self) -> str:
-        """The policy as the HPA's YAML would say it."""
-        unit = (" pod" if self.value == 1 else " pods") if self.kind == "Pods" else " %"
-        return f"{self.value}{unit} per {self.period:g} s"
+def _policy_words(policy: ScalingPolicy) -> str:
+    """A policy as the HPA's YAML would say it."""
+    unit = (" pod" if policy.value == 1 else " pods") if policy.type == "Pods" else " %"
+    return f"{policy.value}{unit} per {policy.period_seconds:g} s"
 
 
-@dataclass(frozen=True)
-class Rules:
-    """One direction of `spec.behavior`: the window, the select policy and the policies."""
-
-    window: float
-    select: str
-    policies: tuple[Policy, ...]
-
-    def limit(self, replicas: int, *, up: bool) -> int | None:
-        """How far one period's policies let `replicas` go (None: scaling this way is off)."""
-        if self.select == "Disabled" or not self.policies:
-            return None
-        proposals = []
-        for policy in self.policies:
-            if policy.kind == "Pods":
-                proposals.append(replicas + policy.value if up else replicas - policy.value)
-            elif up:
-                proposals.append(math.ceil(replicas * (1 + policy.value / 100)))
-            else:
-                proposals.append(int(replicas * (1 - policy.value / 100)))
-        # Max: the policy that allows the biggest change; Min: the smallest.
-        if up:
-            return max(proposals) if self.select == "Max" else min(proposals)
-        return min(proposals) if self.select == "Max" else max(proposals)
-
-    def words(self) -> str:
-        """The rules in one line."""
-        policies = ", ".join(policy.words() for policy in self.policies) or "none"
-        return f"window {self.window:g} s, selectPolicy {self.select}, policies {policies}"
-
-
-UP_DEFAULT = Rules(0.0, "Max", (Policy("Percent", 100, 15.0), Policy("Pods", 4, 15.0)))
-DOWN_DEFAULT = Rules(DEFAULT_DOWNSCALE_WINDOW_SECONDS, "Max", (Policy("Percent", 100, 15.0),))
-
-
-def _rules(given: Mapping[str, Any] | None, default: Rules) -> Rules:
-    """One direction of `spec.behavior`, upstream's defaults for what it leaves out."""
-    if not given:
-        return default
-    window = given.get("stabilizationWindowSeconds")
-    policies = tuple(
-        Policy(str(p.get("type")), int(p.get("value", 0)), float(p.get("periodSeconds", 15)))
-        for p in given.get("policies") or ()
-    )
-    return Rules(
-        default.window if window is None else float(window),
-        str(given.get("selectPolicy") or "Max"),
-        policies or default.policies,
+def _rules_words(rules: ScalingRules) -> str:
+    """One direction's rules in one line."""
+    policies = ", ".join(_policy_words(policy) for policy in rules.policies) or "none"
+    return (
+        f"window {rules.stabilization_window_seconds:g} s, selectPolicy {rules.select_policy}, "
+        f"policies {policies}"
     )
 
 
@@ -102,8 +49,8 @@ def _rules(given: Mapping[str, Any] | None, default: Rules) -> Rules:
 class HpaTiming:
     """What bounds an HPA's pace: its behaviour, its bounds, the sync period and the metrics."""
 
-    up: Rules
-    down: Rules
+    up: ScalingRules
+    down: ScalingRules
     min_replicas: int
     max_replicas: int
     sync_seconds: float
@@ -125,8 +72,8 @@ class HpaTiming:
         """The timing of an HPA's `spec` (a `HorizontalPodAutoscaler` as JSON)."""
         behavior = spec.get("behavior") or {}
         return cls(
-            up=_rules(behavior.get("scaleUp"), UP_DEFAULT),
-            down=_rules(behavior.get("scaleDown"), DOWN_DEFAULT),
+            up=scaling_rules(behavior.get("scaleUp"), up=True),
+            down=scaling_rules(behavior.get("scaleDown"), up=False),
             min_replicas=int(spec.get("minReplicas") or 1),
             max_replicas=int(spec.get("maxReplicas") or 1),
             sync_seconds=sync_seconds,
@@ -138,8 +85,8 @@ class HpaTiming:
     def words(self) -> list[str]:
         """The timing in lines, for `--dry-run` and the report."""
         return [
-            f"HPA {self.min_replicas}-{self.max_replicas} replicas; scale up: {self.up.words()}; "
-            f"scale down: {self.down.words()}",
+            f"HPA {self.min_replicas}-{self.max_replicas} replicas; "
+            f"scale up: {_rules_words(self.up)}; scale down: {_rules_words(self.down)}",
             f"HPA sync every {self.sync_seconds:g} s; metrics refreshed every "
             f"{self.resolution_seconds:g} s",
             *self.sources,
@@ -182,9 +129,11 @@ def _steps(timing: HpaTiming, start: int, goal: int, up: bool) -> tuple[int, str
         return 0, f"minReplicas is {timing.min_replicas}"
     replicas, steps = start, 0
     while (replicas < goal) if up else (replicas > goal):
-        limit = rules.limit(replicas, up=up)
-        if limit is None or limit == replicas:
-            return 0, f"scale {'up' if up else 'down'} is disabled (selectPolicy {rules.select})"
+        limit = scale_limit(rules, replicas, up=up)
+        if limit == replicas:
+            return 0, (
+                f"scale {'up' if up else 'down'} is disabled (selectPolicy {rules.select_policy})"
+            )
         replicas = min(limit, goal) if up else max(limit, goal)
         steps += 1
     return steps, ""
@@ -201,15 +150,16 @@ def scale_bound(timing: HpaTiming, start: int, goal: int) -> Bound:
     if why_never:
         return Bound(start, goal, 0.0, None, (), why_never)
     sync, resolution = timing.sync_seconds, timing.resolution_seconds
-    period = max(policy.period for policy in rules.policies)
+    period = max(policy.period_seconds for policy in rules.policies)
     direction = "up" if up else "down"
     terms: list[tuple[str, float]] = [
         # A sample whose whole window saw the change comes at most two resolutions later.
         ("for metrics that show the change (2 x the metrics resolution)", 2 * resolution),
         ("for the next HPA sync", sync),
     ]
-    if rules.window:
-        terms.append((f"scale-{direction} stabilisation window", rules.window))
+    window = rules.stabilization_window_seconds
+    if window:
+        terms.append((f"scale-{direction} stabilisation window", window))
         terms.append(("for the sync after the window", sync))
     if steps > 1:
         terms.append(
@@ -221,7 +171,7 @@ def scale_bound(timing: HpaTiming, start: int, goal: int) -> Bound:
     terms.append(("until the HPA's next sync reports the new count", sync))
     # The soonest: fresh metrics at once, every sync on time; a scale-down window may have
     # begun up to one sync before the load stopped.
-    lowest = max(0.0, rules.window - (0.0 if up else sync)) + (steps - 1) * period
+    lowest = max(0.0, window - (0.0 if up else sync)) + (steps - 1) * period
     return Bound(start, goal, lowest, sum(seconds for _, seconds in terms), tuple(terms))
 
 
@@ -230,7 +180,5 @@ __all__ = [
     "MINIKUBE_METRICS_RESOLUTION_SECONDS",
     "Bound",
     "HpaTiming",
-    "Policy",
-    "Rules",
     "scale_bound",
 ]
