@@ -3,12 +3,12 @@ request, never by ending the handshake.
 
 What upstream does. kube-apiserver asks every client for a certificate and takes whatever comes
 (Go's `tls.RequestClientCert`, set in k8s.io/apiserver's `secure_serving.go` when a client CA
-is configured), naming that CA in its request (`ClientCAs`), so a client holding several
-certificates offers the one the CA signed (Go's client offers none when none fits). The
-certificate is verified per request by the x509 authenticator
-(`k8s.io/apiserver/pkg/authentication/request/x509`) against the client CA, for client use, at
-the current time; a failure is that authenticator's error, and the request is a 401 unless a
-bearer token succeeds (`sandbox.apiserver.auth`).
+is configured), naming that CA in its request (`ClientCAs`), so a client choosing among several
+certificates can offer the one the CA signed (kubectl offers its one certificate regardless:
+client-go hands it over through `GetClientCertificate`). The certificate is verified per
+request by the x509 authenticator (`k8s.io/apiserver/pkg/authentication/request/x509`) against
+the client CA, for client use, at the current time; a failure is that authenticator's error,
+and the request is a 401 unless a bearer token succeeds (`sandbox.apiserver.auth`).
 
 Why this module exists. Python's `ssl` cannot ask for a certificate without verifying it in the
 handshake: with `CERT_OPTIONAL` a certificate from another CA, or an expired one, ends the
@@ -39,7 +39,7 @@ import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -139,10 +139,10 @@ class TlsProtocol(asyncio.Protocol, asyncio.Transport):
     # The socket's side.
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._socket = transport
+        # A socket transport (uvloop's are no subclasses of asyncio's, so never isinstance).
+        self._socket = cast(asyncio.Transport, transport)
         loop = asyncio.get_running_loop()
-        self._handshake_timer = loop.call_later(HANDSHAKE_TIMEOUT, transport.abort)
+        self._handshake_timer = loop.call_later(HANDSHAKE_TIMEOUT, self._socket.abort)
 
     def data_received(self, data: bytes) -> None:
         if self._closing:
@@ -162,6 +162,7 @@ class TlsProtocol(asyncio.Protocol, asyncio.Transport):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closing = True
+        self._tls.set_app_data(None)  # the callback's way back here: a cycle, no longer needed
         if self._handshake_timer is not None:
             self._handshake_timer.cancel()
         if self._inner is not None:
@@ -286,8 +287,7 @@ class TlsProtocol(asyncio.Protocol, asyncio.Transport):
         return self._socket.get_extra_info(name, default)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        assert isinstance(protocol, asyncio.Protocol)
-        self._inner = protocol
+        self._inner = cast(asyncio.Protocol, protocol)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         assert self._inner is not None
