@@ -23,6 +23,10 @@ import httpx2
 import pytest
 import trustme
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.sandbox.harness import KUBECTL, NAMESPACE, RunningSandbox, fake_engine_cmd, start_sandbox
 
@@ -218,6 +222,56 @@ def test_a_certificate_from_the_sandbox_ca_outside_its_validity_is_401(
         info = _whoami(client)
         assert info["username"] == ADMIN
         assert "system:masters" in info["groups"]
+
+
+def test_a_certificate_from_the_sandbox_ca_only_for_servers_is_401(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    # The x509 authenticator verifies for client use (DefaultVerifyOptions: ExtKeyUsageClientAuth);
+    # Go takes a certificate without the extension as good for any use, and so does OpenSSL.
+    pki = sandbox.kubeconfig.parent / "pki"
+    ca_cert = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    ca_key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    now = dt.datetime.now(dt.UTC)
+    answers = {}
+    for usage in ("serverAuth", "clientAuth", "none"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name(
+            [
+                x509.NameAttribute(NameOID.COMMON_NAME, ADMIN),
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+            ]
+        )
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1))
+            .not_valid_after(now + dt.timedelta(hours=1))
+        )
+        oids = {
+            "serverAuth": ExtendedKeyUsageOID.SERVER_AUTH,
+            "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH,
+        }
+        if usage in oids:
+            builder = builder.add_extension(x509.ExtendedKeyUsage([oids[usage]]), critical=False)
+        cert, key_file = tmp_path / f"{usage}.crt", tmp_path / f"{usage}.key"
+        cert.write_bytes(
+            builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+        )
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        with _client(sandbox, (cert, key_file)) as client:
+            answers[usage] = client.get(PODS).status_code
+    assert answers == {"serverAuth": 401, "clientAuth": 200, "none": 200}
 
 
 def test_the_sandbox_certificate_is_the_admin_without_a_token(
