@@ -124,6 +124,7 @@ class Server:
                         return
             except httpx2.TransportError:
                 time.sleep(0.2)
+        self.stop()
         raise SystemExit(f"the {kind} server did not answer")
 
     def client(self) -> httpx2.Client:
@@ -162,7 +163,7 @@ def part_list(server: Server, count: int) -> int:
         for _ in range(count):
             response = client.get(f"/api/v1/namespaces/{NAMESPACE}/configmaps")
             response.raise_for_status()
-            assert len(response.content) > 1000 * 1024
+            assert len(response.content) > server.objects * 1024
     return count
 
 
@@ -213,7 +214,6 @@ def main() -> None:
         f"{os.cpu_count()} CPUs; load {os.getloadavg()[0]:.1f}",
         flush=True,
     )
-    servers = {kind: Server(kind, pki_dir, args.objects) for kind in KINDS}
     parts: list[tuple[str, str, Callable[[Server, int], int], int]] = [
         ("get", "keep-alive GET", part_get, args.gets),
         ("connect", "new connection + GET", part_connect, args.connects),
@@ -221,7 +221,10 @@ def main() -> None:
         ("watch", f"watch of {args.objects} events", part_watch, args.watches),
     ]
     samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    servers: dict[str, Server] = {}
     try:
+        for kind in KINDS:
+            servers[kind] = Server(kind, pki_dir, args.objects)
         for round_number in range(args.rounds):
             order = KINDS if round_number % 2 == 0 else KINDS[::-1]
             for name, _title, part, count in parts:
