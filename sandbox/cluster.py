@@ -12,7 +12,6 @@ import logging
 import os
 import secrets
 import socket
-import ssl
 import sys
 from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from sandbox.apiserver.auth import Authenticator
 from sandbox.apiserver.faults import Faults
 from sandbox.apiserver.protocol import ApiServerProtocol
 from sandbox.apiserver.server import ApiServer, create_app
+from sandbox.apiserver.tls import server_context, serving
 from sandbox.apiserver.version import served_version
 from sandbox.controllers.custom_metrics import GatewayScraper
 from sandbox.controllers.deployments import DeploymentController
@@ -419,12 +419,12 @@ class Sandbox:
             access_log=False,
             timeout_graceful_shutdown=2,
             lifespan="on",
-            http=ApiServerProtocol,
-            ssl_certfile=str(self.pki.server_cert),
-            ssl_keyfile=str(self.pki.server_key),
-            # Client certificates are asked for, not required (tokens work as well).
-            ssl_cert_reqs=ssl.CERT_OPTIONAL,
-            ssl_ca_certs=str(self.pki.ca_cert),
+            # TLS of our own: client certificates are asked for, not required, and one that
+            # does not verify is a 401, not a broken handshake (sandbox/apiserver/tls.py).
+            http=serving(
+                server_context(self.pki.server_cert, self.pki.server_key, self.pki.ca_cert),
+                ApiServerProtocol,
+            ),
         )
         server = _Server(config)
         write_kubeconfig(

@@ -8,6 +8,10 @@ a CA that lives as long as the sandbox, and a certificate for 127.0.0.1 and loca
 The client certificate names its user as the API server reads one (`CN` the user, `O` the
 group): `kube-llm-sandbox-admin` in `system:masters`, as a Minikube or kubeadm kubeconfig's
 admin certificate does. The server asks for client certificates but does not require them.
+
+The CA's key stays beside its certificate (`ca.key`, mode 0600), as Minikube's `ca.key` and
+kubeadm's `/etc/kubernetes/pki/ca.key` do, so certificates for other users can be signed (the
+tests sign expired ones). It grants nothing the admin's key in the same folder does not.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ import trustme
 
 @dataclass(frozen=True)
 class Pki:
-    """Paths of the CA certificate and the server's certificate and key."""
+    """Paths of the CA's certificate and key, the server's and the admin's."""
 
     ca_cert: Path
+    ca_key: Path
     server_cert: Path
     server_key: Path
     client_cert: Path
@@ -65,12 +70,14 @@ def make_pki(directory: Path, admin_user: str = ADMIN_USER, admin_group: str = A
     )
     pki = Pki(
         directory / "ca.crt",
+        directory / "ca.key",
         directory / "server.crt",
         directory / "server.key",
         directory / "admin.crt",
         directory / "admin.key",
     )
     _write(pki.ca_cert, ca.cert_pem.bytes(), 0o644)
+    _write(pki.ca_key, ca.private_key_pem.bytes(), 0o600)
     _write(pki.server_cert, b"".join(blob.bytes() for blob in server.cert_chain_pems), 0o644)
     _write(pki.server_key, server.private_key_pem.bytes(), 0o600)
     _write(pki.client_cert, b"".join(blob.bytes() for blob in admin.cert_chain_pems), 0o644)

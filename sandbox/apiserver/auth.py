@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from sandbox.apiserver.protocol import CLIENT_CERT_SCOPE_KEY
+from sandbox.apiserver.tls import ClientCertificate
 from sandbox.pki import ADMIN_GROUP, ADMIN_USER
 from sandbox.store.store import JSON, ROLEBINDINGS, ROLES, ApiError, Store
 
@@ -85,9 +86,12 @@ class Authenticator:
         return user
 
 
-def certificate_user(common_name: str, groups: tuple[str, ...]) -> User:
-    """The user a verified client certificate names: CN the user, O the groups."""
-    return User(common_name, admin=ADMIN_GROUP in groups)
+def certificate_user(certificate: ClientCertificate) -> User | None:
+    """The user a verified client certificate names (CN the user, O the groups); None when it
+    names none (no CN), as the API server's `CommonNameUserConversion`."""
+    if not certificate.common_name:
+        return None
+    return User(certificate.common_name, admin=ADMIN_GROUP in certificate.organizations)
 
 
 def _digest(token: bytes) -> bytes:
@@ -99,8 +103,13 @@ USER_SCOPE_KEY = "kube_llm_user"
 
 class BearerAuth:
     """Pure ASGI middleware: every HTTP request needs `Authorization: Bearer <token>` or a
-    client certificate the TLS layer verified against the sandbox's CA. The certificate is
-    tried first, as the API server's authenticators are chained (x509 before tokens)."""
+    client certificate the TLS layer verified against the sandbox's CA.
+
+    As the API server's union of authenticators (x509 before tokens, the first success wins):
+    a verified certificate naming a user is that user; a certificate that did not verify
+    (another CA, expired, not yet valid) is the x509 authenticator's error, so the request is a
+    401 `Unauthorized` unless its bearer token succeeds, never anonymous (`NewFailOnError`).
+    """
 
     def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
         self._app = app
@@ -118,10 +127,11 @@ class BearerAuth:
             if name == b"authorization" and value[:7].lower() == b"bearer ":
                 supplied = value[7:].strip()
         certificate = scope.get(CLIENT_CERT_SCOPE_KEY)
-        if certificate is not None:
-            user: User | None = certificate_user(*certificate)
-        else:
-            user = self._authenticator.user(supplied) if supplied else None
+        user = None
+        if certificate is not None and certificate.verified:
+            user = certificate_user(certificate)
+        if user is None and supplied:
+            user = self._authenticator.user(supplied)
         if user is None:
             error = ApiError(401, "Unauthorized", "Unauthorized")
             await JSONResponse(error.status(), status_code=error.code)(scope, receive, send)

@@ -9,10 +9,11 @@ protocol has no such limit (llhttp buffers a header value until it ends), so thi
 counts the bytes of each request head as they arrive and closes the connection with a 431
 Status once they pass the limit.
 
-The TLS layer asks each client for a certificate signed by the sandbox's CA (optional, as the
-API server's `RequestClientCert`); when one was presented, its subject goes into each request's
-ASGI scope (`CLIENT_CERT_SCOPE_KEY`: the `CN` and the `O` values), where authentication reads
-the user and groups from it, as the API server's x509 authenticator does.
+The TLS layer (`sandbox.apiserver.tls`) asks each client for a certificate, as the API
+server's `RequestClientCert`, and tells whether OpenSSL verified it against the sandbox's CA;
+when one was presented, it goes into each request's ASGI scope (`CLIENT_CERT_SCOPE_KEY`: a
+`ClientCertificate`, its `CN`, its `O` values and the verdict), where authentication reads the
+user and groups from it, as the API server's x509 authenticator does.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from sandbox.apiserver.tls import CLIENT_CERTIFICATE, ClientCertificate
+
 CLIENT_CERT_SCOPE_KEY = "kube_llm_client_cert"
-"""Scope key of the verified client certificate's (common name, organizations), if any."""
+"""Scope key of the connection's `ClientCertificate`, when the client presented one."""
 
 MAX_HEADER_BYTES = 1024 * 1024
 """The API server's `MaxHeaderBytes` (1 MiB): request line plus headers."""
@@ -49,21 +52,6 @@ def _too_large_response() -> bytes:
     return head.encode() + body
 
 
-def _subject(certificate: Any) -> tuple[str, tuple[str, ...]] | None:
-    """(CN, O values) of a certificate as `SSLObject.getpeercert()` returns it."""
-    if not isinstance(certificate, dict) or not certificate.get("subject"):
-        return None
-    common_name = ""
-    groups: list[str] = []
-    for relative_name in certificate["subject"]:
-        for key, value in relative_name:
-            if key == "commonName":
-                common_name = value
-            elif key == "organizationName":
-                groups.append(value)
-    return (common_name, tuple(groups)) if common_name else None
-
-
 class ApiServerProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a 1 MiB limit on each request's head, and the
     client certificate's subject handed to the app."""
@@ -72,13 +60,11 @@ class ApiServerProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True
         self._head_bytes = 0
-        self._client_cert: tuple[str, tuple[str, ...]] | None = None
+        self._client_cert: ClientCertificate | None = None
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
-        tls = transport.get_extra_info("ssl_object")
-        # Verified against the CA already: the handshake fails for any other certificate.
-        self._client_cert = _subject(tls.getpeercert()) if tls is not None else None
+        self._client_cert = transport.get_extra_info(CLIENT_CERTIFICATE)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

@@ -13,15 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import ssl
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import pytest
-import trustme
 import yaml
 
 from tests.sandbox.harness import NAMESPACE, RunningSandbox, fake_engine_cmd, start_sandbox
@@ -95,33 +92,6 @@ def test_expired_and_revoked_tokens_are_401(sandbox: RunningSandbox) -> None:
     with sandbox.http() as admin:
         # The kubeconfig's own token is not an issued one: it stays.
         assert admin.get(f"/api/v1/namespaces/{NAMESPACE}/pods").status_code == 200
-
-
-def test_a_certificate_from_another_ca_is_refused(sandbox: RunningSandbox, tmp_path: Path) -> None:
-    other = trustme.CA().issue_cert(
-        "kube-llm-sandbox-admin",
-        common_name="kube-llm-sandbox-admin",
-        organization_name="system:masters",
-    )
-    cert, key = tmp_path / "other.crt", tmp_path / "other.key"
-    cert.write_bytes(b"".join(blob.bytes() for blob in other.cert_chain_pems))
-    key.write_bytes(other.private_key_pem.bytes())
-    context = ssl.create_default_context(cafile=str(sandbox.ca_file))
-    context.load_cert_chain(str(cert), str(key))
-    # The TLS layer verifies client certificates against the sandbox's CA, so the handshake
-    # ends (a cluster answers 401 here; see the README's differences).
-    with (
-        httpx2.Client(base_url=sandbox.server, verify=context) as client,
-        pytest.raises(httpx2.TransportError),
-    ):
-        client.get(f"/api/v1/namespaces/{NAMESPACE}/pods")
-    # The sandbox's own certificate, and no token, is the admin.
-    user = _user(sandbox, CERT_CONTEXT)
-    good = ssl.create_default_context(cafile=str(sandbox.ca_file))
-    good.load_cert_chain(user["client-certificate"], user["client-key"])
-    with httpx2.Client(base_url=sandbox.server, verify=good) as client:
-        assert client.get(f"/api/v1/namespaces/{NAMESPACE}/secrets").status_code == 404
-        assert client.get(f"/api/v1/namespaces/{NAMESPACE}/pods").status_code == 200
 
 
 async def test_the_cockpit_services_run_past_three_token_expiries(
