@@ -32,6 +32,17 @@ class User:
     name: str
     admin: bool = False
     service_account: tuple[str, str] | None = None  # (namespace, name)
+    anonymous: bool = False
+
+
+ANONYMOUS = User("system:anonymous", anonymous=True)
+"""Who a request with no credentials is, as the API server's anonymous authenticator names it
+(in the group `system:unauthenticated`)."""
+
+PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version", "/version/"})
+"""What the default ClusterRole `system:public-info-viewer` lets anyone read, anonymous too
+(its binding names `system:unauthenticated`); `system:discovery` and `system:basic-user` are
+bound to `system:authenticated` only."""
 
 
 class Authenticator:
@@ -102,13 +113,17 @@ USER_SCOPE_KEY = "kube_llm_user"
 
 
 class BearerAuth:
-    """Pure ASGI middleware: every HTTP request needs `Authorization: Bearer <token>` or a
-    client certificate the TLS layer verified against the sandbox's CA.
+    """Pure ASGI middleware: who each HTTP request is, from `Authorization: Bearer <token>` or
+    a client certificate the TLS layer checked against the sandbox's CA.
 
     As the API server's union of authenticators (x509 before tokens, the first success wins):
     a verified certificate naming a user is that user; a certificate that did not verify
-    (another CA, expired, not yet valid) is the x509 authenticator's error, so the request is a
-    401 `Unauthorized` unless its bearer token succeeds, never anonymous (`NewFailOnError`).
+    (another CA, expired, not yet valid) is the x509 authenticator's error, and a bearer token
+    that is not known is the token authenticator's (`bearertoken.go`: an empty one is no
+    token), so either makes the request a 401 `Unauthorized` unless the other succeeds, never
+    anonymous (`NewFailOnError`). A request with no credentials at all is `system:anonymous`,
+    as with the API server's default `--anonymous-auth=true`: it may read `PUBLIC_PATHS`, and
+    anything else is a 403 (a resource's from RBAC, in `authorize`; a path's here).
     """
 
     def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
@@ -132,12 +147,32 @@ class BearerAuth:
             user = certificate_user(certificate)
         if user is None and supplied:
             user = self._authenticator.user(supplied)
-        if user is None:
+        failed = supplied or (certificate is not None and not certificate.verified)
+        if user is None and failed:
             error = ApiError(401, "Unauthorized", "Unauthorized")
             await JSONResponse(error.status(), status_code=error.code)(scope, receive, send)
             return
+        if user is None:
+            user = ANONYMOUS
+            path = scope.get("path", "")
+            if path not in PUBLIC_PATHS and not is_resource_path(path):
+                error = ApiError(
+                    403,
+                    "Forbidden",
+                    f'forbidden: User "{user.name}" cannot {scope["method"].lower()} path "{path}"',
+                    {},
+                )
+                await JSONResponse(error.status(), status_code=error.code)(scope, receive, send)
+                return
         scope[USER_SCOPE_KEY] = user
         await self._app(scope, receive, send)
+
+
+def is_resource_path(path: str) -> bool:
+    """Whether a path names a resource (`/api/v1/RESOURCE...`, `/apis/GROUP/VERSION/RESOURCE...`)
+    rather than discovery or another path, as the API server's RequestInfo tells them apart."""
+    parts = path.strip("/").split("/")
+    return (parts[0] == "api" and len(parts) >= 3) or (parts[0] == "apis" and len(parts) >= 4)
 
 
 def _rule_allows(rule: JSON, verb: str, group: str, resource: str, name: str | None) -> bool:
@@ -195,12 +230,16 @@ def authorize(
         for rule in bound_rules(store, user, namespace)
     ):
         return
-    subject = f'{resource} "{name}"' if name else resource
+    # As `apierrors.NewForbidden` over the authorizer's attributes: the group-qualified
+    # resource (no subresource) and the name, then the attributes (with the subresource).
+    plural = resource.split("/")[0]
+    qualified = f"{plural}.{group}" if group else plural
+    subject = f'{qualified} "{name}"' if name else qualified
     where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
     raise ApiError(
         403,
         "Forbidden",
         f'{subject} is forbidden: User "{user.name}" cannot {verb} resource "{resource}" '
         f'in API group "{group}"{where}',
-        {"name": name or "", "group": group, "kind": resource.split("/")[0]},
+        {"name": name or "", "group": group, "kind": plural},
     )

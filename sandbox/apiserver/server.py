@@ -234,8 +234,8 @@ class ApiServer:
             if group == custom_metrics_api.GROUP:
                 return custom_metrics_api.serve(self, request, version, parts)
             path = request_path(group, version, parts)
-            if path.resource in _SELF_REVIEWS:
-                # Anyone may ask what they may do and who they are (system:basic-user).
+            if path.resource in _SELF_REVIEWS and not request.scope[USER_SCOPE_KEY].anonymous:
+                # Anyone signed in may ask what they may do and who they are (system:basic-user).
                 return await self._review(request, resolve_target(path))
             # Authorised before it is looked up, as the API server does.
             authorize(

@@ -206,12 +206,58 @@ def test_get_pod_has_real_shapes(sandbox: RunningSandbox, api: client.ApiClient)
     assert not_found["message"] == 'pods "no-such-pod" not found'
 
 
-def test_requests_without_the_token_get_401(sandbox: RunningSandbox) -> None:
-    for token in ("", "wrong"):
-        with sandbox.http(token=token) as http:
-            response = http.get(f"/api/v1/namespaces/{NAMESPACE}/pods")
-        assert response.status_code == 401
-        assert response.json()["kind"] == "Status"
+def test_a_token_the_api_server_does_not_know_gets_401(sandbox: RunningSandbox) -> None:
+    with sandbox.http(token="wrong") as http:
+        for path in (f"/api/v1/namespaces/{NAMESPACE}/pods", "/version", "/api"):
+            response = http.get(path)
+            assert response.status_code == 401, path
+            assert response.json()["kind"] == "Status"
+            assert response.json()["reason"] == "Unauthorized"
+
+
+def test_a_request_without_credentials_is_system_anonymous(sandbox: RunningSandbox) -> None:
+    # kube-apiserver's default --anonymous-auth=true: no credentials at all is not a 401 but
+    # the user system:anonymous, who may read what system:public-info-viewer allows and gets
+    # RBAC's 403 for the rest (pkg/kubeapiserver/authenticator/config.go, bootstrappolicy).
+    with sandbox.http(token="") as http:
+        for public in ("/version", "/healthz", "/livez", "/readyz"):
+            assert http.get(public).status_code == 200, public
+        pods = http.get(f"/api/v1/namespaces/{NAMESPACE}/pods")
+        assert pods.status_code == 403
+        assert pods.json()["reason"] == "Forbidden"
+        assert pods.json()["message"] == (
+            'pods is forbidden: User "system:anonymous" cannot list resource "pods" in API '
+            f'group "" in the namespace "{NAMESPACE}"'
+        )
+        scale = http.get(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/llm-backend/scale")
+        assert scale.status_code == 403
+        assert scale.json()["message"] == (
+            'deployments.apps "llm-backend" is forbidden: User "system:anonymous" cannot get '
+            f'resource "deployments/scale" in API group "apps" in the namespace "{NAMESPACE}"'
+        )
+        for path in ("/api", "/apis/apps/v1", "/openapi/v3", "/sandbox/faults"):
+            refused = http.get(path)
+            assert refused.status_code == 403, path
+            assert refused.json()["message"] == (
+                f'forbidden: User "system:anonymous" cannot get path "{path}"'
+            )
+        review = http.post(
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"},
+        )
+        assert review.status_code == 403, review.text
+        # "Bearer" with no token after it is no token (bearertoken.go), so also anonymous.
+        empty = http.get("/version", headers={"Authorization": "Bearer"})
+        assert empty.status_code == 200
+    # The official client with no credentials is told what a cluster tells it. (kubectl with
+    # an empty user asks for a username on its terminal first, as against a cluster.)
+    configuration = client.Configuration()
+    configuration.host = sandbox.server
+    configuration.ssl_ca_cert = str(sandbox.ca_file)
+    with client.ApiClient(configuration) as api, pytest.raises(ApiException) as refused_list:
+        client.CoreV1Api(api).list_namespaced_pod(NAMESPACE)
+    assert refused_list.value.status == 403
+    assert 'User "system:anonymous" cannot list' in status_body(refused_list.value)["message"]
 
 
 @pytest.mark.serial

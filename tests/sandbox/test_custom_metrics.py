@@ -267,7 +267,11 @@ def test_a_metric_the_adapter_does_not_serve_is_a_404_status(
         )
         assert services.status_code == 404
         assert "pods only" in services.json()["message"]
-        assert http.get(f"{PATH}/*/{METRIC}", headers={}).status_code == 401
+        anonymous = http.get(f"{PATH}/*/{METRIC}", headers={})
+        assert anonymous.status_code == 403
+        assert 'User "system:anonymous" cannot get resource "pods/' in anonymous.json()["message"]
+        wrong = http.get(f"{PATH}/*/{METRIC}", headers={"Authorization": "Bearer wrong"})
+        assert wrong.status_code == 401
 
 
 def test_a_gateway_whose_metrics_do_not_answer_drops_out_until_it_answers(
