@@ -1,5 +1,5 @@
 """An HPA's scaling rules (`spec.behavior`): the API's defaults, and how far the rate policies
-let the replicas move.
+(or, without a behavior, the controller's legacy limit) let the replicas move.
 
 The one definition of Kubernetes' arithmetic for both parts that apply it: the sandbox's HPA
 controller scales by it (`sandbox.controllers.hpa_behavior`), and `within: auto` bounds how long
@@ -15,6 +15,10 @@ that scaling can take on any cluster (`tui.core.hpa_timing`). It follows upstrea
   its period; `Pods` adds or removes `value` pods, `Percent` scales by `value` % rounding up when
   going up and down when going down; `selectPolicy: Max` takes the policy that allows the biggest
   change, `Min` the smallest, `Disabled` allows none; a limit never points the other way.
+- the same file's legacy path (`normalizeDesiredReplicas`, `calculateScaleUpLimit`), taken by
+  an HPA without `spec.behavior` (the API server's defaulting leaves a missing behavior
+  missing): a sync raises the replicas to at most `max(2 x current, 4)`, with no other rate
+  rule either way and only the controller's downscale window.
 
 Plain values and arithmetic: no clock, no I/O. The tolerance (`behavior.scale{Up,Down}.tolerance`)
 is a metric rule, not a rate rule, and stays with the sandbox's replica calculation.
@@ -30,6 +34,11 @@ from typing import Any
 DEFAULT_DOWNSCALE_WINDOW_SECONDS = 300.0
 """kube-controller-manager's `--horizontal-pod-autoscaler-downscale-stabilization`: the
 scale-down window of an HPA whose `scaleDown` sets none."""
+
+LEGACY_SCALE_UP_FACTOR = 2
+"""Without `spec.behavior`, one sync at most multiplies the replicas by this..."""
+LEGACY_SCALE_UP_MINIMUM = 4
+"""... or raises them to this, whichever is more (`scaleUpLimitFactor`, `scaleUpLimitMinimum`)."""
 
 _MAX_INT32 = 2**31 - 1
 _MIN_INT32 = -(2**31)
@@ -119,10 +128,18 @@ def scale_limit(
     return max(limit, current) if up else min(limit, current)
 
 
+def legacy_scale_up_limit(current: int) -> int:
+    """The most replicas one sync may scale `current` up to when the HPA has no `behavior`."""
+    return max(LEGACY_SCALE_UP_FACTOR * current, LEGACY_SCALE_UP_MINIMUM)
+
+
 __all__ = [
     "DEFAULT_DOWNSCALE_WINDOW_SECONDS",
+    "LEGACY_SCALE_UP_FACTOR",
+    "LEGACY_SCALE_UP_MINIMUM",
     "ScalingPolicy",
     "ScalingRules",
+    "legacy_scale_up_limit",
     "scale_limit",
     "scaling_rules",
 ]

@@ -4,8 +4,9 @@ As upstream's ``horizontal.go``: without ``spec.behavior`` the legacy path (high
 recommendation over the 300 s downscale window, scale-up capped at ``max(2 * current, 4)``);
 with one, the API defaults for what it leaves out, the windows (scale-down: highest
 recommendation within the window; scale-up: lowest), the ``Pods``/``Percent`` policies per
-``periodSeconds`` with ``selectPolicy``, then ``minReplicas``/``maxReplicas``. The defaults and
-the policies' arithmetic are :mod:`kube_llm_data.hpa_policy`, which ``within: auto`` shares;
+``periodSeconds`` with ``selectPolicy``, then ``minReplicas``/``maxReplicas``. The defaults,
+the policies' arithmetic and the legacy limit are :mod:`kube_llm_data.hpa_policy`, which
+``within: auto`` shares;
 this module adds what a controller keeps across syncs: the recommendations and scale events.
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from kube_llm_data.hpa_policy import ScalingRules, scale_limit
+from kube_llm_data.hpa_policy import ScalingRules, legacy_scale_up_limit, scale_limit
 from sandbox.controllers.hpa_replicas import HPAConfig
 
 
@@ -131,7 +132,7 @@ def normalize_legacy(
         conditions.set(
             "AbleToScale", True, "ReadyForNewScale", "recommended size matches current size"
         )
-    scale_up_limit = max(2 * current, 4)
+    scale_up_limit = legacy_scale_up_limit(current)
     if max_replicas > scale_up_limit:
         maximum, reason, message = (
             scale_up_limit,

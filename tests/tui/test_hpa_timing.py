@@ -57,13 +57,42 @@ def test_the_sandbox_overlay_is_quick() -> None:
 
 
 def test_kubernetes_defaults_fill_what_the_spec_leaves_out() -> None:
-    timing = HpaTiming.from_spec({"minReplicas": 1, "maxReplicas": 10}, 15, 15)
+    # A behaviour, even an empty one, gets the API's defaults (no behaviour at all is the
+    # controller's legacy path: the next test).
+    timing = HpaTiming.from_spec({"minReplicas": 1, "maxReplicas": 10, "behavior": {}}, 15, 15)
     assert timing.down.stabilization_window_seconds == 300
     assert timing.down.policies == (ScalingPolicy("Percent", 100, 15),)
     assert timing.up.policies == (ScalingPolicy("Pods", 4, 15), ScalingPolicy("Percent", 100, 15))
     # Up: 4 pods or 100 % per 15 s, whichever is more: 1 -> 5 -> 10.
     assert scale_bound(timing, 1, 10).lowest == 15
     assert scale_bound(timing, 10, 1).lowest == 300 - 15
+
+
+def test_an_hpa_without_behavior_takes_the_controllers_legacy_pace() -> None:
+    # No spec.behavior: upstream's legacy path, up to max(2 x current, 4) replicas per sync,
+    # no rate limit down, only the controller's 300 s downscale window.
+    spec = {"minReplicas": 1, "maxReplicas": 10}
+    legacy = HpaTiming.from_spec(spec, 15, 60)
+    defaults = HpaTiming.from_spec({**spec, "behavior": {}}, 15, 60)
+    # 2 -> 6: 2 -> 4 (max(4, 4)), then 4 -> 6 (max(8, 4) capped): one more sync. The default
+    # behaviour (4 pods or 100 % per 15 s) does it in one period.
+    assert scale_bound(defaults, 2, 6).lowest == 0
+    up = scale_bound(legacy, 2, 6)
+    assert up.lowest == 15
+    assert up.highest == 2 * 60 + 15 + 15 + 15
+    assert "1 more HPA sync(s) of 15 s" in up.explain()
+    # Each step is one sync, whatever its period: 1 -> 4 -> 8 -> 10 is two more syncs.
+    assert scale_bound(HpaTiming.from_spec(spec, 5, 60), 1, 10).lowest == 2 * 5
+    assert scale_bound(HpaTiming.from_spec({**spec, "behavior": {}}, 5, 60), 1, 10).lowest == 15
+    # Down: the window, then all the way at once.
+    down = scale_bound(legacy, 10, 1)
+    assert down.lowest == 300 - 15
+    assert down.highest == 2 * 60 + 15 + 300 + 15 + 15
+    words = " ".join(legacy.words())
+    assert "no spec.behavior" in words
+    assert "max(2 x current, 4) replicas per sync" in words
+    assert "--horizontal-pod-autoscaler-downscale-stabilization" in words
+    assert "no spec.behavior" not in " ".join(defaults.words())
 
 
 HALF_PER_MINUTE = ScalingPolicy("Percent", 50, 60)

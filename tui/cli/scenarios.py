@@ -61,7 +61,7 @@ def dry_run_bounds(
         sync = parsed.hpa_sync_seconds or KUBERNETES_SYNC_SECONDS
         resolution = parsed.metrics_resolution_seconds or MINIKUBE_METRICS_RESOLUTION_SECONDS
         timing = HpaTiming.from_spec(
-            {"minReplicas": 2, "maxReplicas": 6},
+            {"minReplicas": 2, "maxReplicas": 6, "behavior": {}},
             sync,
             resolution,
             (
