@@ -271,37 +271,78 @@ def _hpa(causes: Causes, obj: JSON) -> None:
         _metric_target(causes, target, f"{where}.{key}.target")
         if kind == "Pods":
             _pods_metric(causes, source, f"{where}.pods")
-    behavior = check_object(causes, spec.get("behavior"), "spec.behavior") or {}
+    _behavior(causes, spec.get("behavior"))
+
+
+_SELECT_POLICIES = ("Disabled", "Max", "Min")
+_POLICY_TYPES = ("Percent", "Pods")
+_MAX_WINDOW_SECONDS = 3600
+_MAX_PERIOD_SECONDS = 1800
+
+
+def _behavior(causes: Causes, value: Any) -> None:
+    """upstream's ``validateScalingRules`` and ``validateScalingPolicy``, in their words.
+
+    They run after defaulting, which fills a direction's rules only where a field is not set:
+    ``policies: []`` is set, and refused; a missing integer of a policy is Go's zero, refused
+    as one.
+    """
+    behavior = check_object(causes, value, "spec.behavior") or {}
     for direction in ("scaleUp", "scaleDown"):
-        rules = check_object(causes, behavior.get(direction), f"spec.behavior.{direction}") or {}
-        check_integer(
+        field = f"spec.behavior.{direction}"
+        rules = check_object(causes, behavior.get(direction), field)
+        if rules is None:
+            continue
+        _bounded(
             causes,
             rules.get("stabilizationWindowSeconds"),
-            f"spec.behavior.{direction}.stabilizationWindowSeconds",
-            minimum=0,
-            maximum=3600,
+            f"{field}.stabilizationWindowSeconds",
+            zero_allowed=True,
+            maximum=_MAX_WINDOW_SECONDS,
         )
-        for where, policy in check_objects(
-            causes, rules.get("policies"), f"spec.behavior.{direction}.policies"
-        ):
-            if policy.get("type") not in ("Pods", "Percent"):
-                causes.unsupported(
-                    f"{where}.type",
-                    policy.get("type"),
-                    (
-                        "Pods",
-                        "Percent",
-                    ),
-                )
-            check_integer(causes, policy.get("value"), f"{where}.value", minimum=1, required=True)
-            check_integer(
-                causes,
-                policy.get("periodSeconds"),
-                f"{where}.periodSeconds",
-                minimum=1,
-                maximum=1800,
-                required=True,
+        select = check_string(causes, rules.get("selectPolicy"), f"{field}.selectPolicy")
+        if select is not None and select not in _SELECT_POLICIES:
+            causes.unsupported(f"{field}.selectPolicy", select, _SELECT_POLICIES)
+        given = rules.get("policies")
+        if isinstance(given, list) and not given:
+            causes.add(
+                f"{field}.policies",
+                "FieldValueRequired",
+                "Required value: must specify at least one Policy",
             )
+        for where, policy in check_objects(causes, given, f"{field}.policies"):
+            _scaling_policy(causes, policy, where)
+
+
+def _scaling_policy(causes: Causes, policy: JSON, where: str) -> None:
+    # Go decodes a missing (or null) field of a policy to its zero value.
+    kind, value, seconds = (
+        default if policy.get(key) is None else policy[key]
+        for key, default in (("type", ""), ("value", 0), ("periodSeconds", 0))
+    )
+    if kind not in _POLICY_TYPES:
+        causes.unsupported(f"{where}.type", kind, _POLICY_TYPES)
+    _bounded(causes, value, f"{where}.value")
+    _bounded(causes, seconds, f"{where}.periodSeconds", maximum=_MAX_PERIOD_SECONDS)
+
+
+def _bounded(
+    causes: Causes,
+    value: Any,
+    field: str,
+    *,
+    zero_allowed: bool = False,
+    maximum: int | None = None,
+) -> None:
+    """An int32 above zero (or at least zero) and at most `maximum`, in upstream's words."""
+    number = check_integer(causes, value, field)
+    if number is None:
+        return
+    if number < 0 or (number == 0 and not zero_allowed):
+        least = "greater than or equal to zero" if zero_allowed else "greater than zero"
+        causes.invalid(field, number, f"must be {least}")
+    elif maximum is not None and number > maximum:
+        causes.invalid(field, number, f"must be less than or equal to {maximum}")
 
 
 def _metric_target(causes: Causes, target: JSON, where: str) -> None:

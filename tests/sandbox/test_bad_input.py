@@ -332,3 +332,27 @@ def test_a_watch_with_timeout_zero_gets_the_servers_own_timeout(sandbox: Running
         assert response.status_code == 200
         first = json.loads(next(response.iter_lines()))
         assert first["type"] == "ADDED"
+
+
+def test_the_api_refuses_a_bad_behavior_with_a_status_and_keeps_the_hpa(
+    sandbox: RunningSandbox,
+) -> None:
+    url = f"/apis/autoscaling/v2/namespaces/{NAMESPACE}/horizontalpodautoscalers/llm-backend"
+    patch = {"spec": {"behavior": {"scaleDown": {"selectPolicy": "Fastest", "policies": []}}}}
+    with sandbox.http() as client:
+        before = client.get(url).json()
+        response = client.patch(
+            url, json=patch, headers={"content-type": "application/merge-patch+json"}
+        )
+        after = client.get(url).json()
+    assert response.status_code == 422, response.text
+    status = status_of(response)
+    assert status["reason"] == "Invalid"
+    assert [(c["field"], c["message"]) for c in status["details"]["causes"]] == [
+        (
+            "spec.behavior.scaleDown.selectPolicy",
+            'Unsupported value: "Fastest": supported values: "Disabled", "Max", "Min"',
+        ),
+        ("spec.behavior.scaleDown.policies", "Required value: must specify at least one Policy"),
+    ]
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
