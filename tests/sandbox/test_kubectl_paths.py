@@ -9,7 +9,10 @@ shipped Kubernetes schemas, `apply -k` with default validation, `diff -k`, `appl
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,7 @@ import pytest
 from sandbox.apiserver import openapi
 from sandbox.store.resources import RESOURCE_TYPES
 from tests.sandbox.harness import (
+    KUBECTL,
     NAMESPACE,
     ROOT,
     RunningSandbox,
@@ -53,6 +57,27 @@ def overlay(tmp_path: Path) -> Path:
     """A copy of the kustomize tree to edit; its sandbox overlay."""
     shutil.copytree(ROOT / "kustomize", tmp_path / "kustomize")
     return tmp_path / "kustomize" / "overlays" / "sandbox"
+
+
+_DIFF_WITHOUT_STATUS = """
+import pathlib, sys, yaml
+
+def objects(folder):
+    found = {}
+    for path in pathlib.Path(folder).iterdir():
+        obj = yaml.safe_load(path.read_text()) or {}
+        obj.pop("status", None)
+        obj.get("metadata", {}).pop("resourceVersion", None)
+        found[path.name] = obj
+    return found
+
+live, merged = objects(sys.argv[1]), objects(sys.argv[2])
+changed = sorted(name for name in live.keys() | merged.keys() if live.get(name) != merged.get(name))
+print("\\n".join(changed))
+sys.exit(1 if changed else 0)
+"""
+"""A `KUBECTL_EXTERNAL_DIFF` program: which objects differ outside `status` (kubectl calls it
+with the folder of live objects and the folder of merged ones; exit 1 means differences)."""
 
 
 def ok(result: Any) -> str:
@@ -336,10 +361,32 @@ def test_create_an_event_and_delete_k(
     with sandbox.http() as client:
         assert client.get(DEPLOYMENT_URL).status_code == 404
         assert client.get(HPA_URL).status_code == 404
-    # Server-side apply creates what does not exist; then the server-side diff is empty.
+    # Server-side apply creates what does not exist; then the server-side diff is empty. The
+    # controllers keep writing the new objects' status (pods starting, the HPA's first syncs),
+    # which kubectl diff shows when a write falls between its read of the live object and its
+    # dry-run patch, as on a cluster; so the diff it runs leaves status (and the
+    # resourceVersion that write moved) out and compares the rest.
     created = ok(sandbox.kubectl("apply", "--server-side", "-k", str(overlay)))
     assert "deployment.apps/llm-backend serverside-applied" in created
-    assert sandbox.kubectl("diff", "--server-side", "-k", str(overlay)).returncode == 0
+    compare = tmp_path / "diff_without_status.py"
+    compare.write_text(_DIFF_WITHOUT_STATUS)
+    diffed = subprocess.run(
+        [
+            str(KUBECTL),
+            "--kubeconfig",
+            str(sandbox.kubeconfig),
+            "diff",
+            "--server-side",
+            "-k",
+            str(overlay),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "KUBECTL_EXTERNAL_DIFF": f"{sys.executable} {compare}"},
+    )
+    assert diffed.returncode == 0, diffed.stdout + diffed.stderr
     with sandbox.http() as client:
         hpa = client.get(HPA_URL).json()
         assert [e["manager"] for e in hpa["metadata"]["managedFields"]] == ["kubectl"]
