@@ -20,17 +20,16 @@ time.tzset()
 # first; a module missing here only starts later, it still runs.
 LONGEST_FIRST = (
     "tests/packaging/test_wheel.py",
-    "tests/web/test_browser.py",
     "tests/tui/test_loadcmd.py",
-    "tests/tui/test_compare.py",
-    "tests/backend/test_validation.py",
-    "tests/tui/test_scenario_sandbox.py",
     "tests/tui/test_app.py",
-    "tests/backend/test_streaming.py",
+    "tests/web/test_browser.py",
     "tests/tui/test_scenario_sandbox_faults.py",
+    "tests/tui/test_compare.py",
+    "tests/tui/test_scenario_sandbox.py",
     "tests/tui/test_scenario_sandbox_verdicts.py",
+    "tests/sandbox/test_kubectl_paths.py",
+    "tests/backend/test_streaming.py",
     "tests/sandbox/test_conformance.py",
-    "tests/sandbox/test_profiles.py",
     "tests/tui/test_scenario_sandbox_auto.py",
 )
 
