@@ -56,10 +56,10 @@ imports: $(STAMP)
 	$(VENV)/bin/lint-imports
 
 # Two passes: the `serial` tests alone (they measure CPU time, probe timing or latency), then the
-# rest on PYTEST_WORKERS pytest-xdist workers, one module per worker at a time (a module's sandbox
-# starts once), the modules with slow tests first. Most tests wait on processes and polls, so
-# more workers than cores pay: on 2 cores -n 3 and -n 4 tied and -n 2 was slower
-# (docs/testing.md). Both passes always run; either failing fails the target.
+# rest on PYTEST_WORKERS pytest-xdist workers, one module per worker at a time (a module's
+# sandbox starts once), the longest modules first (tests/conftest.py). Most tests wait on
+# processes and polls, so more workers than cores pay: on 2 cores -n 3 and -n 4 tied and -n 2
+# was slower (docs/testing.md). Both passes always run; either failing fails the target.
 PYTEST_WORKERS ?= 4
 PYTEST_ARGS ?= --durations=20
 PYTEST_ENV := KUBE_LLM_CHECKOV=$(abspath $(CHECKOV))

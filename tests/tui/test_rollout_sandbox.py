@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.sandbox.harness import NAMESPACE, RunningSandbox, fake_engine_cmd, start_sandbox
-from tests.tui.test_scenario_sandbox import ADMIN_CONTEXT, run, scenario_file
+from tests.tui.scenario_runs import ADMIN_CONTEXT, run, scenario_file
 
 pytestmark = pytest.mark.slow(
     reason="a live sandbox whose rollout must exceed its progress deadline"
