@@ -369,7 +369,10 @@ def test_create_an_event_and_delete_k(
     created = ok(sandbox.kubectl("apply", "--server-side", "-k", str(overlay)))
     assert "deployment.apps/llm-backend serverside-applied" in created
     compare = tmp_path / "diff_without_status.py"
-    compare.write_text(_DIFF_WITHOUT_STATUS)
+    # kubectl keeps only flag-like arguments of KUBECTL_EXTERNAL_DIFF, so the program is the
+    # script itself.
+    compare.write_text(f"#!{sys.executable}\n{_DIFF_WITHOUT_STATUS}")
+    compare.chmod(0o755)
     diffed = subprocess.run(
         [
             str(KUBECTL),
@@ -384,7 +387,7 @@ def test_create_an_event_and_delete_k(
         text=True,
         timeout=60,
         check=False,
-        env={**os.environ, "KUBECTL_EXTERNAL_DIFF": f"{sys.executable} {compare}"},
+        env={**os.environ, "KUBECTL_EXTERNAL_DIFF": str(compare)},
     )
     assert diffed.returncode == 0, diffed.stdout + diffed.stderr
     with sandbox.http() as client:
