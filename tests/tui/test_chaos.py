@@ -373,9 +373,14 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSandbox
 
 
 def snapshot_of(sandbox: RunningSandbox) -> ClusterSnapshot:
+    """The pods as one list shows them, stamped when the list was asked for: the tracker takes a
+    change first seen in a snapshot to have happened after the previous one was taken, which a
+    stamp taken after the answer breaks (a pod that turned Ready between the server's read and
+    that stamp, and served a chat, would seem to have served before it was Ready)."""
+    asked_at = time.time()
     with sandbox.http() as http:
         items = http.get(PODS, params={"labelSelector": SELECTOR}).json()["items"]
-    return snap(time.time(), *(pod_view(item) for item in items))
+    return snap(asked_at, *(pod_view(item) for item in items))
 
 
 def chat_through_the_service(http: object, samples: queue.Queue[ChatSample]) -> None:
