@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.sandbox.harness import (
     NAMESPACE,
@@ -103,6 +104,28 @@ def report_of(folder: Path) -> dict[str, object]:
     assert (folder / "timeline.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     data: dict[str, object] = json.loads((folder / "report.json").read_text())
     return data
+
+
+@pytest.mark.slow(reason="runs `kube-llm load` on the module's sandbox until it gives up")
+def test_a_kubeconfig_without_credentials_fails_at_once_and_says_so(
+    sandbox: RunningSandbox, tmp_path: Path
+) -> None:
+    # Every user of the kubeconfig stripped of its credentials: the API server (the sandbox as
+    # a cluster with its default anonymous access) takes the requests for system:anonymous and
+    # RBAC answers 403, which no wait can change. It used to wait 60 s for a Ready pod.
+    config = yaml.safe_load(sandbox.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {}
+    anonymous = tmp_path / "kubeconfig"
+    anonymous.write_text(yaml.safe_dump(config))
+    started = time.monotonic()
+    result = kube_llm("load", "--kubeconfig", str(anonymous), "-u", "1", "-d", "5", "--no-report")
+    took = time.monotonic() - started
+    assert result.returncode == 2, result.stderr
+    assert "system:anonymous" in result.stderr
+    assert "has no credentials" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert took < 40, f"gave up after {took:.0f} s (the wait for a Ready pod is 60 s)"
 
 
 @pytest.mark.slow(reason="runs `kube-llm load` on the module's sandbox for seconds")

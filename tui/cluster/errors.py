@@ -65,8 +65,19 @@ def status_causes(error: ApiException) -> list[dict[str, str]]:
     return [c for c in causes if isinstance(c, dict)] if isinstance(causes, list) else []
 
 
-def forbidden(permission: Permission, namespace: str) -> str:
-    """A 403 in words: the verb, the resource, the namespace, and what the Role must grant."""
+ANONYMOUS_USER = "system:anonymous"
+"""Who the API server takes a request with no credentials for (its default anonymous access)."""
+
+
+def forbidden(permission: Permission, namespace: str, error: ApiException | None = None) -> str:
+    """A 403 in words: the verb, the resource, the namespace, and what the Role must grant; or,
+    when the API server took the request as `system:anonymous`, that the kubeconfig's user
+    sent no credentials at all (no Role can fix that)."""
+    if error is not None and f'User "{ANONYMOUS_USER}"' in status_message(error):
+        return (
+            f"403: the API server took the cockpit for {ANONYMOUS_USER}: the kubeconfig's user "
+            "has no credentials (no token, client certificate or exec plugin)"
+        )
     needs = permission.needs or permission.verb
     return (
         f"403: the cockpit may not {permission.verb} {permission.resource_name} in {namespace} "

@@ -185,7 +185,7 @@ class CollectionWatch:
         delay = self.settings.backoff.delay(failures)
         if isinstance(error, ApiException) and error.status == 403:
             permission = replace(self.collection.permission, verb=verb)
-            self._on_state(Connection.FORBIDDEN, forbidden(permission, self.namespace))
+            self._on_state(Connection.FORBIDDEN, forbidden(permission, self.namespace, error))
         else:
             why = describe(error, self.settings.request_timeout)
             self._on_state(Connection.RETRYING, f"retrying in {seconds(delay)}: {why}")
@@ -295,7 +295,7 @@ class PodMetricsPoll:
             raise
         except ApiException as error:
             if error.status == 403:
-                why = forbidden(self.PERMISSION, self._namespace)
+                why = forbidden(self.PERMISSION, self._namespace, error)
             elif error.status == 404:
                 why = "no metrics-server (metrics.k8s.io is not served)"
             elif error.status == 503:

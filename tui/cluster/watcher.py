@@ -446,7 +446,7 @@ class ClusterWatcher:
                 or "disruption budget" in message.lower()
             )
             if status == 403:
-                message = forbidden(permission, self.namespace)
+                message = forbidden(permission, self.namespace, error)
             elif refused:
                 causes = [c.get("message", "") for c in status_causes(error) if c.get("message")]
                 message = "; ".join([message, *causes])

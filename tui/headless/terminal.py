@@ -77,6 +77,11 @@ def load_cluster(settings: CockpitSettings) -> ClusterTarget:
         raise HeadlessError(str(error)) from None
 
 
+FORBIDDEN_GRACE = 3.0
+"""Seconds a 403 may last before a headless run gives up (a Role applied just before the run
+takes effect within them)."""
+
+
 @contextlib.asynccontextmanager
 async def headless_session(
     settings: CockpitSettings,
@@ -85,17 +90,31 @@ async def headless_session(
     *,
     ready_timeout: float = 60.0,
 ) -> AsyncIterator[Session]:
-    """A running session on `target`, once the cluster is watched and a pod is Ready."""
+    """A running session on `target`, once the cluster is watched and a pod is Ready.
+
+    A 403 that lasts `FORBIDDEN_GRACE` seconds ends the wait at once with its words: waiting
+    out `ready_timeout` cannot help (only a Role can), and kubectl too fails at once."""
     session = session_for(target, settings, sink)
     runner = asyncio.create_task(session.run(), name="session")
     try:
         deadline = time.monotonic() + ready_timeout
+        forbidden_since: float | None = None
         while not (
             session.snapshot.connection is Connection.LIVE and session.snapshot.serving_pods
         ):
             if runner.done():
                 runner.result()
                 raise HeadlessError("the session stopped before the cluster was watched")
+            now = time.monotonic()
+            if session.snapshot.connection is not Connection.FORBIDDEN:
+                forbidden_since = None
+            elif forbidden_since is None:
+                forbidden_since = now
+            elif now - forbidden_since >= FORBIDDEN_GRACE:
+                raise HeadlessError(
+                    f"the cockpit may not watch {session.snapshot.namespace}: "
+                    f"{one_line(session.snapshot.detail)}"
+                )
             if time.monotonic() > deadline:
                 snapshot = session.snapshot
                 raise HeadlessError(
