@@ -300,6 +300,7 @@ def _behavior(causes: Causes, value: Any) -> None:
             zero_allowed=True,
             maximum=_MAX_WINDOW_SECONDS,
         )
+        _tolerance(causes, rules.get("tolerance"), f"{field}.tolerance")
         select = check_string(causes, rules.get("selectPolicy"), f"{field}.selectPolicy")
         if select is not None and select not in _SELECT_POLICIES:
             causes.unsupported(f"{field}.selectPolicy", select, _SELECT_POLICIES)
@@ -312,6 +313,23 @@ def _behavior(causes: Causes, value: Any) -> None:
             )
         for where, policy in check_objects(causes, given, f"{field}.policies"):
             _scaling_policy(causes, policy, where)
+
+
+def _tolerance(causes: Causes, value: Any, where: str) -> None:
+    """`behavior.*.tolerance` (1.33+): a quantity, not below zero (upstream's
+    `ValidateNonnegativeQuantity`); a stored bad one would fail every HPA sync."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        causes.wrong_type(where, value, "a quantity")
+        return
+    try:
+        negative = parse_quantity(value) < 0
+    except QuantityError:
+        causes.invalid(where, value, "must be a valid quantity (e.g. '0.05', '50m')")
+        return
+    if negative:
+        causes.invalid(where, value, "must be greater than or equal to 0")
 
 
 def _scaling_policy(causes: Causes, policy: JSON, where: str) -> None:

@@ -125,6 +125,19 @@ UP_POLICY = "spec.behavior.scaleUp.policies[0]"
                 "Invalid value: 1801: must be less than or equal to 1800",
             ),
         ),
+        # tolerance (1.33+): a quantity not below zero (ValidateNonnegativeQuantity); a stored
+        # bad one would fail every sync of the HPA.
+        (
+            with_rules(tolerance="-0.1"),
+            (f"{DOWN}.tolerance", 'Invalid value: "-0.1": must be greater than or equal to 0'),
+        ),
+        (
+            with_rules(tolerance="ten percent"),
+            (
+                f"{DOWN}.tolerance",
+                "Invalid value: \"ten percent\": must be a valid quantity (e.g. '0.05', '50m')",
+            ),
+        ),
     ],
 )
 def test_behavior_is_refused_as_upstream_refuses_it(
@@ -159,6 +172,8 @@ def test_every_bad_field_of_a_behavior_is_one_cause() -> None:
         },
         with_policy(periodSeconds=1800, value=1),
         with_policy(type="Pods", value=100),
+        with_rules(tolerance="0.05"),
+        with_rules(tolerance=0),
     ],
 )
 def test_what_upstream_admits_is_admitted(behavior: dict[str, Any]) -> None:
