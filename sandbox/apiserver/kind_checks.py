@@ -4,6 +4,7 @@ containers, a Deployment's selector and template, an HPA's bounds and metrics, .
 from __future__ import annotations
 
 from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 from sandbox.apiserver.field_checks import (
@@ -28,16 +29,27 @@ from sandbox.store.resources import JSON
 MAX_CONFIG_BYTES = 1024 * 1024
 
 
+_QUANTITY_FORMAT = (
+    "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+)
+"""What the API server says of text that is no quantity (apimachinery's `resource.Quantity`)."""
+
+
+def _quantity(causes: Causes, value: Any, where: str) -> Fraction | None:
+    """A quantity's value, or None with the cause (not a string or number, or not a quantity)."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        causes.wrong_type(where, value, "a quantity")
+        return None
+    try:
+        return parse_quantity(value)
+    except QuantityError:
+        causes.invalid(where, value, _QUANTITY_FORMAT)
+        return None
+
+
 def _quantities(causes: Causes, value: Any, field: str) -> None:
     for resource, quantity in (check_object(causes, value, field) or {}).items():
-        where = f"{field}[{resource}]"
-        if isinstance(quantity, bool) or not isinstance(quantity, str | int | float):
-            causes.wrong_type(where, quantity, "a quantity")
-            continue
-        try:
-            parse_quantity(quantity)
-        except QuantityError:
-            causes.invalid(where, quantity, "must be a valid quantity (e.g. '250m', '128Mi')")
+        _quantity(causes, quantity, f"{field}[{resource}]")
 
 
 def _probe(causes: Causes, value: Any, field: str) -> None:
@@ -320,15 +332,8 @@ def _tolerance(causes: Causes, value: Any, where: str) -> None:
     `ValidateNonnegativeQuantity`); a stored bad one would fail every HPA sync."""
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        causes.wrong_type(where, value, "a quantity")
-        return
-    try:
-        negative = parse_quantity(value) < 0
-    except QuantityError:
-        causes.invalid(where, value, "must be a valid quantity (e.g. '0.05', '50m')")
-        return
-    if negative:
+    tolerance = _quantity(causes, value, where)
+    if tolerance is not None and tolerance < 0:
         causes.invalid(where, value, "must be greater than or equal to 0")
 
 
@@ -366,16 +371,12 @@ def _bounded(
 def _metric_target(causes: Causes, target: JSON, where: str) -> None:
     """upstream's ``validateMetricTarget`` (pkg/apis/autoscaling/validation): values positive."""
     for field in ("value", "averageValue"):
-        quantity = target.get(field)
-        if quantity is None:
+        given = target.get(field)
+        if given is None:
             continue
-        try:
-            positive = parse_quantity(quantity) > 0
-        except QuantityError:
-            causes.invalid(f"{where}.{field}", quantity, "must be a quantity")
-            continue
-        if not positive:
-            causes.invalid(f"{where}.{field}", quantity, "must be positive")
+        quantity = _quantity(causes, given, f"{where}.{field}")
+        if quantity is not None and quantity <= 0:
+            causes.invalid(f"{where}.{field}", given, "must be positive")
 
 
 def _pods_metric(causes: Causes, source: JSON, where: str) -> None:

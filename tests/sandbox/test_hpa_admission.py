@@ -135,7 +135,8 @@ UP_POLICY = "spec.behavior.scaleUp.policies[0]"
             with_rules(tolerance="ten percent"),
             (
                 f"{DOWN}.tolerance",
-                "Invalid value: \"ten percent\": must be a valid quantity (e.g. '0.05', '50m')",
+                'Invalid value: "ten percent": quantities must match the regular expression '
+                "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'",
             ),
         ),
     ],
